@@ -1,0 +1,3 @@
+module github.com/gochat-im/gochat/bench
+
+go 1.26

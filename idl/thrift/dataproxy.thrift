@@ -1,0 +1,107 @@
+// The dataproxy service: the only code that reads or writes MySQL and Redis.
+namespace go dataproxy
+include "common.thrift"
+
+// One message to persist. The store assigns the sequence number.
+struct AppendItem {
+    1: string conv_id
+    2: string sender
+    3: string recipient
+    4: string client_msg_id
+    5: string content_type
+    6: string body
+    7: i64 created_at_ms
+}
+
+struct AppendResult {
+    1: i64 seq
+    // True when (conv_id, sender, client_msg_id) was stored before; seq and
+    // created_at_ms are then those of the original message.
+    2: bool duplicate
+    3: i64 created_at_ms
+}
+
+// AppendMessages stores items in order in one transaction: all or none.
+struct AppendMessagesReq {
+    1: list<AppendItem> items
+}
+
+struct AppendMessagesResp {
+    1: list<AppendResult> results
+}
+
+struct SyncMessagesReq {
+    1: string conv_id
+    2: i64 after_seq
+    3: i32 limit
+}
+
+struct SyncMessagesResp {
+    1: list<common.Message> messages
+    2: bool has_more
+    3: i64 last_seq
+}
+
+struct ListConversationsReq {
+    1: string uid
+    2: i32 limit
+}
+
+struct ListConversationsResp {
+    1: list<common.Conversation> items
+}
+
+struct UpsertUsersReq {
+    1: list<common.User> users
+}
+
+struct UpsertUsersResp {
+    1: i32 created
+}
+
+struct GetUsersReq {
+    1: list<string> uids
+}
+
+// Only the users that exist are returned.
+struct GetUsersResp {
+    1: list<common.User> users
+}
+
+struct SetRoutesReq {
+    1: list<common.Route> routes
+    // How long the routes live unless set again; 0 means the server default.
+    2: i32 ttl_seconds
+}
+
+struct SetRoutesResp {
+}
+
+// DelRoutes removes a route only if it still names the same gateway and
+// connection, so a newer connection of the same device is left alone.
+struct DelRoutesReq {
+    1: list<common.Route> routes
+}
+
+struct DelRoutesResp {
+}
+
+struct GetRoutesReq {
+    1: list<string> uids
+}
+
+struct GetRoutesResp {
+    // Every route of every requested user that has one.
+    1: list<common.Route> routes
+}
+
+service DataProxy {
+    AppendMessagesResp AppendMessages(1: AppendMessagesReq req)
+    SyncMessagesResp SyncMessages(1: SyncMessagesReq req)
+    ListConversationsResp ListConversations(1: ListConversationsReq req)
+    UpsertUsersResp UpsertUsers(1: UpsertUsersReq req)
+    GetUsersResp GetUsers(1: GetUsersReq req)
+    SetRoutesResp SetRoutes(1: SetRoutesReq req)
+    DelRoutesResp DelRoutes(1: DelRoutesReq req)
+    GetRoutesResp GetRoutes(1: GetRoutesReq req)
+}

@@ -1,0 +1,84 @@
+// Records carried by Kafka between services, encoded with Thrift binary.
+//   up          gateway -> logic, key = conv_id
+//   down.<gw>   logic -> one gateway
+//   task        logic -> task
+namespace go events
+include "common.thrift"
+
+enum UpKind {
+    SEND = 1
+}
+
+// A client send, produced by the gateway that holds the sender.
+struct UpRecord {
+    1: UpKind kind
+    2: string sender
+    3: string device
+    4: string gateway_id
+    5: i64 conn_id
+    6: string client_msg_id
+    7: string to
+    8: string conv_id
+    9: string content_type
+    10: string body
+    11: i64 received_at_ms
+}
+
+// A connection a downstream record is for; the gateway checks the uid so a
+// stale route can never reach another user's connection.
+struct Target {
+    1: string uid
+    2: i64 conn_id
+}
+
+enum DownKind {
+    PUSH = 1
+    ACK = 2
+    ERROR = 3
+}
+
+struct Ack {
+    1: string client_msg_id
+    2: string conv_id
+    3: i64 seq
+    4: i64 created_at_ms
+    5: bool duplicate
+}
+
+struct ErrorEvent {
+    1: i32 code
+    2: string message
+    3: string client_msg_id
+}
+
+// One record per gateway per event; the gateway encodes the client frame
+// once and writes it to every target.
+struct DownRecord {
+    1: DownKind kind
+    2: list<Target> targets
+    3: optional common.Message message
+    4: optional Ack ack
+    5: optional ErrorEvent error
+}
+
+enum TaskKind {
+    OFFLINE_PUSH = 1
+}
+
+struct OfflinePush {
+    1: string uid
+    2: string conv_id
+    3: i64 seq
+    4: string sender
+    5: string content_type
+    6: string preview
+    7: i64 created_at_ms
+}
+
+struct TaskRecord {
+    1: TaskKind kind
+    2: optional OfflinePush offline_push
+    // Set on records sent to the dead-letter topic.
+    10: i32 attempts
+    11: string last_error
+}

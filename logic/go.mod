@@ -1,0 +1,3 @@
+module github.com/gochat-im/gochat/logic
+
+go 1.26

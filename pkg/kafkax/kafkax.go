@@ -1,0 +1,133 @@
+// Package kafkax wraps confluent-kafka-go (librdkafka) with the settings
+// GoChat relies on: idempotent acks=all producers that survive fatal
+// errors, consumers that store each offset only after the work it stands
+// for is done, and topic creation at start.
+package kafkax
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// Topic names shared by the services.
+const (
+	TopicUp         = "gochat.up"
+	TopicTask       = "gochat.task"
+	TopicTaskDead   = "gochat.task.dead"
+	downTopicPrefix = "gochat.down."
+)
+
+// DownTopic is the downstream topic of the gateway with the given id.
+func DownTopic(gatewayID string) string { return downTopicPrefix + gatewayID }
+
+// Common holds the client settings every GoChat Kafka client shares.
+type Common struct {
+	// Brokers is the bootstrap list, "host:port,host:port".
+	Brokers string
+	// Extra is merged over the defaults; any librdkafka property works.
+	Extra kafka.ConfigMap
+}
+
+func (c Common) base() kafka.ConfigMap {
+	m := kafka.ConfigMap{
+		"bootstrap.servers":                  c.Brokers,
+		"socket.keepalive.enable":            true,
+		"topic.metadata.refresh.interval.ms": 10000,
+	}
+	for k, v := range c.Extra {
+		m[k] = v
+	}
+	return m
+}
+
+// ProducerConfig returns the settings of an idempotent, ordered producer:
+// acks=all, at most 5 in flight (ordering holds with idempotence), the Java
+// client's murmur2 partitioner so every tool maps keys alike, and a 1 ms
+// linger that batches under load without adding latency when idle.
+func (c Common) ProducerConfig() kafka.ConfigMap {
+	m := kafka.ConfigMap{
+		"enable.idempotence":           true,
+		"acks":                         "all",
+		"linger.ms":                    1,
+		"partitioner":                  "murmur2_random",
+		"message.timeout.ms":           30000,
+		"queue.buffering.max.messages": 500000,
+	}
+	for k, v := range c.base() {
+		m[k] = v
+	}
+	return m
+}
+
+// ConsumerConfig returns the settings of a group consumer that never loses
+// a record: offsets are stored by the application after processing
+// (enable.auto.offset.store=false) and committed in the background.
+func (c Common) ConsumerConfig(group string) kafka.ConfigMap {
+	m := kafka.ConfigMap{
+		"group.id":                        group,
+		"enable.auto.commit":              true,
+		"auto.commit.interval.ms":         1000,
+		"enable.auto.offset.store":        false,
+		"auto.offset.reset":               "earliest",
+		"session.timeout.ms":              10000,
+		"heartbeat.interval.ms":           1000,
+		"fetch.wait.max.ms":               5,
+		"go.application.rebalance.enable": false,
+	}
+	for k, v := range c.base() {
+		m[k] = v
+	}
+	return m
+}
+
+// TopicSpec describes a topic to create.
+type TopicSpec struct {
+	Name       string
+	Partitions int
+	// Replication 0 means the broker default.
+	Replication int
+}
+
+// EnsureTopics creates the topics that do not exist yet. A topic that exists
+// is left as it is, whatever its partition count.
+func EnsureTopics(ctx context.Context, c Common, topics ...TopicSpec) error {
+	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": c.Brokers})
+	if err != nil {
+		return fmt.Errorf("kafka admin: %w", err)
+	}
+	defer admin.Close()
+	specs := make([]kafka.TopicSpecification, 0, len(topics))
+	for _, t := range topics {
+		rf := t.Replication
+		if rf == 0 {
+			rf = -1
+		}
+		specs = append(specs, kafka.TopicSpecification{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: rf})
+	}
+	for {
+		res, err := admin.CreateTopics(ctx, specs, kafka.SetAdminOperationTimeout(10*time.Second))
+		if err == nil {
+			var errs []error
+			for _, r := range res {
+				code := r.Error.Code()
+				if code != kafka.ErrNoError && code != kafka.ErrTopicAlreadyExists {
+					errs = append(errs, fmt.Errorf("create topic %s: %w", r.Topic, r.Error))
+				}
+			}
+			if len(errs) == 0 {
+				return nil
+			}
+			err = errors.Join(errs...)
+		}
+		// The broker may still be starting: retry until ctx ends.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ensure topics: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

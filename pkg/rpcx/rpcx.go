@@ -1,0 +1,112 @@
+// Package rpcx builds Kitex server and client options for GoChat services:
+// registration in and discovery through etcd (kitex-contrib/registry-etcd),
+// long-lived connection pools and timeouts.
+package rpcx
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/cloudwego/kitex/client"
+	"github.com/cloudwego/kitex/pkg/connpool"
+	"github.com/cloudwego/kitex/pkg/klog"
+	"github.com/cloudwego/kitex/pkg/rpcinfo"
+	"github.com/cloudwego/kitex/server"
+	etcdreg "github.com/kitex-contrib/registry-etcd"
+)
+
+// Service names in the registry.
+const (
+	LogicService     = "gochat.logic"
+	DataProxyService = "gochat.dataproxy"
+)
+
+func init() {
+	// Kitex logs every connection event at info level; keep warnings only.
+	klog.SetLevel(klog.LevelWarn)
+}
+
+// ServerConfig describes a Kitex server.
+type ServerConfig struct {
+	Service string
+	// Listen is host:port. A host of 0.0.0.0 or "" registers the first
+	// non-loopback IPv4; set Advertise to publish another address.
+	Listen    string
+	Advertise string
+	Etcd      []string
+	// LeaseTTL is how long a dead instance stays listed in etcd.
+	LeaseTTL time.Duration
+}
+
+// ServerOptions returns options that listen on cfg.Listen and register the
+// service in etcd.
+func ServerOptions(cfg ServerConfig) ([]server.Option, error) {
+	addr, err := net.ResolveTCPAddr("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
+	}
+	if cfg.LeaseTTL > 0 {
+		// registry-etcd reads its lease TTL from this variable only.
+		_ = os.Setenv("KITEX_ETCD_REGISTRY_LEASE_TTL", strconv.Itoa(int(cfg.LeaseTTL/time.Second)))
+	}
+	reg, err := etcdreg.NewEtcdRegistry(cfg.Etcd)
+	if err != nil {
+		return nil, fmt.Errorf("etcd registry: %w", err)
+	}
+	if cfg.Advertise != "" {
+		adv, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+		if err != nil {
+			return nil, fmt.Errorf("advertise address %q: %w", cfg.Advertise, err)
+		}
+		etcdreg.SetFixedAddress(reg, adv)
+	}
+	return []server.Option{
+		server.WithServiceAddr(addr),
+		server.WithRegistry(reg),
+		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: cfg.Service}),
+		server.WithExitWaitTime(2 * time.Second),
+		server.WithMaxConnIdleTime(10 * time.Minute),
+	}, nil
+}
+
+// ClientConfig describes a Kitex client.
+type ClientConfig struct {
+	// Service is the registered name of the callee.
+	Service string
+	Etcd    []string
+	// HostPorts, when set, skips discovery (for tests and tools).
+	HostPorts []string
+	// Timeout of one call; 0 means 3 s.
+	Timeout time.Duration
+	// Caller names this client in the callee's metrics.
+	Caller string
+}
+
+// ClientOptions returns options that find cfg.Service through etcd and keep
+// a pool of long connections to each instance.
+func ClientOptions(cfg ClientConfig) ([]client.Option, error) {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 3 * time.Second
+	}
+	opts := []client.Option{
+		client.WithRPCTimeout(cfg.Timeout),
+		client.WithConnectTimeout(time.Second),
+		client.WithLongConnection(connpool.IdleConfig{
+			MinIdlePerAddress: 2,
+			MaxIdlePerAddress: 64,
+			MaxIdleTimeout:    time.Minute,
+		}),
+		client.WithClientBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: cfg.Caller}),
+	}
+	if len(cfg.HostPorts) > 0 {
+		return append(opts, client.WithHostPorts(cfg.HostPorts...)), nil
+	}
+	res, err := etcdreg.NewEtcdResolver(cfg.Etcd)
+	if err != nil {
+		return nil, fmt.Errorf("etcd resolver: %w", err)
+	}
+	return append(opts, client.WithResolver(res)), nil
+}

@@ -1,0 +1,3 @@
+module github.com/gochat-im/gochat/task
+
+go 1.26
