@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -68,15 +69,14 @@ func (c Common) ProducerConfig() kafka.ConfigMap {
 // (enable.auto.offset.store=false) and committed in the background.
 func (c Common) ConsumerConfig(group string) kafka.ConfigMap {
 	m := kafka.ConfigMap{
-		"group.id":                        group,
-		"enable.auto.commit":              true,
-		"auto.commit.interval.ms":         1000,
-		"enable.auto.offset.store":        false,
-		"auto.offset.reset":               "earliest",
-		"session.timeout.ms":              10000,
-		"heartbeat.interval.ms":           1000,
-		"fetch.wait.max.ms":               5,
-		"go.application.rebalance.enable": false,
+		"group.id":                 group,
+		"enable.auto.commit":       true,
+		"auto.commit.interval.ms":  1000,
+		"enable.auto.offset.store": false,
+		"auto.offset.reset":        "earliest",
+		"session.timeout.ms":       10000,
+		"heartbeat.interval.ms":    1000,
+		"fetch.wait.max.ms":        5,
 	}
 	for k, v := range c.base() {
 		m[k] = v
@@ -130,4 +130,22 @@ func EnsureTopics(ctx context.Context, c Common, topics ...TopicSpec) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// ParseConfig parses "key=value,key=value" into librdkafka properties, for
+// the -kafka-config setting of every service.
+func ParseConfig(s string) (kafka.ConfigMap, error) {
+	m := kafka.ConfigMap{}
+	for _, kv := range strings.Split(s, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("kafka config %q: want key=value", kv)
+		}
+		m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return m, nil
 }

@@ -1,0 +1,65 @@
+// Package svc holds the settings every GoChat service shares (logging,
+// admin endpoint, etcd, Kafka) and the start-up steps that go with them,
+// so each cmd/<svc>/main.go only wires its own parts.
+package svc
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/gochat-im/gochat/pkg/config"
+	"github.com/gochat-im/gochat/pkg/kafkax"
+)
+
+// Common are the shared settings.
+type Common struct {
+	LogFormat   string
+	LogLevel    string
+	AdminListen string
+	Etcd        string
+	Kafka       string
+	KafkaConfig string
+}
+
+// Register defines the shared flags on fs with the given admin default.
+func (c *Common) Register(fs *flag.FlagSet, adminDefault string) {
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.AdminListen, "admin-listen", adminDefault, "address of the admin HTTP server (/metrics, /healthz, /readyz); empty disables it")
+	fs.StringVar(&c.Etcd, "etcd", "127.0.0.1:2379", "etcd endpoints, comma-separated")
+	fs.StringVar(&c.Kafka, "kafka-brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
+	fs.StringVar(&c.KafkaConfig, "kafka-config", "", "extra librdkafka properties for every client, key=value,key=value")
+}
+
+// EtcdEndpoints returns the etcd endpoint list.
+func (c *Common) EtcdEndpoints() []string { return config.List(c.Etcd) }
+
+// KafkaCommon returns the Kafka client settings.
+func (c *Common) KafkaCommon() (kafkax.Common, error) {
+	extra, err := kafkax.ParseConfig(c.KafkaConfig)
+	if err != nil {
+		return kafkax.Common{}, err
+	}
+	return kafkax.Common{Brokers: c.Kafka, Extra: extra}, nil
+}
+
+// Logger builds the service logger and makes it the default.
+func (c *Common) Logger(service string) (*slog.Logger, error) {
+	log, err := obsLogger(c.LogFormat, c.LogLevel, service)
+	if err != nil {
+		return nil, err
+	}
+	slog.SetDefault(log)
+	return log, nil
+}
+
+// Parse loads fs from file, environment and args; on error it prints the
+// reason and exits with status 2, as flag.ExitOnError does.
+func Parse(fs *flag.FlagSet, args []string) {
+	if err := config.Parse(fs, args); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+}
