@@ -11,6 +11,7 @@ import (
 
 	"github.com/gochat-im/gochat/pkg/config"
 	"github.com/gochat-im/gochat/pkg/kafkax"
+	"github.com/gochat-im/gochat/pkg/obs"
 )
 
 // Common are the shared settings.
@@ -47,7 +48,7 @@ func (c *Common) KafkaCommon() (kafkax.Common, error) {
 
 // Logger builds the service logger and makes it the default.
 func (c *Common) Logger(service string) (*slog.Logger, error) {
-	log, err := obsLogger(c.LogFormat, c.LogLevel, service)
+	log, err := obs.NewLogger(os.Stderr, c.LogFormat, c.LogLevel, service)
 	if err != nil {
 		return nil, err
 	}
