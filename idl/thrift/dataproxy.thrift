@@ -19,9 +19,15 @@ struct AppendResult {
     // created_at_ms are then those of the original message.
     2: bool duplicate
     3: i64 created_at_ms
+    // Non-zero when this item was rejected and not stored (an errcode code,
+    // for example 1003 for a malformed id or 1004 for an oversized body);
+    // the other items of the call are unaffected.
+    4: i32 error_code
+    5: string error_message
 }
 
-// AppendMessages stores items in order in one transaction: all or none.
+// AppendMessages stores the valid items in order in one transaction, all or
+// none of them; results[i] answers items[i].
 struct AppendMessagesReq {
     1: list<AppendItem> items
 }

@@ -48,6 +48,11 @@ func ServerOptions(cfg ServerConfig) ([]server.Option, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
 	}
+	if addr.IP.IsUnspecified() {
+		// Listen on every interface; registry-etcd then publishes the first
+		// non-loopback IPv4 (it would publish "0.0.0.0" verbatim).
+		addr.IP = nil
+	}
 	if cfg.LeaseTTL > 0 {
 		// registry-etcd reads its lease TTL from this variable only.
 		_ = os.Setenv("KITEX_ETCD_REGISTRY_LEASE_TTL", strconv.Itoa(int(cfg.LeaseTTL/time.Second)))

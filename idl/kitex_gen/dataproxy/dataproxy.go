@@ -92,9 +92,11 @@ var fieldIDToName_AppendItem = map[int16]string{
 }
 
 type AppendResult_ struct {
-	Seq         int64 `thrift:"seq,1" frugal:"1,default,i64" json:"seq"`
-	Duplicate   bool  `thrift:"duplicate,2" frugal:"2,default,bool" json:"duplicate"`
-	CreatedAtMs int64 `thrift:"created_at_ms,3" frugal:"3,default,i64" json:"created_at_ms"`
+	Seq          int64  `thrift:"seq,1" frugal:"1,default,i64" json:"seq"`
+	Duplicate    bool   `thrift:"duplicate,2" frugal:"2,default,bool" json:"duplicate"`
+	CreatedAtMs  int64  `thrift:"created_at_ms,3" frugal:"3,default,i64" json:"created_at_ms"`
+	ErrorCode    int32  `thrift:"error_code,4" frugal:"4,default,i32" json:"error_code"`
+	ErrorMessage string `thrift:"error_message,5" frugal:"5,default,string" json:"error_message"`
 }
 
 func NewAppendResult_() *AppendResult_ {
@@ -115,6 +117,14 @@ func (p *AppendResult_) GetDuplicate() (v bool) {
 func (p *AppendResult_) GetCreatedAtMs() (v int64) {
 	return p.CreatedAtMs
 }
+
+func (p *AppendResult_) GetErrorCode() (v int32) {
+	return p.ErrorCode
+}
+
+func (p *AppendResult_) GetErrorMessage() (v string) {
+	return p.ErrorMessage
+}
 func (p *AppendResult_) SetSeq(val int64) {
 	p.Seq = val
 }
@@ -123,6 +133,12 @@ func (p *AppendResult_) SetDuplicate(val bool) {
 }
 func (p *AppendResult_) SetCreatedAtMs(val int64) {
 	p.CreatedAtMs = val
+}
+func (p *AppendResult_) SetErrorCode(val int32) {
+	p.ErrorCode = val
+}
+func (p *AppendResult_) SetErrorMessage(val string) {
+	p.ErrorMessage = val
 }
 
 func (p *AppendResult_) String() string {
@@ -136,6 +152,8 @@ var fieldIDToName_AppendResult_ = map[int16]string{
 	1: "seq",
 	2: "duplicate",
 	3: "created_at_ms",
+	4: "error_code",
+	5: "error_message",
 }
 
 type AppendMessagesReq struct {
