@@ -1,0 +1,81 @@
+// Command gochat-dev runs a complete GoChat on one machine with no servers
+// installed: embedded etcd, Kafka-protocol and Redis-protocol servers in
+// this process, and the gateway, logic, task and dataproxy binaries as
+// supervised child processes. `make run` starts it. All state lives under
+// -data-dir, so stopping (Ctrl-C) and starting again keeps every message.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/gochat-im/gochat/devstack/internal/stack"
+	"github.com/gochat-im/gochat/pkg/obs"
+	"github.com/gochat-im/gochat/pkg/svc"
+)
+
+func main() {
+	fs := flag.NewFlagSet("gochat-dev", flag.ExitOnError)
+	var (
+		cfg    stack.Config
+		wsPort int
+		quiet  bool
+		logLvl string
+	)
+	exe, _ := os.Executable()
+	fs.StringVar(&cfg.BinDir, "bin-dir", filepath.Dir(exe), "directory holding the service binaries")
+	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "directory for all state (SQL store, Kafka log, etcd)")
+	fs.StringVar(&cfg.Host, "host", "127.0.0.1", "address every server binds")
+	fs.IntVar(&wsPort, "ws-port", 8080, "WebSocket port of the first gateway (0: any free port)")
+	fs.IntVar(&cfg.Gateways, "gateways", 1, "number of gateway processes")
+	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "URL the task service POSTs offline pushes to")
+	fs.StringVar(&cfg.KafkaConfig, "kafka-config", "", "extra librdkafka properties for every service")
+	fs.BoolVar(&quiet, "quiet", false, "write service logs to <data-dir>/logs instead of the terminal")
+	fs.StringVar(&logLvl, "log-level", "info", "launcher log level")
+	svc.Parse(fs, os.Args[1:])
+
+	log, err := obs.NewLogger(os.Stderr, "text", logLvl, "gochat-dev")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if !quiet {
+		cfg.Logs = os.Stderr
+	}
+	cfg.Ports.Gateway = []int{wsPort}
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err == nil {
+		cfg.DataDir = abs
+	}
+
+	ctx, stop := obs.SignalContext()
+	defer stop()
+	log.Info("starting GoChat", "data", cfg.DataDir)
+	st, err := stack.Start(ctx, cfg, log)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		os.Exit(1)
+	}
+	ctl := filepath.Join(cfg.BinDir, "gochatctl")
+	if rel, err := filepath.Rel(".", ctl); err == nil {
+		ctl = "./" + rel
+	}
+	fmt.Printf(`
+GoChat is running (embedded mode; data in %s)
+
+  WebSocket:   %s?token=<token>
+  Get a token: %s -data-dir %s token <user>
+  Logic RPC:   %s   etcd: %s   Kafka: %s   Redis: %s
+
+Stop with Ctrl-C; start again with the same data directory to keep every message.
+`, cfg.DataDir, st.WebSocketURL(0), ctl, cfg.DataDir, st.LogicAddr(), st.EtcdEndpoint(), st.KafkaBrokers(), st.RedisAddr())
+	for i := 1; i < cfg.Gateways; i++ {
+		fmt.Printf("  WebSocket (gateway %d): %s\n", i+1, st.WebSocketURL(i))
+	}
+	<-ctx.Done()
+	log.Info("stopping")
+	st.Stop()
+	log.Info("stopped")
+}

@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// wsClient is a plain WebSocket client for tests: one goroutine reads
+// frames into a buffer that the test waits on.
+type wsClient struct {
+	t    *testing.T
+	name string
+	conn net.Conn
+
+	mu     sync.Mutex
+	frames []frame
+	closed *wsutil.ClosedError
+	err    error
+	notify chan struct{}
+}
+
+// frame is one decoded server frame.
+type frame struct {
+	Type string
+	Raw  []byte
+}
+
+func (f frame) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(f.Raw, v); err != nil {
+		t.Fatalf("decode %s: %v", f.Raw, err)
+	}
+}
+
+func dial(ctx context.Context, url string) (net.Conn, error) {
+	conn, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, url)
+	return conn, err
+}
+
+func connect(t *testing.T, name, url string) *wsClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := dial(ctx, url)
+	if err != nil {
+		t.Fatalf("%s: dial: %v", name, err)
+	}
+	c := &wsClient{t: t, name: name, conn: conn, notify: make(chan struct{}, 1)}
+	go c.read()
+	t.Cleanup(func() { conn.Close() })
+	return c
+}
+
+func (c *wsClient) read() {
+	for {
+		data, op, err := wsutil.ReadServerData(c.conn)
+		c.mu.Lock()
+		if err != nil {
+			var ce wsutil.ClosedError
+			if errors.As(err, &ce) {
+				c.closed = &ce
+			}
+			c.err = err
+			c.mu.Unlock()
+			c.wake()
+			return
+		}
+		if op == ws.OpText {
+			var env struct {
+				Type string `json:"type"`
+			}
+			_ = json.Unmarshal(data, &env)
+			c.frames = append(c.frames, frame{Type: env.Type, Raw: data})
+		}
+		c.mu.Unlock()
+		c.wake()
+	}
+}
+
+func (c *wsClient) wake() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor returns (and removes) the first buffered frame matching match,
+// waiting up to d.
+func (c *wsClient) waitFor(d time.Duration, what string, match func(frame) bool) frame {
+	c.t.Helper()
+	deadline := time.After(d)
+	for {
+		c.mu.Lock()
+		for i, f := range c.frames {
+			if match(f) {
+				c.frames = append(c.frames[:i], c.frames[i+1:]...)
+				c.mu.Unlock()
+				return f
+			}
+		}
+		err := c.err
+		c.mu.Unlock()
+		if err != nil {
+			c.t.Fatalf("%s: connection ended while waiting for %s: %v", c.name, what, err)
+		}
+		select {
+		case <-c.notify:
+		case <-deadline:
+			c.mu.Lock()
+			var got []string
+			for _, f := range c.frames {
+				got = append(got, string(f.Raw))
+			}
+			c.mu.Unlock()
+			c.t.Fatalf("%s: no %s within %v; buffered: %v", c.name, what, d, got)
+		}
+	}
+}
+
+func (c *wsClient) waitType(d time.Duration, typ string) frame {
+	c.t.Helper()
+	return c.waitFor(d, typ, func(f frame) bool { return f.Type == typ })
+}
+
+// pending returns the buffered frames of type typ without removing them.
+func (c *wsClient) pending(typ string) []frame {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []frame
+	for _, f := range c.frames {
+		if f.Type == typ {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// waitClosed waits for the server's close frame and returns its code.
+func (c *wsClient) waitClosed(d time.Duration) ws.StatusCode {
+	c.t.Helper()
+	deadline := time.After(d)
+	for {
+		c.mu.Lock()
+		closed, err := c.closed, c.err
+		c.mu.Unlock()
+		if closed != nil {
+			return closed.Code
+		}
+		if err != nil {
+			c.t.Fatalf("%s: connection ended without a close frame: %v", c.name, err)
+		}
+		select {
+		case <-c.notify:
+		case <-deadline:
+			c.t.Fatalf("%s: not closed within %v", c.name, d)
+		}
+	}
+}
+
+func (c *wsClient) sendJSON(v any) {
+	c.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.sendRaw(ws.OpText, b)
+}
+
+func (c *wsClient) sendRaw(op ws.OpCode, b []byte) {
+	c.t.Helper()
+	if err := wsutil.WriteClientMessage(c.conn, op, b); err != nil {
+		c.t.Fatalf("%s: write: %v", c.name, err)
+	}
+}
+
+func (c *wsClient) close() { _ = c.conn.Close() }

@@ -1,0 +1,178 @@
+// Command logic runs GoChat's business core: the Kitex Logic service and
+// the upstream consumer. Settings come from flags, GOCHAT_* environment
+// variables or a config file (see pkg/config); run with -h for the list.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy/dataproxy"
+	logicsvc "github.com/gochat-im/gochat/idl/kitex_gen/logic/logic"
+	"github.com/gochat-im/gochat/logic/internal/handler"
+	"github.com/gochat-im/gochat/logic/internal/pipeline"
+	"github.com/gochat-im/gochat/logic/internal/routing"
+	"github.com/gochat-im/gochat/logic/internal/users"
+	"github.com/gochat-im/gochat/pkg/config"
+	"github.com/gochat-im/gochat/pkg/discovery"
+	"github.com/gochat-im/gochat/pkg/kafkax"
+	"github.com/gochat-im/gochat/pkg/obs"
+	"github.com/gochat-im/gochat/pkg/rpcx"
+	"github.com/gochat-im/gochat/pkg/svc"
+)
+
+type options struct {
+	common         svc.Common
+	listen         string
+	advertise      string
+	registryTTL    time.Duration
+	adminSecret    string
+	tokenSecret    string
+	tokenTTL       time.Duration
+	routeTTL       time.Duration
+	group          string
+	maxBatch       int
+	upPartitions   int
+	taskPartitions int
+	rpcTimeout     time.Duration
+}
+
+func main() {
+	var o options
+	fs := flag.NewFlagSet("logic", flag.ExitOnError)
+	o.common.Register(fs, "127.0.0.1:9190")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8900", "Kitex listen address")
+	fs.StringVar(&o.advertise, "advertise", "", "address published in etcd (default: the listen address)")
+	fs.DurationVar(&o.registryTTL, "registry-ttl", 10*time.Second, "etcd lease TTL: how long a dead instance stays listed")
+	fs.StringVar(&o.adminSecret, "admin-secret", "", "secret app backends present to IssueToken and CreateUsers (required; use GOCHAT_ADMIN_SECRET)")
+	fs.StringVar(&o.tokenSecret, "token-secret", "", "HMAC secret(s) for client tokens, comma-separated, the first signs (required; use GOCHAT_TOKEN_SECRET)")
+	fs.DurationVar(&o.tokenTTL, "token-ttl", 24*time.Hour, "default lifetime of issued tokens")
+	fs.DurationVar(&o.routeTTL, "route-ttl", 10*time.Minute, "lifetime of a route in Redis unless the gateway refreshes it")
+	fs.StringVar(&o.group, "consumer-group", "gochat.logic", "Kafka consumer group of the upstream topic")
+	fs.IntVar(&o.maxBatch, "max-batch", 256, "most upstream records persisted in one dataproxy call")
+	fs.IntVar(&o.upPartitions, "up-partitions", 16, "partitions of the upstream topic when logic creates it")
+	fs.IntVar(&o.taskPartitions, "task-partitions", 8, "partitions of the task topic when logic creates it")
+	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", 3*time.Second, "timeout of one dataproxy call")
+	svc.Parse(fs, os.Args[1:])
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "logic:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	log, err := o.common.Logger("logic")
+	if err != nil {
+		return err
+	}
+	secrets := config.List(o.tokenSecret)
+	if len(secrets) == 0 || o.adminSecret == "" {
+		return errors.New("both -token-secret and -admin-secret are required")
+	}
+	ctx, stop := obs.SignalContext()
+	defer stop()
+
+	reg := obs.NewRegistry()
+	admin, err := obs.StartAdmin(o.common.AdminListen, reg, log)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+
+	etcd, err := discovery.NewClient(o.common.EtcdEndpoints())
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	gateways := discovery.Watch(watchCtx, etcd, log)
+
+	copts, err := rpcx.ClientOptions(rpcx.ClientConfig{Service: rpcx.DataProxyService, Etcd: o.common.EtcdEndpoints(), Timeout: o.rpcTimeout, Caller: rpcx.LogicService})
+	if err != nil {
+		return err
+	}
+	dp, err := dataproxy.NewClient(rpcx.DataProxyService, copts...)
+	if err != nil {
+		return fmt.Errorf("dataproxy client: %w", err)
+	}
+	userCache := users.New(dp, 10*time.Minute, 1<<20)
+
+	kc, err := o.common.KafkaCommon()
+	if err != nil {
+		return err
+	}
+	tctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = kafkax.EnsureTopics(tctx, kc,
+		kafkax.TopicSpec{Name: kafkax.TopicUp, Partitions: o.upPartitions},
+		kafkax.TopicSpec{Name: kafkax.TopicTask, Partitions: o.taskPartitions})
+	cancel()
+	if err != nil {
+		return err
+	}
+	prod, err := kafkax.NewProducer(kc, log)
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+
+	select {
+	case <-gateways.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	router := routing.New(dp, gateways)
+	proc := pipeline.NewProcessor(dp, userCache, router, prod, pipeline.NewMetrics(reg), log)
+	cons, err := pipeline.NewConsumer(pipeline.ConsumerConfig{Kafka: kc, Group: o.group, MaxBatch: o.maxBatch}, proc, log)
+	if err != nil {
+		return err
+	}
+
+	h := handler.New(handler.Config{
+		AdminSecret: o.adminSecret, TokenSecret: []byte(secrets[0]), TokenTTL: o.tokenTTL, RouteTTL: o.routeTTL,
+	}, dp, userCache, log)
+	sopts, err := rpcx.ServerOptions(rpcx.ServerConfig{Service: rpcx.LogicService, Listen: o.listen, Advertise: o.advertise,
+		Etcd: o.common.EtcdEndpoints(), LeaseTTL: o.registryTTL})
+	if err != nil {
+		return err
+	}
+	srv := logicsvc.NewServer(h, sopts...)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := cons.Run(ctx); err != nil {
+			errc <- fmt.Errorf("upstream consumer: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := srv.Run(); err != nil {
+			errc <- fmt.Errorf("kitex server: %w", err)
+		}
+	}()
+	admin.SetReady(true)
+	log.Info("logic started", "listen", o.listen, "admin", admin.Addr())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		stop()
+	}
+	log.Info("logic stopping")
+	admin.SetReady(false)
+	if err := srv.Stop(); err != nil {
+		log.Warn("kitex stop", "err", err)
+	}
+	wg.Wait()
+	log.Info("logic stopped")
+	return runErr
+}

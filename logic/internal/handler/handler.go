@@ -1,0 +1,228 @@
+// Package handler implements logic's Kitex API (idl/thrift/logic.thrift).
+// Gateways call Connect, Disconnect, Sync and Conversations for the users
+// they hold; app backends call IssueToken and CreateUsers with the admin
+// secret. Each method validates its input, calls dataproxy and maps errors
+// to the codes of package errcode. Handler is safe for concurrent use.
+package handler
+
+import (
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"time"
+
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
+	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
+	dpclient "github.com/gochat-im/gochat/idl/kitex_gen/dataproxy/dataproxy"
+	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
+	"github.com/gochat-im/gochat/logic/internal/users"
+	"github.com/gochat-im/gochat/pkg/auth"
+	"github.com/gochat-im/gochat/pkg/errcode"
+	"github.com/gochat-im/gochat/pkg/ids"
+)
+
+var _ logic.Logic = (*Handler)(nil)
+
+// Limits of one call.
+const (
+	maxBatch          = 1000
+	defaultConvsLimit = 100
+	maxConvsLimit     = 1000
+)
+
+// Config is what the handler needs to know.
+type Config struct {
+	AdminSecret string
+	TokenSecret []byte
+	// TokenTTL is the default token lifetime; MaxTokenTTL caps a requested one.
+	TokenTTL    time.Duration
+	MaxTokenTTL time.Duration
+	// RouteTTL is how long a route lives in Redis unless refreshed.
+	RouteTTL time.Duration
+}
+
+// Handler serves the Logic service.
+type Handler struct {
+	cfg   Config
+	dp    dpclient.Client
+	users *users.Cache
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// New returns a Handler.
+func New(cfg Config, dp dpclient.Client, uc *users.Cache, log *slog.Logger) *Handler {
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = 24 * time.Hour
+	}
+	if cfg.MaxTokenTTL == 0 {
+		cfg.MaxTokenTTL = 30 * 24 * time.Hour
+	}
+	return &Handler{cfg: cfg, dp: dp, users: uc, log: log, now: time.Now}
+}
+
+func (h *Handler) admin(secret string) error {
+	if h.cfg.AdminSecret == "" || subtle.ConstantTimeCompare([]byte(secret), []byte(h.cfg.AdminSecret)) != 1 {
+		return errcode.Biz(errcode.Unauthorized, "bad admin secret")
+	}
+	return nil
+}
+
+// IssueToken signs a token for a user's device, creating the user unless
+// told not to.
+func (h *Handler) IssueToken(ctx context.Context, req *logic.IssueTokenReq) (*logic.IssueTokenResp, error) {
+	if err := h.admin(req.AdminSecret); err != nil {
+		return nil, err
+	}
+	if !ids.ValidUID(req.Uid) {
+		return nil, errcode.Biz(errcode.BadField, "invalid uid %q", req.Uid)
+	}
+	if !ids.ValidDevice(req.Device) {
+		return nil, errcode.Biz(errcode.BadField, "invalid device %q", req.Device)
+	}
+	ttl := h.cfg.TokenTTL
+	if req.TtlSeconds < 0 {
+		return nil, errcode.Biz(errcode.BadField, "negative ttl")
+	}
+	if req.TtlSeconds > 0 {
+		ttl = min(time.Duration(req.TtlSeconds)*time.Second, h.cfg.MaxTokenTTL)
+	}
+	if req.CreateUser {
+		if _, err := h.dp.UpsertUsers(ctx, &dataproxy.UpsertUsersReq{Users: []*common.User{{Uid: req.Uid, CreatedAtMs: h.now().UnixMilli()}}}); err != nil {
+			return nil, errcode.ToBiz(err)
+		}
+		h.users.Add(req.Uid)
+	} else {
+		found, err := h.users.Existing(ctx, []string{req.Uid})
+		if err != nil {
+			return nil, errcode.Biz(errcode.Unavailable, "%v", err)
+		}
+		if !found[req.Uid] {
+			return nil, errcode.Biz(errcode.UserNotFound, "no user %q", req.Uid)
+		}
+	}
+	exp := h.now().Add(ttl)
+	tok, err := auth.Sign(h.cfg.TokenSecret, auth.Claims{UID: req.Uid, Device: req.Device, Expires: exp})
+	if err != nil {
+		return nil, errcode.Biz(errcode.Internal, "%v", err)
+	}
+	return &logic.IssueTokenResp{Token: tok, ExpiresAtUnix: exp.Unix()}, nil
+}
+
+// CreateUsers registers users that do not exist yet.
+func (h *Handler) CreateUsers(ctx context.Context, req *logic.CreateUsersReq) (*logic.CreateUsersResp, error) {
+	if err := h.admin(req.AdminSecret); err != nil {
+		return nil, err
+	}
+	if len(req.Users) == 0 || len(req.Users) > maxBatch {
+		return nil, errcode.Biz(errcode.BadRequest, "between 1 and %d users per call", maxBatch)
+	}
+	now := h.now().UnixMilli()
+	uids := make([]string, 0, len(req.Users))
+	for _, u := range req.Users {
+		if u == nil || !ids.ValidUID(u.Uid) {
+			return nil, errcode.Biz(errcode.BadField, "invalid uid")
+		}
+		if u.CreatedAtMs == 0 {
+			u.CreatedAtMs = now
+		}
+		uids = append(uids, u.Uid)
+	}
+	resp, err := h.dp.UpsertUsers(ctx, &dataproxy.UpsertUsersReq{Users: req.Users})
+	if err != nil {
+		return nil, errcode.ToBiz(err)
+	}
+	h.users.Add(uids...)
+	return &logic.CreateUsersResp{Created: resp.Created}, nil
+}
+
+func routesOf(gw string, conns []*logic.ConnInfo) ([]*common.Route, error) {
+	if gw == "" {
+		return nil, errcode.Biz(errcode.BadField, "missing gateway id")
+	}
+	if len(conns) > maxBatch {
+		return nil, errcode.Biz(errcode.BadRequest, "at most %d connections per call", maxBatch)
+	}
+	out := make([]*common.Route, 0, len(conns))
+	for _, c := range conns {
+		if c == nil || !ids.ValidUID(c.Uid) || !ids.ValidDevice(c.Device) {
+			return nil, errcode.Biz(errcode.BadField, "invalid connection")
+		}
+		out = append(out, &common.Route{Uid: c.Uid, Device: c.Device, GatewayId: gw, ConnId: c.ConnId})
+	}
+	return out, nil
+}
+
+// Connect records (or refreshes) the routes of a gateway's connections.
+func (h *Handler) Connect(ctx context.Context, req *logic.ConnectReq) (*logic.ConnectResp, error) {
+	routes, err := routesOf(req.GatewayId, req.Conns)
+	if err != nil {
+		return nil, err
+	}
+	if len(routes) > 0 {
+		ttl := int32(h.cfg.RouteTTL / time.Second)
+		if _, err := h.dp.SetRoutes(ctx, &dataproxy.SetRoutesReq{Routes: routes, TtlSeconds: ttl}); err != nil {
+			return nil, errcode.ToBiz(err)
+		}
+	}
+	return &logic.ConnectResp{}, nil
+}
+
+// Disconnect removes routes, each only if it still names that connection.
+func (h *Handler) Disconnect(ctx context.Context, req *logic.DisconnectReq) (*logic.DisconnectResp, error) {
+	routes, err := routesOf(req.GatewayId, req.Conns)
+	if err != nil {
+		return nil, err
+	}
+	if len(routes) > 0 {
+		if _, err := h.dp.DelRoutes(ctx, &dataproxy.DelRoutesReq{Routes: routes}); err != nil {
+			return nil, errcode.ToBiz(err)
+		}
+	}
+	return &logic.DisconnectResp{}, nil
+}
+
+// Sync returns messages of a conversation the user takes part in. A
+// conversation with no message yet reads as empty.
+func (h *Handler) Sync(ctx context.Context, req *logic.SyncReq) (*logic.SyncResp, error) {
+	if !ids.ValidUID(req.Uid) {
+		return nil, errcode.Biz(errcode.BadField, "invalid uid")
+	}
+	if !ids.Member(req.ConvId, req.Uid) {
+		// The same answer for "no such conversation" and "not yours", so
+		// conversation ids cannot be probed.
+		return nil, errcode.Biz(errcode.ConvNotFound, "no conversation %q", req.ConvId)
+	}
+	if req.AfterSeq < 0 || req.Limit < 0 {
+		return nil, errcode.Biz(errcode.BadField, "negative after or limit")
+	}
+	resp, err := h.dp.SyncMessages(ctx, &dataproxy.SyncMessagesReq{ConvId: req.ConvId, AfterSeq: req.AfterSeq, Limit: req.Limit})
+	if err != nil {
+		if c, _ := errcode.Of(err); c == errcode.ConvNotFound {
+			return &logic.SyncResp{Messages: []*common.Message{}}, nil
+		}
+		return nil, errcode.ToBiz(err)
+	}
+	return &logic.SyncResp{Messages: resp.Messages, HasMore: resp.HasMore, LastSeq: resp.LastSeq}, nil
+}
+
+// Conversations lists the user's conversations, newest first.
+func (h *Handler) Conversations(ctx context.Context, req *logic.ConversationsReq) (*logic.ConversationsResp, error) {
+	if !ids.ValidUID(req.Uid) {
+		return nil, errcode.Biz(errcode.BadField, "invalid uid")
+	}
+	limit := req.Limit
+	switch {
+	case limit < 0:
+		return nil, errcode.Biz(errcode.BadField, "negative limit")
+	case limit == 0:
+		limit = defaultConvsLimit
+	case limit > maxConvsLimit:
+		limit = maxConvsLimit
+	}
+	resp, err := h.dp.ListConversations(ctx, &dataproxy.ListConversationsReq{Uid: req.Uid, Limit: limit})
+	if err != nil {
+		return nil, errcode.ToBiz(err)
+	}
+	return &logic.ConversationsResp{Items: resp.Items}, nil
+}

@@ -1,0 +1,31 @@
+package pipeline
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the send path's counters.
+type Metrics struct {
+	persisted      prometheus.Counter
+	duplicates     prometheus.Counter
+	offline        prometheus.Counter
+	rejected       *prometheus.CounterVec
+	batchSize      prometheus.Histogram
+	persistLatency prometheus.Histogram
+}
+
+// NewMetrics registers the metrics on reg (which may be nil in tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		persisted:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gochat_logic_messages_persisted_total", Help: "Messages stored and acknowledged."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "gochat_logic_messages_duplicate_total", Help: "Retransmitted sends answered with the original ack."}),
+		offline:    prometheus.NewCounter(prometheus.CounterOpts{Name: "gochat_logic_offline_tasks_total", Help: "Offline-push tasks emitted."}),
+		rejected:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gochat_logic_sends_rejected_total", Help: "Sends answered with an error, by reason."}, []string{"reason"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gochat_logic_batch_records", Help: "Upstream records handled per batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
+		persistLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gochat_logic_persist_seconds", Help: "From gateway receipt to persisted.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.persisted, m.duplicates, m.offline, m.rejected, m.batchSize, m.persistLatency)
+	}
+	return m
+}

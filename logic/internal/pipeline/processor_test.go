@@ -1,0 +1,183 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
+	"github.com/gochat-im/gochat/idl/kitex_gen/events"
+	"github.com/gochat-im/gochat/logic/internal/dpfake"
+	"github.com/gochat-im/gochat/logic/internal/routing"
+	"github.com/gochat-im/gochat/logic/internal/users"
+	"github.com/gochat-im/gochat/pkg/discovery"
+	"github.com/gochat-im/gochat/pkg/errcode"
+	"github.com/gochat-im/gochat/pkg/ids"
+	"github.com/gochat-im/gochat/pkg/kafkax"
+)
+
+type fakeProducer struct {
+	msgs []kafkax.Msg
+	fail int
+}
+
+func (p *fakeProducer) SendAll(_ context.Context, msgs []kafkax.Msg) error {
+	if p.fail > 0 {
+		p.fail--
+		return errors.New("broker down")
+	}
+	p.msgs = append(p.msgs, msgs...)
+	return nil
+}
+
+type liveSet map[string]bool
+
+func (l liveSet) Get(id string) (discovery.Gateway, bool) { return discovery.Gateway{ID: id}, l[id] }
+
+func newProc(dp *dpfake.DP, live liveSet, prod *fakeProducer) *Processor {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return NewProcessor(dp, users.New(dp, 1e9, 100), routing.New(dp, live), prod, NewMetrics(nil), log)
+}
+
+func sendRec(from, to, cmid, body string) *events.UpRecord {
+	return &events.UpRecord{Kind: events.UpKind_SEND, Sender: from, Device: "d", GatewayId: "gw1", ConnId: 7,
+		ClientMsgId: cmid, To: to, ConvId: ids.P2P(from, to), ContentType: "text", Body: body}
+}
+
+// decoded splits produced records by topic.
+func decoded(t *testing.T, msgs []kafkax.Msg) (down map[string][]*events.DownRecord, tasks []*events.TaskRecord) {
+	t.Helper()
+	down = map[string][]*events.DownRecord{}
+	for _, m := range msgs {
+		if m.Topic == kafkax.TopicTask {
+			var tr events.TaskRecord
+			if err := kafkax.Decode(m.Value, &tr); err != nil {
+				t.Fatal(err)
+			}
+			tasks = append(tasks, &tr)
+			continue
+		}
+		var dr events.DownRecord
+		if err := kafkax.Decode(m.Value, &dr); err != nil {
+			t.Fatal(err)
+		}
+		down[m.Topic] = append(down[m.Topic], &dr)
+	}
+	return down, tasks
+}
+
+func TestProcessOnlineAndOffline(t *testing.T) {
+	dp := dpfake.New("alice", "bob", "carol")
+	// bob on two gateways, a stale route on a dead gateway; carol offline.
+	dp.Routes = []*common.Route{
+		{Uid: "bob", Device: "phone", GatewayId: "gw1", ConnId: 1},
+		{Uid: "bob", Device: "web", GatewayId: "gw2", ConnId: 2},
+		{Uid: "bob", Device: "old", GatewayId: "dead", ConnId: 3},
+		{Uid: "alice", Device: "d", GatewayId: "gw1", ConnId: 7},
+		{Uid: "alice", Device: "tablet", GatewayId: "gw2", ConnId: 8},
+	}
+	prod := &fakeProducer{}
+	p := newProc(dp, liveSet{"gw1": true, "gw2": true}, prod)
+	recs := []*events.UpRecord{
+		sendRec("alice", "bob", "a1", "hi"),
+		sendRec("alice", "carol", "a2", "yo"),
+		sendRec("alice", "bob", "a1", "hi"),            // retransmit
+		sendRec("alice", "zed", "a3", "who"),           // unknown user
+		sendRec("alice", "bob", "a4", "much too long"), // rejected by the store
+	}
+	if err := p.Process(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	down, tasks := decoded(t, prod.msgs)
+	if len(down[kafkax.DownTopic("dead")]) != 0 {
+		t.Fatal("record produced for a dead gateway")
+	}
+	var acks, errs []*events.DownRecord
+	pushes := map[string][]*events.Target{}
+	for gw, recs := range down {
+		for _, r := range recs {
+			switch r.Kind {
+			case events.DownKind_ACK:
+				acks = append(acks, r)
+			case events.DownKind_ERROR:
+				errs = append(errs, r)
+			case events.DownKind_PUSH:
+				pushes[gw] = append(pushes[gw], r.Targets...)
+			}
+		}
+	}
+	if len(acks) != 3 || acks[0].Ack.Seq != 1 || acks[1].Ack.Seq != 1 || acks[2].Ack.Seq != 1 || !acks[2].Ack.Duplicate {
+		t.Fatalf("acks = %+v", acks)
+	}
+	if len(errs) != 2 || errs[0].Error.Code != int32(errcode.UserNotFound) || errs[1].Error.Code != int32(errcode.TooLarge) || errs[1].Error.ClientMsgId != "a4" {
+		t.Fatalf("errors = %+v", errs)
+	}
+	// bob's phone on gw1; bob's web and alice's tablet on gw2; never
+	// alice's sending connection.
+	if len(pushes["gochat.down.gw1"]) != 1 || pushes["gochat.down.gw1"][0].ConnId != 1 {
+		t.Fatalf("gw1 pushes = %+v", pushes["gochat.down.gw1"])
+	}
+	gw2 := pushes["gochat.down.gw2"]
+	// a1 -> bob's web and alice's tablet; a2 (carol is offline) -> alice's tablet.
+	if len(gw2) != 3 {
+		t.Fatalf("gw2 targets: %+v", gw2)
+	}
+	var bobWeb, tablet int
+	for _, tg := range gw2 {
+		switch {
+		case tg.Uid == "bob" && tg.ConnId == 2:
+			bobWeb++
+		case tg.Uid == "alice" && tg.ConnId == 8:
+			tablet++
+		case tg.ConnId == 7:
+			t.Fatal("pushed back to the sending connection")
+		}
+	}
+	if bobWeb != 1 || tablet != 2 {
+		t.Fatalf("gw2 targets: bob web %d (want 1), alice tablet %d (want 2)", bobWeb, tablet)
+	}
+	if len(tasks) != 1 || tasks[0].OfflinePush.Uid != "carol" || tasks[0].OfflinePush.Preview != "yo" {
+		t.Fatalf("tasks = %+v", tasks)
+	}
+}
+
+func TestProcessRetriesTransientFailures(t *testing.T) {
+	dp := dpfake.New("alice", "bob")
+	dp.FailAppend = 2
+	prod := &fakeProducer{fail: 2}
+	p := newProc(dp, liveSet{"gw1": true}, prod)
+	if err := p.Process(context.Background(), []*events.UpRecord{sendRec("alice", "bob", "x", "hi")}); err != nil {
+		t.Fatal(err)
+	}
+	if dp.Appends != 3 {
+		t.Fatalf("append called %d times, want 3", dp.Appends)
+	}
+	down, _ := decoded(t, prod.msgs)
+	if acks := down[kafkax.DownTopic("gw1")]; len(acks) != 1 || acks[0].Ack.Seq != 1 {
+		t.Fatalf("after retries: %+v", acks)
+	}
+}
+
+func TestProcessStopsWhenContextEnds(t *testing.T) {
+	dp := dpfake.New("alice", "bob")
+	dp.FailAppend = 1 << 30
+	p := newProc(dp, liveSet{"gw1": true}, &fakeProducer{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Process(ctx, []*events.UpRecord{sendRec("alice", "bob", "x", "hi")}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestPreviewCutsAtRuneBoundary(t *testing.T) {
+	s := ""
+	for range 60 {
+		s += "é"
+	}
+	p := preview(s)
+	if len(p) > previewLen || len(p)%2 != 0 {
+		t.Fatalf("preview len %d", len(p))
+	}
+}

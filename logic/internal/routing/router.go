@@ -1,0 +1,55 @@
+// Package routing finds where users are connected: their routes from the
+// route table (Redis, through dataproxy), keeping only routes whose gateway
+// is alive in etcd. A gateway that died leaves routes behind until their
+// TTL runs out; filtering by the live set treats them as gone at once.
+//
+// Router is safe for concurrent use.
+package routing
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
+	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
+	dpclient "github.com/gochat-im/gochat/idl/kitex_gen/dataproxy/dataproxy"
+	"github.com/gochat-im/gochat/pkg/discovery"
+)
+
+// Gateways is the live gateway set (a *discovery.Watcher in production).
+type Gateways interface {
+	Get(id string) (discovery.Gateway, bool)
+}
+
+// Router looks up routes.
+type Router struct {
+	dp  dpclient.Client
+	gws Gateways
+}
+
+// New returns a Router.
+func New(dp dpclient.Client, gws Gateways) *Router { return &Router{dp: dp, gws: gws} }
+
+// Alive reports whether the gateway with id is registered.
+func (r *Router) Alive(id string) bool {
+	_, ok := r.gws.Get(id)
+	return ok
+}
+
+// Lookup returns the live routes of each uid that has any.
+func (r *Router) Lookup(ctx context.Context, uids []string) (map[string][]*common.Route, error) {
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	resp, err := r.dp.GetRoutes(ctx, &dataproxy.GetRoutesReq{Uids: uids})
+	if err != nil {
+		return nil, fmt.Errorf("get routes: %w", err)
+	}
+	out := make(map[string][]*common.Route, len(uids))
+	for _, rt := range resp.Routes {
+		if r.Alive(rt.GatewayId) {
+			out[rt.Uid] = append(out[rt.Uid], rt)
+		}
+	}
+	return out, nil
+}
