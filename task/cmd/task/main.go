@@ -1,0 +1,149 @@
+// Command task runs GoChat's task service: it consumes the task topic and
+// runs side jobs (today the offline-push webhook) with retries, a
+// dead-letter topic and at-least-once offsets. See internal/consumer.
+//
+// Every flag can also be set in the environment as GOCHAT_<FLAG> (for
+// example -webhook-url is GOCHAT_WEBHOOK_URL) or in a config file (-config).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/gochat-im/gochat/idl/kitex_gen/events"
+	"github.com/gochat-im/gochat/pkg/kafkax"
+	"github.com/gochat-im/gochat/pkg/obs"
+	"github.com/gochat-im/gochat/pkg/svc"
+	"github.com/gochat-im/gochat/task/internal/backoff"
+	"github.com/gochat-im/gochat/task/internal/consumer"
+	"github.com/gochat-im/gochat/task/internal/job"
+	"github.com/gochat-im/gochat/task/internal/metrics"
+	"github.com/gochat-im/gochat/task/internal/offlinepush"
+)
+
+// Topic layout created at start when missing.
+const (
+	taskPartitions = 8
+	deadPartitions = 1
+)
+
+type settings struct {
+	common svc.Common
+
+	group          string
+	workers        int
+	maxInflight    int
+	maxAttempts    int
+	retryBase      time.Duration
+	retryMax       time.Duration
+	webhookURL     string
+	webhookSecret  string
+	webhookTimeout time.Duration
+	shutdownGrace  time.Duration
+	startupTimeout time.Duration
+}
+
+func (s *settings) register(fs *flag.FlagSet) {
+	s.common.Register(fs, "127.0.0.1:9192")
+	fs.StringVar(&s.group, "group", "gochat.task", "Kafka consumer group of the task consumers")
+	fs.IntVar(&s.workers, "workers", 16, "goroutines running task attempts concurrently")
+	fs.IntVar(&s.maxInflight, "max-inflight", 1024, "tasks consumed and not finished (retries waiting included) before fetching pauses")
+	fs.IntVar(&s.maxAttempts, "max-attempts", 5, "attempts per task before it goes to the dead-letter topic")
+	fs.DurationVar(&s.retryBase, "retry-base", 200*time.Millisecond, "delay before the second attempt; doubles per attempt, with jitter")
+	fs.DurationVar(&s.retryMax, "retry-max", 30*time.Second, "longest delay between two attempts")
+	fs.StringVar(&s.webhookURL, "webhook-url", "", "offline-push webhook URL; empty acknowledges offline-push tasks without calling anything")
+	fs.StringVar(&s.webhookSecret, "webhook-secret", "", "HMAC-SHA256 key signing webhook bodies (X-GoChat-Signature); set it through GOCHAT_WEBHOOK_SECRET")
+	fs.DurationVar(&s.webhookTimeout, "webhook-timeout", 5*time.Second, "timeout of one webhook attempt")
+	fs.DurationVar(&s.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight tasks may finish before they are abandoned (and redone later)")
+	fs.DurationVar(&s.startupTimeout, "startup-timeout", time.Minute, "how long to wait for Kafka at start")
+}
+
+func main() {
+	var s settings
+	fs := flag.NewFlagSet("task", flag.ExitOnError)
+	s.register(fs)
+	svc.Parse(fs, os.Args[1:])
+
+	log, err := s.common.Logger("task")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := run(s, log); err != nil {
+		log.Error("task service failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(s settings, log *slog.Logger) error {
+	ctx, stop := obs.SignalContext()
+	defer stop()
+
+	kcommon, err := s.common.KafkaCommon()
+	if err != nil {
+		return err
+	}
+	reg := obs.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		return err
+	}
+	admin, err := obs.StartAdmin(s.common.AdminListen, reg, log)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+
+	tctx, cancel := context.WithTimeout(ctx, s.startupTimeout)
+	err = kafkax.EnsureTopics(tctx, kcommon,
+		kafkax.TopicSpec{Name: kafkax.TopicTask, Partitions: taskPartitions},
+		kafkax.TopicSpec{Name: kafkax.TopicTaskDead, Partitions: deadPartitions})
+	cancel()
+	if err != nil {
+		return err
+	}
+
+	producer, err := kafkax.NewProducer(kcommon, log)
+	if err != nil {
+		return err
+	}
+	// Closed after the consumer, so dead-letter writes in flight finish.
+	defer producer.Close()
+
+	push, err := offlinepush.New(offlinepush.Config{
+		URL: s.webhookURL, Secret: s.webhookSecret, Timeout: s.webhookTimeout, MaxConns: s.workers,
+	}, m)
+	if err != nil {
+		return err
+	}
+	defer push.Close()
+	if s.webhookURL == "" {
+		log.Warn("no -webhook-url: offline-push tasks are acknowledged without a call")
+	}
+	jobs := job.NewRegistry()
+	if err := jobs.Register(events.TaskKind_OFFLINE_PUSH, push); err != nil {
+		return err
+	}
+
+	cons, err := consumer.New(consumer.Config{
+		Kafka:         kcommon,
+		Group:         s.group,
+		Workers:       s.workers,
+		MaxInflight:   s.maxInflight,
+		MaxAttempts:   s.maxAttempts,
+		Backoff:       backoff.Policy{Base: s.retryBase, Max: s.retryMax},
+		ShutdownGrace: s.shutdownGrace,
+	}, jobs, producer, m, log)
+	if err != nil {
+		return err
+	}
+	admin.SetReady(true)
+	log.Info("task service started", "admin", admin.Addr(), "brokers", kcommon.Brokers)
+	err = cons.Run(ctx)
+	admin.SetReady(false)
+	return err
+}
