@@ -14,6 +14,8 @@ import (
 	"github.com/cloudwego/kitex/pkg/connpool"
 	"github.com/cloudwego/kitex/pkg/klog"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
+	"github.com/cloudwego/kitex/pkg/transmeta"
+	"github.com/cloudwego/kitex/transport"
 	"github.com/cloudwego/kitex/server"
 	etcdreg "github.com/kitex-contrib/registry-etcd"
 )
@@ -72,6 +74,9 @@ func ServerOptions(cfg ServerConfig) ([]server.Option, error) {
 		server.WithServiceAddr(addr),
 		server.WithRegistry(reg),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: cfg.Service}),
+		// Business error codes travel in TTHeader metadata; without it a
+		// client sees an empty success instead of the error.
+		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
 		server.WithExitWaitTime(2 * time.Second),
 		server.WithMaxConnIdleTime(10 * time.Minute),
 	}, nil
@@ -105,6 +110,9 @@ func ClientOptions(cfg ClientConfig) ([]client.Option, error) {
 			MaxIdleTimeout:    time.Minute,
 		}),
 		client.WithClientBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: cfg.Caller}),
+		// TTHeader carries business error codes (see ServerOptions).
+		client.WithTransportProtocol(transport.TTHeader),
+		client.WithMetaHandler(transmeta.ClientTTHeaderHandler),
 	}
 	if len(cfg.HostPorts) > 0 {
 		return append(opts, client.WithHostPorts(cfg.HostPorts...)), nil

@@ -1,8 +1,12 @@
-// Command gochatctl is an admin client of logic's Kitex API for operators
-// and app developers: it issues client tokens and creates users.
+// Command gochatctl is a command-line client for operators and app
+// developers: it issues client tokens and creates users through logic's
+// Kitex API, and can chat through a gateway like any client app.
 //
 //	gochatctl token [-device web] [-ttl 24h] <uid>
 //	gochatctl users add <uid>...
+//	gochatctl send <from> <to> <text>
+//	gochatctl listen <uid>
+//	gochatctl history <uid> <peer>
 //
 // It finds logic through etcd (-etcd) or at a fixed address (-logic) and
 // authenticates with the admin secret (-admin-secret or
@@ -32,6 +36,11 @@ const usage = `usage: gochatctl [flags] <command>
 commands:
   token [-device ID] [-ttl DURATION] [-no-create] <uid>   print a client token
   users add <uid>...                                      create users
+  send <from> <to> <text>      send a message as <from> and wait for the ack
+  listen <uid>                 print <uid>'s incoming messages; "@user text" sends
+  history <uid> <peer>         print the one-to-one conversation of <uid> and <peer>
+
+The chat commands issue a token for device "cli" and connect to -ws.
 
 flags:
 `
@@ -43,6 +52,7 @@ func main() {
 	etcd := fs.String("etcd", "127.0.0.1:2379", "etcd endpoints used to find logic")
 	logicAddr := fs.String("logic", "", "logic's host:port (skips etcd)")
 	secret := fs.String("admin-secret", os.Getenv("GOCHAT_ADMIN_SECRET"), "admin secret (default $GOCHAT_ADMIN_SECRET)")
+	wsURL := fs.String("ws", "", "gateway WebSocket URL for the chat commands (default: from -data-dir, else ws://127.0.0.1:8080/ws)")
 	_ = fs.Parse(os.Args[1:])
 	if fs.NArg() == 0 {
 		fs.Usage()
@@ -59,6 +69,9 @@ func main() {
 		if *logicAddr == "" && st.Ports.Logic != 0 {
 			*logicAddr = "127.0.0.1:" + strconv.Itoa(st.Ports.Logic)
 		}
+		if *wsURL == "" && len(st.Ports.Gateway) > 0 {
+			*wsURL = "ws://127.0.0.1:" + strconv.Itoa(st.Ports.Gateway[0]) + "/ws"
+		}
 	}
 	cc := rpcx.ClientConfig{Service: rpcx.LogicService, Etcd: config.List(*etcd), Caller: "gochatctl", Timeout: 10 * time.Second}
 	if *logicAddr != "" {
@@ -72,10 +85,35 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	if *wsURL == "" {
+		*wsURL = "ws://127.0.0.1:8080/ws"
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	token := func(uid string) string {
+		resp, err := cli.IssueToken(ctx, &logic.IssueTokenReq{AdminSecret: *secret, Uid: uid, Device: "cli", CreateUser: true})
+		if err != nil {
+			fail(err)
+		}
+		return resp.Token
+	}
 	args := fs.Args()
+	need := func(n int) {
+		if len(args) != n+1 {
+			fs.Usage()
+			os.Exit(2)
+		}
+	}
 	switch args[0] {
+	case "send":
+		need(3)
+		err = cmdSend(ctx, *wsURL, token(args[1]), args[2], args[3])
+	case "listen":
+		need(1)
+		err = cmdListen(context.Background(), *wsURL, token(args[1]))
+	case "history":
+		need(2)
+		err = cmdHistory(ctx, *wsURL, token(args[1]), args[1], args[2])
 	case "token":
 		tfs := flag.NewFlagSet("token", flag.ExitOnError)
 		device := tfs.String("device", "web", "device id the token is for")
@@ -107,6 +145,9 @@ func main() {
 	default:
 		fs.Usage()
 		os.Exit(2)
+	}
+	if err != nil {
+		fail(err)
 	}
 }
 

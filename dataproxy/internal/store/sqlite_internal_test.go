@@ -1,0 +1,108 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+)
+
+func pragma(t *testing.T, s *SQLStore, reader bool, name string) string {
+	t.Helper()
+	db := s.w
+	if reader {
+		db = s.r
+	}
+	var v string
+	if err := db.QueryRow("PRAGMA " + name).Scan(&v); err != nil {
+		t.Fatalf("PRAGMA %s: %v", name, err)
+	}
+	return v
+}
+
+func TestSQLiteSettings(t *testing.T) {
+	for _, tc := range []struct{ sync, want string }{{"", "2"}, {"full", "2"}, {"normal", "1"}} {
+		path := filepath.Join(t.TempDir(), "a", "b.db")
+		s, err := OpenSQLite(SQLiteConfig{Path: path, Sync: tc.sync}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pragma(t, s, false, "journal_mode"); got != "wal" {
+			t.Errorf("journal_mode %q", got)
+		}
+		if got := pragma(t, s, false, "synchronous"); got != tc.want {
+			t.Errorf("sync %q: synchronous %s, want %s", tc.sync, got, tc.want)
+		}
+		if got := pragma(t, s, false, "busy_timeout"); got != "5000" {
+			t.Errorf("busy_timeout %s", got)
+		}
+		if got := pragma(t, s, true, "query_only"); got != "1" {
+			t.Errorf("reader query_only %s", got)
+		}
+		if s.w.Stats().MaxOpenConnections != 1 {
+			t.Errorf("writer pool has %d connections", s.w.Stats().MaxOpenConnections)
+		}
+		_ = s.Close()
+	}
+	if _, err := OpenSQLite(SQLiteConfig{Path: filepath.Join(t.TempDir(), "x.db"), Sync: "off"}, nil); err == nil {
+		t.Error("sync off accepted")
+	}
+}
+
+// SchemaVersion through a read-only handle, as -check-schema does it.
+func TestSQLiteReadOnlySchemaVersion(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "gochat.db")
+	if _, err := OpenSQLite(SQLiteConfig{Path: path, ReadOnly: true}, nil); !errors.Is(err, ErrNoDatabase) {
+		t.Fatalf("read-only open of a missing file: %v", err)
+	}
+
+	s, err := OpenSQLite(SQLiteConfig{Path: path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, latest, err := s.SchemaVersion(ctx)
+	if err != nil || cur != 0 || latest != len(s.migrations) {
+		t.Fatalf("empty database: %d %d %v", cur, latest, err)
+	}
+	if err := s.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+
+	ro, err := OpenSQLite(SQLiteConfig{Path: path, ReadOnly: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	cur, latest, err = ro.SchemaVersion(ctx)
+	if err != nil || cur != latest {
+		t.Fatalf("migrated database: %d %d %v", cur, latest, err)
+	}
+	if _, err := ro.UpsertUsers(ctx, []User{{UID: "alice"}}); err == nil {
+		t.Fatal("a read-only store accepted a write")
+	}
+}
+
+func TestMigrationFiles(t *testing.T) {
+	sq, err := loadMigrations("sqlite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	my, err := loadMigrations("mysql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sq) != len(my) {
+		t.Fatalf("sqlite has %d migrations, mysql %d", len(sq), len(my))
+	}
+	for i := range sq {
+		if sq[i].name != my[i].name {
+			t.Errorf("version %d: sqlite %q, mysql %q", i+1, sq[i].name, my[i].name)
+		}
+	}
+	got := splitSQL("-- c\nCREATE TABLE a (\n  x INT -- note\n);\n\n-- d\nCREATE INDEX i ON a (x);\n")
+	if len(got) != 2 || got[1] != "CREATE INDEX i ON a (x)" {
+		t.Fatalf("splitSQL: %q", got)
+	}
+}
