@@ -33,13 +33,35 @@ type Common struct {
 	Extra kafka.ConfigMap
 }
 
-func (c Common) base() kafka.ConfigMap {
+// consumerOnly lists librdkafka properties (or prefixes ending in ".")
+// that only consumers take; a producer given one logs a warning, so Extra
+// is split.
+var consumerOnly = []string{
+	"group.", "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms",
+	"partition.assignment.strategy", "auto.offset.reset", "enable.auto.commit",
+	"auto.commit.interval.ms", "enable.auto.offset.store", "fetch.", "isolation.level",
+	"queued.", "enable.partition.eof", "check.crcs",
+}
+
+func isConsumerOnly(k string) bool {
+	for _, p := range consumerOnly {
+		if k == p || (strings.HasSuffix(p, ".") && strings.HasPrefix(k, p)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c Common) base(producer bool) kafka.ConfigMap {
 	m := kafka.ConfigMap{
 		"bootstrap.servers":                  c.Brokers,
 		"socket.keepalive.enable":            true,
 		"topic.metadata.refresh.interval.ms": 10000,
 	}
 	for k, v := range c.Extra {
+		if producer && isConsumerOnly(k) {
+			continue
+		}
 		m[k] = v
 	}
 	return m
@@ -58,7 +80,7 @@ func (c Common) ProducerConfig() kafka.ConfigMap {
 		"message.timeout.ms":           30000,
 		"queue.buffering.max.messages": 500000,
 	}
-	for k, v := range c.base() {
+	for k, v := range c.base(true) {
 		m[k] = v
 	}
 	return m
@@ -78,7 +100,7 @@ func (c Common) ConsumerConfig(group string) kafka.ConfigMap {
 		"heartbeat.interval.ms":    1000,
 		"fetch.wait.max.ms":        5,
 	}
-	for k, v := range c.base() {
+	for k, v := range c.base(false) {
 		m[k] = v
 	}
 	return m

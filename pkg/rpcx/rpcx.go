@@ -8,15 +8,17 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/cloudwego/kitex/client"
 	"github.com/cloudwego/kitex/pkg/connpool"
 	"github.com/cloudwego/kitex/pkg/klog"
+	"github.com/cloudwego/kitex/pkg/registry"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/pkg/transmeta"
-	"github.com/cloudwego/kitex/transport"
 	"github.com/cloudwego/kitex/server"
+	"github.com/cloudwego/kitex/transport"
 	etcdreg "github.com/kitex-contrib/registry-etcd"
 )
 
@@ -41,6 +43,11 @@ type ServerConfig struct {
 	Etcd      []string
 	// LeaseTTL is how long a dead instance stays listed in etcd.
 	LeaseTTL time.Duration
+	// OnRegistered, if set, runs once the instance is listed in etcd:
+	// Kitex registers about a second after it starts listening, and
+	// clients cannot find the service before then, so this is the moment
+	// to report ready.
+	OnRegistered func()
 }
 
 // ServerOptions returns options that listen on cfg.Listen and register the
@@ -59,7 +66,7 @@ func ServerOptions(cfg ServerConfig) ([]server.Option, error) {
 		// registry-etcd reads its lease TTL from this variable only.
 		_ = os.Setenv("KITEX_ETCD_REGISTRY_LEASE_TTL", strconv.Itoa(int(cfg.LeaseTTL/time.Second)))
 	}
-	reg, err := etcdreg.NewEtcdRegistry(cfg.Etcd)
+	inner, err := etcdreg.NewEtcdRegistry(cfg.Etcd)
 	if err != nil {
 		return nil, fmt.Errorf("etcd registry: %w", err)
 	}
@@ -68,8 +75,9 @@ func ServerOptions(cfg ServerConfig) ([]server.Option, error) {
 		if err != nil {
 			return nil, fmt.Errorf("advertise address %q: %w", cfg.Advertise, err)
 		}
-		etcdreg.SetFixedAddress(reg, adv)
+		etcdreg.SetFixedAddress(inner, adv)
 	}
+	reg := &trackedRegistry{inner: inner, onRegistered: cfg.OnRegistered}
 	return []server.Option{
 		server.WithServiceAddr(addr),
 		server.WithRegistry(reg),
@@ -122,4 +130,39 @@ func ClientOptions(cfg ClientConfig) ([]client.Option, error) {
 		return nil, fmt.Errorf("etcd resolver: %w", err)
 	}
 	return append(opts, client.WithResolver(res)), nil
+}
+
+// trackedRegistry wraps registry-etcd: it reports the registration, and
+// makes Deregister a no-op when Register never ran (registry-etcd v0.3.0
+// dereferences nil there, and Kitex calls it from Stop even when the
+// server stops within its first second, before registering).
+type trackedRegistry struct {
+	inner        registry.Registry
+	onRegistered func()
+
+	mu         sync.Mutex
+	registered bool
+}
+
+func (r *trackedRegistry) Register(info *registry.Info) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.inner.Register(info); err != nil {
+		return err
+	}
+	if !r.registered && r.onRegistered != nil {
+		defer r.onRegistered()
+	}
+	r.registered = true
+	return nil
+}
+
+func (r *trackedRegistry) Deregister(info *registry.Info) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.registered {
+		return nil
+	}
+	r.registered = false
+	return r.inner.Deregister(info)
 }

@@ -156,6 +156,8 @@ func serve(cfg settings, common svc.Common, log *slog.Logger) error {
 	opts, err := rpcx.ServerOptions(rpcx.ServerConfig{
 		Service: rpcx.DataProxyService, Listen: cfg.listen, Advertise: cfg.advertise,
 		Etcd: common.EtcdEndpoints(), LeaseTTL: cfg.registryTTL,
+		// Ready once listed in etcd: before that no client can find us.
+		OnRegistered: func() { admin.SetReady(true) },
 	})
 	if err != nil {
 		return err
@@ -166,7 +168,6 @@ func serve(cfg settings, common svc.Common, log *slog.Logger) error {
 	if err := waitListening(ctx, cfg.listen, runErr); err != nil {
 		return err
 	}
-	admin.SetReady(true)
 	log.Info("dataproxy serving", "listen", cfg.listen, "store", cfg.store, "admin", admin.Addr())
 
 	select {

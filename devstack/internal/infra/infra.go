@@ -81,8 +81,10 @@ func (in *Infra) startEtcd() error {
 	c.ListenClientUrls, c.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	c.ListenPeerUrls, c.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	c.InitialCluster = c.Name + "=" + peer.String()
-	c.LogLevel = "error"
-	c.LogOutputs = []string{"stderr"}
+	// etcd logs expected errors while it shuts down; keep its log in a
+	// file beside its data rather than in the launcher's output.
+	c.LogLevel = "warn"
+	c.LogOutputs = []string{filepath.Join(in.cfg.Dir, "etcd.log")}
 	e, err := embed.StartEtcd(c)
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)

@@ -137,7 +137,9 @@ func run(o options) error {
 		AdminSecret: o.adminSecret, TokenSecret: []byte(secrets[0]), TokenTTL: o.tokenTTL, RouteTTL: o.routeTTL,
 	}, dp, userCache, log)
 	sopts, err := rpcx.ServerOptions(rpcx.ServerConfig{Service: rpcx.LogicService, Listen: o.listen, Advertise: o.advertise,
-		Etcd: o.common.EtcdEndpoints(), LeaseTTL: o.registryTTL})
+		Etcd: o.common.EtcdEndpoints(), LeaseTTL: o.registryTTL,
+		// Ready once listed in etcd: before that gateways cannot find us.
+		OnRegistered: func() { admin.SetReady(true) }})
 	if err != nil {
 		return err
 	}
@@ -158,7 +160,6 @@ func run(o options) error {
 			errc <- fmt.Errorf("kitex server: %w", err)
 		}
 	}()
-	admin.SetReady(true)
 	log.Info("logic started", "listen", o.listen, "admin", admin.Addr())
 
 	var runErr error

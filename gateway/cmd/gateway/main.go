@@ -1,0 +1,120 @@
+// Command gateway holds client WebSocket connections for GoChat: it checks
+// tokens, registers connections with logic, produces client sends to Kafka
+// and pushes logic's downstream records to the connections it holds.
+//
+// Every flag can also be set in a config file (-config) or the environment
+// (GOCHAT_<FLAG>, e.g. GOCHAT_TOKEN_SECRET).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gochat-im/gochat/gateway/internal/app"
+	"github.com/gochat-im/gochat/gateway/internal/rlimit"
+	"github.com/gochat-im/gochat/gateway/internal/server"
+	"github.com/gochat-im/gochat/pkg/config"
+	"github.com/gochat-im/gochat/pkg/ids"
+	"github.com/gochat-im/gochat/pkg/obs"
+	"github.com/gochat-im/gochat/pkg/svc"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		common  svc.Common
+		sc      server.Config
+		cfg     app.Config
+		secrets string
+	)
+	fs := flag.NewFlagSet("gateway", flag.ExitOnError)
+	common.Register(fs, "127.0.0.1:9180")
+	fs.StringVar(&sc.ID, "id", defaultID(), "gateway instance id (names its downstream topic and routes)")
+	fs.StringVar(&sc.Listen, "listen", "127.0.0.1:8080", "WebSocket listen address host:port")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "address published in etcd (default: the listen address)")
+	fs.StringVar(&sc.Path, "ws-path", "/ws", "WebSocket path")
+	fs.IntVar(&sc.Shards, "shards", 64, "connection table shards (power of two)")
+	fs.StringVar(&secrets, "token-secret", "", "HMAC token secret(s), comma-separated, current first (REQUIRED; usually GOCHAT_TOKEN_SECRET)")
+	fs.DurationVar(&sc.Heartbeat, "heartbeat", 30*time.Second, "heartbeat interval advertised to clients")
+	fs.DurationVar(&sc.IdleTimeout, "idle-timeout", 0, "close connections silent this long (default 3x -heartbeat)")
+	fs.DurationVar(&sc.HandshakeTimeout, "handshake-timeout", 5*time.Second, "drop connections that have not upgraded in this time")
+	fs.DurationVar(&sc.WriteTimeout, "write-timeout", 10*time.Second, "disconnect a client whose socket stays full this long")
+	fs.IntVar(&sc.WriteQueue, "write-queue", 256, "frames that may wait for one client before it is disconnected as too slow")
+	fs.IntVar(&sc.MaxFrame, "max-frame", 65536, "largest frame or message payload a client may send, bytes")
+	fs.IntVar(&sc.MaxBody, "max-body", 4096, "largest message body, bytes")
+	fs.DurationVar(&sc.RouteRefresh, "route-refresh", 30*time.Second, "interval of full route re-registration with logic (negative disables)")
+	fs.DurationVar(&cfg.RegistryTTL, "registry-ttl", 10*time.Second, "lease TTL of the gateway's etcd registration")
+	fs.IntVar(&cfg.DownPartitions, "down-partitions", 4, "partitions of this gateway's downstream topic when created")
+	fs.IntVar(&sc.Workers, "workers", 64, "goroutines serving sync/conversations calls to logic")
+	svc.Parse(fs, os.Args[1:])
+
+	log, err := common.Logger("gateway")
+	if err != nil {
+		return err
+	}
+	if soft, hard, err := rlimit.RaiseNoFile(); err != nil {
+		log.Warn("could not raise the open-file limit", "soft", soft, "hard", hard, "err", err)
+	} else {
+		log.Info("open-file limit", "soft", soft, "hard", hard)
+	}
+	// Small netpoll buffers keep idle connections cheap; see TuneNetpoll.
+	if err := server.TuneNetpoll(); err != nil {
+		return err
+	}
+	for _, s := range config.List(secrets) {
+		cfg.TokenSecrets = append(cfg.TokenSecrets, []byte(s))
+	}
+	if cfg.Kafka, err = common.KafkaCommon(); err != nil {
+		return err
+	}
+	cfg.Server = sc
+	cfg.Etcd = common.EtcdEndpoints()
+	cfg.AdminListen = common.AdminListen
+
+	a, err := app.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := obs.SignalContext()
+	defer stop()
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return a.Shutdown(sctx)
+}
+
+// defaultID derives an instance id from the host name, or "gw1".
+func defaultID() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "gw1"
+	}
+	id := strings.Map(func(r rune) rune {
+		if r < 128 && ids.ValidDevice(string(r)) {
+			return r
+		}
+		return '-'
+	}, h)
+	id = "gw-" + id
+	if len(id) > ids.MaxIDLen {
+		id = id[:ids.MaxIDLen]
+	}
+	if !ids.ValidDevice(id) {
+		return "gw1"
+	}
+	return id
+}

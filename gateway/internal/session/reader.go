@@ -1,0 +1,127 @@
+package session
+
+import (
+	"errors"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+
+	"github.com/gochat-im/gochat/gateway/internal/wsframe"
+)
+
+// OnReadable processes everything readable on the connection. The server
+// calls it from netpoll's OnRequest; it always consumes all input (or
+// closes the connection), as netpoll requires.
+func (s *Session) OnReadable() error {
+	r := s.conn.Reader()
+	defer func() { _ = r.Release() }()
+	s.lastRead.Store(s.env.Now())
+	for {
+		switch s.State() {
+		case StateHandshake:
+			done, err := s.head.Feed(r, s.env.MaxHead)
+			if err != nil {
+				_ = r.Skip(r.Len())
+				s.head.Reset()
+				s.env.Handler.HeadTooLarge(s)
+				return nil
+			}
+			if !done {
+				return nil
+			}
+			head := s.head.Bytes()
+			s.env.Handler.Handshake(s, head)
+			s.head.Reset()
+			// Anything after the head is already WebSocket frames.
+		case StateRegistering, StateOpen:
+			h, p, err := s.dec.Next(r, s.env.MaxFrame)
+			if err == wsframe.ErrMore {
+				return nil
+			}
+			if err != nil {
+				var ce *wsframe.CloseError
+				if errors.As(err, &ce) {
+					s.CloseWith(uint16(ce.Code), ce.Reason)
+				} else {
+					s.Kill()
+				}
+				_ = r.Skip(r.Len())
+				return nil
+			}
+			s.env.Obs.FrameIn()
+			s.frame(h, p)
+		default:
+			// Closing: the client's remaining input no longer matters.
+			_ = r.Skip(r.Len())
+			return nil
+		}
+	}
+}
+
+// frame handles one frame whose payload p is valid only during the call.
+func (s *Session) frame(h ws.Header, p []byte) {
+	switch h.OpCode {
+	case ws.OpText, ws.OpBinary:
+		switch {
+		case s.msg != nil:
+			s.fail(wsframe.ErrInterleaved)
+		case h.OpCode == ws.OpBinary:
+			s.fail(wsframe.ErrBinary)
+		case h.Fin:
+			s.deliver(p)
+		default:
+			s.msg = wsframe.AppendBuf(nil, p)
+		}
+	case ws.OpContinuation:
+		switch {
+		case s.msg == nil:
+			s.fail(wsframe.ErrContinuation)
+		case int64(len(*s.msg)+len(p)) > s.env.MaxFrame:
+			s.fail(wsframe.ErrMessageTooBig)
+		default:
+			s.msg = wsframe.AppendBuf(s.msg, p)
+			if h.Fin {
+				m := s.msg
+				s.msg = nil
+				s.deliver(*m)
+				wsframe.PutBuf(m)
+			}
+		}
+	case ws.OpPing:
+		// The payload lives in netpoll's buffer until Release: the pong
+		// gets its own copy.
+		_ = s.Send(wsframe.Frame(ws.OpPong, p))
+	case ws.OpPong:
+		// Only proof of life; lastRead is already updated.
+	case ws.OpClose:
+		code, err := wsframe.ParseClose(p)
+		if err != nil {
+			var ce *wsframe.CloseError
+			errors.As(err, &ce)
+			s.fail(ce)
+			return
+		}
+		// Echo the client's code and close.
+		s.CloseWith(uint16(code), "")
+	}
+}
+
+func (s *Session) fail(ce *wsframe.CloseError) {
+	if s.msg != nil {
+		wsframe.PutBuf(s.msg)
+		s.msg = nil
+	}
+	s.CloseWith(uint16(ce.Code), ce.Reason)
+}
+
+func (s *Session) deliver(text []byte) {
+	if !utf8.Valid(text) {
+		s.fail(wsframe.ErrInvalidUTF8)
+		return
+	}
+	s.env.Handler.Message(s, text)
+}
+
+func closeFrame(code uint16, reason string) []byte {
+	return wsframe.CloseFrame(ws.StatusCode(code), reason)
+}

@@ -1,0 +1,401 @@
+// Package session holds the state of one client connection: its place in
+// the handshake -> registering -> open -> closing -> closed life cycle, the
+// WebSocket read side (request head, frame decoder, fragmented message) and
+// the serialised write side.
+//
+// Reads: netpoll runs OnRequest for a connection on one goroutine at a
+// time; OnReadable consumes every readable byte on each call (netpoll keeps
+// calling while input remains) and hands complete text messages to the
+// Handler on that goroutine.
+//
+// Writes: netpoll's Writer is not safe for concurrent use, and Flush blocks
+// while the socket is full. Every write therefore goes through Send, which
+// appends an already encoded frame to a bounded per-connection queue and
+// schedules the session on the shared writer pool; one writer at a time
+// drains a session's queue into netpoll's output buffer and flushes it once
+// per batch. A full queue means the client reads too slowly: it is
+// disconnected, never allowed to grow memory or stall other pushes. Frames
+// are never modified after Send, so one encoded push is shared by every
+// target.
+//
+// Lock order: wmu before nothing; ioMu before nothing (they are never held
+// together). ioMu orders writes into netpoll's output buffer against
+// Close, which releases that buffer.
+package session
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cloudwego/netpoll"
+
+	"github.com/gochat-im/gochat/gateway/internal/upgrade"
+	"github.com/gochat-im/gochat/gateway/internal/workpool"
+	"github.com/gochat-im/gochat/gateway/internal/wsframe"
+)
+
+// State is where a session is in its life cycle.
+type State int32
+
+// States, in the only order they are entered.
+const (
+	// StateHandshake: reading the HTTP upgrade request.
+	StateHandshake State = iota
+	// StateRegistering: upgraded and authenticated, waiting for logic to
+	// accept the route; not yet reachable by pushes.
+	StateRegistering
+	// StateOpen: hello sent; pushes are delivered.
+	StateOpen
+	// StateClosing: a close frame (or HTTP error) is queued; input is
+	// discarded and the connection closes once the queue is flushed.
+	StateClosing
+	// StateClosed: the connection is gone.
+	StateClosed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateHandshake:
+		return "handshake"
+	case StateRegistering:
+		return "registering"
+	case StateOpen:
+		return "open"
+	case StateClosing:
+		return "closing"
+	}
+	return "closed"
+}
+
+// Errors returned by Send.
+var (
+	ErrClosed = errors.New("session: closed")
+	ErrSlow   = errors.New("session: client too slow; disconnected")
+)
+
+// Handler is the server's side of a session. Its methods run on the
+// connection's OnRequest goroutine except Closed, which runs once from
+// netpoll's close callback.
+type Handler interface {
+	// Handshake answers a complete request head. It must either call
+	// Upgraded (and queue the response with Send) or Reject.
+	Handshake(s *Session, head []byte)
+	// HeadTooLarge is called when the request head passes the limit.
+	HeadTooLarge(s *Session)
+	// Message handles one complete text message, valid UTF-8. text is only
+	// valid during the call.
+	Message(s *Session, text []byte)
+	// Closed is called once when the connection is gone.
+	Closed(s *Session)
+}
+
+// Observer receives counts for metrics.
+type Observer interface {
+	FrameIn()
+	FramesOut(n int)
+	SlowClient()
+}
+
+// Env is what every session of a server shares.
+type Env struct {
+	Handler Handler
+	Obs     Observer
+	// Writers drains write queues; see the package comment.
+	Writers *workpool.Pool
+	// MaxFrame limits a frame's payload and a reassembled message.
+	MaxFrame int64
+	// MaxHead limits the request head.
+	MaxHead int
+	// WriteQueue is how many frames may wait for one connection.
+	WriteQueue int
+	// Now returns the time in unix nanoseconds.
+	Now func() int64
+	Log *slog.Logger
+}
+
+// Session is one client connection.
+type Session struct {
+	env  *Env
+	conn netpoll.Connection
+	id   int64
+	// uid and device are set once by Upgraded, before the session is
+	// published in the connection table.
+	uid, device string
+
+	state     atomic.Int32
+	created   int64 // unix nanos
+	lastRead  atomic.Int64
+	changedAt atomic.Int64 // when the state last changed
+	// registered is set once logic accepted the route, so closing knows
+	// whether to send a Disconnect.
+	registered atomic.Bool
+	discQueued atomic.Bool
+	finished   atomic.Bool
+
+	// Read side: only the OnRequest goroutine (and Closed, which netpoll
+	// runs when no OnRequest is active).
+	head  upgrade.Head
+	dec   wsframe.Decoder
+	msg   *[]byte // fragmented text message being reassembled
+	ioMu  sync.Mutex
+	wmu   sync.Mutex
+	wq    [][]byte // frames waiting for the writer
+	spare [][]byte // the writer's drained queue, kept for reuse
+	// scheduled: a writer owns the queue. closeAfter: close the connection
+	// once the queue is flushed; no frame is accepted after that.
+	scheduled  bool
+	closeAfter bool
+}
+
+// New returns a session for conn in the handshake state.
+func New(env *Env, conn netpoll.Connection, id int64) *Session {
+	now := env.Now()
+	s := &Session{env: env, conn: conn, id: id, created: now}
+	s.lastRead.Store(now)
+	s.changedAt.Store(now)
+	return s
+}
+
+// ConnID is the process-unique connection id.
+func (s *Session) ConnID() int64 { return s.id }
+
+// UID is the authenticated user ("" during the handshake).
+func (s *Session) UID() string { return s.uid }
+
+// Device is the authenticated device.
+func (s *Session) Device() string { return s.device }
+
+// State returns the current state.
+func (s *Session) State() State { return State(s.state.Load()) }
+
+// Routable reports whether pushes may be delivered.
+func (s *Session) Routable() bool { return s.State() == StateOpen }
+
+// Created returns when the connection was accepted (unix nanos).
+func (s *Session) Created() int64 { return s.created }
+
+// LastRead returns when input last arrived (unix nanos).
+func (s *Session) LastRead() int64 { return s.lastRead.Load() }
+
+// StateSince returns when the state last changed (unix nanos).
+func (s *Session) StateSince() int64 { return s.changedAt.Load() }
+
+// Registered reports whether logic accepted the route.
+func (s *Session) Registered() bool { return s.registered.Load() }
+
+// RemoteAddr is the peer's address, for logs.
+func (s *Session) RemoteAddr() string {
+	if a := s.conn.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// advance moves to state to if that is later than the current state.
+func (s *Session) advance(to State) bool {
+	for {
+		cur := s.state.Load()
+		if State(cur) >= to {
+			return false
+		}
+		if s.state.CompareAndSwap(cur, int32(to)) {
+			s.changedAt.Store(s.env.Now())
+			return true
+		}
+	}
+}
+
+// Upgraded records the authenticated identity and enters the
+// registering state. Call it from Handler.Handshake only.
+func (s *Session) Upgraded(uid, device string) {
+	s.uid, s.device = uid, device
+	s.advance(StateRegistering)
+}
+
+// MarkRegistered records that logic accepted the route.
+func (s *Session) MarkRegistered() { s.registered.Store(true) }
+
+// ClaimDisconnect reports true exactly once, to whichever of the close
+// path and a late registration first finds that the route needs a
+// Disconnect.
+func (s *Session) ClaimDisconnect() bool { return s.discQueued.CompareAndSwap(false, true) }
+
+// Open queues hello (already encoded) and makes the session routable, in
+// one step under the write lock: a push that sees the session routable is
+// queued behind hello, and the client never sees hello before pushes can
+// reach it. It reports false if the session is no longer registering.
+func (s *Session) Open(hello []byte) bool {
+	s.wmu.Lock()
+	if s.closeAfter || !s.advanceFrom(StateRegistering, StateOpen) {
+		s.wmu.Unlock()
+		return false
+	}
+	s.wq = append(s.wq, hello)
+	sched := !s.scheduled
+	s.scheduled = true
+	s.wmu.Unlock()
+	if sched && !s.env.Writers.Submit(s) {
+		s.Kill()
+		return false
+	}
+	return true
+}
+
+func (s *Session) advanceFrom(from, to State) bool {
+	if s.state.CompareAndSwap(int32(from), int32(to)) {
+		s.changedAt.Store(s.env.Now())
+		return true
+	}
+	return false
+}
+
+// Reject queues an HTTP error response and closes after it is sent.
+func (s *Session) Reject(resp []byte) {
+	s.finish(resp, StateClosing)
+}
+
+// CloseWith starts the close handshake: it queues a close frame with code
+// and reason and closes the connection once it is flushed. Later frames
+// are dropped.
+func (s *Session) CloseWith(code uint16, reason string) {
+	s.finish(closeFrame(code, reason), StateClosing)
+}
+
+func (s *Session) finish(last []byte, st State) {
+	if !s.advance(st) {
+		return
+	}
+	s.wmu.Lock()
+	if s.closeAfter {
+		s.wmu.Unlock()
+		return
+	}
+	s.wq = append(s.wq, last)
+	s.closeAfter = true
+	sched := !s.scheduled
+	s.scheduled = true
+	s.wmu.Unlock()
+	if sched && !s.env.Writers.Submit(s) {
+		s.Kill()
+	}
+}
+
+// Kill closes the connection at once, without a close frame.
+func (s *Session) Kill() {
+	s.advance(StateClosed)
+	s.ioMu.Lock()
+	_ = s.conn.Close()
+	s.ioMu.Unlock()
+}
+
+// Send queues one encoded frame (or raw bytes during the handshake). It
+// never blocks on the network. If the connection already has WriteQueue
+// frames waiting the client is disconnected and ErrSlow returned.
+func (s *Session) Send(frame []byte) error {
+	s.wmu.Lock()
+	if s.closeAfter || s.State() >= StateClosing {
+		s.wmu.Unlock()
+		return ErrClosed
+	}
+	if len(s.wq) >= s.env.WriteQueue {
+		s.wmu.Unlock()
+		s.env.Obs.SlowClient()
+		s.env.Log.Debug("client too slow; disconnecting", "conn", s.id, "uid", s.uid)
+		s.Kill()
+		return ErrSlow
+	}
+	s.wq = append(s.wq, frame)
+	sched := !s.scheduled
+	s.scheduled = true
+	s.wmu.Unlock()
+	if sched && !s.env.Writers.Submit(s) {
+		s.Kill()
+		return ErrClosed
+	}
+	return nil
+}
+
+// Run drains the write queue; the writer pool calls it. Frames queued for
+// one connection while a flush is in progress go out together in the next
+// flush.
+func (s *Session) Run() {
+	for {
+		s.wmu.Lock()
+		q := s.wq
+		if len(q) == 0 {
+			s.scheduled = false
+			closeNow := s.closeAfter
+			s.wmu.Unlock()
+			if closeNow {
+				s.Kill()
+			}
+			return
+		}
+		s.wq, s.spare = s.spare[:0], nil
+		s.wmu.Unlock()
+
+		err := s.write(q)
+		clear(q)
+		s.wmu.Lock()
+		if cap(q) <= 64 && s.spare == nil {
+			s.spare = q[:0]
+		}
+		if err != nil {
+			s.wq = nil
+			s.closeAfter = true
+			s.wmu.Unlock()
+			if errors.Is(err, netpoll.ErrWriteTimeout) {
+				s.env.Obs.SlowClient()
+				s.env.Log.Debug("write timeout; disconnecting", "conn", s.id, "uid", s.uid)
+			}
+			s.Kill()
+			return
+		}
+		s.wmu.Unlock()
+	}
+}
+
+func (s *Session) write(q [][]byte) error {
+	s.ioMu.Lock()
+	if !s.conn.IsActive() {
+		s.ioMu.Unlock()
+		return ErrClosed
+	}
+	w := s.conn.Writer()
+	for _, f := range q {
+		if _, err := w.WriteBinary(f); err != nil {
+			s.ioMu.Unlock()
+			return err
+		}
+	}
+	s.ioMu.Unlock()
+	// Flush may block until the client reads (up to the connection's write
+	// timeout); only this session's writer waits.
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	s.env.Obs.FramesOut(len(q))
+	return nil
+}
+
+// OnClosed must be registered as the connection's close callback. It runs
+// once, after netpoll has stopped calling OnRequest for the connection.
+func (s *Session) OnClosed(netpoll.Connection) error {
+	if !s.finished.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.advance(StateClosed)
+	s.wmu.Lock()
+	s.wq, s.spare, s.closeAfter = nil, nil, true
+	s.wmu.Unlock()
+	s.dec.Reset()
+	if s.msg != nil {
+		wsframe.PutBuf(s.msg)
+		s.msg = nil
+	}
+	s.head.Reset()
+	s.env.Handler.Closed(s)
+	return nil
+}

@@ -1,0 +1,38 @@
+package kafkax
+
+import (
+	"testing"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+func TestConfigSplit(t *testing.T) {
+	extra, err := ParseConfig("heartbeat.interval.ms=300, group.instance.id=a,linger.ms=5,socket.timeout.ms=1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Common{Brokers: "127.0.0.1:9092", Extra: extra}
+	p := c.ProducerConfig()
+	for _, k := range []string{"heartbeat.interval.ms", "group.instance.id"} {
+		if _, ok := p[k]; ok {
+			t.Errorf("producer config has consumer property %s", k)
+		}
+	}
+	if p["linger.ms"] != "5" || p["socket.timeout.ms"] != "1000" || p["enable.idempotence"] != true {
+		t.Errorf("producer config: %v", p)
+	}
+	cc := c.ConsumerConfig("g")
+	if cc["heartbeat.interval.ms"] != "300" || cc["group.id"] != "g" || cc["enable.auto.offset.store"] != false {
+		t.Errorf("consumer config: %v", cc)
+	}
+	if _, err := ParseConfig("novalue"); err == nil {
+		t.Error("ParseConfig accepted a property without value")
+	}
+	var _ kafka.ConfigMap = p
+}
+
+func TestDownTopic(t *testing.T) {
+	if DownTopic("gw7") != "gochat.down.gw7" {
+		t.Fatal(DownTopic("gw7"))
+	}
+}
