@@ -121,6 +121,7 @@ func (r *Registration) Close() {
 
 // Watcher holds the current set of live gateways.
 type Watcher struct {
+	cli  *clientv3.Client
 	mu   sync.RWMutex
 	live map[string]Gateway
 	// ready closes after the first full load.
@@ -129,7 +130,7 @@ type Watcher struct {
 
 // Watch loads the gateways and follows changes until ctx ends.
 func Watch(ctx context.Context, cli *clientv3.Client, log *slog.Logger) *Watcher {
-	w := &Watcher{live: map[string]Gateway{}, ready: make(chan struct{})}
+	w := &Watcher{cli: cli, live: map[string]Gateway{}, ready: make(chan struct{})}
 	go w.run(ctx, cli, log)
 	return w
 }
@@ -191,6 +192,19 @@ func (w *Watcher) Get(id string) (Gateway, bool) {
 	g, ok := w.live[id]
 	w.mu.RUnlock()
 	return g, ok
+}
+
+// Confirm is Get for a gateway that must exist a moment ago (it produced
+// the record being handled): when the watch has not delivered its
+// registration yet, it asks etcd directly.
+func (w *Watcher) Confirm(ctx context.Context, id string) bool {
+	if _, ok := w.Get(id); ok {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := w.cli.Get(ctx, GatewayPrefix+id, clientv3.WithCountOnly())
+	return err == nil && resp.Count > 0
 }
 
 // All returns a copy of the live set.

@@ -3,8 +3,8 @@
 // server, the etcd registration and the admin endpoint, and takes them down
 // in the right order.
 //
-// Start order: topics, producer, logic client, server, consumer, etcd
-// registration, ready. Shutdown order: not ready, deregister from etcd (so
+// Start order: topics, producer, logic client, downstream consumer (reading
+// from the end of the topic), server, etcd registration, ready. Shutdown order: not ready, deregister from etcd (so
 // logic stops routing here), stop accepting and close every connection with
 // 1001, send the last Disconnects, stop the consumer, flush and close the
 // producer.
@@ -132,10 +132,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if a.srv, err = server.New(a.cfg.Server, server.Deps{Logic: lc, Up: sink, Verifier: verifier, Metrics: m, Log: a.log}); err != nil {
 		return err
 	}
-	if err = a.srv.Start(); err != nil {
-		a.srv = nil
-		return err
-	}
+	// Order matters: the consumer reads from the end of the downstream
+	// topic before anything can be addressed to this gateway, and the
+	// gateway is listed in etcd (logic routes only to listed gateways)
+	// before the first client can connect.
 	a.consumer, err = downstream.NewConsumer(downstream.ConsumerConfig{GatewayID: id, Kafka: a.cfg.Kafka},
 		a.srv.Fanout(), m.DownstreamError.Inc, a.log)
 	if err != nil {
@@ -146,6 +146,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 	go a.consumer.Run(cctx)
 
 	if a.etcd, err = discovery.NewClient(a.cfg.Etcd); err != nil {
+		return err
+	}
+	if err = a.srv.Start(); err != nil {
+		a.srv = nil
 		return err
 	}
 	adv := a.cfg.Advertise

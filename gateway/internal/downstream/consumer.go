@@ -33,10 +33,14 @@ type Consumer struct {
 	done chan struct{}
 }
 
-// NewConsumer subscribes to kafkax.DownTopic(cfg.GatewayID). A new group
-// starts at the latest offset: pushes for connections of an earlier process
-// are useless, clients sync when they reconnect. onError (may be nil) is
-// called for each record that could not be decoded.
+// NewConsumer assigns itself every partition of kafkax.DownTopic(cfg.GatewayID)
+// at its current end. Reading starts exactly there: every record produced
+// after NewConsumer returns is seen, and nothing addressed to connections
+// of an earlier process with the same id is replayed (those clients sync
+// when they reconnect). The gateway is the topic's only reader, so no
+// consumer-group membership is needed, and there is no rebalance to wait
+// for before the first record can be read. onError (may be nil) is called
+// for each record that could not be decoded.
 func NewConsumer(cfg ConsumerConfig, fan *Fanout, onError func(), log *slog.Logger) (*Consumer, error) {
 	if cfg.GatewayID == "" {
 		return nil, errors.New("downstream: empty gateway id")
@@ -48,22 +52,45 @@ func NewConsumer(cfg ConsumerConfig, fan *Fanout, onError func(), log *slog.Logg
 		log = slog.Default()
 	}
 	m := cfg.Kafka.ConsumerConfig(Group(cfg.GatewayID))
-	m["auto.offset.reset"] = "latest"
+	// Offsets are never committed: a restarted gateway starts at the end.
+	m["enable.auto.commit"] = false
 	c, err := kafka.NewConsumer(&m)
 	if err != nil {
 		return nil, fmt.Errorf("kafka consumer: %w", err)
 	}
 	topic := kafkax.DownTopic(cfg.GatewayID)
-	if err := c.SubscribeTopics([]string{topic}, nil); err != nil {
+	if err := assignAtEnd(c, topic); err != nil {
 		_ = c.Close()
-		return nil, fmt.Errorf("subscribe %s: %w", topic, err)
+		return nil, err
 	}
 	return &Consumer{cfg: cfg, c: c, fan: fan, obs: onError, log: log, done: make(chan struct{})}, nil
 }
 
-// Run delivers records until ctx ends, then closes the consumer (committing
-// the stored offsets). Each record's offset is stored only after its frames
-// were queued.
+// assignAtEnd assigns every partition of topic at its high watermark.
+func assignAtEnd(c *kafka.Consumer, topic string) error {
+	md, err := c.GetMetadata(&topic, false, 10000)
+	if err != nil {
+		return fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	tm, ok := md.Topics[topic]
+	if !ok || tm.Error.Code() != kafka.ErrNoError || len(tm.Partitions) == 0 {
+		return fmt.Errorf("topic %s not found (%v)", topic, tm.Error)
+	}
+	tps := make([]kafka.TopicPartition, 0, len(tm.Partitions))
+	for _, p := range tm.Partitions {
+		_, high, err := c.QueryWatermarkOffsets(topic, p.ID, 10000)
+		if err != nil {
+			return fmt.Errorf("end offset of %s[%d]: %w", topic, p.ID, err)
+		}
+		tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: p.ID, Offset: kafka.Offset(high)})
+	}
+	if err := c.Assign(tps); err != nil {
+		return fmt.Errorf("assign %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Run delivers records until ctx ends, then closes the consumer.
 func (c *Consumer) Run(ctx context.Context) {
 	defer close(c.done)
 	defer func() {
@@ -97,9 +124,6 @@ func (c *Consumer) handle(msg *kafka.Message) {
 		if c.obs != nil {
 			c.obs()
 		}
-	}
-	if _, err := c.c.StoreMessage(msg); err != nil {
-		c.log.Warn("store downstream offset", "err", err)
 	}
 }
 

@@ -210,7 +210,7 @@ func (p *Processor) outputs(ctx context.Context, items []*item) ([]kafkax.Msg, e
 	}
 	for _, it := range items {
 		r := it.rec
-		senderGW := r.GatewayId != "" && p.router.Alive(r.GatewayId)
+		senderGW := p.router.SenderAlive(ctx, r.GatewayId)
 		self := []*events.Target{{Uid: r.Sender, ConnId: r.ConnId}}
 		if it.errCode != 0 {
 			p.m.rejected.WithLabelValues(it.errCode.String()).Inc()

@@ -34,7 +34,8 @@ func (p *fakeProducer) SendAll(_ context.Context, msgs []kafkax.Msg) error {
 
 type liveSet map[string]bool
 
-func (l liveSet) Get(id string) (discovery.Gateway, bool) { return discovery.Gateway{ID: id}, l[id] }
+func (l liveSet) Get(id string) (discovery.Gateway, bool)   { return discovery.Gateway{ID: id}, l[id] }
+func (l liveSet) Confirm(_ context.Context, id string) bool { return l[id] }
 
 func newProc(dp *dpfake.DP, live liveSet, prod *fakeProducer) *Processor {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

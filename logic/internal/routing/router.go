@@ -19,6 +19,8 @@ import (
 // Gateways is the live gateway set (a *discovery.Watcher in production).
 type Gateways interface {
 	Get(id string) (discovery.Gateway, bool)
+	// Confirm is Get that asks etcd itself when the watched set lacks id.
+	Confirm(ctx context.Context, id string) bool
 }
 
 // Router looks up routes.
@@ -34,6 +36,13 @@ func New(dp dpclient.Client, gws Gateways) *Router { return &Router{dp: dp, gws:
 func (r *Router) Alive(id string) bool {
 	_, ok := r.gws.Get(id)
 	return ok
+}
+
+// SenderAlive reports whether the gateway that produced a record is still
+// registered, asking etcd when the watch lags behind a gateway that has
+// just started.
+func (r *Router) SenderAlive(ctx context.Context, id string) bool {
+	return id != "" && r.gws.Confirm(ctx, id)
 }
 
 // Lookup returns the live routes of each uid that has any.
