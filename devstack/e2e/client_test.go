@@ -59,30 +59,51 @@ func connect(t *testing.T, name, url string) *wsClient {
 	return c
 }
 
+// read decodes server frames until the connection ends. It handles
+// control frames itself so that a close frame is recorded even when the
+// reply to it cannot be written (the server may already have gone).
 func (c *wsClient) read() {
+	var msg []byte
 	for {
-		data, op, err := wsutil.ReadServerData(c.conn)
-		c.mu.Lock()
+		f, err := ws.ReadFrame(c.conn)
 		if err != nil {
-			var ce wsutil.ClosedError
-			if errors.As(err, &ce) {
-				c.closed = &ce
-			}
-			c.err = err
-			c.mu.Unlock()
-			c.wake()
+			c.finish(nil, err)
 			return
 		}
-		if op == ws.OpText {
-			var env struct {
-				Type string `json:"type"`
-			}
-			_ = json.Unmarshal(data, &env)
-			c.frames = append(c.frames, frame{Type: env.Type, Raw: data})
+		switch {
+		case f.Header.OpCode == ws.OpClose:
+			code, reason := ws.ParseCloseFrameData(f.Payload)
+			_ = ws.WriteFrame(c.conn, ws.MaskFrameInPlace(ws.NewCloseFrame(ws.NewCloseFrameBody(code, ""))))
+			c.finish(&wsutil.ClosedError{Code: code, Reason: reason}, errors.New("closed by server"))
+			return
+		case f.Header.OpCode == ws.OpPing:
+			_ = ws.WriteFrame(c.conn, ws.MaskFrameInPlace(ws.NewPongFrame(f.Payload)))
+			continue
+		case f.Header.OpCode.IsControl():
+			continue
 		}
+		msg = append(msg, f.Payload...)
+		if !f.Header.Fin {
+			continue
+		}
+		data := msg
+		msg = nil
+		var env struct {
+			Type string `json:"type"`
+		}
+		_ = json.Unmarshal(data, &env)
+		c.mu.Lock()
+		c.frames = append(c.frames, frame{Type: env.Type, Raw: data})
 		c.mu.Unlock()
 		c.wake()
 	}
+}
+
+func (c *wsClient) finish(closed *wsutil.ClosedError, err error) {
+	c.mu.Lock()
+	c.closed, c.err = closed, err
+	c.mu.Unlock()
+	c.wake()
 }
 
 func (c *wsClient) wake() {
