@@ -37,6 +37,8 @@ type options struct {
 	routeTTL       time.Duration
 	group          string
 	maxBatch       int
+	workers        int
+	maxInflight    int
 	upPartitions   int
 	taskPartitions int
 	rpcTimeout     time.Duration
@@ -55,6 +57,8 @@ func main() {
 	fs.DurationVar(&o.routeTTL, "route-ttl", 10*time.Minute, "lifetime of a route in Redis unless the gateway refreshes it")
 	fs.StringVar(&o.group, "consumer-group", "gochat.logic", "Kafka consumer group of the upstream topic")
 	fs.IntVar(&o.maxBatch, "max-batch", 256, "most upstream records persisted in one dataproxy call")
+	fs.IntVar(&o.workers, "workers", 4, "upstream batches prepared at once (each partition always on the same worker)")
+	fs.IntVar(&o.maxInflight, "max-inflight", 8, "batches per worker whose outputs Kafka has not acknowledged yet")
 	fs.IntVar(&o.upPartitions, "up-partitions", 16, "partitions of the upstream topic when logic creates it")
 	fs.IntVar(&o.taskPartitions, "task-partitions", 8, "partitions of the task topic when logic creates it")
 	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", 3*time.Second, "timeout of one dataproxy call")
@@ -128,7 +132,8 @@ func run(o options) error {
 	}
 	router := routing.New(dp, gateways)
 	proc := pipeline.NewProcessor(dp, userCache, router, prod, pipeline.NewMetrics(reg), log)
-	cons, err := pipeline.NewConsumer(pipeline.ConsumerConfig{Kafka: kc, Group: o.group, MaxBatch: o.maxBatch}, proc, log)
+	cons, err := pipeline.NewConsumer(pipeline.ConsumerConfig{Kafka: kc, Group: o.group, MaxBatch: o.maxBatch,
+		Workers: o.workers, MaxInflight: o.maxInflight}, proc, prod, log)
 	if err != nil {
 		return err
 	}

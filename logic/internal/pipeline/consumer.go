@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
-	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/pkg/kafkax"
 )
 
@@ -16,26 +16,40 @@ import (
 type ConsumerConfig struct {
 	Kafka kafkax.Common
 	Group string
-	// MaxBatch caps the records handled together (one dataproxy call, one
-	// produce round).
+	// MaxBatch caps the records handled together (one dataproxy call).
 	MaxBatch int
-	// Grace is how long a batch under way may take to finish once Run's
+	// Workers is how many batches are prepared at once; each upstream
+	// partition always goes to the same worker, so its records stay in
+	// order. Concurrent batches meet in dataproxy's group commit.
+	Workers int
+	// MaxInflight caps, per worker, the batches whose outputs Kafka has not
+	// acknowledged yet.
+	MaxInflight int
+	// Grace is how long work under way may take to finish once Run's
 	// context has ended (for example while dataproxy is being retried).
 	Grace time.Duration
 }
 
-// Consumer reads the upstream topic and feeds a Processor.
+// Consumer reads the upstream topic and feeds the workers.
 type Consumer struct {
-	cfg  ConsumerConfig
-	c    *kafka.Consumer
-	proc *Processor
-	log  *slog.Logger
+	cfg     ConsumerConfig
+	c       *kafka.Consumer
+	proc    *Processor
+	prod    AsyncProducer
+	log     *slog.Logger
+	workers []*worker
 }
 
 // NewConsumer creates the consumer; Run starts it.
-func NewConsumer(cfg ConsumerConfig, proc *Processor, log *slog.Logger) (*Consumer, error) {
+func NewConsumer(cfg ConsumerConfig, proc *Processor, prod AsyncProducer, log *slog.Logger) (*Consumer, error) {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 256
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 8
 	}
 	if cfg.Grace <= 0 {
 		cfg.Grace = 10 * time.Second
@@ -45,23 +59,32 @@ func NewConsumer(cfg ConsumerConfig, proc *Processor, log *slog.Logger) (*Consum
 	if err != nil {
 		return nil, fmt.Errorf("upstream consumer: %w", err)
 	}
-	return &Consumer{cfg: cfg, c: c, proc: proc, log: log}, nil
+	cons := &Consumer{cfg: cfg, c: c, proc: proc, prod: prod, log: log}
+	for range cfg.Workers {
+		cons.workers = append(cons.workers, newWorker(proc, prod, c, cfg.MaxBatch, cfg.MaxInflight, log))
+	}
+	return cons, nil
 }
 
-// Run consumes until ctx ends, then commits what was processed and closes
-// the consumer. Every batch is finished before the next poll, so when a
-// rebalance takes partitions away (it happens inside Poll) no record of
-// theirs is half done, and their stored offsets are committed first.
+// Run consumes until ctx ends, then lets the work under way finish (within
+// Grace), commits and closes the consumer. Before partitions are taken away
+// in a rebalance (inside Poll), every record handed out is finished and its
+// offset committed, so the next owner starts exactly after it.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.c.Close()
+	// Work under way finishes after ctx ends, within Grace.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.Grace, cancelWork) })
+	defer stop()
+
 	err := c.c.SubscribeTopics([]string{kafkax.TopicUp}, func(kc *kafka.Consumer, ev kafka.Event) error {
 		switch e := ev.(type) {
 		case kafka.AssignedPartitions:
 			c.log.Info("upstream partitions assigned", "partitions", len(e.Partitions))
 		case kafka.RevokedPartitions:
-			if _, err := kc.Commit(); err != nil && !noOffset(err) {
-				c.log.Warn("commit on revoke", "err", err)
-			}
+			c.drain(work)
+			c.commit("revoke")
 			c.log.Info("upstream partitions revoked", "partitions", len(e.Partitions))
 		}
 		return nil
@@ -69,60 +92,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
-	// The batch under way finishes after ctx ends, within Grace.
-	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.Grace, cancelWork) })
-	defer stop()
-	var (
-		msgs []*kafka.Message
-		recs []*events.UpRecord
-	)
+	var wg sync.WaitGroup
+	for _, w := range c.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(work)
+		}()
+	}
 	for ctx.Err() == nil {
-		msgs, recs = c.poll(msgs[:0], recs[:0])
-		if len(msgs) == 0 {
-			continue
-		}
-		c.proc.m.batchSize.Observe(float64(len(recs)))
-		if err := c.proc.Process(work, recs); err != nil {
-			// The grace period ended mid-batch: do not store its offsets; the records
-			// are replayed by whoever owns the partition next.
-			break
-		}
-		if _, err := c.c.StoreOffsets(nextOffsets(msgs)); err != nil {
-			c.log.Error("store offsets", "err", err)
-		}
-	}
-	if _, err := c.c.Commit(); err != nil && !noOffset(err) {
-		c.log.Warn("final commit", "err", err)
-	}
-	return nil
-}
-
-// poll waits up to 100 ms for a first record, then takes whatever else is
-// already fetched, up to MaxBatch. Records that fail to decode are logged
-// and skipped (their offsets are still stored: they can never succeed).
-func (c *Consumer) poll(msgs []*kafka.Message, recs []*events.UpRecord) ([]*kafka.Message, []*events.UpRecord) {
-	timeout := 100
-	for len(msgs) < c.cfg.MaxBatch {
-		ev := c.c.Poll(timeout)
-		if ev == nil {
-			break
-		}
-		timeout = 0
-		switch e := ev.(type) {
+		switch e := c.c.Poll(100).(type) {
 		case *kafka.Message:
 			if e.TopicPartition.Error != nil {
 				c.log.Warn("upstream message error", "err", e.TopicPartition.Error)
 				continue
 			}
-			msgs = append(msgs, e)
-			rec := &events.UpRecord{}
-			if err := kafkax.Decode(e.Value, rec); err != nil {
-				c.log.Error("undecodable upstream record skipped", "partition", e.TopicPartition.Partition, "offset", e.TopicPartition.Offset, "err", err)
-				continue
-			}
-			recs = append(recs, rec)
+			c.workers[int(e.TopicPartition.Partition)%len(c.workers)].dispatch(e)
 		case kafka.Error:
 			if e.IsFatal() {
 				c.log.Error("upstream consumer fatal error", "err", e)
@@ -131,25 +116,29 @@ func (c *Consumer) poll(msgs []*kafka.Message, recs []*events.UpRecord) ([]*kafk
 			}
 		}
 	}
-	return msgs, recs
+	for _, w := range c.workers {
+		close(w.in)
+	}
+	c.drain(work)
+	wg.Wait()
+	c.commit("shutdown")
+	return nil
 }
 
-// nextOffsets returns, per partition, the offset after the last message.
-func nextOffsets(msgs []*kafka.Message) []kafka.TopicPartition {
-	last := map[int32]kafka.TopicPartition{}
-	for _, m := range msgs {
-		tp := m.TopicPartition
-		if cur, ok := last[tp.Partition]; !ok || tp.Offset+1 > cur.Offset {
-			tp.Offset++
-			tp.Error = nil
-			last[tp.Partition] = tp
+// drain waits until every worker has finished what it was given.
+func (c *Consumer) drain(ctx context.Context) {
+	for _, w := range c.workers {
+		if !w.drain(ctx) {
+			c.log.Warn("upstream work abandoned unfinished; it will be replayed")
+			return
 		}
 	}
-	out := make([]kafka.TopicPartition, 0, len(last))
-	for _, tp := range last {
-		out = append(out, tp)
+}
+
+func (c *Consumer) commit(when string) {
+	if _, err := c.c.Commit(); err != nil && !noOffset(err) {
+		c.log.Warn("commit", "when", when, "err", err)
 	}
-	return out
 }
 
 // noOffset reports the harmless "nothing to commit" answer.

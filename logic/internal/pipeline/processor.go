@@ -75,24 +75,32 @@ type item struct {
 // Kafka. It returns an error only when ctx ends first; failures of single
 // records become error frames to their senders.
 func (p *Processor) Process(ctx context.Context, recs []*events.UpRecord) error {
-	items := make([]*item, len(recs))
-	for i, r := range recs {
-		items[i] = &item{rec: r}
-		p.validate(items[i])
-	}
-	if err := p.checkRecipients(ctx, items); err != nil {
-		return err
-	}
-	if err := p.append(ctx, items); err != nil {
-		return err
-	}
-	msgs, err := p.outputs(ctx, items)
+	msgs, err := p.Prepare(ctx, recs)
 	if err != nil {
 		return err
 	}
 	return retry(ctx, p.log, "produce", func() error {
 		return p.prod.SendAll(ctx, msgs)
 	})
+}
+
+// Prepare does everything for recs except producing: it validates them,
+// has the valid ones stored, and returns the acks, error replies, pushes
+// and tasks to produce, in an order that keeps each conversation's records
+// in seq order. It returns an error only when ctx ends first.
+func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) ([]kafkax.Msg, error) {
+	items := make([]*item, len(recs))
+	for i, r := range recs {
+		items[i] = &item{rec: r}
+		p.validate(items[i])
+	}
+	if err := p.checkRecipients(ctx, items); err != nil {
+		return nil, err
+	}
+	if err := p.append(ctx, items); err != nil {
+		return nil, err
+	}
+	return p.outputs(ctx, items)
 }
 
 func (p *Processor) validate(it *item) {

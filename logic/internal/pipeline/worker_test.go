@@ -1,0 +1,149 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/gochat-im/gochat/logic/internal/dpfake"
+	"github.com/gochat-im/gochat/pkg/kafkax"
+)
+
+// heldProducer keeps delivery callbacks until the test releases them.
+type heldProducer struct {
+	mu      sync.Mutex
+	held    []kafkax.Callback
+	topics  []string
+	failing int // fail this many deliveries first
+}
+
+func (p *heldProducer) Produce(topic string, _, _ []byte, cb kafkax.Callback) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.held = append(p.held, cb)
+	p.topics = append(p.topics, topic)
+	return nil
+}
+
+// release delivers the held callback i (failing it while p.failing > 0).
+func (p *heldProducer) release(i int) {
+	p.mu.Lock()
+	cb := p.held[i]
+	p.held[i] = nil
+	var err error
+	if p.failing > 0 {
+		p.failing--
+		err = errors.New("delivery failed")
+	}
+	p.mu.Unlock()
+	if cb != nil {
+		cb(err)
+	}
+}
+
+func (p *heldProducer) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.held)
+}
+
+type offsetLog struct {
+	mu     sync.Mutex
+	stored []kafka.TopicPartition
+}
+
+func (o *offsetLog) StoreOffsets(tps []kafka.TopicPartition) ([]kafka.TopicPartition, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.stored = append(o.stored, tps...)
+	return tps, nil
+}
+
+func (o *offsetLog) last() (kafka.Offset, int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.stored) == 0 {
+		return -1, 0
+	}
+	return o.stored[len(o.stored)-1].Offset, len(o.stored)
+}
+
+func upMsg(t *testing.T, off int64, cmid string) *kafka.Message {
+	topic := kafkax.TopicUp
+	return &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: 0, Offset: kafka.Offset(off)},
+		Value: kafkax.Encode(sendRec("alice", "bob", cmid, "hi"))}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Offsets are stored only when every output of a batch is delivered, and
+// batches retire in order even when a later one completes first.
+func TestWorkerStoresOffsetsInOrder(t *testing.T) {
+	dp := dpfake.New("alice", "bob")
+	prod := &heldProducer{}
+	offs := &offsetLog{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w := newWorker(newProc(dp, liveSet{"gw1": true}, &fakeProducer{}), prod, offs, 1, 4, log)
+	ctx := context.Background()
+	go w.run(ctx)
+
+	w.dispatch(upMsg(t, 10, "a")) // batch 1: ack (+ offline task for bob)
+	waitFor(t, "batch 1 outputs", func() bool { return prod.count() == 2 })
+	w.dispatch(upMsg(t, 11, "b")) // batch 2
+	waitFor(t, "batch 2 outputs", func() bool { return prod.count() == 4 })
+
+	prod.release(2)
+	prod.release(3) // batch 2 fully delivered, batch 1 not yet
+	time.Sleep(20 * time.Millisecond)
+	if off, _ := offs.last(); off != -1 {
+		t.Fatalf("offset %d stored before batch 1 was delivered", off)
+	}
+	prod.release(0)
+	time.Sleep(20 * time.Millisecond)
+	if off, _ := offs.last(); off != -1 {
+		t.Fatal("offset stored with one output of batch 1 outstanding")
+	}
+	prod.release(1)
+	waitFor(t, "offsets", func() bool { off, _ := offs.last(); return off == 12 })
+	if _, n := offs.last(); n != 2 {
+		t.Fatalf("stored %d offsets, want 11 then 12", n)
+	}
+	if !w.drain(ctx) {
+		t.Fatal("drain failed")
+	}
+}
+
+// A failed delivery is produced again; the batch completes after the retry.
+func TestWorkerRetriesFailedDelivery(t *testing.T) {
+	dp := dpfake.New("alice", "bob")
+	prod := &heldProducer{failing: 1}
+	offs := &offsetLog{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w := newWorker(newProc(dp, liveSet{"gw1": true}, &fakeProducer{}), prod, offs, 8, 4, log)
+	go w.run(context.Background())
+	w.dispatch(upMsg(t, 5, "a"))
+	waitFor(t, "outputs", func() bool { return prod.count() == 2 })
+	prod.release(0) // fails: produced again as held[2]
+	prod.release(1)
+	waitFor(t, "retry", func() bool { return prod.count() == 3 })
+	if off, _ := offs.last(); off != -1 {
+		t.Fatal("offset stored while a delivery was being retried")
+	}
+	prod.release(2)
+	waitFor(t, "offset", func() bool { off, _ := offs.last(); return off == 6 })
+}
