@@ -98,7 +98,9 @@ func (c Common) ConsumerConfig(group string) kafka.ConfigMap {
 		"auto.offset.reset":        "earliest",
 		"session.timeout.ms":       10000,
 		"heartbeat.interval.ms":    1000,
-		"fetch.wait.max.ms":        5,
+		// The broker answers a fetch as soon as data arrives (long poll), so a
+		// long wait adds no latency; a short one makes idle consumers busy.
+		"fetch.wait.max.ms": 100,
 	}
 	for k, v := range c.base(false) {
 		m[k] = v

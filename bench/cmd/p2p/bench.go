@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/gochat-im/gochat/bench/internal/latency"
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
+	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
+	logicsvc "github.com/gochat-im/gochat/idl/kitex_gen/logic/logic"
+	"github.com/gochat-im/gochat/pkg/protocol"
+	"github.com/gochat-im/gochat/pkg/rpcx"
+)
+
+// bench holds the connected pairs and the counters of the current run.
+type bench struct {
+	senders   []*conn
+	receivers []*conn
+	peers     []string // peers[i] is the receiver of senders[i]
+	body      string
+
+	measuring atomic.Bool
+	start     atomic.Int64 // UnixNano when the measurement began
+	sent      atomic.Int64
+	delivered atomic.Int64
+	acked     atomic.Int64
+	delivery  latency.Recorder
+	ack       latency.Recorder
+}
+
+type conn struct {
+	c  net.Conn
+	mu sync.Mutex // serialises writes
+}
+
+func (c *conn) write(b []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return wsutil.WriteClientText(c.c, b)
+}
+
+type result struct {
+	rate            int
+	achieved        float64
+	sent, delivered int64
+	delivery, ack   latency.Summary
+}
+
+func setup(ctx context.Context, o options, urls []string) (*bench, error) {
+	opts, err := rpcx.ClientOptions(rpcx.ClientConfig{Service: rpcx.LogicService, HostPorts: []string{o.logic}, Caller: "bench", Timeout: 10 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	cli, err := logicsvc.NewClient(rpcx.LogicService, opts...)
+	if err != nil {
+		return nil, err
+	}
+	var users []*common.User
+	for i := range o.pairs {
+		users = append(users, &common.User{Uid: fmt.Sprintf("%s-s%d", o.prefix, i)}, &common.User{Uid: fmt.Sprintf("%s-r%d", o.prefix, i)})
+	}
+	for i := 0; i < len(users); i += 1000 {
+		if _, err := cli.CreateUsers(ctx, &logic.CreateUsersReq{AdminSecret: o.adminSecret, Users: users[i:min(i+1000, len(users))]}); err != nil {
+			return nil, fmt.Errorf("create users: %w", err)
+		}
+	}
+	b := &bench{body: strings.Repeat("x", max(o.bodySize, 1))}
+	dial := func(uid string, i int) (*conn, error) {
+		tok, err := cli.IssueToken(ctx, &logic.IssueTokenReq{AdminSecret: o.adminSecret, Uid: uid, Device: "bench"})
+		if err != nil {
+			return nil, fmt.Errorf("token for %s: %w", uid, err)
+		}
+		c, _, _, err := ws.Dialer{Timeout: 10 * time.Second}.Dial(ctx, urls[i%len(urls)]+"?token="+tok.Token)
+		if err != nil {
+			return nil, fmt.Errorf("connect %s: %w", uid, err)
+		}
+		// Wait for hello: the connection is routable from then on.
+		for {
+			data, _, err := wsutil.ReadServerData(c)
+			if err != nil {
+				return nil, err
+			}
+			if strings.Contains(string(data), `"type":"hello"`) {
+				return &conn{c: c}, nil
+			}
+		}
+	}
+	for i := range o.pairs {
+		s, err := dial(users[2*i].Uid, 2*i)
+		if err != nil {
+			return nil, err
+		}
+		r, err := dial(users[2*i+1].Uid, 2*i+1)
+		if err != nil {
+			return nil, err
+		}
+		b.senders = append(b.senders, s)
+		b.receivers = append(b.receivers, r)
+		b.peers = append(b.peers, users[2*i+1].Uid)
+		go b.readSender(s)
+		go b.readReceiver(r)
+	}
+	return b, nil
+}
+
+func (b *bench) close() {
+	for _, c := range append(b.senders, b.receivers...) {
+		c.c.Close()
+	}
+}
+
+// Message bodies and client message ids carry the send time, so neither
+// side keeps a table of messages in flight.
+func stamp(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }
+
+// since returns how long ago the stamped message was sent, and whether it
+// was sent during the measurement (warm-up messages arriving late are not
+// counted).
+func (b *bench) since(s string) (time.Duration, bool) {
+	s, _, _ = strings.Cut(s, "-")
+	ns, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || !b.measuring.Load() || ns < b.start.Load() {
+		return 0, false
+	}
+	return time.Since(time.Unix(0, ns)), true
+}
+
+func (b *bench) readReceiver(c *conn) {
+	for {
+		data, _, err := wsutil.ReadServerData(c.c)
+		if err != nil {
+			return
+		}
+		var m protocol.Message
+		if json.Unmarshal(data, &m) != nil || m.Type != protocol.TypeMsg {
+			continue
+		}
+		if d, ok := b.since(m.ClientMsgID); ok {
+			b.delivery.Add(d)
+			b.delivered.Add(1)
+		}
+	}
+}
+
+func (b *bench) readSender(c *conn) {
+	for {
+		data, _, err := wsutil.ReadServerData(c.c)
+		if err != nil {
+			return
+		}
+		var a protocol.Ack
+		if json.Unmarshal(data, &a) != nil || a.Type != protocol.TypeAck {
+			continue
+		}
+		if d, ok := b.since(a.ClientMsgID); ok {
+			b.ack.Add(d)
+			b.acked.Add(1)
+		}
+	}
+}
+
+// measure sends at rate for the warm-up and the measured time, then waits
+// for the measured messages to arrive.
+func (b *bench) measure(rate int, o options) result {
+	fmt.Printf("\nrate %d msg/s: warming up for %v\n", rate, o.warmup)
+	b.pace(rate, o.warmup, false)
+	b.delivery.Reset()
+	b.ack.Reset()
+	b.sent.Store(0)
+	b.delivered.Store(0)
+	b.acked.Store(0)
+	start := time.Now()
+	b.start.Store(start.UnixNano())
+	b.measuring.Store(true)
+	b.pace(rate, o.duration, true)
+	elapsed := time.Since(start)
+	deadline := time.Now().Add(o.drain)
+	for b.delivered.Load() < b.sent.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.measuring.Store(false)
+	return result{rate: rate, achieved: float64(b.sent.Load()) / elapsed.Seconds(), sent: b.sent.Load(),
+		delivered: b.delivered.Load(), delivery: b.delivery.Snapshot(), ack: b.ack.Snapshot()}
+}
+
+// pace sends rate messages per second for d, spread over the senders, in
+// 1 ms slots; it prints progress every second when measuring.
+func (b *bench) pace(rate int, d time.Duration, progress bool) {
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var due, n float64
+	next := 0
+	lastReport := start
+	for now := range tick.C {
+		el := now.Sub(start)
+		if el >= d {
+			return
+		}
+		due = el.Seconds() * float64(rate)
+		for n < due {
+			s := b.senders[next%len(b.senders)]
+			to := `"to":"` + b.peers[next%len(b.senders)] + `"`
+			t := time.Now()
+			frame := `{"type":"send","cmid":"` + stamp(t) + "-" + strconv.Itoa(next) + `",` + to + `,"body":"` + b.body + `"}`
+			if err := s.write([]byte(frame)); err == nil && progress {
+				b.sent.Add(1)
+			}
+			next++
+			n++
+		}
+		if progress && now.Sub(lastReport) >= time.Second {
+			lastReport = now
+			fmt.Printf("  %4.0fs sent %d acked %d delivered %d | delivery %s\n", el.Seconds(), b.sent.Load(), b.acked.Load(), b.delivered.Load(), b.delivery.Snapshot().Line())
+		}
+	}
+}
+
