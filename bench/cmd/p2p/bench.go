@@ -225,4 +225,3 @@ func (b *bench) pace(rate int, d time.Duration, progress bool) {
 		}
 	}
 }
-
