@@ -12,6 +12,10 @@ struct Message {
     6: string content_type
     7: string body
     8: i64 created_at_ms
+    // The sender recalled this message; its body is no longer served.
+    9: bool recalled
+    // For event messages (content type "gochat.recall"): the seq they are about.
+    10: i64 ref_seq
 }
 
 // Where one device of a user is connected.
@@ -37,4 +41,27 @@ struct Conversation {
     3: string peer
     4: i64 last_seq
     5: i64 updated_at_ms
+    // What this user has marked read / acknowledged as received.
+    6: i64 read_seq
+    7: i64 delivered_seq
+    // Messages after read_seq not sent by this user.
+    8: i64 unread
+    // The group's name, for group conversations.
+    9: string name
+}
+
+struct Group {
+    1: string group_id
+    2: string name
+    3: string owner
+    4: i64 created_at_ms
+    5: i32 member_count
+    6: bool dissolved
+}
+
+struct GroupMember {
+    1: string uid
+    // "owner" or "member".
+    2: string role
+    3: i64 joined_at_ms
 }

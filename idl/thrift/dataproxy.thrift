@@ -11,6 +11,14 @@ struct AppendItem {
     5: string content_type
     6: string body
     7: i64 created_at_ms
+    // When > 0 this item recalls the message with that seq: the store
+    // checks it exists, has the same sender, is not recalled yet and was
+    // created no earlier than created_at_ms - recall_window_ms, marks it
+    // recalled and stores this item as the recall event, in one
+    // transaction. Errors: 2003 wrong sender or window passed, 1003 no such
+    // message or already recalled.
+    8: i64 recall_seq
+    9: i64 recall_window_ms
 }
 
 struct AppendResult {
@@ -98,6 +106,118 @@ struct GetRoutesReq {
 
 struct GetRoutesResp {
     // Every route of every requested user that has one.
+    1: list<common.Route> routes
+}
+
+// GetMessage finds a message by its sender's client message id.
+struct GetMessageReq {
+    1: string conv_id
+    2: string sender
+    3: string client_msg_id
+}
+
+struct GetMessageResp {
+    1: bool found
+    2: common.Message message
+}
+
+// Client cursors: each value only ever grows (a lower value is ignored).
+struct CursorUpdate {
+    1: string uid
+    2: string conv_id
+    3: i64 delivered_seq
+    4: i64 read_seq
+}
+
+struct UpdateCursorsReq {
+    1: list<CursorUpdate> updates
+}
+
+struct UpdateCursorsResp {
+    // The cursors after the update, one per request item.
+    1: list<CursorUpdate> cursors
+}
+
+// A user's inbox cursor is the sum of last_seq over the conversations the
+// user is in. A client that sums its own highest seq per conversation and
+// finds less has missed something and syncs.
+struct GetUserCursorsReq {
+    1: list<string> uids
+}
+
+struct GetUserCursorsResp {
+    1: map<string, i64> cursors
+}
+
+struct CreateGroupReq {
+    1: string group_id
+    2: string name
+    3: string owner
+    // Members besides the owner.
+    4: list<string> members
+    5: i64 created_at_ms
+}
+
+struct CreateGroupResp {
+    1: common.Group group
+}
+
+struct GroupMembersReq {
+    1: string group_id
+    2: list<string> uids
+    3: i64 at_ms
+}
+
+struct GroupMembersResp {
+    // How many were added (or removed); members already in (or not in)
+    // are skipped.
+    1: i32 changed
+    2: common.Group group
+}
+
+struct GetGroupReq {
+    1: string group_id
+}
+
+struct GetGroupResp {
+    1: common.Group group
+}
+
+struct ListGroupMembersReq {
+    1: string group_id
+    // Page after this uid (empty: from the start), in uid order.
+    2: string after_uid
+    3: i32 limit
+}
+
+struct ListGroupMembersResp {
+    1: list<common.GroupMember> members
+    2: bool has_more
+}
+
+struct DissolveGroupReq {
+    1: string group_id
+    2: i64 at_ms
+}
+
+struct DissolveGroupResp {
+}
+
+struct ListUserGroupsReq {
+    1: string uid
+}
+
+struct ListUserGroupsResp {
+    1: list<common.Group> groups
+}
+
+// The online routes of a group's members, from the group's route set: one
+// lookup per message whatever the group's size.
+struct GetGroupRoutesReq {
+    1: string group_id
+}
+
+struct GetGroupRoutesResp {
     1: list<common.Route> routes
 }
 

@@ -6,10 +6,18 @@ namespace go events
 include "common.thrift"
 
 enum UpKind {
+    // A message: to a user (to set) or a group (conv_id "g:<group>").
     SEND = 1
+    // Cursors: the sender has read / received conv up to seq.
+    READ = 2
+    DELIVERED = 3
+    // The sender is typing in conv (not stored).
+    TYPING = 4
+    // The sender recalls its message seq of conv.
+    RECALL = 5
 }
 
-// A client send, produced by the gateway that holds the sender.
+// A client operation, produced by the gateway that holds the sender.
 struct UpRecord {
     1: UpKind kind
     2: string sender
@@ -22,6 +30,7 @@ struct UpRecord {
     9: string content_type
     10: string body
     11: i64 received_at_ms
+    12: i64 seq
 }
 
 // A connection a downstream record is for; the gateway checks the uid so a
@@ -35,6 +44,8 @@ enum DownKind {
     PUSH = 1
     ACK = 2
     ERROR = 3
+    // A complete client frame, encoded by logic, written as it is.
+    FRAME = 4
 }
 
 struct Ack {
@@ -59,6 +70,12 @@ struct DownRecord {
     3: optional common.Message message
     4: optional Ack ack
     5: optional ErrorEvent error
+    // FRAME: the JSON text frame to write to every target.
+    6: binary frame
+    // FRAME: when non-zero, close each target with this WebSocket close
+    // code and reason after writing the frame (a kick).
+    7: i32 close_code
+    8: string close_reason
 }
 
 enum TaskKind {

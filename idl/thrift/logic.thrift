@@ -76,6 +76,95 @@ struct ConversationsResp {
     1: list<common.Conversation> items
 }
 
+// Send delivers a message on behalf of a user (system messages, bots) with
+// the same guarantees as a client send: it goes through the upstream topic,
+// and the reply comes once the message is stored.
+struct SendReq {
+    1: string admin_secret
+    2: string from
+    // Exactly one of to (a user) and group_id.
+    3: string to
+    4: string group_id
+    5: string client_msg_id
+    6: string content_type
+    7: string body
+    // How long to wait for the message to be stored; 0 means 5 s.
+    8: i32 wait_ms
+}
+
+struct SendResp {
+    1: string conv_id
+    2: i64 seq
+    3: i64 created_at_ms
+    4: bool duplicate
+}
+
+// ClientCall carries a client's request frame that is answered by logic
+// (group operations and the like): the gateway passes the JSON frame and
+// writes back the JSON reply.
+struct ClientCallReq {
+    1: string uid
+    2: string device
+    3: string gateway_id
+    4: i64 conn_id
+    5: binary frame
+}
+
+struct ClientCallResp {
+    1: binary frame
+}
+
+// Cursors returns users' inbox cursors (see dataproxy GetUserCursors), for
+// gateways to put in heartbeat replies.
+struct CursorsReq {
+    1: list<string> uids
+}
+
+struct CursorsResp {
+    1: map<string, i64> cursors
+}
+
+struct CreateGroupReq {
+    1: string admin_secret
+    // Empty: logic picks an id.
+    2: string group_id
+    3: string name
+    4: string owner
+    5: list<string> members
+}
+
+struct GroupResp {
+    1: common.Group group
+}
+
+struct GroupMembersReq {
+    1: string admin_secret
+    2: string group_id
+    3: list<string> uids
+}
+
+struct GroupMembersResp {
+    1: i32 changed
+    2: common.Group group
+}
+
+struct GroupReq {
+    1: string admin_secret
+    2: string group_id
+}
+
+struct ListGroupMembersReq {
+    1: string admin_secret
+    2: string group_id
+    3: string after_uid
+    4: i32 limit
+}
+
+struct ListGroupMembersResp {
+    1: list<common.GroupMember> members
+    2: bool has_more
+}
+
 service Logic {
     IssueTokenResp IssueToken(1: IssueTokenReq req)
     CreateUsersResp CreateUsers(1: CreateUsersReq req)

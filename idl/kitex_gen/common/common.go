@@ -15,6 +15,8 @@ type Message struct {
 	ContentType string `thrift:"content_type,6" frugal:"6,default,string" json:"content_type"`
 	Body        string `thrift:"body,7" frugal:"7,default,string" json:"body"`
 	CreatedAtMs int64  `thrift:"created_at_ms,8" frugal:"8,default,i64" json:"created_at_ms"`
+	Recalled    bool   `thrift:"recalled,9" frugal:"9,default,bool" json:"recalled"`
+	RefSeq      int64  `thrift:"ref_seq,10" frugal:"10,default,i64" json:"ref_seq"`
 }
 
 func NewMessage() *Message {
@@ -55,6 +57,14 @@ func (p *Message) GetBody() (v string) {
 func (p *Message) GetCreatedAtMs() (v int64) {
 	return p.CreatedAtMs
 }
+
+func (p *Message) GetRecalled() (v bool) {
+	return p.Recalled
+}
+
+func (p *Message) GetRefSeq() (v int64) {
+	return p.RefSeq
+}
 func (p *Message) SetConvId(val string) {
 	p.ConvId = val
 }
@@ -79,6 +89,12 @@ func (p *Message) SetBody(val string) {
 func (p *Message) SetCreatedAtMs(val int64) {
 	p.CreatedAtMs = val
 }
+func (p *Message) SetRecalled(val bool) {
+	p.Recalled = val
+}
+func (p *Message) SetRefSeq(val int64) {
+	p.RefSeq = val
+}
 
 func (p *Message) String() string {
 	if p == nil {
@@ -88,14 +104,16 @@ func (p *Message) String() string {
 }
 
 var fieldIDToName_Message = map[int16]string{
-	1: "conv_id",
-	2: "seq",
-	3: "sender",
-	4: "recipient",
-	5: "client_msg_id",
-	6: "content_type",
-	7: "body",
-	8: "created_at_ms",
+	1:  "conv_id",
+	2:  "seq",
+	3:  "sender",
+	4:  "recipient",
+	5:  "client_msg_id",
+	6:  "content_type",
+	7:  "body",
+	8:  "created_at_ms",
+	9:  "recalled",
+	10: "ref_seq",
 }
 
 type Route struct {
@@ -202,11 +220,15 @@ var fieldIDToName_User = map[int16]string{
 }
 
 type Conversation struct {
-	ConvId      string `thrift:"conv_id,1" frugal:"1,default,string" json:"conv_id"`
-	Kind        string `thrift:"kind,2" frugal:"2,default,string" json:"kind"`
-	Peer        string `thrift:"peer,3" frugal:"3,default,string" json:"peer"`
-	LastSeq     int64  `thrift:"last_seq,4" frugal:"4,default,i64" json:"last_seq"`
-	UpdatedAtMs int64  `thrift:"updated_at_ms,5" frugal:"5,default,i64" json:"updated_at_ms"`
+	ConvId       string `thrift:"conv_id,1" frugal:"1,default,string" json:"conv_id"`
+	Kind         string `thrift:"kind,2" frugal:"2,default,string" json:"kind"`
+	Peer         string `thrift:"peer,3" frugal:"3,default,string" json:"peer"`
+	LastSeq      int64  `thrift:"last_seq,4" frugal:"4,default,i64" json:"last_seq"`
+	UpdatedAtMs  int64  `thrift:"updated_at_ms,5" frugal:"5,default,i64" json:"updated_at_ms"`
+	ReadSeq      int64  `thrift:"read_seq,6" frugal:"6,default,i64" json:"read_seq"`
+	DeliveredSeq int64  `thrift:"delivered_seq,7" frugal:"7,default,i64" json:"delivered_seq"`
+	Unread       int64  `thrift:"unread,8" frugal:"8,default,i64" json:"unread"`
+	Name         string `thrift:"name,9" frugal:"9,default,string" json:"name"`
 }
 
 func NewConversation() *Conversation {
@@ -235,6 +257,22 @@ func (p *Conversation) GetLastSeq() (v int64) {
 func (p *Conversation) GetUpdatedAtMs() (v int64) {
 	return p.UpdatedAtMs
 }
+
+func (p *Conversation) GetReadSeq() (v int64) {
+	return p.ReadSeq
+}
+
+func (p *Conversation) GetDeliveredSeq() (v int64) {
+	return p.DeliveredSeq
+}
+
+func (p *Conversation) GetUnread() (v int64) {
+	return p.Unread
+}
+
+func (p *Conversation) GetName() (v string) {
+	return p.Name
+}
 func (p *Conversation) SetConvId(val string) {
 	p.ConvId = val
 }
@@ -250,6 +288,18 @@ func (p *Conversation) SetLastSeq(val int64) {
 func (p *Conversation) SetUpdatedAtMs(val int64) {
 	p.UpdatedAtMs = val
 }
+func (p *Conversation) SetReadSeq(val int64) {
+	p.ReadSeq = val
+}
+func (p *Conversation) SetDeliveredSeq(val int64) {
+	p.DeliveredSeq = val
+}
+func (p *Conversation) SetUnread(val int64) {
+	p.Unread = val
+}
+func (p *Conversation) SetName(val string) {
+	p.Name = val
+}
 
 func (p *Conversation) String() string {
 	if p == nil {
@@ -264,4 +314,129 @@ var fieldIDToName_Conversation = map[int16]string{
 	3: "peer",
 	4: "last_seq",
 	5: "updated_at_ms",
+	6: "read_seq",
+	7: "delivered_seq",
+	8: "unread",
+	9: "name",
+}
+
+type Group struct {
+	GroupId     string `thrift:"group_id,1" frugal:"1,default,string" json:"group_id"`
+	Name        string `thrift:"name,2" frugal:"2,default,string" json:"name"`
+	Owner       string `thrift:"owner,3" frugal:"3,default,string" json:"owner"`
+	CreatedAtMs int64  `thrift:"created_at_ms,4" frugal:"4,default,i64" json:"created_at_ms"`
+	MemberCount int32  `thrift:"member_count,5" frugal:"5,default,i32" json:"member_count"`
+	Dissolved   bool   `thrift:"dissolved,6" frugal:"6,default,bool" json:"dissolved"`
+}
+
+func NewGroup() *Group {
+	return &Group{}
+}
+
+func (p *Group) InitDefault() {
+}
+
+func (p *Group) GetGroupId() (v string) {
+	return p.GroupId
+}
+
+func (p *Group) GetName() (v string) {
+	return p.Name
+}
+
+func (p *Group) GetOwner() (v string) {
+	return p.Owner
+}
+
+func (p *Group) GetCreatedAtMs() (v int64) {
+	return p.CreatedAtMs
+}
+
+func (p *Group) GetMemberCount() (v int32) {
+	return p.MemberCount
+}
+
+func (p *Group) GetDissolved() (v bool) {
+	return p.Dissolved
+}
+func (p *Group) SetGroupId(val string) {
+	p.GroupId = val
+}
+func (p *Group) SetName(val string) {
+	p.Name = val
+}
+func (p *Group) SetOwner(val string) {
+	p.Owner = val
+}
+func (p *Group) SetCreatedAtMs(val int64) {
+	p.CreatedAtMs = val
+}
+func (p *Group) SetMemberCount(val int32) {
+	p.MemberCount = val
+}
+func (p *Group) SetDissolved(val bool) {
+	p.Dissolved = val
+}
+
+func (p *Group) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("Group(%+v)", *p)
+}
+
+var fieldIDToName_Group = map[int16]string{
+	1: "group_id",
+	2: "name",
+	3: "owner",
+	4: "created_at_ms",
+	5: "member_count",
+	6: "dissolved",
+}
+
+type GroupMember struct {
+	Uid        string `thrift:"uid,1" frugal:"1,default,string" json:"uid"`
+	Role       string `thrift:"role,2" frugal:"2,default,string" json:"role"`
+	JoinedAtMs int64  `thrift:"joined_at_ms,3" frugal:"3,default,i64" json:"joined_at_ms"`
+}
+
+func NewGroupMember() *GroupMember {
+	return &GroupMember{}
+}
+
+func (p *GroupMember) InitDefault() {
+}
+
+func (p *GroupMember) GetUid() (v string) {
+	return p.Uid
+}
+
+func (p *GroupMember) GetRole() (v string) {
+	return p.Role
+}
+
+func (p *GroupMember) GetJoinedAtMs() (v int64) {
+	return p.JoinedAtMs
+}
+func (p *GroupMember) SetUid(val string) {
+	p.Uid = val
+}
+func (p *GroupMember) SetRole(val string) {
+	p.Role = val
+}
+func (p *GroupMember) SetJoinedAtMs(val int64) {
+	p.JoinedAtMs = val
+}
+
+func (p *GroupMember) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GroupMember(%+v)", *p)
+}
+
+var fieldIDToName_GroupMember = map[int16]string{
+	1: "uid",
+	2: "role",
+	3: "joined_at_ms",
 }

@@ -9,13 +9,15 @@ import (
 )
 
 type AppendItem struct {
-	ConvId      string `thrift:"conv_id,1" frugal:"1,default,string" json:"conv_id"`
-	Sender      string `thrift:"sender,2" frugal:"2,default,string" json:"sender"`
-	Recipient   string `thrift:"recipient,3" frugal:"3,default,string" json:"recipient"`
-	ClientMsgId string `thrift:"client_msg_id,4" frugal:"4,default,string" json:"client_msg_id"`
-	ContentType string `thrift:"content_type,5" frugal:"5,default,string" json:"content_type"`
-	Body        string `thrift:"body,6" frugal:"6,default,string" json:"body"`
-	CreatedAtMs int64  `thrift:"created_at_ms,7" frugal:"7,default,i64" json:"created_at_ms"`
+	ConvId         string `thrift:"conv_id,1" frugal:"1,default,string" json:"conv_id"`
+	Sender         string `thrift:"sender,2" frugal:"2,default,string" json:"sender"`
+	Recipient      string `thrift:"recipient,3" frugal:"3,default,string" json:"recipient"`
+	ClientMsgId    string `thrift:"client_msg_id,4" frugal:"4,default,string" json:"client_msg_id"`
+	ContentType    string `thrift:"content_type,5" frugal:"5,default,string" json:"content_type"`
+	Body           string `thrift:"body,6" frugal:"6,default,string" json:"body"`
+	CreatedAtMs    int64  `thrift:"created_at_ms,7" frugal:"7,default,i64" json:"created_at_ms"`
+	RecallSeq      int64  `thrift:"recall_seq,8" frugal:"8,default,i64" json:"recall_seq"`
+	RecallWindowMs int64  `thrift:"recall_window_ms,9" frugal:"9,default,i64" json:"recall_window_ms"`
 }
 
 func NewAppendItem() *AppendItem {
@@ -52,6 +54,14 @@ func (p *AppendItem) GetBody() (v string) {
 func (p *AppendItem) GetCreatedAtMs() (v int64) {
 	return p.CreatedAtMs
 }
+
+func (p *AppendItem) GetRecallSeq() (v int64) {
+	return p.RecallSeq
+}
+
+func (p *AppendItem) GetRecallWindowMs() (v int64) {
+	return p.RecallWindowMs
+}
 func (p *AppendItem) SetConvId(val string) {
 	p.ConvId = val
 }
@@ -73,6 +83,12 @@ func (p *AppendItem) SetBody(val string) {
 func (p *AppendItem) SetCreatedAtMs(val int64) {
 	p.CreatedAtMs = val
 }
+func (p *AppendItem) SetRecallSeq(val int64) {
+	p.RecallSeq = val
+}
+func (p *AppendItem) SetRecallWindowMs(val int64) {
+	p.RecallWindowMs = val
+}
 
 func (p *AppendItem) String() string {
 	if p == nil {
@@ -89,6 +105,8 @@ var fieldIDToName_AppendItem = map[int16]string{
 	5: "content_type",
 	6: "body",
 	7: "created_at_ms",
+	8: "recall_seq",
+	9: "recall_window_ms",
 }
 
 type AppendResult_ struct {
@@ -651,6 +669,794 @@ func (p *GetRoutesResp) String() string {
 }
 
 var fieldIDToName_GetRoutesResp = map[int16]string{
+	1: "routes",
+}
+
+type GetMessageReq struct {
+	ConvId      string `thrift:"conv_id,1" frugal:"1,default,string" json:"conv_id"`
+	Sender      string `thrift:"sender,2" frugal:"2,default,string" json:"sender"`
+	ClientMsgId string `thrift:"client_msg_id,3" frugal:"3,default,string" json:"client_msg_id"`
+}
+
+func NewGetMessageReq() *GetMessageReq {
+	return &GetMessageReq{}
+}
+
+func (p *GetMessageReq) InitDefault() {
+}
+
+func (p *GetMessageReq) GetConvId() (v string) {
+	return p.ConvId
+}
+
+func (p *GetMessageReq) GetSender() (v string) {
+	return p.Sender
+}
+
+func (p *GetMessageReq) GetClientMsgId() (v string) {
+	return p.ClientMsgId
+}
+func (p *GetMessageReq) SetConvId(val string) {
+	p.ConvId = val
+}
+func (p *GetMessageReq) SetSender(val string) {
+	p.Sender = val
+}
+func (p *GetMessageReq) SetClientMsgId(val string) {
+	p.ClientMsgId = val
+}
+
+func (p *GetMessageReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GetMessageReq(%+v)", *p)
+}
+
+var fieldIDToName_GetMessageReq = map[int16]string{
+	1: "conv_id",
+	2: "sender",
+	3: "client_msg_id",
+}
+
+type GetMessageResp struct {
+	Found   bool            `thrift:"found,1" frugal:"1,default,bool" json:"found"`
+	Message *common.Message `thrift:"message,2" frugal:"2,default,common.Message" json:"message"`
+}
+
+func NewGetMessageResp() *GetMessageResp {
+	return &GetMessageResp{}
+}
+
+func (p *GetMessageResp) InitDefault() {
+}
+
+func (p *GetMessageResp) GetFound() (v bool) {
+	return p.Found
+}
+
+var GetMessageResp_Message_DEFAULT *common.Message
+
+func (p *GetMessageResp) GetMessage() (v *common.Message) {
+	if !p.IsSetMessage() {
+		return GetMessageResp_Message_DEFAULT
+	}
+	return p.Message
+}
+func (p *GetMessageResp) SetFound(val bool) {
+	p.Found = val
+}
+func (p *GetMessageResp) SetMessage(val *common.Message) {
+	p.Message = val
+}
+
+func (p *GetMessageResp) IsSetMessage() bool {
+	return p.Message != nil
+}
+
+func (p *GetMessageResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GetMessageResp(%+v)", *p)
+}
+
+var fieldIDToName_GetMessageResp = map[int16]string{
+	1: "found",
+	2: "message",
+}
+
+type CursorUpdate struct {
+	Uid          string `thrift:"uid,1" frugal:"1,default,string" json:"uid"`
+	ConvId       string `thrift:"conv_id,2" frugal:"2,default,string" json:"conv_id"`
+	DeliveredSeq int64  `thrift:"delivered_seq,3" frugal:"3,default,i64" json:"delivered_seq"`
+	ReadSeq      int64  `thrift:"read_seq,4" frugal:"4,default,i64" json:"read_seq"`
+}
+
+func NewCursorUpdate() *CursorUpdate {
+	return &CursorUpdate{}
+}
+
+func (p *CursorUpdate) InitDefault() {
+}
+
+func (p *CursorUpdate) GetUid() (v string) {
+	return p.Uid
+}
+
+func (p *CursorUpdate) GetConvId() (v string) {
+	return p.ConvId
+}
+
+func (p *CursorUpdate) GetDeliveredSeq() (v int64) {
+	return p.DeliveredSeq
+}
+
+func (p *CursorUpdate) GetReadSeq() (v int64) {
+	return p.ReadSeq
+}
+func (p *CursorUpdate) SetUid(val string) {
+	p.Uid = val
+}
+func (p *CursorUpdate) SetConvId(val string) {
+	p.ConvId = val
+}
+func (p *CursorUpdate) SetDeliveredSeq(val int64) {
+	p.DeliveredSeq = val
+}
+func (p *CursorUpdate) SetReadSeq(val int64) {
+	p.ReadSeq = val
+}
+
+func (p *CursorUpdate) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("CursorUpdate(%+v)", *p)
+}
+
+var fieldIDToName_CursorUpdate = map[int16]string{
+	1: "uid",
+	2: "conv_id",
+	3: "delivered_seq",
+	4: "read_seq",
+}
+
+type UpdateCursorsReq struct {
+	Updates []*CursorUpdate `thrift:"updates,1" frugal:"1,default,list<CursorUpdate>" json:"updates"`
+}
+
+func NewUpdateCursorsReq() *UpdateCursorsReq {
+	return &UpdateCursorsReq{}
+}
+
+func (p *UpdateCursorsReq) InitDefault() {
+}
+
+func (p *UpdateCursorsReq) GetUpdates() (v []*CursorUpdate) {
+	return p.Updates
+}
+func (p *UpdateCursorsReq) SetUpdates(val []*CursorUpdate) {
+	p.Updates = val
+}
+
+func (p *UpdateCursorsReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("UpdateCursorsReq(%+v)", *p)
+}
+
+var fieldIDToName_UpdateCursorsReq = map[int16]string{
+	1: "updates",
+}
+
+type UpdateCursorsResp struct {
+	Cursors []*CursorUpdate `thrift:"cursors,1" frugal:"1,default,list<CursorUpdate>" json:"cursors"`
+}
+
+func NewUpdateCursorsResp() *UpdateCursorsResp {
+	return &UpdateCursorsResp{}
+}
+
+func (p *UpdateCursorsResp) InitDefault() {
+}
+
+func (p *UpdateCursorsResp) GetCursors() (v []*CursorUpdate) {
+	return p.Cursors
+}
+func (p *UpdateCursorsResp) SetCursors(val []*CursorUpdate) {
+	p.Cursors = val
+}
+
+func (p *UpdateCursorsResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("UpdateCursorsResp(%+v)", *p)
+}
+
+var fieldIDToName_UpdateCursorsResp = map[int16]string{
+	1: "cursors",
+}
+
+type GetUserCursorsReq struct {
+	Uids []string `thrift:"uids,1" frugal:"1,default,list<string>" json:"uids"`
+}
+
+func NewGetUserCursorsReq() *GetUserCursorsReq {
+	return &GetUserCursorsReq{}
+}
+
+func (p *GetUserCursorsReq) InitDefault() {
+}
+
+func (p *GetUserCursorsReq) GetUids() (v []string) {
+	return p.Uids
+}
+func (p *GetUserCursorsReq) SetUids(val []string) {
+	p.Uids = val
+}
+
+func (p *GetUserCursorsReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GetUserCursorsReq(%+v)", *p)
+}
+
+var fieldIDToName_GetUserCursorsReq = map[int16]string{
+	1: "uids",
+}
+
+type GetUserCursorsResp struct {
+	Cursors map[string]int64 `thrift:"cursors,1" frugal:"1,default,map<string:i64>" json:"cursors"`
+}
+
+func NewGetUserCursorsResp() *GetUserCursorsResp {
+	return &GetUserCursorsResp{}
+}
+
+func (p *GetUserCursorsResp) InitDefault() {
+}
+
+func (p *GetUserCursorsResp) GetCursors() (v map[string]int64) {
+	return p.Cursors
+}
+func (p *GetUserCursorsResp) SetCursors(val map[string]int64) {
+	p.Cursors = val
+}
+
+func (p *GetUserCursorsResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GetUserCursorsResp(%+v)", *p)
+}
+
+var fieldIDToName_GetUserCursorsResp = map[int16]string{
+	1: "cursors",
+}
+
+type CreateGroupReq struct {
+	GroupId     string   `thrift:"group_id,1" frugal:"1,default,string" json:"group_id"`
+	Name        string   `thrift:"name,2" frugal:"2,default,string" json:"name"`
+	Owner       string   `thrift:"owner,3" frugal:"3,default,string" json:"owner"`
+	Members     []string `thrift:"members,4" frugal:"4,default,list<string>" json:"members"`
+	CreatedAtMs int64    `thrift:"created_at_ms,5" frugal:"5,default,i64" json:"created_at_ms"`
+}
+
+func NewCreateGroupReq() *CreateGroupReq {
+	return &CreateGroupReq{}
+}
+
+func (p *CreateGroupReq) InitDefault() {
+}
+
+func (p *CreateGroupReq) GetGroupId() (v string) {
+	return p.GroupId
+}
+
+func (p *CreateGroupReq) GetName() (v string) {
+	return p.Name
+}
+
+func (p *CreateGroupReq) GetOwner() (v string) {
+	return p.Owner
+}
+
+func (p *CreateGroupReq) GetMembers() (v []string) {
+	return p.Members
+}
+
+func (p *CreateGroupReq) GetCreatedAtMs() (v int64) {
+	return p.CreatedAtMs
+}
+func (p *CreateGroupReq) SetGroupId(val string) {
+	p.GroupId = val
+}
+func (p *CreateGroupReq) SetName(val string) {
+	p.Name = val
+}
+func (p *CreateGroupReq) SetOwner(val string) {
+	p.Owner = val
+}
+func (p *CreateGroupReq) SetMembers(val []string) {
+	p.Members = val
+}
+func (p *CreateGroupReq) SetCreatedAtMs(val int64) {
+	p.CreatedAtMs = val
+}
+
+func (p *CreateGroupReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("CreateGroupReq(%+v)", *p)
+}
+
+var fieldIDToName_CreateGroupReq = map[int16]string{
+	1: "group_id",
+	2: "name",
+	3: "owner",
+	4: "members",
+	5: "created_at_ms",
+}
+
+type CreateGroupResp struct {
+	Group *common.Group `thrift:"group,1" frugal:"1,default,common.Group" json:"group"`
+}
+
+func NewCreateGroupResp() *CreateGroupResp {
+	return &CreateGroupResp{}
+}
+
+func (p *CreateGroupResp) InitDefault() {
+}
+
+var CreateGroupResp_Group_DEFAULT *common.Group
+
+func (p *CreateGroupResp) GetGroup() (v *common.Group) {
+	if !p.IsSetGroup() {
+		return CreateGroupResp_Group_DEFAULT
+	}
+	return p.Group
+}
+func (p *CreateGroupResp) SetGroup(val *common.Group) {
+	p.Group = val
+}
+
+func (p *CreateGroupResp) IsSetGroup() bool {
+	return p.Group != nil
+}
+
+func (p *CreateGroupResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("CreateGroupResp(%+v)", *p)
+}
+
+var fieldIDToName_CreateGroupResp = map[int16]string{
+	1: "group",
+}
+
+type GroupMembersReq struct {
+	GroupId string   `thrift:"group_id,1" frugal:"1,default,string" json:"group_id"`
+	Uids    []string `thrift:"uids,2" frugal:"2,default,list<string>" json:"uids"`
+	AtMs    int64    `thrift:"at_ms,3" frugal:"3,default,i64" json:"at_ms"`
+}
+
+func NewGroupMembersReq() *GroupMembersReq {
+	return &GroupMembersReq{}
+}
+
+func (p *GroupMembersReq) InitDefault() {
+}
+
+func (p *GroupMembersReq) GetGroupId() (v string) {
+	return p.GroupId
+}
+
+func (p *GroupMembersReq) GetUids() (v []string) {
+	return p.Uids
+}
+
+func (p *GroupMembersReq) GetAtMs() (v int64) {
+	return p.AtMs
+}
+func (p *GroupMembersReq) SetGroupId(val string) {
+	p.GroupId = val
+}
+func (p *GroupMembersReq) SetUids(val []string) {
+	p.Uids = val
+}
+func (p *GroupMembersReq) SetAtMs(val int64) {
+	p.AtMs = val
+}
+
+func (p *GroupMembersReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GroupMembersReq(%+v)", *p)
+}
+
+var fieldIDToName_GroupMembersReq = map[int16]string{
+	1: "group_id",
+	2: "uids",
+	3: "at_ms",
+}
+
+type GroupMembersResp struct {
+	Changed int32         `thrift:"changed,1" frugal:"1,default,i32" json:"changed"`
+	Group   *common.Group `thrift:"group,2" frugal:"2,default,common.Group" json:"group"`
+}
+
+func NewGroupMembersResp() *GroupMembersResp {
+	return &GroupMembersResp{}
+}
+
+func (p *GroupMembersResp) InitDefault() {
+}
+
+func (p *GroupMembersResp) GetChanged() (v int32) {
+	return p.Changed
+}
+
+var GroupMembersResp_Group_DEFAULT *common.Group
+
+func (p *GroupMembersResp) GetGroup() (v *common.Group) {
+	if !p.IsSetGroup() {
+		return GroupMembersResp_Group_DEFAULT
+	}
+	return p.Group
+}
+func (p *GroupMembersResp) SetChanged(val int32) {
+	p.Changed = val
+}
+func (p *GroupMembersResp) SetGroup(val *common.Group) {
+	p.Group = val
+}
+
+func (p *GroupMembersResp) IsSetGroup() bool {
+	return p.Group != nil
+}
+
+func (p *GroupMembersResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GroupMembersResp(%+v)", *p)
+}
+
+var fieldIDToName_GroupMembersResp = map[int16]string{
+	1: "changed",
+	2: "group",
+}
+
+type GetGroupReq struct {
+	GroupId string `thrift:"group_id,1" frugal:"1,default,string" json:"group_id"`
+}
+
+func NewGetGroupReq() *GetGroupReq {
+	return &GetGroupReq{}
+}
+
+func (p *GetGroupReq) InitDefault() {
+}
+
+func (p *GetGroupReq) GetGroupId() (v string) {
+	return p.GroupId
+}
+func (p *GetGroupReq) SetGroupId(val string) {
+	p.GroupId = val
+}
+
+func (p *GetGroupReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GetGroupReq(%+v)", *p)
+}
+
+var fieldIDToName_GetGroupReq = map[int16]string{
+	1: "group_id",
+}
+
+type GetGroupResp struct {
+	Group *common.Group `thrift:"group,1" frugal:"1,default,common.Group" json:"group"`
+}
+
+func NewGetGroupResp() *GetGroupResp {
+	return &GetGroupResp{}
+}
+
+func (p *GetGroupResp) InitDefault() {
+}
+
+var GetGroupResp_Group_DEFAULT *common.Group
+
+func (p *GetGroupResp) GetGroup() (v *common.Group) {
+	if !p.IsSetGroup() {
+		return GetGroupResp_Group_DEFAULT
+	}
+	return p.Group
+}
+func (p *GetGroupResp) SetGroup(val *common.Group) {
+	p.Group = val
+}
+
+func (p *GetGroupResp) IsSetGroup() bool {
+	return p.Group != nil
+}
+
+func (p *GetGroupResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GetGroupResp(%+v)", *p)
+}
+
+var fieldIDToName_GetGroupResp = map[int16]string{
+	1: "group",
+}
+
+type ListGroupMembersReq struct {
+	GroupId  string `thrift:"group_id,1" frugal:"1,default,string" json:"group_id"`
+	AfterUid string `thrift:"after_uid,2" frugal:"2,default,string" json:"after_uid"`
+	Limit    int32  `thrift:"limit,3" frugal:"3,default,i32" json:"limit"`
+}
+
+func NewListGroupMembersReq() *ListGroupMembersReq {
+	return &ListGroupMembersReq{}
+}
+
+func (p *ListGroupMembersReq) InitDefault() {
+}
+
+func (p *ListGroupMembersReq) GetGroupId() (v string) {
+	return p.GroupId
+}
+
+func (p *ListGroupMembersReq) GetAfterUid() (v string) {
+	return p.AfterUid
+}
+
+func (p *ListGroupMembersReq) GetLimit() (v int32) {
+	return p.Limit
+}
+func (p *ListGroupMembersReq) SetGroupId(val string) {
+	p.GroupId = val
+}
+func (p *ListGroupMembersReq) SetAfterUid(val string) {
+	p.AfterUid = val
+}
+func (p *ListGroupMembersReq) SetLimit(val int32) {
+	p.Limit = val
+}
+
+func (p *ListGroupMembersReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ListGroupMembersReq(%+v)", *p)
+}
+
+var fieldIDToName_ListGroupMembersReq = map[int16]string{
+	1: "group_id",
+	2: "after_uid",
+	3: "limit",
+}
+
+type ListGroupMembersResp struct {
+	Members []*common.GroupMember `thrift:"members,1" frugal:"1,default,list<common.GroupMember>" json:"members"`
+	HasMore bool                  `thrift:"has_more,2" frugal:"2,default,bool" json:"has_more"`
+}
+
+func NewListGroupMembersResp() *ListGroupMembersResp {
+	return &ListGroupMembersResp{}
+}
+
+func (p *ListGroupMembersResp) InitDefault() {
+}
+
+func (p *ListGroupMembersResp) GetMembers() (v []*common.GroupMember) {
+	return p.Members
+}
+
+func (p *ListGroupMembersResp) GetHasMore() (v bool) {
+	return p.HasMore
+}
+func (p *ListGroupMembersResp) SetMembers(val []*common.GroupMember) {
+	p.Members = val
+}
+func (p *ListGroupMembersResp) SetHasMore(val bool) {
+	p.HasMore = val
+}
+
+func (p *ListGroupMembersResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ListGroupMembersResp(%+v)", *p)
+}
+
+var fieldIDToName_ListGroupMembersResp = map[int16]string{
+	1: "members",
+	2: "has_more",
+}
+
+type DissolveGroupReq struct {
+	GroupId string `thrift:"group_id,1" frugal:"1,default,string" json:"group_id"`
+	AtMs    int64  `thrift:"at_ms,2" frugal:"2,default,i64" json:"at_ms"`
+}
+
+func NewDissolveGroupReq() *DissolveGroupReq {
+	return &DissolveGroupReq{}
+}
+
+func (p *DissolveGroupReq) InitDefault() {
+}
+
+func (p *DissolveGroupReq) GetGroupId() (v string) {
+	return p.GroupId
+}
+
+func (p *DissolveGroupReq) GetAtMs() (v int64) {
+	return p.AtMs
+}
+func (p *DissolveGroupReq) SetGroupId(val string) {
+	p.GroupId = val
+}
+func (p *DissolveGroupReq) SetAtMs(val int64) {
+	p.AtMs = val
+}
+
+func (p *DissolveGroupReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DissolveGroupReq(%+v)", *p)
+}
+
+var fieldIDToName_DissolveGroupReq = map[int16]string{
+	1: "group_id",
+	2: "at_ms",
+}
+
+type DissolveGroupResp struct {
+}
+
+func NewDissolveGroupResp() *DissolveGroupResp {
+	return &DissolveGroupResp{}
+}
+
+func (p *DissolveGroupResp) InitDefault() {
+}
+
+func (p *DissolveGroupResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DissolveGroupResp(%+v)", *p)
+}
+
+var fieldIDToName_DissolveGroupResp = map[int16]string{}
+
+type ListUserGroupsReq struct {
+	Uid string `thrift:"uid,1" frugal:"1,default,string" json:"uid"`
+}
+
+func NewListUserGroupsReq() *ListUserGroupsReq {
+	return &ListUserGroupsReq{}
+}
+
+func (p *ListUserGroupsReq) InitDefault() {
+}
+
+func (p *ListUserGroupsReq) GetUid() (v string) {
+	return p.Uid
+}
+func (p *ListUserGroupsReq) SetUid(val string) {
+	p.Uid = val
+}
+
+func (p *ListUserGroupsReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ListUserGroupsReq(%+v)", *p)
+}
+
+var fieldIDToName_ListUserGroupsReq = map[int16]string{
+	1: "uid",
+}
+
+type ListUserGroupsResp struct {
+	Groups []*common.Group `thrift:"groups,1" frugal:"1,default,list<common.Group>" json:"groups"`
+}
+
+func NewListUserGroupsResp() *ListUserGroupsResp {
+	return &ListUserGroupsResp{}
+}
+
+func (p *ListUserGroupsResp) InitDefault() {
+}
+
+func (p *ListUserGroupsResp) GetGroups() (v []*common.Group) {
+	return p.Groups
+}
+func (p *ListUserGroupsResp) SetGroups(val []*common.Group) {
+	p.Groups = val
+}
+
+func (p *ListUserGroupsResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ListUserGroupsResp(%+v)", *p)
+}
+
+var fieldIDToName_ListUserGroupsResp = map[int16]string{
+	1: "groups",
+}
+
+type GetGroupRoutesReq struct {
+	GroupId string `thrift:"group_id,1" frugal:"1,default,string" json:"group_id"`
+}
+
+func NewGetGroupRoutesReq() *GetGroupRoutesReq {
+	return &GetGroupRoutesReq{}
+}
+
+func (p *GetGroupRoutesReq) InitDefault() {
+}
+
+func (p *GetGroupRoutesReq) GetGroupId() (v string) {
+	return p.GroupId
+}
+func (p *GetGroupRoutesReq) SetGroupId(val string) {
+	p.GroupId = val
+}
+
+func (p *GetGroupRoutesReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GetGroupRoutesReq(%+v)", *p)
+}
+
+var fieldIDToName_GetGroupRoutesReq = map[int16]string{
+	1: "group_id",
+}
+
+type GetGroupRoutesResp struct {
+	Routes []*common.Route `thrift:"routes,1" frugal:"1,default,list<common.Route>" json:"routes"`
+}
+
+func NewGetGroupRoutesResp() *GetGroupRoutesResp {
+	return &GetGroupRoutesResp{}
+}
+
+func (p *GetGroupRoutesResp) InitDefault() {
+}
+
+func (p *GetGroupRoutesResp) GetRoutes() (v []*common.Route) {
+	return p.Routes
+}
+func (p *GetGroupRoutesResp) SetRoutes(val []*common.Route) {
+	p.Routes = val
+}
+
+func (p *GetGroupRoutesResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GetGroupRoutesResp(%+v)", *p)
+}
+
+var fieldIDToName_GetGroupRoutesResp = map[int16]string{
 	1: "routes",
 }
 

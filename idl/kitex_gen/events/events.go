@@ -12,13 +12,25 @@ import (
 type UpKind int64
 
 const (
-	UpKind_SEND UpKind = 1
+	UpKind_SEND      UpKind = 1
+	UpKind_READ      UpKind = 2
+	UpKind_DELIVERED UpKind = 3
+	UpKind_TYPING    UpKind = 4
+	UpKind_RECALL    UpKind = 5
 )
 
 func (p UpKind) String() string {
 	switch p {
 	case UpKind_SEND:
 		return "SEND"
+	case UpKind_READ:
+		return "READ"
+	case UpKind_DELIVERED:
+		return "DELIVERED"
+	case UpKind_TYPING:
+		return "TYPING"
+	case UpKind_RECALL:
+		return "RECALL"
 	}
 	return "<UNSET>"
 }
@@ -27,6 +39,14 @@ func UpKindFromString(s string) (UpKind, error) {
 	switch s {
 	case "SEND":
 		return UpKind_SEND, nil
+	case "READ":
+		return UpKind_READ, nil
+	case "DELIVERED":
+		return UpKind_DELIVERED, nil
+	case "TYPING":
+		return UpKind_TYPING, nil
+	case "RECALL":
+		return UpKind_RECALL, nil
 	}
 	return UpKind(0), fmt.Errorf("not a valid UpKind string")
 }
@@ -52,6 +72,7 @@ const (
 	DownKind_PUSH  DownKind = 1
 	DownKind_ACK   DownKind = 2
 	DownKind_ERROR DownKind = 3
+	DownKind_FRAME DownKind = 4
 )
 
 func (p DownKind) String() string {
@@ -62,6 +83,8 @@ func (p DownKind) String() string {
 		return "ACK"
 	case DownKind_ERROR:
 		return "ERROR"
+	case DownKind_FRAME:
+		return "FRAME"
 	}
 	return "<UNSET>"
 }
@@ -74,6 +97,8 @@ func DownKindFromString(s string) (DownKind, error) {
 		return DownKind_ACK, nil
 	case "ERROR":
 		return DownKind_ERROR, nil
+	case "FRAME":
+		return DownKind_FRAME, nil
 	}
 	return DownKind(0), fmt.Errorf("not a valid DownKind string")
 }
@@ -142,6 +167,7 @@ type UpRecord struct {
 	ContentType  string `thrift:"content_type,9" frugal:"9,default,string" json:"content_type"`
 	Body         string `thrift:"body,10" frugal:"10,default,string" json:"body"`
 	ReceivedAtMs int64  `thrift:"received_at_ms,11" frugal:"11,default,i64" json:"received_at_ms"`
+	Seq          int64  `thrift:"seq,12" frugal:"12,default,i64" json:"seq"`
 }
 
 func NewUpRecord() *UpRecord {
@@ -194,6 +220,10 @@ func (p *UpRecord) GetBody() (v string) {
 func (p *UpRecord) GetReceivedAtMs() (v int64) {
 	return p.ReceivedAtMs
 }
+
+func (p *UpRecord) GetSeq() (v int64) {
+	return p.Seq
+}
 func (p *UpRecord) SetKind(val UpKind) {
 	p.Kind = val
 }
@@ -227,6 +257,9 @@ func (p *UpRecord) SetBody(val string) {
 func (p *UpRecord) SetReceivedAtMs(val int64) {
 	p.ReceivedAtMs = val
 }
+func (p *UpRecord) SetSeq(val int64) {
+	p.Seq = val
+}
 
 func (p *UpRecord) String() string {
 	if p == nil {
@@ -247,6 +280,7 @@ var fieldIDToName_UpRecord = map[int16]string{
 	9:  "content_type",
 	10: "body",
 	11: "received_at_ms",
+	12: "seq",
 }
 
 type Target struct {
@@ -400,11 +434,14 @@ var fieldIDToName_ErrorEvent = map[int16]string{
 }
 
 type DownRecord struct {
-	Kind    DownKind        `thrift:"kind,1" frugal:"1,default,DownKind" json:"kind"`
-	Targets []*Target       `thrift:"targets,2" frugal:"2,default,list<Target>" json:"targets"`
-	Message *common.Message `thrift:"message,3,optional" frugal:"3,optional,common.Message" json:"message,omitempty"`
-	Ack     *Ack            `thrift:"ack,4,optional" frugal:"4,optional,Ack" json:"ack,omitempty"`
-	Error   *ErrorEvent     `thrift:"error,5,optional" frugal:"5,optional,ErrorEvent" json:"error,omitempty"`
+	Kind        DownKind        `thrift:"kind,1" frugal:"1,default,DownKind" json:"kind"`
+	Targets     []*Target       `thrift:"targets,2" frugal:"2,default,list<Target>" json:"targets"`
+	Message     *common.Message `thrift:"message,3,optional" frugal:"3,optional,common.Message" json:"message,omitempty"`
+	Ack         *Ack            `thrift:"ack,4,optional" frugal:"4,optional,Ack" json:"ack,omitempty"`
+	Error       *ErrorEvent     `thrift:"error,5,optional" frugal:"5,optional,ErrorEvent" json:"error,omitempty"`
+	Frame       []byte          `thrift:"frame,6" frugal:"6,default,binary" json:"frame"`
+	CloseCode   int32           `thrift:"close_code,7" frugal:"7,default,i32" json:"close_code"`
+	CloseReason string          `thrift:"close_reason,8" frugal:"8,default,string" json:"close_reason"`
 }
 
 func NewDownRecord() *DownRecord {
@@ -448,6 +485,18 @@ func (p *DownRecord) GetError() (v *ErrorEvent) {
 	}
 	return p.Error
 }
+
+func (p *DownRecord) GetFrame() (v []byte) {
+	return p.Frame
+}
+
+func (p *DownRecord) GetCloseCode() (v int32) {
+	return p.CloseCode
+}
+
+func (p *DownRecord) GetCloseReason() (v string) {
+	return p.CloseReason
+}
 func (p *DownRecord) SetKind(val DownKind) {
 	p.Kind = val
 }
@@ -462,6 +511,15 @@ func (p *DownRecord) SetAck(val *Ack) {
 }
 func (p *DownRecord) SetError(val *ErrorEvent) {
 	p.Error = val
+}
+func (p *DownRecord) SetFrame(val []byte) {
+	p.Frame = val
+}
+func (p *DownRecord) SetCloseCode(val int32) {
+	p.CloseCode = val
+}
+func (p *DownRecord) SetCloseReason(val string) {
+	p.CloseReason = val
 }
 
 func (p *DownRecord) IsSetMessage() bool {
@@ -489,6 +547,9 @@ var fieldIDToName_DownRecord = map[int16]string{
 	3: "message",
 	4: "ack",
 	5: "error",
+	6: "frame",
+	7: "close_code",
+	8: "close_reason",
 }
 
 type OfflinePush struct {

@@ -512,6 +512,635 @@ var fieldIDToName_ConversationsResp = map[int16]string{
 	1: "items",
 }
 
+type SendReq struct {
+	AdminSecret string `thrift:"admin_secret,1" frugal:"1,default,string" json:"admin_secret"`
+	From        string `thrift:"from,2" frugal:"2,default,string" json:"from"`
+	To          string `thrift:"to,3" frugal:"3,default,string" json:"to"`
+	GroupId     string `thrift:"group_id,4" frugal:"4,default,string" json:"group_id"`
+	ClientMsgId string `thrift:"client_msg_id,5" frugal:"5,default,string" json:"client_msg_id"`
+	ContentType string `thrift:"content_type,6" frugal:"6,default,string" json:"content_type"`
+	Body        string `thrift:"body,7" frugal:"7,default,string" json:"body"`
+	WaitMs      int32  `thrift:"wait_ms,8" frugal:"8,default,i32" json:"wait_ms"`
+}
+
+func NewSendReq() *SendReq {
+	return &SendReq{}
+}
+
+func (p *SendReq) InitDefault() {
+}
+
+func (p *SendReq) GetAdminSecret() (v string) {
+	return p.AdminSecret
+}
+
+func (p *SendReq) GetFrom() (v string) {
+	return p.From
+}
+
+func (p *SendReq) GetTo() (v string) {
+	return p.To
+}
+
+func (p *SendReq) GetGroupId() (v string) {
+	return p.GroupId
+}
+
+func (p *SendReq) GetClientMsgId() (v string) {
+	return p.ClientMsgId
+}
+
+func (p *SendReq) GetContentType() (v string) {
+	return p.ContentType
+}
+
+func (p *SendReq) GetBody() (v string) {
+	return p.Body
+}
+
+func (p *SendReq) GetWaitMs() (v int32) {
+	return p.WaitMs
+}
+func (p *SendReq) SetAdminSecret(val string) {
+	p.AdminSecret = val
+}
+func (p *SendReq) SetFrom(val string) {
+	p.From = val
+}
+func (p *SendReq) SetTo(val string) {
+	p.To = val
+}
+func (p *SendReq) SetGroupId(val string) {
+	p.GroupId = val
+}
+func (p *SendReq) SetClientMsgId(val string) {
+	p.ClientMsgId = val
+}
+func (p *SendReq) SetContentType(val string) {
+	p.ContentType = val
+}
+func (p *SendReq) SetBody(val string) {
+	p.Body = val
+}
+func (p *SendReq) SetWaitMs(val int32) {
+	p.WaitMs = val
+}
+
+func (p *SendReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("SendReq(%+v)", *p)
+}
+
+var fieldIDToName_SendReq = map[int16]string{
+	1: "admin_secret",
+	2: "from",
+	3: "to",
+	4: "group_id",
+	5: "client_msg_id",
+	6: "content_type",
+	7: "body",
+	8: "wait_ms",
+}
+
+type SendResp struct {
+	ConvId      string `thrift:"conv_id,1" frugal:"1,default,string" json:"conv_id"`
+	Seq         int64  `thrift:"seq,2" frugal:"2,default,i64" json:"seq"`
+	CreatedAtMs int64  `thrift:"created_at_ms,3" frugal:"3,default,i64" json:"created_at_ms"`
+	Duplicate   bool   `thrift:"duplicate,4" frugal:"4,default,bool" json:"duplicate"`
+}
+
+func NewSendResp() *SendResp {
+	return &SendResp{}
+}
+
+func (p *SendResp) InitDefault() {
+}
+
+func (p *SendResp) GetConvId() (v string) {
+	return p.ConvId
+}
+
+func (p *SendResp) GetSeq() (v int64) {
+	return p.Seq
+}
+
+func (p *SendResp) GetCreatedAtMs() (v int64) {
+	return p.CreatedAtMs
+}
+
+func (p *SendResp) GetDuplicate() (v bool) {
+	return p.Duplicate
+}
+func (p *SendResp) SetConvId(val string) {
+	p.ConvId = val
+}
+func (p *SendResp) SetSeq(val int64) {
+	p.Seq = val
+}
+func (p *SendResp) SetCreatedAtMs(val int64) {
+	p.CreatedAtMs = val
+}
+func (p *SendResp) SetDuplicate(val bool) {
+	p.Duplicate = val
+}
+
+func (p *SendResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("SendResp(%+v)", *p)
+}
+
+var fieldIDToName_SendResp = map[int16]string{
+	1: "conv_id",
+	2: "seq",
+	3: "created_at_ms",
+	4: "duplicate",
+}
+
+type ClientCallReq struct {
+	Uid       string `thrift:"uid,1" frugal:"1,default,string" json:"uid"`
+	Device    string `thrift:"device,2" frugal:"2,default,string" json:"device"`
+	GatewayId string `thrift:"gateway_id,3" frugal:"3,default,string" json:"gateway_id"`
+	ConnId    int64  `thrift:"conn_id,4" frugal:"4,default,i64" json:"conn_id"`
+	Frame     []byte `thrift:"frame,5" frugal:"5,default,binary" json:"frame"`
+}
+
+func NewClientCallReq() *ClientCallReq {
+	return &ClientCallReq{}
+}
+
+func (p *ClientCallReq) InitDefault() {
+}
+
+func (p *ClientCallReq) GetUid() (v string) {
+	return p.Uid
+}
+
+func (p *ClientCallReq) GetDevice() (v string) {
+	return p.Device
+}
+
+func (p *ClientCallReq) GetGatewayId() (v string) {
+	return p.GatewayId
+}
+
+func (p *ClientCallReq) GetConnId() (v int64) {
+	return p.ConnId
+}
+
+func (p *ClientCallReq) GetFrame() (v []byte) {
+	return p.Frame
+}
+func (p *ClientCallReq) SetUid(val string) {
+	p.Uid = val
+}
+func (p *ClientCallReq) SetDevice(val string) {
+	p.Device = val
+}
+func (p *ClientCallReq) SetGatewayId(val string) {
+	p.GatewayId = val
+}
+func (p *ClientCallReq) SetConnId(val int64) {
+	p.ConnId = val
+}
+func (p *ClientCallReq) SetFrame(val []byte) {
+	p.Frame = val
+}
+
+func (p *ClientCallReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClientCallReq(%+v)", *p)
+}
+
+var fieldIDToName_ClientCallReq = map[int16]string{
+	1: "uid",
+	2: "device",
+	3: "gateway_id",
+	4: "conn_id",
+	5: "frame",
+}
+
+type ClientCallResp struct {
+	Frame []byte `thrift:"frame,1" frugal:"1,default,binary" json:"frame"`
+}
+
+func NewClientCallResp() *ClientCallResp {
+	return &ClientCallResp{}
+}
+
+func (p *ClientCallResp) InitDefault() {
+}
+
+func (p *ClientCallResp) GetFrame() (v []byte) {
+	return p.Frame
+}
+func (p *ClientCallResp) SetFrame(val []byte) {
+	p.Frame = val
+}
+
+func (p *ClientCallResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClientCallResp(%+v)", *p)
+}
+
+var fieldIDToName_ClientCallResp = map[int16]string{
+	1: "frame",
+}
+
+type CursorsReq struct {
+	Uids []string `thrift:"uids,1" frugal:"1,default,list<string>" json:"uids"`
+}
+
+func NewCursorsReq() *CursorsReq {
+	return &CursorsReq{}
+}
+
+func (p *CursorsReq) InitDefault() {
+}
+
+func (p *CursorsReq) GetUids() (v []string) {
+	return p.Uids
+}
+func (p *CursorsReq) SetUids(val []string) {
+	p.Uids = val
+}
+
+func (p *CursorsReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("CursorsReq(%+v)", *p)
+}
+
+var fieldIDToName_CursorsReq = map[int16]string{
+	1: "uids",
+}
+
+type CursorsResp struct {
+	Cursors map[string]int64 `thrift:"cursors,1" frugal:"1,default,map<string:i64>" json:"cursors"`
+}
+
+func NewCursorsResp() *CursorsResp {
+	return &CursorsResp{}
+}
+
+func (p *CursorsResp) InitDefault() {
+}
+
+func (p *CursorsResp) GetCursors() (v map[string]int64) {
+	return p.Cursors
+}
+func (p *CursorsResp) SetCursors(val map[string]int64) {
+	p.Cursors = val
+}
+
+func (p *CursorsResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("CursorsResp(%+v)", *p)
+}
+
+var fieldIDToName_CursorsResp = map[int16]string{
+	1: "cursors",
+}
+
+type CreateGroupReq struct {
+	AdminSecret string   `thrift:"admin_secret,1" frugal:"1,default,string" json:"admin_secret"`
+	GroupId     string   `thrift:"group_id,2" frugal:"2,default,string" json:"group_id"`
+	Name        string   `thrift:"name,3" frugal:"3,default,string" json:"name"`
+	Owner       string   `thrift:"owner,4" frugal:"4,default,string" json:"owner"`
+	Members     []string `thrift:"members,5" frugal:"5,default,list<string>" json:"members"`
+}
+
+func NewCreateGroupReq() *CreateGroupReq {
+	return &CreateGroupReq{}
+}
+
+func (p *CreateGroupReq) InitDefault() {
+}
+
+func (p *CreateGroupReq) GetAdminSecret() (v string) {
+	return p.AdminSecret
+}
+
+func (p *CreateGroupReq) GetGroupId() (v string) {
+	return p.GroupId
+}
+
+func (p *CreateGroupReq) GetName() (v string) {
+	return p.Name
+}
+
+func (p *CreateGroupReq) GetOwner() (v string) {
+	return p.Owner
+}
+
+func (p *CreateGroupReq) GetMembers() (v []string) {
+	return p.Members
+}
+func (p *CreateGroupReq) SetAdminSecret(val string) {
+	p.AdminSecret = val
+}
+func (p *CreateGroupReq) SetGroupId(val string) {
+	p.GroupId = val
+}
+func (p *CreateGroupReq) SetName(val string) {
+	p.Name = val
+}
+func (p *CreateGroupReq) SetOwner(val string) {
+	p.Owner = val
+}
+func (p *CreateGroupReq) SetMembers(val []string) {
+	p.Members = val
+}
+
+func (p *CreateGroupReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("CreateGroupReq(%+v)", *p)
+}
+
+var fieldIDToName_CreateGroupReq = map[int16]string{
+	1: "admin_secret",
+	2: "group_id",
+	3: "name",
+	4: "owner",
+	5: "members",
+}
+
+type GroupResp struct {
+	Group *common.Group `thrift:"group,1" frugal:"1,default,common.Group" json:"group"`
+}
+
+func NewGroupResp() *GroupResp {
+	return &GroupResp{}
+}
+
+func (p *GroupResp) InitDefault() {
+}
+
+var GroupResp_Group_DEFAULT *common.Group
+
+func (p *GroupResp) GetGroup() (v *common.Group) {
+	if !p.IsSetGroup() {
+		return GroupResp_Group_DEFAULT
+	}
+	return p.Group
+}
+func (p *GroupResp) SetGroup(val *common.Group) {
+	p.Group = val
+}
+
+func (p *GroupResp) IsSetGroup() bool {
+	return p.Group != nil
+}
+
+func (p *GroupResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GroupResp(%+v)", *p)
+}
+
+var fieldIDToName_GroupResp = map[int16]string{
+	1: "group",
+}
+
+type GroupMembersReq struct {
+	AdminSecret string   `thrift:"admin_secret,1" frugal:"1,default,string" json:"admin_secret"`
+	GroupId     string   `thrift:"group_id,2" frugal:"2,default,string" json:"group_id"`
+	Uids        []string `thrift:"uids,3" frugal:"3,default,list<string>" json:"uids"`
+}
+
+func NewGroupMembersReq() *GroupMembersReq {
+	return &GroupMembersReq{}
+}
+
+func (p *GroupMembersReq) InitDefault() {
+}
+
+func (p *GroupMembersReq) GetAdminSecret() (v string) {
+	return p.AdminSecret
+}
+
+func (p *GroupMembersReq) GetGroupId() (v string) {
+	return p.GroupId
+}
+
+func (p *GroupMembersReq) GetUids() (v []string) {
+	return p.Uids
+}
+func (p *GroupMembersReq) SetAdminSecret(val string) {
+	p.AdminSecret = val
+}
+func (p *GroupMembersReq) SetGroupId(val string) {
+	p.GroupId = val
+}
+func (p *GroupMembersReq) SetUids(val []string) {
+	p.Uids = val
+}
+
+func (p *GroupMembersReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GroupMembersReq(%+v)", *p)
+}
+
+var fieldIDToName_GroupMembersReq = map[int16]string{
+	1: "admin_secret",
+	2: "group_id",
+	3: "uids",
+}
+
+type GroupMembersResp struct {
+	Changed int32         `thrift:"changed,1" frugal:"1,default,i32" json:"changed"`
+	Group   *common.Group `thrift:"group,2" frugal:"2,default,common.Group" json:"group"`
+}
+
+func NewGroupMembersResp() *GroupMembersResp {
+	return &GroupMembersResp{}
+}
+
+func (p *GroupMembersResp) InitDefault() {
+}
+
+func (p *GroupMembersResp) GetChanged() (v int32) {
+	return p.Changed
+}
+
+var GroupMembersResp_Group_DEFAULT *common.Group
+
+func (p *GroupMembersResp) GetGroup() (v *common.Group) {
+	if !p.IsSetGroup() {
+		return GroupMembersResp_Group_DEFAULT
+	}
+	return p.Group
+}
+func (p *GroupMembersResp) SetChanged(val int32) {
+	p.Changed = val
+}
+func (p *GroupMembersResp) SetGroup(val *common.Group) {
+	p.Group = val
+}
+
+func (p *GroupMembersResp) IsSetGroup() bool {
+	return p.Group != nil
+}
+
+func (p *GroupMembersResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GroupMembersResp(%+v)", *p)
+}
+
+var fieldIDToName_GroupMembersResp = map[int16]string{
+	1: "changed",
+	2: "group",
+}
+
+type GroupReq struct {
+	AdminSecret string `thrift:"admin_secret,1" frugal:"1,default,string" json:"admin_secret"`
+	GroupId     string `thrift:"group_id,2" frugal:"2,default,string" json:"group_id"`
+}
+
+func NewGroupReq() *GroupReq {
+	return &GroupReq{}
+}
+
+func (p *GroupReq) InitDefault() {
+}
+
+func (p *GroupReq) GetAdminSecret() (v string) {
+	return p.AdminSecret
+}
+
+func (p *GroupReq) GetGroupId() (v string) {
+	return p.GroupId
+}
+func (p *GroupReq) SetAdminSecret(val string) {
+	p.AdminSecret = val
+}
+func (p *GroupReq) SetGroupId(val string) {
+	p.GroupId = val
+}
+
+func (p *GroupReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GroupReq(%+v)", *p)
+}
+
+var fieldIDToName_GroupReq = map[int16]string{
+	1: "admin_secret",
+	2: "group_id",
+}
+
+type ListGroupMembersReq struct {
+	AdminSecret string `thrift:"admin_secret,1" frugal:"1,default,string" json:"admin_secret"`
+	GroupId     string `thrift:"group_id,2" frugal:"2,default,string" json:"group_id"`
+	AfterUid    string `thrift:"after_uid,3" frugal:"3,default,string" json:"after_uid"`
+	Limit       int32  `thrift:"limit,4" frugal:"4,default,i32" json:"limit"`
+}
+
+func NewListGroupMembersReq() *ListGroupMembersReq {
+	return &ListGroupMembersReq{}
+}
+
+func (p *ListGroupMembersReq) InitDefault() {
+}
+
+func (p *ListGroupMembersReq) GetAdminSecret() (v string) {
+	return p.AdminSecret
+}
+
+func (p *ListGroupMembersReq) GetGroupId() (v string) {
+	return p.GroupId
+}
+
+func (p *ListGroupMembersReq) GetAfterUid() (v string) {
+	return p.AfterUid
+}
+
+func (p *ListGroupMembersReq) GetLimit() (v int32) {
+	return p.Limit
+}
+func (p *ListGroupMembersReq) SetAdminSecret(val string) {
+	p.AdminSecret = val
+}
+func (p *ListGroupMembersReq) SetGroupId(val string) {
+	p.GroupId = val
+}
+func (p *ListGroupMembersReq) SetAfterUid(val string) {
+	p.AfterUid = val
+}
+func (p *ListGroupMembersReq) SetLimit(val int32) {
+	p.Limit = val
+}
+
+func (p *ListGroupMembersReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ListGroupMembersReq(%+v)", *p)
+}
+
+var fieldIDToName_ListGroupMembersReq = map[int16]string{
+	1: "admin_secret",
+	2: "group_id",
+	3: "after_uid",
+	4: "limit",
+}
+
+type ListGroupMembersResp struct {
+	Members []*common.GroupMember `thrift:"members,1" frugal:"1,default,list<common.GroupMember>" json:"members"`
+	HasMore bool                  `thrift:"has_more,2" frugal:"2,default,bool" json:"has_more"`
+}
+
+func NewListGroupMembersResp() *ListGroupMembersResp {
+	return &ListGroupMembersResp{}
+}
+
+func (p *ListGroupMembersResp) InitDefault() {
+}
+
+func (p *ListGroupMembersResp) GetMembers() (v []*common.GroupMember) {
+	return p.Members
+}
+
+func (p *ListGroupMembersResp) GetHasMore() (v bool) {
+	return p.HasMore
+}
+func (p *ListGroupMembersResp) SetMembers(val []*common.GroupMember) {
+	p.Members = val
+}
+func (p *ListGroupMembersResp) SetHasMore(val bool) {
+	p.HasMore = val
+}
+
+func (p *ListGroupMembersResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ListGroupMembersResp(%+v)", *p)
+}
+
+var fieldIDToName_ListGroupMembersResp = map[int16]string{
+	1: "members",
+	2: "has_more",
+}
+
 type Logic interface {
 	IssueToken(ctx context.Context, req *IssueTokenReq) (r *IssueTokenResp, err error)
 
