@@ -1,5 +1,6 @@
 // Package downstream delivers logic's records for this gateway (pushes,
-// acks, errors) to local connections.
+// acks, errors, and complete frames logic encoded itself, such as read
+// receipts, typing indicators and kicks) to local connections.
 //
 // Each record becomes one WebSocket frame, encoded once; the same bytes are
 // queued to every target. A target is looked up by connection id AND user
@@ -28,6 +29,9 @@ import (
 type Conn interface {
 	Send(frame []byte) error
 	Routable() bool
+	// CloseWith closes the connection after what is queued, with a
+	// WebSocket close code and reason.
+	CloseWith(code uint16, reason string)
 }
 
 // Lookup finds the connection with conn id that belongs to uid.
@@ -76,6 +80,9 @@ func (f *Fanout) Deliver(rec *events.DownRecord) (int, error) {
 		} else {
 			missed++
 		}
+		if rec.Kind == events.DownKind_FRAME && rec.CloseCode != 0 {
+			c.CloseWith(uint16(rec.CloseCode), rec.CloseReason)
+		}
 	}
 	if f.obs != nil {
 		f.obs.Pushed(sent)
@@ -121,6 +128,15 @@ func Encode(rec *events.DownRecord) ([]byte, string, error) {
 			Type: protocol.TypeError, Code: e.Code, Reason: errcode.Code(e.Code).String(),
 			Message: e.Message, ClientMsgID: e.ClientMsgId,
 		}
+	case events.DownKind_FRAME:
+		// Logic encoded the client frame; it is written as it is.
+		if len(rec.Frame) == 0 {
+			return nil, "frame", errors.New("frame record without frame")
+		}
+		if !json.Valid(rec.Frame) {
+			return nil, "frame", errors.New("frame record is not JSON")
+		}
+		return wsframe.Frame(ws.OpText, rec.Frame), "frame", nil
 	default:
 		return nil, "unknown", fmt.Errorf("unknown downstream kind %d", rec.Kind)
 	}

@@ -13,10 +13,12 @@ import (
 )
 
 type fakeConn struct {
-	uid      string
-	routable bool
-	frames   [][]byte
-	err      error
+	uid       string
+	routable  bool
+	frames    [][]byte
+	err       error
+	closeCode uint16
+	reason    string
 }
 
 func (c *fakeConn) Send(f []byte) error {
@@ -27,6 +29,9 @@ func (c *fakeConn) Send(f []byte) error {
 	return nil
 }
 func (c *fakeConn) Routable() bool { return c.routable }
+func (c *fakeConn) CloseWith(code uint16, reason string) {
+	c.closeCode, c.reason = code, reason
+}
 
 func decode(t *testing.T, frame []byte) map[string]any {
 	t.Helper()
@@ -106,10 +111,44 @@ func TestDeliverChecksUIDAndShareFrame(t *testing.T) {
 	}
 }
 
+// A FRAME record is written as logic encoded it, once for all targets,
+// and a close code closes each target after the frame.
+func TestDeliverFrameAndKick(t *testing.T) {
+	a, b := &fakeConn{uid: "u1", routable: true}, &fakeConn{uid: "u2", routable: true}
+	conns := map[int64]*fakeConn{1: a, 2: b}
+	f := NewFanout(func(uid string, id int64) (Conn, bool) {
+		c, ok := conns[id]
+		if !ok || c.uid != uid {
+			return nil, false
+		}
+		return c, true
+	}, nil)
+	rec := &events.DownRecord{Kind: events.DownKind_FRAME, Frame: []byte(`{"type":"typing","conv":"p:u1:u2","from":"u3"}`),
+		Targets: []*events.Target{{Uid: "u1", ConnId: 1}, {Uid: "u2", ConnId: 2}}}
+	if n, err := f.Deliver(rec); err != nil || n != 2 {
+		t.Fatalf("Deliver = %d, %v", n, err)
+	}
+	if m := decode(t, a.frames[0]); m["type"] != "typing" || m["from"] != "u3" {
+		t.Fatalf("frame = %v", m)
+	}
+	if &a.frames[0][0] != &b.frames[0][0] || a.closeCode != 0 {
+		t.Fatal("frame encoded per target, or closed without a close code")
+	}
+	kick := &events.DownRecord{Kind: events.DownKind_FRAME, Frame: []byte(`{"type":"kick","reason":"replaced"}`),
+		CloseCode: 4001, CloseReason: "replaced", Targets: []*events.Target{{Uid: "u1", ConnId: 1}}}
+	if _, err := f.Deliver(kick); err != nil || a.closeCode != 4001 || a.reason != "replaced" || b.closeCode != 0 {
+		t.Fatalf("kick: err %v, codes %d %d", err, a.closeCode, b.closeCode)
+	}
+	if _, err := f.Deliver(&events.DownRecord{Kind: events.DownKind_FRAME, Frame: []byte("{not json"), Targets: kick.Targets}); err == nil {
+		t.Fatal("a frame that is not JSON was delivered")
+	}
+}
+
 type countConn struct{ n int }
 
-func (c *countConn) Send([]byte) error { c.n++; return nil }
-func (c *countConn) Routable() bool    { return true }
+func (c *countConn) Send([]byte) error        { c.n++; return nil }
+func (c *countConn) Routable() bool           { return true }
+func (c *countConn) CloseWith(uint16, string) {}
 
 // BenchmarkDeliver measures one push record fanned out to 100 local
 // targets: the frame is encoded once per record, so allocations per op are
