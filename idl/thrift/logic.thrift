@@ -40,6 +40,9 @@ struct ConnInfo {
 struct ConnectReq {
     1: string gateway_id
     2: list<ConnInfo> conns
+    // A periodic re-registration of connections already registered: it
+    // refreshes routes and never applies the login policy.
+    3: bool refresh
 }
 
 struct ConnectResp {

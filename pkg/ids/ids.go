@@ -88,3 +88,10 @@ func ValidConv(conv string) bool {
 	g, ok := strings.CutPrefix(conv, "g:")
 	return ok && validToken(g)
 }
+
+// DeviceKind is the part of a device id before its first '-': "phone" for
+// "phone-8f3a", "web" for "web". Login policies are set per kind.
+func DeviceKind(device string) string {
+	kind, _, _ := strings.Cut(device, "-")
+	return kind
+}

@@ -20,7 +20,12 @@ const (
 	TypeMsg   = "msg"
 	TypePong  = "pong"
 	TypeError = "error"
+	TypeKick  = "kick"
 )
+
+// CloseReplaced is the WebSocket close code of a connection kicked by a
+// newer login of the same user on the same kind of device.
+const CloseReplaced = 4001
 
 // Limits shared by the gateway and clients.
 const (
@@ -143,4 +148,13 @@ type Error struct {
 	Message     string `json:"message"`
 	ClientMsgID string `json:"cmid,omitempty"`
 	RID         string `json:"rid,omitempty"`
+}
+
+// Kick tells a connection it is being closed because the same user logged
+// in on another device of the same kind (the login policy allows one).
+type Kick struct {
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
+	// Device is the device id of the new login.
+	Device string `json:"device,omitempty"`
 }

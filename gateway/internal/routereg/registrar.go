@@ -298,7 +298,7 @@ func (r *Registrar) call(ctx context.Context, kind string, infos []*logic.ConnIn
 	if kind == "disconnect" {
 		_, err = r.logic.Disconnect(cctx, &logic.DisconnectReq{GatewayId: r.cfg.GatewayID, Conns: infos})
 	} else {
-		_, err = r.logic.Connect(cctx, &logic.ConnectReq{GatewayId: r.cfg.GatewayID, Conns: infos})
+		_, err = r.logic.Connect(cctx, &logic.ConnectReq{GatewayId: r.cfg.GatewayID, Conns: infos, Refresh: kind == "refresh"})
 	}
 	if r.obs != nil {
 		r.obs.Batch(kind, err == nil)

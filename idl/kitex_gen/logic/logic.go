@@ -231,6 +231,7 @@ var fieldIDToName_ConnInfo = map[int16]string{
 type ConnectReq struct {
 	GatewayId string      `thrift:"gateway_id,1" frugal:"1,default,string" json:"gateway_id"`
 	Conns     []*ConnInfo `thrift:"conns,2" frugal:"2,default,list<ConnInfo>" json:"conns"`
+	Refresh   bool        `thrift:"refresh,3" frugal:"3,default,bool" json:"refresh"`
 }
 
 func NewConnectReq() *ConnectReq {
@@ -247,11 +248,18 @@ func (p *ConnectReq) GetGatewayId() (v string) {
 func (p *ConnectReq) GetConns() (v []*ConnInfo) {
 	return p.Conns
 }
+
+func (p *ConnectReq) GetRefresh() (v bool) {
+	return p.Refresh
+}
 func (p *ConnectReq) SetGatewayId(val string) {
 	p.GatewayId = val
 }
 func (p *ConnectReq) SetConns(val []*ConnInfo) {
 	p.Conns = val
+}
+func (p *ConnectReq) SetRefresh(val bool) {
+	p.Refresh = val
 }
 
 func (p *ConnectReq) String() string {
@@ -264,6 +272,7 @@ func (p *ConnectReq) String() string {
 var fieldIDToName_ConnectReq = map[int16]string{
 	1: "gateway_id",
 	2: "conns",
+	3: "refresh",
 }
 
 type ConnectResp struct {

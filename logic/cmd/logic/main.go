@@ -42,6 +42,7 @@ type options struct {
 	upPartitions   int
 	taskPartitions int
 	rpcTimeout     time.Duration
+	loginPolicy    string
 }
 
 func main() {
@@ -61,6 +62,8 @@ func main() {
 	fs.IntVar(&o.maxInflight, "max-inflight", 8, "batches per worker whose outputs Kafka has not acknowledged yet")
 	fs.IntVar(&o.upPartitions, "up-partitions", 16, "partitions of the upstream topic when logic creates it")
 	fs.IntVar(&o.taskPartitions, "task-partitions", 8, "partitions of the task topic when logic creates it")
+	fs.StringVar(&o.loginPolicy, "login-policy", "phone=single,pad=single,desktop=single",
+		"per device kind (the device id up to its first '-'), single (a new login kicks the older connection) or multi; unlisted kinds are multi")
 	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", 3*time.Second, "timeout of one dataproxy call")
 	svc.Parse(fs, os.Args[1:])
 	if err := run(o); err != nil {
@@ -138,9 +141,14 @@ func run(o options) error {
 		return err
 	}
 
+	policy, err := handler.ParseLoginPolicy(o.loginPolicy)
+	if err != nil {
+		return err
+	}
 	h := handler.New(handler.Config{
 		AdminSecret: o.adminSecret, TokenSecret: []byte(secrets[0]), TokenTTL: o.tokenTTL, RouteTTL: o.routeTTL,
-	}, dp, userCache, log)
+		LoginPolicy: policy,
+	}, dp, userCache, router, prod, log)
 	sopts, err := rpcx.ServerOptions(rpcx.ServerConfig{Service: rpcx.LogicService, Listen: o.listen, Advertise: o.advertise,
 		Etcd: o.common.EtcdEndpoints(), LeaseTTL: o.registryTTL,
 		// Ready once listed in etcd: before that gateways cannot find us.

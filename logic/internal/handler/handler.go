@@ -15,6 +15,7 @@ import (
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	dpclient "github.com/gochat-im/gochat/idl/kitex_gen/dataproxy/dataproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
+	"github.com/gochat-im/gochat/logic/internal/routing"
 	"github.com/gochat-im/gochat/logic/internal/users"
 	"github.com/gochat-im/gochat/pkg/auth"
 	"github.com/gochat-im/gochat/pkg/errcode"
@@ -39,26 +40,30 @@ type Config struct {
 	MaxTokenTTL time.Duration
 	// RouteTTL is how long a route lives in Redis unless refreshed.
 	RouteTTL time.Duration
+	// LoginPolicy limits concurrent logins per device kind.
+	LoginPolicy LoginPolicy
 }
 
 // Handler serves the Logic service.
 type Handler struct {
-	cfg   Config
-	dp    dpclient.Client
-	users *users.Cache
-	log   *slog.Logger
-	now   func() time.Time
+	cfg    Config
+	dp     dpclient.Client
+	users  *users.Cache
+	router *routing.Router
+	prod   Producer
+	log    *slog.Logger
+	now    func() time.Time
 }
 
-// New returns a Handler.
-func New(cfg Config, dp dpclient.Client, uc *users.Cache, log *slog.Logger) *Handler {
+// New returns a Handler. router and prod serve the login policy.
+func New(cfg Config, dp dpclient.Client, uc *users.Cache, router *routing.Router, prod Producer, log *slog.Logger) *Handler {
 	if cfg.TokenTTL == 0 {
 		cfg.TokenTTL = 24 * time.Hour
 	}
 	if cfg.MaxTokenTTL == 0 {
 		cfg.MaxTokenTTL = 30 * 24 * time.Hour
 	}
-	return &Handler{cfg: cfg, dp: dp, users: uc, log: log, now: time.Now}
+	return &Handler{cfg: cfg, dp: dp, users: uc, router: router, prod: prod, log: log, now: time.Now}
 }
 
 func (h *Handler) admin(secret string) error {
@@ -154,10 +159,19 @@ func routesOf(gw string, conns []*logic.ConnInfo) ([]*common.Route, error) {
 }
 
 // Connect records (or refreshes) the routes of a gateway's connections.
+// For new connections (not a refresh) it applies the login policy: older
+// connections of a single-login device kind are kicked once the new routes
+// are stored.
 func (h *Handler) Connect(ctx context.Context, req *logic.ConnectReq) (*logic.ConnectResp, error) {
 	routes, err := routesOf(req.GatewayId, req.Conns)
 	if err != nil {
 		return nil, err
+	}
+	var kicks []kick
+	if !req.Refresh {
+		if kicks, err = h.kicksFor(ctx, req.GatewayId, req.Conns); err != nil {
+			return nil, errcode.ToBiz(err)
+		}
 	}
 	if len(routes) > 0 {
 		ttl := int32(h.cfg.RouteTTL / time.Second)
@@ -165,6 +179,7 @@ func (h *Handler) Connect(ctx context.Context, req *logic.ConnectReq) (*logic.Co
 			return nil, errcode.ToBiz(err)
 		}
 	}
+	h.sendKicks(kicks)
 	return &logic.ConnectResp{}, nil
 }
 

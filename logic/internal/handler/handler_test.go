@@ -19,7 +19,7 @@ import (
 
 func newHandler(dp *dpfake.DP) *Handler {
 	return New(Config{AdminSecret: "admin", TokenSecret: []byte("tok"), RouteTTL: time.Minute},
-		dp, users.New(dp, time.Minute, 100), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		dp, users.New(dp, time.Minute, 100), nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 func code(err error) errcode.Code { c, _ := errcode.Of(err); return c }

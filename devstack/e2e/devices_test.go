@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"testing"
+
+	"github.com/gochat-im/gochat/devstack/internal/stack"
+	"github.com/gochat-im/gochat/pkg/protocol"
+)
+
+// TestMultiDevice: every device of a user gets incoming messages and copies
+// of the user's own sends; a new phone login kicks the old phone, and other
+// device kinds stay connected.
+func TestMultiDevice(t *testing.T) {
+	e := startStack(t, stack.Config{Gateways: 2})
+	phoneA := connect(t, "alice/phone-a", e.url(0, e.token("alice", "phone-a")))
+	web := connect(t, "alice/web", e.url(1, e.token("alice", "web")))
+	bob := connect(t, "bob", e.url(1, e.token("bob", "phone")))
+	for _, c := range []*wsClient{phoneA, web, bob} {
+		c.waitType(wait, protocol.TypeHello)
+	}
+
+	send(bob, "b1", "alice", "hi alice")
+	waitAck(t, bob, "b1")
+	for _, c := range []*wsClient{phoneA, web} {
+		if m := waitMsg(t, c); m.Seq != 1 || m.From != "bob" {
+			t.Fatalf("%s got %+v", c.name, m)
+		}
+	}
+
+	send(web, "a1", "bob", "hi bob, from the web")
+	if a := waitAck(t, web, "a1"); a.Seq != 2 {
+		t.Fatalf("ack = %+v", a)
+	}
+	if m := waitMsg(t, bob); m.Seq != 2 || m.From != "alice" {
+		t.Fatalf("bob got %+v", m)
+	}
+	if m := waitMsg(t, phoneA); m.Seq != 2 || m.From != "alice" || m.Body != "hi bob, from the web" {
+		t.Fatalf("alice's phone did not get the copy of her own send: %+v", m)
+	}
+	if extra := web.pending(protocol.TypeMsg); len(extra) != 0 {
+		t.Fatalf("the sending device got its own message pushed back: %v", extra)
+	}
+
+	phoneB := connect(t, "alice/phone-b", e.url(1, e.token("alice", "phone-b")))
+	phoneB.waitType(wait, protocol.TypeHello)
+	var k protocol.Kick
+	phoneA.waitType(wait, protocol.TypeKick).decode(t, &k)
+	if k.Reason != "replaced" || k.Device != "phone-b" {
+		t.Fatalf("kick = %+v", k)
+	}
+	if code := phoneA.waitClosed(wait); code != protocol.CloseReplaced {
+		t.Fatalf("old phone closed with %d, want %d", code, protocol.CloseReplaced)
+	}
+
+	send(bob, "b2", "alice", "still there?")
+	waitAck(t, bob, "b2")
+	for _, c := range []*wsClient{phoneB, web} {
+		if m := waitMsg(t, c); m.Seq != 3 {
+			t.Fatalf("%s got %+v", c.name, m)
+		}
+	}
+}
