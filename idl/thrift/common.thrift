@@ -44,7 +44,8 @@ struct Conversation {
     // What this user has marked read / acknowledged as received.
     6: i64 read_seq
     7: i64 delivered_seq
-    // Messages after read_seq not sent by this user.
+    // last_seq - read_seq. A user's own sends move their read_seq, so
+    // this counts what others wrote since the user last read or wrote.
     8: i64 unread
     // The group's name, for group conversations.
     9: string name
