@@ -175,4 +175,13 @@ service Logic {
     DisconnectResp Disconnect(1: DisconnectReq req)
     SyncResp Sync(1: SyncReq req)
     ConversationsResp Conversations(1: ConversationsReq req)
+    SendResp Send(1: SendReq req)
+    ClientCallResp ClientCall(1: ClientCallReq req)
+    CursorsResp Cursors(1: CursorsReq req)
+    GroupResp CreateGroup(1: CreateGroupReq req)
+    GroupMembersResp AddGroupMembers(1: GroupMembersReq req)
+    GroupMembersResp RemoveGroupMembers(1: GroupMembersReq req)
+    GroupResp DissolveGroup(1: GroupReq req)
+    GroupResp GetGroup(1: GroupReq req)
+    ListGroupMembersResp ListGroupMembers(1: ListGroupMembersReq req)
 }

@@ -23,6 +23,7 @@ const (
 	UnknownType  Code = 1002 // a frame type the server does not know
 	BadField     Code = 1003 // a field is missing or out of range
 	TooLarge     Code = 1004 // message body over the size limit
+	Unsupported  Code = 1005 // this server does not support the operation
 	Unauthorized Code = 2001 // missing, bad or expired token
 	Forbidden    Code = 2003 // authenticated but not allowed
 	UserNotFound Code = 3001 // the recipient does not exist
@@ -38,6 +39,7 @@ var names = map[Code]string{
 	UnknownType:  "unknown_type",
 	BadField:     "bad_field",
 	TooLarge:     "too_large",
+	Unsupported:  "unsupported",
 	Unauthorized: "unauthorized",
 	Forbidden:    "forbidden",
 	UserNotFound: "user_not_found",

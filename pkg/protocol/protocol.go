@@ -10,7 +10,29 @@ const (
 	TypeSync          = "sync"
 	TypeConversations = "conversations"
 	TypePing          = "ping"
+	// Cursors and events; "read" and "typing" are also what the server
+	// pushes to the other side.
+	TypeRead      = "read"
+	TypeDelivered = "delivered"
+	TypeTyping    = "typing"
+	TypeRecall    = "recall"
 )
+
+// Group operations, answered by logic (the reply has the same type).
+const (
+	TypeGroupCreate   = "group_create"
+	TypeGroupAdd      = "group_add"
+	TypeGroupRemove   = "group_remove"
+	TypeGroupLeave    = "group_leave"
+	TypeGroupDissolve = "group_dissolve"
+	TypeGroupInfo     = "group_info"
+	TypeGroupMembers  = "group_members"
+	TypeGroups        = "groups"
+)
+
+// ContentTypeRecall marks the event message a recall leaves in the
+// conversation; its ref_seq is the recalled message.
+const ContentTypeRecall = "gochat.recall"
 
 // Frame types sent by the server. Replies to sync, conversations and ping
 // reuse the request's type ("sync", "conversations") or answer "pong".
@@ -44,7 +66,9 @@ type Envelope struct {
 type Send struct {
 	Type        string `json:"type"`
 	ClientMsgID string `json:"cmid"`
-	To          string `json:"to"`
+	// Exactly one of To (a user) and Group.
+	To          string `json:"to,omitempty"`
+	Group       string `json:"group,omitempty"`
 	ContentType string `json:"content_type,omitempty"`
 	Body        string `json:"body"`
 }
@@ -104,6 +128,10 @@ type Message struct {
 	ContentType string `json:"content_type"`
 	Body        string `json:"body"`
 	TS          int64  `json:"ts"`
+	// The sender recalled it: the body is gone.
+	Recalled bool `json:"recalled,omitempty"`
+	// For a recall event (content type "gochat.recall"): the recalled seq.
+	RefSeq int64 `json:"ref_seq,omitempty"`
 }
 
 // SyncResp answers a SyncReq.
@@ -118,11 +146,15 @@ type SyncResp struct {
 
 // Conversation is one entry of a ConversationsResp.
 type Conversation struct {
-	Conv      string `json:"conv"`
-	Kind      string `json:"kind"`
-	Peer      string `json:"peer,omitempty"`
-	LastSeq   int64  `json:"last_seq"`
-	UpdatedAt int64  `json:"updated_at"`
+	Conv         string `json:"conv"`
+	Kind         string `json:"kind"`
+	Peer         string `json:"peer,omitempty"`
+	Name         string `json:"name,omitempty"`
+	LastSeq      int64  `json:"last_seq"`
+	UpdatedAt    int64  `json:"updated_at"`
+	ReadSeq      int64  `json:"read_seq"`
+	DeliveredSeq int64  `json:"delivered_seq"`
+	Unread       int64  `json:"unread"`
 }
 
 // ConversationsResp answers a ConversationsReq.
@@ -137,6 +169,10 @@ type Pong struct {
 	Type string `json:"type"`
 	RID  string `json:"rid,omitempty"`
 	TS   int64  `json:"ts"`
+	// Cursor is the user's inbox cursor: the sum of last_seq over all the
+	// user's conversations. A client whose own sum of highest seqs is
+	// lower has missed messages and syncs.
+	Cursor int64 `json:"cursor"`
 }
 
 // Error reports a failed request. Code and Reason come from package
@@ -157,4 +193,75 @@ type Kick struct {
 	Reason string `json:"reason"`
 	// Device is the device id of the new login.
 	Device string `json:"device,omitempty"`
+}
+
+// Cursor reports, client to server, how far the client has received
+// ("delivered") or read ("read") a conversation. The server pushes "read"
+// to the other side of a one-to-one chat (UID says who read) and to the
+// reader's other devices.
+type Cursor struct {
+	Type string `json:"type"`
+	Conv string `json:"conv"`
+	Seq  int64  `json:"seq"`
+	UID  string `json:"uid,omitempty"`
+}
+
+// Typing says, client to server, that the user is typing to To; the server
+// pushes it to To's devices with Conv and From set. Nothing is stored.
+type Typing struct {
+	Type string `json:"type"`
+	To   string `json:"to,omitempty"`
+	Conv string `json:"conv,omitempty"`
+	From string `json:"from,omitempty"`
+}
+
+// Recall asks to recall the sender's own message Seq of Conv. It is
+// answered like a send (ack or error, matched by the cmid); the recall
+// appears in the conversation as a message with content type
+// "gochat.recall" and ref_seq = Seq.
+type Recall struct {
+	Type        string `json:"type"`
+	ClientMsgID string `json:"cmid"`
+	Conv        string `json:"conv"`
+	Seq         int64  `json:"seq"`
+}
+
+// Group describes a group.
+type Group struct {
+	ID          string `json:"group"`
+	Name        string `json:"name"`
+	Owner       string `json:"owner"`
+	CreatedAt   int64  `json:"created_at"`
+	MemberCount int    `json:"member_count"`
+	Dissolved   bool   `json:"dissolved,omitempty"`
+}
+
+// GroupMember is one member of a group.
+type GroupMember struct {
+	UID      string `json:"uid"`
+	Role     string `json:"role"`
+	JoinedAt int64  `json:"joined_at"`
+}
+
+// GroupReq is every group operation a client sends: Type says which, and
+// each uses the fields it needs (see docs/PROTOCOL.md).
+type GroupReq struct {
+	Type    string   `json:"type"`
+	RID     string   `json:"rid,omitempty"`
+	Group   string   `json:"group,omitempty"`
+	Name    string   `json:"name,omitempty"`
+	Members []string `json:"members,omitempty"`
+	After   string   `json:"after,omitempty"`
+	Limit   int      `json:"limit,omitempty"`
+}
+
+// GroupResp answers a GroupReq.
+type GroupResp struct {
+	Type    string        `json:"type"`
+	RID     string        `json:"rid,omitempty"`
+	Group   *Group        `json:"group,omitempty"`
+	Changed int           `json:"changed,omitempty"`
+	Members []GroupMember `json:"members,omitempty"`
+	HasMore bool          `json:"has_more,omitempty"`
+	Groups  []Group       `json:"groups,omitempty"`
 }

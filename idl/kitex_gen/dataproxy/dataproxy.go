@@ -1476,6 +1476,28 @@ type DataProxy interface {
 	DelRoutes(ctx context.Context, req *DelRoutesReq) (r *DelRoutesResp, err error)
 
 	GetRoutes(ctx context.Context, req *GetRoutesReq) (r *GetRoutesResp, err error)
+
+	GetMessage(ctx context.Context, req *GetMessageReq) (r *GetMessageResp, err error)
+
+	UpdateCursors(ctx context.Context, req *UpdateCursorsReq) (r *UpdateCursorsResp, err error)
+
+	GetUserCursors(ctx context.Context, req *GetUserCursorsReq) (r *GetUserCursorsResp, err error)
+
+	CreateGroup(ctx context.Context, req *CreateGroupReq) (r *CreateGroupResp, err error)
+
+	AddGroupMembers(ctx context.Context, req *GroupMembersReq) (r *GroupMembersResp, err error)
+
+	RemoveGroupMembers(ctx context.Context, req *GroupMembersReq) (r *GroupMembersResp, err error)
+
+	GetGroup(ctx context.Context, req *GetGroupReq) (r *GetGroupResp, err error)
+
+	ListGroupMembers(ctx context.Context, req *ListGroupMembersReq) (r *ListGroupMembersResp, err error)
+
+	DissolveGroup(ctx context.Context, req *DissolveGroupReq) (r *DissolveGroupResp, err error)
+
+	ListUserGroups(ctx context.Context, req *ListUserGroupsReq) (r *ListUserGroupsResp, err error)
+
+	GetGroupRoutes(ctx context.Context, req *GetGroupRoutesReq) (r *GetGroupRoutesResp, err error)
 }
 
 type DataProxyAppendMessagesArgs struct {
@@ -2083,5 +2105,841 @@ func (p *DataProxyGetRoutesResult) String() string {
 }
 
 var fieldIDToName_DataProxyGetRoutesResult = map[int16]string{
+	0: "success",
+}
+
+type DataProxyGetMessageArgs struct {
+	Req *GetMessageReq `thrift:"req,1" frugal:"1,default,GetMessageReq" json:"req"`
+}
+
+func NewDataProxyGetMessageArgs() *DataProxyGetMessageArgs {
+	return &DataProxyGetMessageArgs{}
+}
+
+func (p *DataProxyGetMessageArgs) InitDefault() {
+}
+
+var DataProxyGetMessageArgs_Req_DEFAULT *GetMessageReq
+
+func (p *DataProxyGetMessageArgs) GetReq() (v *GetMessageReq) {
+	if !p.IsSetReq() {
+		return DataProxyGetMessageArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *DataProxyGetMessageArgs) SetReq(val *GetMessageReq) {
+	p.Req = val
+}
+
+func (p *DataProxyGetMessageArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *DataProxyGetMessageArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyGetMessageArgs(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyGetMessageArgs = map[int16]string{
+	1: "req",
+}
+
+type DataProxyGetMessageResult struct {
+	Success *GetMessageResp `thrift:"success,0,optional" frugal:"0,optional,GetMessageResp" json:"success,omitempty"`
+}
+
+func NewDataProxyGetMessageResult() *DataProxyGetMessageResult {
+	return &DataProxyGetMessageResult{}
+}
+
+func (p *DataProxyGetMessageResult) InitDefault() {
+}
+
+var DataProxyGetMessageResult_Success_DEFAULT *GetMessageResp
+
+func (p *DataProxyGetMessageResult) GetSuccess() (v *GetMessageResp) {
+	if !p.IsSetSuccess() {
+		return DataProxyGetMessageResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *DataProxyGetMessageResult) SetSuccess(x interface{}) {
+	p.Success = x.(*GetMessageResp)
+}
+
+func (p *DataProxyGetMessageResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *DataProxyGetMessageResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyGetMessageResult(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyGetMessageResult = map[int16]string{
+	0: "success",
+}
+
+type DataProxyUpdateCursorsArgs struct {
+	Req *UpdateCursorsReq `thrift:"req,1" frugal:"1,default,UpdateCursorsReq" json:"req"`
+}
+
+func NewDataProxyUpdateCursorsArgs() *DataProxyUpdateCursorsArgs {
+	return &DataProxyUpdateCursorsArgs{}
+}
+
+func (p *DataProxyUpdateCursorsArgs) InitDefault() {
+}
+
+var DataProxyUpdateCursorsArgs_Req_DEFAULT *UpdateCursorsReq
+
+func (p *DataProxyUpdateCursorsArgs) GetReq() (v *UpdateCursorsReq) {
+	if !p.IsSetReq() {
+		return DataProxyUpdateCursorsArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *DataProxyUpdateCursorsArgs) SetReq(val *UpdateCursorsReq) {
+	p.Req = val
+}
+
+func (p *DataProxyUpdateCursorsArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *DataProxyUpdateCursorsArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyUpdateCursorsArgs(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyUpdateCursorsArgs = map[int16]string{
+	1: "req",
+}
+
+type DataProxyUpdateCursorsResult struct {
+	Success *UpdateCursorsResp `thrift:"success,0,optional" frugal:"0,optional,UpdateCursorsResp" json:"success,omitempty"`
+}
+
+func NewDataProxyUpdateCursorsResult() *DataProxyUpdateCursorsResult {
+	return &DataProxyUpdateCursorsResult{}
+}
+
+func (p *DataProxyUpdateCursorsResult) InitDefault() {
+}
+
+var DataProxyUpdateCursorsResult_Success_DEFAULT *UpdateCursorsResp
+
+func (p *DataProxyUpdateCursorsResult) GetSuccess() (v *UpdateCursorsResp) {
+	if !p.IsSetSuccess() {
+		return DataProxyUpdateCursorsResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *DataProxyUpdateCursorsResult) SetSuccess(x interface{}) {
+	p.Success = x.(*UpdateCursorsResp)
+}
+
+func (p *DataProxyUpdateCursorsResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *DataProxyUpdateCursorsResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyUpdateCursorsResult(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyUpdateCursorsResult = map[int16]string{
+	0: "success",
+}
+
+type DataProxyGetUserCursorsArgs struct {
+	Req *GetUserCursorsReq `thrift:"req,1" frugal:"1,default,GetUserCursorsReq" json:"req"`
+}
+
+func NewDataProxyGetUserCursorsArgs() *DataProxyGetUserCursorsArgs {
+	return &DataProxyGetUserCursorsArgs{}
+}
+
+func (p *DataProxyGetUserCursorsArgs) InitDefault() {
+}
+
+var DataProxyGetUserCursorsArgs_Req_DEFAULT *GetUserCursorsReq
+
+func (p *DataProxyGetUserCursorsArgs) GetReq() (v *GetUserCursorsReq) {
+	if !p.IsSetReq() {
+		return DataProxyGetUserCursorsArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *DataProxyGetUserCursorsArgs) SetReq(val *GetUserCursorsReq) {
+	p.Req = val
+}
+
+func (p *DataProxyGetUserCursorsArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *DataProxyGetUserCursorsArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyGetUserCursorsArgs(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyGetUserCursorsArgs = map[int16]string{
+	1: "req",
+}
+
+type DataProxyGetUserCursorsResult struct {
+	Success *GetUserCursorsResp `thrift:"success,0,optional" frugal:"0,optional,GetUserCursorsResp" json:"success,omitempty"`
+}
+
+func NewDataProxyGetUserCursorsResult() *DataProxyGetUserCursorsResult {
+	return &DataProxyGetUserCursorsResult{}
+}
+
+func (p *DataProxyGetUserCursorsResult) InitDefault() {
+}
+
+var DataProxyGetUserCursorsResult_Success_DEFAULT *GetUserCursorsResp
+
+func (p *DataProxyGetUserCursorsResult) GetSuccess() (v *GetUserCursorsResp) {
+	if !p.IsSetSuccess() {
+		return DataProxyGetUserCursorsResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *DataProxyGetUserCursorsResult) SetSuccess(x interface{}) {
+	p.Success = x.(*GetUserCursorsResp)
+}
+
+func (p *DataProxyGetUserCursorsResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *DataProxyGetUserCursorsResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyGetUserCursorsResult(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyGetUserCursorsResult = map[int16]string{
+	0: "success",
+}
+
+type DataProxyCreateGroupArgs struct {
+	Req *CreateGroupReq `thrift:"req,1" frugal:"1,default,CreateGroupReq" json:"req"`
+}
+
+func NewDataProxyCreateGroupArgs() *DataProxyCreateGroupArgs {
+	return &DataProxyCreateGroupArgs{}
+}
+
+func (p *DataProxyCreateGroupArgs) InitDefault() {
+}
+
+var DataProxyCreateGroupArgs_Req_DEFAULT *CreateGroupReq
+
+func (p *DataProxyCreateGroupArgs) GetReq() (v *CreateGroupReq) {
+	if !p.IsSetReq() {
+		return DataProxyCreateGroupArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *DataProxyCreateGroupArgs) SetReq(val *CreateGroupReq) {
+	p.Req = val
+}
+
+func (p *DataProxyCreateGroupArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *DataProxyCreateGroupArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyCreateGroupArgs(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyCreateGroupArgs = map[int16]string{
+	1: "req",
+}
+
+type DataProxyCreateGroupResult struct {
+	Success *CreateGroupResp `thrift:"success,0,optional" frugal:"0,optional,CreateGroupResp" json:"success,omitempty"`
+}
+
+func NewDataProxyCreateGroupResult() *DataProxyCreateGroupResult {
+	return &DataProxyCreateGroupResult{}
+}
+
+func (p *DataProxyCreateGroupResult) InitDefault() {
+}
+
+var DataProxyCreateGroupResult_Success_DEFAULT *CreateGroupResp
+
+func (p *DataProxyCreateGroupResult) GetSuccess() (v *CreateGroupResp) {
+	if !p.IsSetSuccess() {
+		return DataProxyCreateGroupResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *DataProxyCreateGroupResult) SetSuccess(x interface{}) {
+	p.Success = x.(*CreateGroupResp)
+}
+
+func (p *DataProxyCreateGroupResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *DataProxyCreateGroupResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyCreateGroupResult(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyCreateGroupResult = map[int16]string{
+	0: "success",
+}
+
+type DataProxyAddGroupMembersArgs struct {
+	Req *GroupMembersReq `thrift:"req,1" frugal:"1,default,GroupMembersReq" json:"req"`
+}
+
+func NewDataProxyAddGroupMembersArgs() *DataProxyAddGroupMembersArgs {
+	return &DataProxyAddGroupMembersArgs{}
+}
+
+func (p *DataProxyAddGroupMembersArgs) InitDefault() {
+}
+
+var DataProxyAddGroupMembersArgs_Req_DEFAULT *GroupMembersReq
+
+func (p *DataProxyAddGroupMembersArgs) GetReq() (v *GroupMembersReq) {
+	if !p.IsSetReq() {
+		return DataProxyAddGroupMembersArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *DataProxyAddGroupMembersArgs) SetReq(val *GroupMembersReq) {
+	p.Req = val
+}
+
+func (p *DataProxyAddGroupMembersArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *DataProxyAddGroupMembersArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyAddGroupMembersArgs(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyAddGroupMembersArgs = map[int16]string{
+	1: "req",
+}
+
+type DataProxyAddGroupMembersResult struct {
+	Success *GroupMembersResp `thrift:"success,0,optional" frugal:"0,optional,GroupMembersResp" json:"success,omitempty"`
+}
+
+func NewDataProxyAddGroupMembersResult() *DataProxyAddGroupMembersResult {
+	return &DataProxyAddGroupMembersResult{}
+}
+
+func (p *DataProxyAddGroupMembersResult) InitDefault() {
+}
+
+var DataProxyAddGroupMembersResult_Success_DEFAULT *GroupMembersResp
+
+func (p *DataProxyAddGroupMembersResult) GetSuccess() (v *GroupMembersResp) {
+	if !p.IsSetSuccess() {
+		return DataProxyAddGroupMembersResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *DataProxyAddGroupMembersResult) SetSuccess(x interface{}) {
+	p.Success = x.(*GroupMembersResp)
+}
+
+func (p *DataProxyAddGroupMembersResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *DataProxyAddGroupMembersResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyAddGroupMembersResult(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyAddGroupMembersResult = map[int16]string{
+	0: "success",
+}
+
+type DataProxyRemoveGroupMembersArgs struct {
+	Req *GroupMembersReq `thrift:"req,1" frugal:"1,default,GroupMembersReq" json:"req"`
+}
+
+func NewDataProxyRemoveGroupMembersArgs() *DataProxyRemoveGroupMembersArgs {
+	return &DataProxyRemoveGroupMembersArgs{}
+}
+
+func (p *DataProxyRemoveGroupMembersArgs) InitDefault() {
+}
+
+var DataProxyRemoveGroupMembersArgs_Req_DEFAULT *GroupMembersReq
+
+func (p *DataProxyRemoveGroupMembersArgs) GetReq() (v *GroupMembersReq) {
+	if !p.IsSetReq() {
+		return DataProxyRemoveGroupMembersArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *DataProxyRemoveGroupMembersArgs) SetReq(val *GroupMembersReq) {
+	p.Req = val
+}
+
+func (p *DataProxyRemoveGroupMembersArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *DataProxyRemoveGroupMembersArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyRemoveGroupMembersArgs(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyRemoveGroupMembersArgs = map[int16]string{
+	1: "req",
+}
+
+type DataProxyRemoveGroupMembersResult struct {
+	Success *GroupMembersResp `thrift:"success,0,optional" frugal:"0,optional,GroupMembersResp" json:"success,omitempty"`
+}
+
+func NewDataProxyRemoveGroupMembersResult() *DataProxyRemoveGroupMembersResult {
+	return &DataProxyRemoveGroupMembersResult{}
+}
+
+func (p *DataProxyRemoveGroupMembersResult) InitDefault() {
+}
+
+var DataProxyRemoveGroupMembersResult_Success_DEFAULT *GroupMembersResp
+
+func (p *DataProxyRemoveGroupMembersResult) GetSuccess() (v *GroupMembersResp) {
+	if !p.IsSetSuccess() {
+		return DataProxyRemoveGroupMembersResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *DataProxyRemoveGroupMembersResult) SetSuccess(x interface{}) {
+	p.Success = x.(*GroupMembersResp)
+}
+
+func (p *DataProxyRemoveGroupMembersResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *DataProxyRemoveGroupMembersResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyRemoveGroupMembersResult(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyRemoveGroupMembersResult = map[int16]string{
+	0: "success",
+}
+
+type DataProxyGetGroupArgs struct {
+	Req *GetGroupReq `thrift:"req,1" frugal:"1,default,GetGroupReq" json:"req"`
+}
+
+func NewDataProxyGetGroupArgs() *DataProxyGetGroupArgs {
+	return &DataProxyGetGroupArgs{}
+}
+
+func (p *DataProxyGetGroupArgs) InitDefault() {
+}
+
+var DataProxyGetGroupArgs_Req_DEFAULT *GetGroupReq
+
+func (p *DataProxyGetGroupArgs) GetReq() (v *GetGroupReq) {
+	if !p.IsSetReq() {
+		return DataProxyGetGroupArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *DataProxyGetGroupArgs) SetReq(val *GetGroupReq) {
+	p.Req = val
+}
+
+func (p *DataProxyGetGroupArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *DataProxyGetGroupArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyGetGroupArgs(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyGetGroupArgs = map[int16]string{
+	1: "req",
+}
+
+type DataProxyGetGroupResult struct {
+	Success *GetGroupResp `thrift:"success,0,optional" frugal:"0,optional,GetGroupResp" json:"success,omitempty"`
+}
+
+func NewDataProxyGetGroupResult() *DataProxyGetGroupResult {
+	return &DataProxyGetGroupResult{}
+}
+
+func (p *DataProxyGetGroupResult) InitDefault() {
+}
+
+var DataProxyGetGroupResult_Success_DEFAULT *GetGroupResp
+
+func (p *DataProxyGetGroupResult) GetSuccess() (v *GetGroupResp) {
+	if !p.IsSetSuccess() {
+		return DataProxyGetGroupResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *DataProxyGetGroupResult) SetSuccess(x interface{}) {
+	p.Success = x.(*GetGroupResp)
+}
+
+func (p *DataProxyGetGroupResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *DataProxyGetGroupResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyGetGroupResult(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyGetGroupResult = map[int16]string{
+	0: "success",
+}
+
+type DataProxyListGroupMembersArgs struct {
+	Req *ListGroupMembersReq `thrift:"req,1" frugal:"1,default,ListGroupMembersReq" json:"req"`
+}
+
+func NewDataProxyListGroupMembersArgs() *DataProxyListGroupMembersArgs {
+	return &DataProxyListGroupMembersArgs{}
+}
+
+func (p *DataProxyListGroupMembersArgs) InitDefault() {
+}
+
+var DataProxyListGroupMembersArgs_Req_DEFAULT *ListGroupMembersReq
+
+func (p *DataProxyListGroupMembersArgs) GetReq() (v *ListGroupMembersReq) {
+	if !p.IsSetReq() {
+		return DataProxyListGroupMembersArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *DataProxyListGroupMembersArgs) SetReq(val *ListGroupMembersReq) {
+	p.Req = val
+}
+
+func (p *DataProxyListGroupMembersArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *DataProxyListGroupMembersArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyListGroupMembersArgs(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyListGroupMembersArgs = map[int16]string{
+	1: "req",
+}
+
+type DataProxyListGroupMembersResult struct {
+	Success *ListGroupMembersResp `thrift:"success,0,optional" frugal:"0,optional,ListGroupMembersResp" json:"success,omitempty"`
+}
+
+func NewDataProxyListGroupMembersResult() *DataProxyListGroupMembersResult {
+	return &DataProxyListGroupMembersResult{}
+}
+
+func (p *DataProxyListGroupMembersResult) InitDefault() {
+}
+
+var DataProxyListGroupMembersResult_Success_DEFAULT *ListGroupMembersResp
+
+func (p *DataProxyListGroupMembersResult) GetSuccess() (v *ListGroupMembersResp) {
+	if !p.IsSetSuccess() {
+		return DataProxyListGroupMembersResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *DataProxyListGroupMembersResult) SetSuccess(x interface{}) {
+	p.Success = x.(*ListGroupMembersResp)
+}
+
+func (p *DataProxyListGroupMembersResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *DataProxyListGroupMembersResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyListGroupMembersResult(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyListGroupMembersResult = map[int16]string{
+	0: "success",
+}
+
+type DataProxyDissolveGroupArgs struct {
+	Req *DissolveGroupReq `thrift:"req,1" frugal:"1,default,DissolveGroupReq" json:"req"`
+}
+
+func NewDataProxyDissolveGroupArgs() *DataProxyDissolveGroupArgs {
+	return &DataProxyDissolveGroupArgs{}
+}
+
+func (p *DataProxyDissolveGroupArgs) InitDefault() {
+}
+
+var DataProxyDissolveGroupArgs_Req_DEFAULT *DissolveGroupReq
+
+func (p *DataProxyDissolveGroupArgs) GetReq() (v *DissolveGroupReq) {
+	if !p.IsSetReq() {
+		return DataProxyDissolveGroupArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *DataProxyDissolveGroupArgs) SetReq(val *DissolveGroupReq) {
+	p.Req = val
+}
+
+func (p *DataProxyDissolveGroupArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *DataProxyDissolveGroupArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyDissolveGroupArgs(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyDissolveGroupArgs = map[int16]string{
+	1: "req",
+}
+
+type DataProxyDissolveGroupResult struct {
+	Success *DissolveGroupResp `thrift:"success,0,optional" frugal:"0,optional,DissolveGroupResp" json:"success,omitempty"`
+}
+
+func NewDataProxyDissolveGroupResult() *DataProxyDissolveGroupResult {
+	return &DataProxyDissolveGroupResult{}
+}
+
+func (p *DataProxyDissolveGroupResult) InitDefault() {
+}
+
+var DataProxyDissolveGroupResult_Success_DEFAULT *DissolveGroupResp
+
+func (p *DataProxyDissolveGroupResult) GetSuccess() (v *DissolveGroupResp) {
+	if !p.IsSetSuccess() {
+		return DataProxyDissolveGroupResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *DataProxyDissolveGroupResult) SetSuccess(x interface{}) {
+	p.Success = x.(*DissolveGroupResp)
+}
+
+func (p *DataProxyDissolveGroupResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *DataProxyDissolveGroupResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyDissolveGroupResult(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyDissolveGroupResult = map[int16]string{
+	0: "success",
+}
+
+type DataProxyListUserGroupsArgs struct {
+	Req *ListUserGroupsReq `thrift:"req,1" frugal:"1,default,ListUserGroupsReq" json:"req"`
+}
+
+func NewDataProxyListUserGroupsArgs() *DataProxyListUserGroupsArgs {
+	return &DataProxyListUserGroupsArgs{}
+}
+
+func (p *DataProxyListUserGroupsArgs) InitDefault() {
+}
+
+var DataProxyListUserGroupsArgs_Req_DEFAULT *ListUserGroupsReq
+
+func (p *DataProxyListUserGroupsArgs) GetReq() (v *ListUserGroupsReq) {
+	if !p.IsSetReq() {
+		return DataProxyListUserGroupsArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *DataProxyListUserGroupsArgs) SetReq(val *ListUserGroupsReq) {
+	p.Req = val
+}
+
+func (p *DataProxyListUserGroupsArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *DataProxyListUserGroupsArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyListUserGroupsArgs(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyListUserGroupsArgs = map[int16]string{
+	1: "req",
+}
+
+type DataProxyListUserGroupsResult struct {
+	Success *ListUserGroupsResp `thrift:"success,0,optional" frugal:"0,optional,ListUserGroupsResp" json:"success,omitempty"`
+}
+
+func NewDataProxyListUserGroupsResult() *DataProxyListUserGroupsResult {
+	return &DataProxyListUserGroupsResult{}
+}
+
+func (p *DataProxyListUserGroupsResult) InitDefault() {
+}
+
+var DataProxyListUserGroupsResult_Success_DEFAULT *ListUserGroupsResp
+
+func (p *DataProxyListUserGroupsResult) GetSuccess() (v *ListUserGroupsResp) {
+	if !p.IsSetSuccess() {
+		return DataProxyListUserGroupsResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *DataProxyListUserGroupsResult) SetSuccess(x interface{}) {
+	p.Success = x.(*ListUserGroupsResp)
+}
+
+func (p *DataProxyListUserGroupsResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *DataProxyListUserGroupsResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyListUserGroupsResult(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyListUserGroupsResult = map[int16]string{
+	0: "success",
+}
+
+type DataProxyGetGroupRoutesArgs struct {
+	Req *GetGroupRoutesReq `thrift:"req,1" frugal:"1,default,GetGroupRoutesReq" json:"req"`
+}
+
+func NewDataProxyGetGroupRoutesArgs() *DataProxyGetGroupRoutesArgs {
+	return &DataProxyGetGroupRoutesArgs{}
+}
+
+func (p *DataProxyGetGroupRoutesArgs) InitDefault() {
+}
+
+var DataProxyGetGroupRoutesArgs_Req_DEFAULT *GetGroupRoutesReq
+
+func (p *DataProxyGetGroupRoutesArgs) GetReq() (v *GetGroupRoutesReq) {
+	if !p.IsSetReq() {
+		return DataProxyGetGroupRoutesArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *DataProxyGetGroupRoutesArgs) SetReq(val *GetGroupRoutesReq) {
+	p.Req = val
+}
+
+func (p *DataProxyGetGroupRoutesArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *DataProxyGetGroupRoutesArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyGetGroupRoutesArgs(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyGetGroupRoutesArgs = map[int16]string{
+	1: "req",
+}
+
+type DataProxyGetGroupRoutesResult struct {
+	Success *GetGroupRoutesResp `thrift:"success,0,optional" frugal:"0,optional,GetGroupRoutesResp" json:"success,omitempty"`
+}
+
+func NewDataProxyGetGroupRoutesResult() *DataProxyGetGroupRoutesResult {
+	return &DataProxyGetGroupRoutesResult{}
+}
+
+func (p *DataProxyGetGroupRoutesResult) InitDefault() {
+}
+
+var DataProxyGetGroupRoutesResult_Success_DEFAULT *GetGroupRoutesResp
+
+func (p *DataProxyGetGroupRoutesResult) GetSuccess() (v *GetGroupRoutesResp) {
+	if !p.IsSetSuccess() {
+		return DataProxyGetGroupRoutesResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *DataProxyGetGroupRoutesResult) SetSuccess(x interface{}) {
+	p.Success = x.(*GetGroupRoutesResp)
+}
+
+func (p *DataProxyGetGroupRoutesResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *DataProxyGetGroupRoutesResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DataProxyGetGroupRoutesResult(%+v)", *p)
+}
+
+var fieldIDToName_DataProxyGetGroupRoutesResult = map[int16]string{
 	0: "success",
 }

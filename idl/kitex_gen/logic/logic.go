@@ -1162,6 +1162,24 @@ type Logic interface {
 	Sync(ctx context.Context, req *SyncReq) (r *SyncResp, err error)
 
 	Conversations(ctx context.Context, req *ConversationsReq) (r *ConversationsResp, err error)
+
+	Send(ctx context.Context, req *SendReq) (r *SendResp, err error)
+
+	ClientCall(ctx context.Context, req *ClientCallReq) (r *ClientCallResp, err error)
+
+	Cursors(ctx context.Context, req *CursorsReq) (r *CursorsResp, err error)
+
+	CreateGroup(ctx context.Context, req *CreateGroupReq) (r *GroupResp, err error)
+
+	AddGroupMembers(ctx context.Context, req *GroupMembersReq) (r *GroupMembersResp, err error)
+
+	RemoveGroupMembers(ctx context.Context, req *GroupMembersReq) (r *GroupMembersResp, err error)
+
+	DissolveGroup(ctx context.Context, req *GroupReq) (r *GroupResp, err error)
+
+	GetGroup(ctx context.Context, req *GroupReq) (r *GroupResp, err error)
+
+	ListGroupMembers(ctx context.Context, req *ListGroupMembersReq) (r *ListGroupMembersResp, err error)
 }
 
 type LogicIssueTokenArgs struct {
@@ -1617,5 +1635,689 @@ func (p *LogicConversationsResult) String() string {
 }
 
 var fieldIDToName_LogicConversationsResult = map[int16]string{
+	0: "success",
+}
+
+type LogicSendArgs struct {
+	Req *SendReq `thrift:"req,1" frugal:"1,default,SendReq" json:"req"`
+}
+
+func NewLogicSendArgs() *LogicSendArgs {
+	return &LogicSendArgs{}
+}
+
+func (p *LogicSendArgs) InitDefault() {
+}
+
+var LogicSendArgs_Req_DEFAULT *SendReq
+
+func (p *LogicSendArgs) GetReq() (v *SendReq) {
+	if !p.IsSetReq() {
+		return LogicSendArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *LogicSendArgs) SetReq(val *SendReq) {
+	p.Req = val
+}
+
+func (p *LogicSendArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *LogicSendArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicSendArgs(%+v)", *p)
+}
+
+var fieldIDToName_LogicSendArgs = map[int16]string{
+	1: "req",
+}
+
+type LogicSendResult struct {
+	Success *SendResp `thrift:"success,0,optional" frugal:"0,optional,SendResp" json:"success,omitempty"`
+}
+
+func NewLogicSendResult() *LogicSendResult {
+	return &LogicSendResult{}
+}
+
+func (p *LogicSendResult) InitDefault() {
+}
+
+var LogicSendResult_Success_DEFAULT *SendResp
+
+func (p *LogicSendResult) GetSuccess() (v *SendResp) {
+	if !p.IsSetSuccess() {
+		return LogicSendResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *LogicSendResult) SetSuccess(x interface{}) {
+	p.Success = x.(*SendResp)
+}
+
+func (p *LogicSendResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *LogicSendResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicSendResult(%+v)", *p)
+}
+
+var fieldIDToName_LogicSendResult = map[int16]string{
+	0: "success",
+}
+
+type LogicClientCallArgs struct {
+	Req *ClientCallReq `thrift:"req,1" frugal:"1,default,ClientCallReq" json:"req"`
+}
+
+func NewLogicClientCallArgs() *LogicClientCallArgs {
+	return &LogicClientCallArgs{}
+}
+
+func (p *LogicClientCallArgs) InitDefault() {
+}
+
+var LogicClientCallArgs_Req_DEFAULT *ClientCallReq
+
+func (p *LogicClientCallArgs) GetReq() (v *ClientCallReq) {
+	if !p.IsSetReq() {
+		return LogicClientCallArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *LogicClientCallArgs) SetReq(val *ClientCallReq) {
+	p.Req = val
+}
+
+func (p *LogicClientCallArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *LogicClientCallArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicClientCallArgs(%+v)", *p)
+}
+
+var fieldIDToName_LogicClientCallArgs = map[int16]string{
+	1: "req",
+}
+
+type LogicClientCallResult struct {
+	Success *ClientCallResp `thrift:"success,0,optional" frugal:"0,optional,ClientCallResp" json:"success,omitempty"`
+}
+
+func NewLogicClientCallResult() *LogicClientCallResult {
+	return &LogicClientCallResult{}
+}
+
+func (p *LogicClientCallResult) InitDefault() {
+}
+
+var LogicClientCallResult_Success_DEFAULT *ClientCallResp
+
+func (p *LogicClientCallResult) GetSuccess() (v *ClientCallResp) {
+	if !p.IsSetSuccess() {
+		return LogicClientCallResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *LogicClientCallResult) SetSuccess(x interface{}) {
+	p.Success = x.(*ClientCallResp)
+}
+
+func (p *LogicClientCallResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *LogicClientCallResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicClientCallResult(%+v)", *p)
+}
+
+var fieldIDToName_LogicClientCallResult = map[int16]string{
+	0: "success",
+}
+
+type LogicCursorsArgs struct {
+	Req *CursorsReq `thrift:"req,1" frugal:"1,default,CursorsReq" json:"req"`
+}
+
+func NewLogicCursorsArgs() *LogicCursorsArgs {
+	return &LogicCursorsArgs{}
+}
+
+func (p *LogicCursorsArgs) InitDefault() {
+}
+
+var LogicCursorsArgs_Req_DEFAULT *CursorsReq
+
+func (p *LogicCursorsArgs) GetReq() (v *CursorsReq) {
+	if !p.IsSetReq() {
+		return LogicCursorsArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *LogicCursorsArgs) SetReq(val *CursorsReq) {
+	p.Req = val
+}
+
+func (p *LogicCursorsArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *LogicCursorsArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicCursorsArgs(%+v)", *p)
+}
+
+var fieldIDToName_LogicCursorsArgs = map[int16]string{
+	1: "req",
+}
+
+type LogicCursorsResult struct {
+	Success *CursorsResp `thrift:"success,0,optional" frugal:"0,optional,CursorsResp" json:"success,omitempty"`
+}
+
+func NewLogicCursorsResult() *LogicCursorsResult {
+	return &LogicCursorsResult{}
+}
+
+func (p *LogicCursorsResult) InitDefault() {
+}
+
+var LogicCursorsResult_Success_DEFAULT *CursorsResp
+
+func (p *LogicCursorsResult) GetSuccess() (v *CursorsResp) {
+	if !p.IsSetSuccess() {
+		return LogicCursorsResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *LogicCursorsResult) SetSuccess(x interface{}) {
+	p.Success = x.(*CursorsResp)
+}
+
+func (p *LogicCursorsResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *LogicCursorsResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicCursorsResult(%+v)", *p)
+}
+
+var fieldIDToName_LogicCursorsResult = map[int16]string{
+	0: "success",
+}
+
+type LogicCreateGroupArgs struct {
+	Req *CreateGroupReq `thrift:"req,1" frugal:"1,default,CreateGroupReq" json:"req"`
+}
+
+func NewLogicCreateGroupArgs() *LogicCreateGroupArgs {
+	return &LogicCreateGroupArgs{}
+}
+
+func (p *LogicCreateGroupArgs) InitDefault() {
+}
+
+var LogicCreateGroupArgs_Req_DEFAULT *CreateGroupReq
+
+func (p *LogicCreateGroupArgs) GetReq() (v *CreateGroupReq) {
+	if !p.IsSetReq() {
+		return LogicCreateGroupArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *LogicCreateGroupArgs) SetReq(val *CreateGroupReq) {
+	p.Req = val
+}
+
+func (p *LogicCreateGroupArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *LogicCreateGroupArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicCreateGroupArgs(%+v)", *p)
+}
+
+var fieldIDToName_LogicCreateGroupArgs = map[int16]string{
+	1: "req",
+}
+
+type LogicCreateGroupResult struct {
+	Success *GroupResp `thrift:"success,0,optional" frugal:"0,optional,GroupResp" json:"success,omitempty"`
+}
+
+func NewLogicCreateGroupResult() *LogicCreateGroupResult {
+	return &LogicCreateGroupResult{}
+}
+
+func (p *LogicCreateGroupResult) InitDefault() {
+}
+
+var LogicCreateGroupResult_Success_DEFAULT *GroupResp
+
+func (p *LogicCreateGroupResult) GetSuccess() (v *GroupResp) {
+	if !p.IsSetSuccess() {
+		return LogicCreateGroupResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *LogicCreateGroupResult) SetSuccess(x interface{}) {
+	p.Success = x.(*GroupResp)
+}
+
+func (p *LogicCreateGroupResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *LogicCreateGroupResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicCreateGroupResult(%+v)", *p)
+}
+
+var fieldIDToName_LogicCreateGroupResult = map[int16]string{
+	0: "success",
+}
+
+type LogicAddGroupMembersArgs struct {
+	Req *GroupMembersReq `thrift:"req,1" frugal:"1,default,GroupMembersReq" json:"req"`
+}
+
+func NewLogicAddGroupMembersArgs() *LogicAddGroupMembersArgs {
+	return &LogicAddGroupMembersArgs{}
+}
+
+func (p *LogicAddGroupMembersArgs) InitDefault() {
+}
+
+var LogicAddGroupMembersArgs_Req_DEFAULT *GroupMembersReq
+
+func (p *LogicAddGroupMembersArgs) GetReq() (v *GroupMembersReq) {
+	if !p.IsSetReq() {
+		return LogicAddGroupMembersArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *LogicAddGroupMembersArgs) SetReq(val *GroupMembersReq) {
+	p.Req = val
+}
+
+func (p *LogicAddGroupMembersArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *LogicAddGroupMembersArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicAddGroupMembersArgs(%+v)", *p)
+}
+
+var fieldIDToName_LogicAddGroupMembersArgs = map[int16]string{
+	1: "req",
+}
+
+type LogicAddGroupMembersResult struct {
+	Success *GroupMembersResp `thrift:"success,0,optional" frugal:"0,optional,GroupMembersResp" json:"success,omitempty"`
+}
+
+func NewLogicAddGroupMembersResult() *LogicAddGroupMembersResult {
+	return &LogicAddGroupMembersResult{}
+}
+
+func (p *LogicAddGroupMembersResult) InitDefault() {
+}
+
+var LogicAddGroupMembersResult_Success_DEFAULT *GroupMembersResp
+
+func (p *LogicAddGroupMembersResult) GetSuccess() (v *GroupMembersResp) {
+	if !p.IsSetSuccess() {
+		return LogicAddGroupMembersResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *LogicAddGroupMembersResult) SetSuccess(x interface{}) {
+	p.Success = x.(*GroupMembersResp)
+}
+
+func (p *LogicAddGroupMembersResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *LogicAddGroupMembersResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicAddGroupMembersResult(%+v)", *p)
+}
+
+var fieldIDToName_LogicAddGroupMembersResult = map[int16]string{
+	0: "success",
+}
+
+type LogicRemoveGroupMembersArgs struct {
+	Req *GroupMembersReq `thrift:"req,1" frugal:"1,default,GroupMembersReq" json:"req"`
+}
+
+func NewLogicRemoveGroupMembersArgs() *LogicRemoveGroupMembersArgs {
+	return &LogicRemoveGroupMembersArgs{}
+}
+
+func (p *LogicRemoveGroupMembersArgs) InitDefault() {
+}
+
+var LogicRemoveGroupMembersArgs_Req_DEFAULT *GroupMembersReq
+
+func (p *LogicRemoveGroupMembersArgs) GetReq() (v *GroupMembersReq) {
+	if !p.IsSetReq() {
+		return LogicRemoveGroupMembersArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *LogicRemoveGroupMembersArgs) SetReq(val *GroupMembersReq) {
+	p.Req = val
+}
+
+func (p *LogicRemoveGroupMembersArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *LogicRemoveGroupMembersArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicRemoveGroupMembersArgs(%+v)", *p)
+}
+
+var fieldIDToName_LogicRemoveGroupMembersArgs = map[int16]string{
+	1: "req",
+}
+
+type LogicRemoveGroupMembersResult struct {
+	Success *GroupMembersResp `thrift:"success,0,optional" frugal:"0,optional,GroupMembersResp" json:"success,omitempty"`
+}
+
+func NewLogicRemoveGroupMembersResult() *LogicRemoveGroupMembersResult {
+	return &LogicRemoveGroupMembersResult{}
+}
+
+func (p *LogicRemoveGroupMembersResult) InitDefault() {
+}
+
+var LogicRemoveGroupMembersResult_Success_DEFAULT *GroupMembersResp
+
+func (p *LogicRemoveGroupMembersResult) GetSuccess() (v *GroupMembersResp) {
+	if !p.IsSetSuccess() {
+		return LogicRemoveGroupMembersResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *LogicRemoveGroupMembersResult) SetSuccess(x interface{}) {
+	p.Success = x.(*GroupMembersResp)
+}
+
+func (p *LogicRemoveGroupMembersResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *LogicRemoveGroupMembersResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicRemoveGroupMembersResult(%+v)", *p)
+}
+
+var fieldIDToName_LogicRemoveGroupMembersResult = map[int16]string{
+	0: "success",
+}
+
+type LogicDissolveGroupArgs struct {
+	Req *GroupReq `thrift:"req,1" frugal:"1,default,GroupReq" json:"req"`
+}
+
+func NewLogicDissolveGroupArgs() *LogicDissolveGroupArgs {
+	return &LogicDissolveGroupArgs{}
+}
+
+func (p *LogicDissolveGroupArgs) InitDefault() {
+}
+
+var LogicDissolveGroupArgs_Req_DEFAULT *GroupReq
+
+func (p *LogicDissolveGroupArgs) GetReq() (v *GroupReq) {
+	if !p.IsSetReq() {
+		return LogicDissolveGroupArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *LogicDissolveGroupArgs) SetReq(val *GroupReq) {
+	p.Req = val
+}
+
+func (p *LogicDissolveGroupArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *LogicDissolveGroupArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicDissolveGroupArgs(%+v)", *p)
+}
+
+var fieldIDToName_LogicDissolveGroupArgs = map[int16]string{
+	1: "req",
+}
+
+type LogicDissolveGroupResult struct {
+	Success *GroupResp `thrift:"success,0,optional" frugal:"0,optional,GroupResp" json:"success,omitempty"`
+}
+
+func NewLogicDissolveGroupResult() *LogicDissolveGroupResult {
+	return &LogicDissolveGroupResult{}
+}
+
+func (p *LogicDissolveGroupResult) InitDefault() {
+}
+
+var LogicDissolveGroupResult_Success_DEFAULT *GroupResp
+
+func (p *LogicDissolveGroupResult) GetSuccess() (v *GroupResp) {
+	if !p.IsSetSuccess() {
+		return LogicDissolveGroupResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *LogicDissolveGroupResult) SetSuccess(x interface{}) {
+	p.Success = x.(*GroupResp)
+}
+
+func (p *LogicDissolveGroupResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *LogicDissolveGroupResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicDissolveGroupResult(%+v)", *p)
+}
+
+var fieldIDToName_LogicDissolveGroupResult = map[int16]string{
+	0: "success",
+}
+
+type LogicGetGroupArgs struct {
+	Req *GroupReq `thrift:"req,1" frugal:"1,default,GroupReq" json:"req"`
+}
+
+func NewLogicGetGroupArgs() *LogicGetGroupArgs {
+	return &LogicGetGroupArgs{}
+}
+
+func (p *LogicGetGroupArgs) InitDefault() {
+}
+
+var LogicGetGroupArgs_Req_DEFAULT *GroupReq
+
+func (p *LogicGetGroupArgs) GetReq() (v *GroupReq) {
+	if !p.IsSetReq() {
+		return LogicGetGroupArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *LogicGetGroupArgs) SetReq(val *GroupReq) {
+	p.Req = val
+}
+
+func (p *LogicGetGroupArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *LogicGetGroupArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicGetGroupArgs(%+v)", *p)
+}
+
+var fieldIDToName_LogicGetGroupArgs = map[int16]string{
+	1: "req",
+}
+
+type LogicGetGroupResult struct {
+	Success *GroupResp `thrift:"success,0,optional" frugal:"0,optional,GroupResp" json:"success,omitempty"`
+}
+
+func NewLogicGetGroupResult() *LogicGetGroupResult {
+	return &LogicGetGroupResult{}
+}
+
+func (p *LogicGetGroupResult) InitDefault() {
+}
+
+var LogicGetGroupResult_Success_DEFAULT *GroupResp
+
+func (p *LogicGetGroupResult) GetSuccess() (v *GroupResp) {
+	if !p.IsSetSuccess() {
+		return LogicGetGroupResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *LogicGetGroupResult) SetSuccess(x interface{}) {
+	p.Success = x.(*GroupResp)
+}
+
+func (p *LogicGetGroupResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *LogicGetGroupResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicGetGroupResult(%+v)", *p)
+}
+
+var fieldIDToName_LogicGetGroupResult = map[int16]string{
+	0: "success",
+}
+
+type LogicListGroupMembersArgs struct {
+	Req *ListGroupMembersReq `thrift:"req,1" frugal:"1,default,ListGroupMembersReq" json:"req"`
+}
+
+func NewLogicListGroupMembersArgs() *LogicListGroupMembersArgs {
+	return &LogicListGroupMembersArgs{}
+}
+
+func (p *LogicListGroupMembersArgs) InitDefault() {
+}
+
+var LogicListGroupMembersArgs_Req_DEFAULT *ListGroupMembersReq
+
+func (p *LogicListGroupMembersArgs) GetReq() (v *ListGroupMembersReq) {
+	if !p.IsSetReq() {
+		return LogicListGroupMembersArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *LogicListGroupMembersArgs) SetReq(val *ListGroupMembersReq) {
+	p.Req = val
+}
+
+func (p *LogicListGroupMembersArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *LogicListGroupMembersArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicListGroupMembersArgs(%+v)", *p)
+}
+
+var fieldIDToName_LogicListGroupMembersArgs = map[int16]string{
+	1: "req",
+}
+
+type LogicListGroupMembersResult struct {
+	Success *ListGroupMembersResp `thrift:"success,0,optional" frugal:"0,optional,ListGroupMembersResp" json:"success,omitempty"`
+}
+
+func NewLogicListGroupMembersResult() *LogicListGroupMembersResult {
+	return &LogicListGroupMembersResult{}
+}
+
+func (p *LogicListGroupMembersResult) InitDefault() {
+}
+
+var LogicListGroupMembersResult_Success_DEFAULT *ListGroupMembersResp
+
+func (p *LogicListGroupMembersResult) GetSuccess() (v *ListGroupMembersResp) {
+	if !p.IsSetSuccess() {
+		return LogicListGroupMembersResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *LogicListGroupMembersResult) SetSuccess(x interface{}) {
+	p.Success = x.(*ListGroupMembersResp)
+}
+
+func (p *LogicListGroupMembersResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *LogicListGroupMembersResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicListGroupMembersResult(%+v)", *p)
+}
+
+var fieldIDToName_LogicListGroupMembersResult = map[int16]string{
 	0: "success",
 }

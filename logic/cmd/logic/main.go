@@ -43,6 +43,8 @@ type options struct {
 	taskPartitions int
 	rpcTimeout     time.Duration
 	loginPolicy    string
+	maxBody        int
+	recallWindow   time.Duration
 }
 
 func main() {
@@ -64,6 +66,8 @@ func main() {
 	fs.IntVar(&o.taskPartitions, "task-partitions", 8, "partitions of the task topic when logic creates it")
 	fs.StringVar(&o.loginPolicy, "login-policy", "phone=single,pad=single,desktop=single",
 		"per device kind (the device id up to its first '-'), single (a new login kicks the older connection) or multi; unlisted kinds are multi")
+	fs.IntVar(&o.maxBody, "max-body", 4096, "largest message body the Send RPC accepts (gateways have their own -max-body)")
+	fs.DurationVar(&o.recallWindow, "recall-window", pipeline.DefaultRecallWindow, "how long after sending a message its sender may recall it")
 	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", 3*time.Second, "timeout of one dataproxy call")
 	svc.Parse(fs, os.Args[1:])
 	if err := run(o); err != nil {
@@ -135,6 +139,7 @@ func run(o options) error {
 	}
 	router := routing.New(dp, gateways)
 	proc := pipeline.NewProcessor(dp, userCache, router, prod, pipeline.NewMetrics(reg), log)
+	proc.SetRecallWindow(o.recallWindow)
 	cons, err := pipeline.NewConsumer(pipeline.ConsumerConfig{Kafka: kc, Group: o.group, MaxBatch: o.maxBatch,
 		Workers: o.workers, MaxInflight: o.maxInflight}, proc, prod, log)
 	if err != nil {
@@ -147,7 +152,7 @@ func run(o options) error {
 	}
 	h := handler.New(handler.Config{
 		AdminSecret: o.adminSecret, TokenSecret: []byte(secrets[0]), TokenTTL: o.tokenTTL, RouteTTL: o.routeTTL,
-		LoginPolicy: policy,
+		LoginPolicy: policy, MaxBody: o.maxBody,
 	}, dp, userCache, router, prod, log)
 	sopts, err := rpcx.ServerOptions(rpcx.ServerConfig{Service: rpcx.LogicService, Listen: o.listen, Advertise: o.advertise,
 		Etcd: o.common.EtcdEndpoints(), LeaseTTL: o.registryTTL,

@@ -4,6 +4,8 @@ package dpfake
 
 import (
 	"context"
+	"sort"
+	"strings"
 	"sync"
 
 	"github.com/cloudwego/kitex/client/callopt"
@@ -25,6 +27,11 @@ type DP struct {
 	last  map[string]int64
 	seen  map[string]int64
 	msgs  map[string][]*common.Message
+	// groups: id -> member -> role; read/delivered cursors by uid+"|"+conv.
+	groups    map[string]map[string]string
+	groupInfo map[string]*common.Group
+	read      map[string]int64
+	delivered map[string]int64
 
 	// Routes is what GetRoutes answers from.
 	Routes []*common.Route
@@ -36,7 +43,8 @@ type DP struct {
 
 // New returns a DP knowing the given users.
 func New(uids ...string) *DP {
-	f := &DP{users: map[string]bool{}, last: map[string]int64{}, seen: map[string]int64{}, msgs: map[string][]*common.Message{}}
+	f := &DP{users: map[string]bool{}, last: map[string]int64{}, seen: map[string]int64{}, msgs: map[string][]*common.Message{},
+		groups: map[string]map[string]string{}, groupInfo: map[string]*common.Group{}, read: map[string]int64{}, delivered: map[string]int64{}}
 	for _, u := range uids {
 		f.users[u] = true
 	}
@@ -62,10 +70,35 @@ func (f *DP) AppendMessages(_ context.Context, req *dataproxy.AppendMessagesReq,
 			resp.Results = append(resp.Results, &dataproxy.AppendResult_{Seq: seq, Duplicate: true})
 			continue
 		}
+		if g, ok := strings.CutPrefix(it.ConvId, "g:"); ok {
+			members, exists := f.groups[g]
+			if !exists || f.groupInfo[g].Dissolved {
+				resp.Results = append(resp.Results, &dataproxy.AppendResult_{ErrorCode: int32(errcode.ConvNotFound), ErrorMessage: "no group"})
+				continue
+			}
+			if _, member := members[it.Sender]; !member {
+				resp.Results = append(resp.Results, &dataproxy.AppendResult_{ErrorCode: int32(errcode.Forbidden), ErrorMessage: "not a member"})
+				continue
+			}
+		}
+		if it.RecallSeq > 0 {
+			all := f.msgs[it.ConvId]
+			if it.RecallSeq > int64(len(all)) || all[it.RecallSeq-1].Recalled {
+				resp.Results = append(resp.Results, &dataproxy.AppendResult_{ErrorCode: int32(errcode.BadField), ErrorMessage: "no such message"})
+				continue
+			}
+			target := all[it.RecallSeq-1]
+			if target.Sender != it.Sender || target.CreatedAtMs < it.CreatedAtMs-it.RecallWindowMs {
+				resp.Results = append(resp.Results, &dataproxy.AppendResult_{ErrorCode: int32(errcode.Forbidden), ErrorMessage: "cannot recall"})
+				continue
+			}
+			target.Recalled = true
+		}
 		f.last[it.ConvId]++
 		f.seen[key] = f.last[it.ConvId]
 		f.msgs[it.ConvId] = append(f.msgs[it.ConvId], &common.Message{ConvId: it.ConvId, Seq: f.last[it.ConvId], Sender: it.Sender,
-			Recipient: it.Recipient, ClientMsgId: it.ClientMsgId, ContentType: it.ContentType, Body: it.Body, CreatedAtMs: it.CreatedAtMs})
+			Recipient: it.Recipient, ClientMsgId: it.ClientMsgId, ContentType: it.ContentType, Body: it.Body, CreatedAtMs: it.CreatedAtMs,
+			RefSeq: it.RecallSeq})
 		resp.Results = append(resp.Results, &dataproxy.AppendResult_{Seq: f.last[it.ConvId], CreatedAtMs: it.CreatedAtMs})
 	}
 	return resp, nil
@@ -174,4 +207,194 @@ func (f *DP) delLocked(uid, device, gw string, conn int64) {
 		out = append(out, r)
 	}
 	f.Routes = out
+}
+
+func (f *DP) GetMessage(_ context.Context, req *dataproxy.GetMessageReq, _ ...callopt.Option) (*dataproxy.GetMessageResp, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seq, ok := f.seen[req.ConvId+"/"+req.Sender+"/"+req.ClientMsgId]
+	if !ok {
+		return &dataproxy.GetMessageResp{}, nil
+	}
+	return &dataproxy.GetMessageResp{Found: true, Message: f.msgs[req.ConvId][seq-1]}, nil
+}
+
+func (f *DP) UpdateCursors(_ context.Context, req *dataproxy.UpdateCursorsReq, _ ...callopt.Option) (*dataproxy.UpdateCursorsResp, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	resp := &dataproxy.UpdateCursorsResp{}
+	for _, u := range req.Updates {
+		k := u.Uid + "|" + u.ConvId
+		f.read[k] = max(f.read[k], min(u.ReadSeq, f.last[u.ConvId]))
+		f.delivered[k] = max(f.delivered[k], min(u.DeliveredSeq, f.last[u.ConvId]))
+		resp.Cursors = append(resp.Cursors, &dataproxy.CursorUpdate{Uid: u.Uid, ConvId: u.ConvId, ReadSeq: f.read[k], DeliveredSeq: f.delivered[k]})
+	}
+	return resp, nil
+}
+
+// convsOf lists the conversations uid is in.
+func (f *DP) convsOf(uid string) []string {
+	var out []string
+	for conv := range f.last {
+		if ids.Member(conv, uid) {
+			out = append(out, conv)
+		}
+	}
+	for g, members := range f.groups {
+		if _, ok := members[uid]; ok {
+			out = append(out, "g:"+g)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (f *DP) GetUserCursors(_ context.Context, req *dataproxy.GetUserCursorsReq, _ ...callopt.Option) (*dataproxy.GetUserCursorsResp, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	resp := &dataproxy.GetUserCursorsResp{Cursors: map[string]int64{}}
+	for _, u := range req.Uids {
+		var sum int64
+		for _, c := range f.convsOf(u) {
+			sum += f.last[c]
+		}
+		resp.Cursors[u] = sum
+	}
+	return resp, nil
+}
+
+func (f *DP) groupLocked(id string) *common.Group {
+	g := *f.groupInfo[id]
+	g.MemberCount = int32(len(f.groups[id]))
+	return &g
+}
+
+func (f *DP) CreateGroup(_ context.Context, req *dataproxy.CreateGroupReq, _ ...callopt.Option) (*dataproxy.CreateGroupResp, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.groups[req.GroupId]; ok {
+		return nil, errcode.Biz(errcode.BadField, "group exists")
+	}
+	members := map[string]string{req.Owner: "owner"}
+	for _, m := range req.Members {
+		if !f.users[m] {
+			return nil, errcode.Biz(errcode.UserNotFound, "no user %q", m)
+		}
+		if m != req.Owner {
+			members[m] = "member"
+		}
+	}
+	f.groups[req.GroupId] = members
+	f.groupInfo[req.GroupId] = &common.Group{GroupId: req.GroupId, Name: req.Name, Owner: req.Owner, CreatedAtMs: req.CreatedAtMs}
+	return &dataproxy.CreateGroupResp{Group: f.groupLocked(req.GroupId)}, nil
+}
+
+func (f *DP) changeMembers(req *dataproxy.GroupMembersReq, add bool) (*dataproxy.GroupMembersResp, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	members, ok := f.groups[req.GroupId]
+	if !ok || f.groupInfo[req.GroupId].Dissolved {
+		return nil, errcode.Biz(errcode.ConvNotFound, "no group")
+	}
+	var n int32
+	for _, u := range req.Uids {
+		_, in := members[u]
+		switch {
+		case add && !in:
+			if !f.users[u] {
+				return nil, errcode.Biz(errcode.UserNotFound, "no user %q", u)
+			}
+			members[u] = "member"
+			n++
+		case !add && in:
+			if members[u] == "owner" {
+				return nil, errcode.Biz(errcode.Forbidden, "the owner cannot be removed")
+			}
+			delete(members, u)
+			n++
+		}
+	}
+	return &dataproxy.GroupMembersResp{Changed: n, Group: f.groupLocked(req.GroupId)}, nil
+}
+
+func (f *DP) AddGroupMembers(_ context.Context, req *dataproxy.GroupMembersReq, _ ...callopt.Option) (*dataproxy.GroupMembersResp, error) {
+	return f.changeMembers(req, true)
+}
+
+func (f *DP) RemoveGroupMembers(_ context.Context, req *dataproxy.GroupMembersReq, _ ...callopt.Option) (*dataproxy.GroupMembersResp, error) {
+	return f.changeMembers(req, false)
+}
+
+func (f *DP) GetGroup(_ context.Context, req *dataproxy.GetGroupReq, _ ...callopt.Option) (*dataproxy.GetGroupResp, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.groups[req.GroupId]; !ok {
+		return nil, errcode.Biz(errcode.ConvNotFound, "no group")
+	}
+	return &dataproxy.GetGroupResp{Group: f.groupLocked(req.GroupId)}, nil
+}
+
+func (f *DP) ListGroupMembers(_ context.Context, req *dataproxy.ListGroupMembersReq, _ ...callopt.Option) (*dataproxy.ListGroupMembersResp, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	members, ok := f.groups[req.GroupId]
+	if !ok {
+		return nil, errcode.Biz(errcode.ConvNotFound, "no group")
+	}
+	uids := make([]string, 0, len(members))
+	for u := range members {
+		if u > req.AfterUid {
+			uids = append(uids, u)
+		}
+	}
+	sort.Strings(uids)
+	resp := &dataproxy.ListGroupMembersResp{}
+	limit := int(req.Limit)
+	if limit <= 0 {
+		limit = 100
+	}
+	if len(uids) > limit {
+		uids, resp.HasMore = uids[:limit], true
+	}
+	for _, u := range uids {
+		resp.Members = append(resp.Members, &common.GroupMember{Uid: u, Role: members[u]})
+	}
+	return resp, nil
+}
+
+func (f *DP) DissolveGroup(_ context.Context, req *dataproxy.DissolveGroupReq, _ ...callopt.Option) (*dataproxy.DissolveGroupResp, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g, ok := f.groupInfo[req.GroupId]
+	if !ok {
+		return nil, errcode.Biz(errcode.ConvNotFound, "no group")
+	}
+	g.Dissolved = true
+	return &dataproxy.DissolveGroupResp{}, nil
+}
+
+func (f *DP) ListUserGroups(_ context.Context, req *dataproxy.ListUserGroupsReq, _ ...callopt.Option) (*dataproxy.ListUserGroupsResp, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	resp := &dataproxy.ListUserGroupsResp{}
+	for id, members := range f.groups {
+		if _, ok := members[req.Uid]; ok {
+			resp.Groups = append(resp.Groups, f.groupLocked(id))
+		}
+	}
+	sort.Slice(resp.Groups, func(i, j int) bool { return resp.Groups[i].GroupId < resp.Groups[j].GroupId })
+	return resp, nil
+}
+
+func (f *DP) GetGroupRoutes(_ context.Context, req *dataproxy.GetGroupRoutesReq, _ ...callopt.Option) (*dataproxy.GetGroupRoutesResp, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	members := f.groups[req.GroupId]
+	resp := &dataproxy.GetGroupRoutesResp{}
+	for _, r := range f.Routes {
+		if _, ok := members[r.Uid]; ok {
+			resp.Routes = append(resp.Routes, r)
+		}
+	}
+	return resp, nil
 }

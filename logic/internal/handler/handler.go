@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
@@ -42,6 +43,8 @@ type Config struct {
 	RouteTTL time.Duration
 	// LoginPolicy limits concurrent logins per device kind.
 	LoginPolicy LoginPolicy
+	// MaxBody is the largest body Send accepts.
+	MaxBody int
 }
 
 // Handler serves the Logic service.
@@ -62,6 +65,9 @@ func New(cfg Config, dp dpclient.Client, uc *users.Cache, router *routing.Router
 	}
 	if cfg.MaxTokenTTL == 0 {
 		cfg.MaxTokenTTL = 30 * 24 * time.Hour
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 4096
 	}
 	return &Handler{cfg: cfg, dp: dp, users: uc, router: router, prod: prod, log: log, now: time.Now}
 }
@@ -203,7 +209,14 @@ func (h *Handler) Sync(ctx context.Context, req *logic.SyncReq) (*logic.SyncResp
 	if !ids.ValidUID(req.Uid) {
 		return nil, errcode.Biz(errcode.BadField, "invalid uid")
 	}
-	if !ids.Member(req.ConvId, req.Uid) {
+	member := ids.Member(req.ConvId, req.Uid)
+	if g, ok := strings.CutPrefix(req.ConvId, "g:"); ok && ids.ValidConv(req.ConvId) {
+		var err error
+		if member, err = h.isMember(ctx, g, req.Uid); err != nil {
+			return nil, errcode.ToBiz(err)
+		}
+	}
+	if !member {
 		// The same answer for "no such conversation" and "not yours", so
 		// conversation ids cannot be probed.
 		return nil, errcode.Biz(errcode.ConvNotFound, "no conversation %q", req.ConvId)

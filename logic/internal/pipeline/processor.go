@@ -25,10 +25,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	dpclient "github.com/gochat-im/gochat/idl/kitex_gen/dataproxy/dataproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
@@ -37,6 +37,7 @@ import (
 	"github.com/gochat-im/gochat/pkg/errcode"
 	"github.com/gochat-im/gochat/pkg/ids"
 	"github.com/gochat-im/gochat/pkg/kafkax"
+	"github.com/gochat-im/gochat/pkg/protocol"
 )
 
 // Producer sends records and waits until Kafka has them all.
@@ -56,19 +57,44 @@ type Processor struct {
 	log    *slog.Logger
 	m      *Metrics
 	now    func() time.Time
+	// recallWindow is how long after sending a message may be recalled.
+	recallWindow time.Duration
 }
+
+// DefaultRecallWindow is the recall window unless configured.
+const DefaultRecallWindow = 2 * time.Minute
 
 // NewProcessor returns a Processor.
 func NewProcessor(dp dpclient.Client, uc *users.Cache, router *routing.Router, prod Producer, m *Metrics, log *slog.Logger) *Processor {
-	return &Processor{dp: dp, users: uc, router: router, prod: prod, m: m, log: log, now: time.Now}
+	return &Processor{dp: dp, users: uc, router: router, prod: prod, m: m, log: log, now: time.Now, recallWindow: DefaultRecallWindow}
 }
+
+// SetRecallWindow changes how long after sending a message may be recalled.
+func (p *Processor) SetRecallWindow(d time.Duration) { p.recallWindow = d }
 
 // item is one upstream record on its way through a batch.
 type item struct {
 	rec     *events.UpRecord
 	errCode errcode.Code
 	errMsg  string
-	res     *dataproxy.AppendResult_
+	// group is the group id of a group conversation, "" for one-to-one.
+	group string
+	// peer is the other user of a one-to-one conversation.
+	peer string
+	// res is the store's answer for a send or recall.
+	res *dataproxy.AppendResult_
+	// readSeq is the read cursor after a READ record.
+	readSeq int64
+}
+
+func (it *item) fail(c errcode.Code, format string, args ...any) {
+	it.errCode, it.errMsg = c, fmt.Sprintf(format, args...)
+}
+
+// appends reports whether the record adds a message to its conversation.
+func (it *item) appends() bool {
+	k := it.rec.Kind
+	return k == events.UpKind_SEND || k == events.UpKind_RECALL
 }
 
 // Process handles recs in order and returns when all their effects are in
@@ -85,9 +111,10 @@ func (p *Processor) Process(ctx context.Context, recs []*events.UpRecord) error 
 }
 
 // Prepare does everything for recs except producing: it validates them,
-// has the valid ones stored, and returns the acks, error replies, pushes
-// and tasks to produce, in an order that keeps each conversation's records
-// in seq order. It returns an error only when ctx ends first.
+// has sends and recalls stored, moves cursors, and returns the acks, error
+// replies, pushes, receipts and tasks to produce, in an order that keeps
+// each conversation's records in seq order. It returns an error only when
+// ctx ends first.
 func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) ([]kafkax.Msg, error) {
 	items := make([]*item, len(recs))
 	for i, r := range recs {
@@ -100,26 +127,58 @@ func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) ([]kaf
 	if err := p.append(ctx, items); err != nil {
 		return nil, err
 	}
+	if err := p.moveCursors(ctx, items); err != nil {
+		return nil, err
+	}
 	return p.outputs(ctx, items)
 }
 
 func (p *Processor) validate(it *item) {
 	r := it.rec
-	switch {
-	case r.Kind != events.UpKind_SEND:
-		it.errCode, it.errMsg = errcode.UnknownType, fmt.Sprintf("unknown record kind %v", r.Kind)
-	case !ids.ValidUID(r.Sender) || !ids.ValidUID(r.To):
-		it.errCode, it.errMsg = errcode.BadField, "invalid sender or recipient"
-	case r.ConvId != ids.P2P(r.Sender, r.To):
-		it.errCode, it.errMsg = errcode.BadField, "conversation id does not match the users"
+	if !ids.ValidUID(r.Sender) {
+		it.fail(errcode.BadField, "invalid sender")
+		return
+	}
+	if g, ok := strings.CutPrefix(r.ConvId, "g:"); ok && ids.ValidConv(r.ConvId) {
+		it.group = g
+	} else if peer, ok := ids.Peer(r.ConvId, r.Sender); ok {
+		it.peer = peer
+	} else {
+		it.fail(errcode.ConvNotFound, "no conversation %q", r.ConvId)
+		return
+	}
+	switch r.Kind {
+	case events.UpKind_SEND:
+		if it.group == "" && r.To != it.peer {
+			it.fail(errcode.BadField, "conversation id does not match the users")
+		}
+		if it.group != "" && r.To != "" {
+			it.fail(errcode.BadField, "a group message has no recipient")
+		}
+	case events.UpKind_RECALL:
+		if r.Seq <= 0 || r.ClientMsgId == "" {
+			it.fail(errcode.BadField, "recall needs a cmid and the seq to recall")
+		}
+	case events.UpKind_READ, events.UpKind_DELIVERED:
+		if r.Seq < 0 {
+			it.fail(errcode.BadField, "negative seq")
+		}
+	case events.UpKind_TYPING:
+		if it.group != "" {
+			it.fail(errcode.BadField, "typing indicators are for one-to-one chats")
+		}
+	default:
+		it.fail(errcode.UnknownType, "unknown record kind %v", r.Kind)
 	}
 }
 
+// checkRecipients rejects one-to-one sends to users that do not exist.
+// (Group senders are checked by the store, in the append transaction.)
 func (p *Processor) checkRecipients(ctx context.Context, items []*item) error {
 	var uids []string
 	for _, it := range items {
-		if it.errCode == 0 {
-			uids = append(uids, it.rec.To)
+		if it.errCode == 0 && it.rec.Kind == events.UpKind_SEND && it.group == "" {
+			uids = append(uids, it.peer)
 		}
 	}
 	if len(uids) == 0 {
@@ -134,13 +193,14 @@ func (p *Processor) checkRecipients(ctx context.Context, items []*item) error {
 		return err
 	}
 	for _, it := range items {
-		if it.errCode == 0 && !exists[it.rec.To] {
-			it.errCode, it.errMsg = errcode.UserNotFound, fmt.Sprintf("no user %q", it.rec.To)
+		if it.errCode == 0 && it.rec.Kind == events.UpKind_SEND && it.group == "" && !exists[it.peer] {
+			it.fail(errcode.UserNotFound, "no user %q", it.peer)
 		}
 	}
 	return nil
 }
 
+// append stores the batch's sends and recalls, in order, in one call.
 func (p *Processor) append(ctx context.Context, items []*item) error {
 	var (
 		req  dataproxy.AppendMessagesReq
@@ -148,14 +208,19 @@ func (p *Processor) append(ctx context.Context, items []*item) error {
 	)
 	now := p.now().UnixMilli()
 	for _, it := range items {
-		if it.errCode != 0 {
+		if it.errCode != 0 || !it.appends() {
 			continue
 		}
 		r := it.rec
-		req.Items = append(req.Items, &dataproxy.AppendItem{
-			ConvId: r.ConvId, Sender: r.Sender, Recipient: r.To, ClientMsgId: r.ClientMsgId,
+		ai := &dataproxy.AppendItem{
+			ConvId: r.ConvId, Sender: r.Sender, Recipient: it.peer, ClientMsgId: r.ClientMsgId,
 			ContentType: r.ContentType, Body: r.Body, CreatedAtMs: now,
-		})
+		}
+		if r.Kind == events.UpKind_RECALL {
+			ai.ContentType, ai.Body = protocol.ContentTypeRecall, ""
+			ai.RecallSeq, ai.RecallWindowMs = r.Seq, p.recallWindow.Milliseconds()
+		}
+		req.Items = append(req.Items, ai)
 		sent = append(sent, it)
 	}
 	if len(sent) == 0 {
@@ -175,7 +240,7 @@ func (p *Processor) append(ctx context.Context, items []*item) error {
 		// The whole call was refused: tell each sender; nothing was stored.
 		p.log.Error("append refused", "err", err, "items", len(sent))
 		for _, it := range sent {
-			it.errCode, it.errMsg = pe.code, pe.msg
+			it.fail(pe.code, "%s", pe.msg)
 		}
 		return nil
 	case err != nil:
@@ -184,96 +249,12 @@ func (p *Processor) append(ctx context.Context, items []*item) error {
 	for i, it := range sent {
 		res := resp.Results[i]
 		if res.ErrorCode != 0 {
-			it.errCode, it.errMsg = errcode.Code(res.ErrorCode), res.ErrorMessage
+			it.fail(errcode.Code(res.ErrorCode), "%s", res.ErrorMessage)
 			continue
 		}
 		it.res = res
 	}
 	return nil
-}
-
-// outputs builds the acks, error replies, pushes and tasks of a batch.
-func (p *Processor) outputs(ctx context.Context, items []*item) ([]kafkax.Msg, error) {
-	// Who do we push to: recipients of new messages, and the senders'
-	// other devices (each device of a user sees the whole conversation).
-	var uids []string
-	for _, it := range items {
-		if it.res != nil && !it.res.Duplicate {
-			uids = append(uids, it.rec.To, it.rec.Sender)
-		}
-	}
-	var routes map[string][]*common.Route
-	if len(uids) > 0 {
-		err := retry(ctx, p.log, "get routes", func() (err error) {
-			routes, err = p.router.Lookup(ctx, uniq(uids))
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	var msgs []kafkax.Msg
-	down := func(gw, key string, rec *events.DownRecord) {
-		msgs = append(msgs, kafkax.Msg{Topic: kafkax.DownTopic(gw), Key: []byte(key), Value: kafkax.Encode(rec)})
-	}
-	for _, it := range items {
-		r := it.rec
-		senderGW := p.router.SenderAlive(ctx, r.GatewayId)
-		self := []*events.Target{{Uid: r.Sender, ConnId: r.ConnId}}
-		if it.errCode != 0 {
-			p.m.rejected.WithLabelValues(it.errCode.String()).Inc()
-			if senderGW {
-				down(r.GatewayId, r.ConvId, &events.DownRecord{Kind: events.DownKind_ERROR, Targets: self,
-					Error: &events.ErrorEvent{Code: int32(it.errCode), Message: it.errMsg, ClientMsgId: r.ClientMsgId}})
-			}
-			continue
-		}
-		res := it.res
-		if senderGW {
-			down(r.GatewayId, r.ConvId, &events.DownRecord{Kind: events.DownKind_ACK, Targets: self,
-				Ack: &events.Ack{ClientMsgId: r.ClientMsgId, ConvId: r.ConvId, Seq: res.Seq, CreatedAtMs: res.CreatedAtMs, Duplicate: res.Duplicate}})
-		}
-		if res.Duplicate {
-			p.m.duplicates.Inc()
-			continue
-		}
-		p.m.persisted.Inc()
-		if r.ReceivedAtMs > 0 {
-			p.m.persistLatency.Observe(float64(p.now().UnixMilli()-r.ReceivedAtMs) / 1000)
-		}
-		msg := &common.Message{ConvId: r.ConvId, Seq: res.Seq, Sender: r.Sender, Recipient: r.To,
-			ClientMsgId: r.ClientMsgId, ContentType: r.ContentType, Body: r.Body, CreatedAtMs: res.CreatedAtMs}
-		byGW := map[string][]*events.Target{}
-		var order []string
-		add := func(rt *common.Route) {
-			if _, ok := byGW[rt.GatewayId]; !ok {
-				order = append(order, rt.GatewayId)
-			}
-			byGW[rt.GatewayId] = append(byGW[rt.GatewayId], &events.Target{Uid: rt.Uid, ConnId: rt.ConnId})
-		}
-		for _, rt := range routes[r.To] {
-			add(rt)
-		}
-		if r.To != r.Sender {
-			for _, rt := range routes[r.Sender] {
-				if rt.GatewayId != r.GatewayId || rt.ConnId != r.ConnId {
-					add(rt)
-				}
-			}
-		}
-		for _, gw := range order {
-			down(gw, r.ConvId, &events.DownRecord{Kind: events.DownKind_PUSH, Targets: byGW[gw], Message: msg})
-		}
-		if len(routes[r.To]) == 0 {
-			p.m.offline.Inc()
-			msgs = append(msgs, kafkax.Msg{Topic: kafkax.TopicTask, Key: []byte(r.To), Value: kafkax.Encode(&events.TaskRecord{
-				Kind: events.TaskKind_OFFLINE_PUSH,
-				OfflinePush: &events.OfflinePush{Uid: r.To, ConvId: r.ConvId, Seq: res.Seq, Sender: r.Sender,
-					ContentType: r.ContentType, Preview: preview(r.Body), CreatedAtMs: res.CreatedAtMs},
-			})})
-		}
-	}
-	return msgs, nil
 }
 
 func preview(s string) string {

@@ -19,6 +19,17 @@ type Client interface {
 	SetRoutes(ctx context.Context, req *dataproxy.SetRoutesReq, callOptions ...callopt.Option) (r *dataproxy.SetRoutesResp, err error)
 	DelRoutes(ctx context.Context, req *dataproxy.DelRoutesReq, callOptions ...callopt.Option) (r *dataproxy.DelRoutesResp, err error)
 	GetRoutes(ctx context.Context, req *dataproxy.GetRoutesReq, callOptions ...callopt.Option) (r *dataproxy.GetRoutesResp, err error)
+	GetMessage(ctx context.Context, req *dataproxy.GetMessageReq, callOptions ...callopt.Option) (r *dataproxy.GetMessageResp, err error)
+	UpdateCursors(ctx context.Context, req *dataproxy.UpdateCursorsReq, callOptions ...callopt.Option) (r *dataproxy.UpdateCursorsResp, err error)
+	GetUserCursors(ctx context.Context, req *dataproxy.GetUserCursorsReq, callOptions ...callopt.Option) (r *dataproxy.GetUserCursorsResp, err error)
+	CreateGroup(ctx context.Context, req *dataproxy.CreateGroupReq, callOptions ...callopt.Option) (r *dataproxy.CreateGroupResp, err error)
+	AddGroupMembers(ctx context.Context, req *dataproxy.GroupMembersReq, callOptions ...callopt.Option) (r *dataproxy.GroupMembersResp, err error)
+	RemoveGroupMembers(ctx context.Context, req *dataproxy.GroupMembersReq, callOptions ...callopt.Option) (r *dataproxy.GroupMembersResp, err error)
+	GetGroup(ctx context.Context, req *dataproxy.GetGroupReq, callOptions ...callopt.Option) (r *dataproxy.GetGroupResp, err error)
+	ListGroupMembers(ctx context.Context, req *dataproxy.ListGroupMembersReq, callOptions ...callopt.Option) (r *dataproxy.ListGroupMembersResp, err error)
+	DissolveGroup(ctx context.Context, req *dataproxy.DissolveGroupReq, callOptions ...callopt.Option) (r *dataproxy.DissolveGroupResp, err error)
+	ListUserGroups(ctx context.Context, req *dataproxy.ListUserGroupsReq, callOptions ...callopt.Option) (r *dataproxy.ListUserGroupsResp, err error)
+	GetGroupRoutes(ctx context.Context, req *dataproxy.GetGroupRoutesReq, callOptions ...callopt.Option) (r *dataproxy.GetGroupRoutesResp, err error)
 }
 
 // NewClient creates a client for the service defined in IDL.
@@ -88,4 +99,59 @@ func (p *kDataProxyClient) DelRoutes(ctx context.Context, req *dataproxy.DelRout
 func (p *kDataProxyClient) GetRoutes(ctx context.Context, req *dataproxy.GetRoutesReq, callOptions ...callopt.Option) (r *dataproxy.GetRoutesResp, err error) {
 	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
 	return p.kClient.GetRoutes(ctx, req)
+}
+
+func (p *kDataProxyClient) GetMessage(ctx context.Context, req *dataproxy.GetMessageReq, callOptions ...callopt.Option) (r *dataproxy.GetMessageResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.GetMessage(ctx, req)
+}
+
+func (p *kDataProxyClient) UpdateCursors(ctx context.Context, req *dataproxy.UpdateCursorsReq, callOptions ...callopt.Option) (r *dataproxy.UpdateCursorsResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.UpdateCursors(ctx, req)
+}
+
+func (p *kDataProxyClient) GetUserCursors(ctx context.Context, req *dataproxy.GetUserCursorsReq, callOptions ...callopt.Option) (r *dataproxy.GetUserCursorsResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.GetUserCursors(ctx, req)
+}
+
+func (p *kDataProxyClient) CreateGroup(ctx context.Context, req *dataproxy.CreateGroupReq, callOptions ...callopt.Option) (r *dataproxy.CreateGroupResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.CreateGroup(ctx, req)
+}
+
+func (p *kDataProxyClient) AddGroupMembers(ctx context.Context, req *dataproxy.GroupMembersReq, callOptions ...callopt.Option) (r *dataproxy.GroupMembersResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.AddGroupMembers(ctx, req)
+}
+
+func (p *kDataProxyClient) RemoveGroupMembers(ctx context.Context, req *dataproxy.GroupMembersReq, callOptions ...callopt.Option) (r *dataproxy.GroupMembersResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.RemoveGroupMembers(ctx, req)
+}
+
+func (p *kDataProxyClient) GetGroup(ctx context.Context, req *dataproxy.GetGroupReq, callOptions ...callopt.Option) (r *dataproxy.GetGroupResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.GetGroup(ctx, req)
+}
+
+func (p *kDataProxyClient) ListGroupMembers(ctx context.Context, req *dataproxy.ListGroupMembersReq, callOptions ...callopt.Option) (r *dataproxy.ListGroupMembersResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.ListGroupMembers(ctx, req)
+}
+
+func (p *kDataProxyClient) DissolveGroup(ctx context.Context, req *dataproxy.DissolveGroupReq, callOptions ...callopt.Option) (r *dataproxy.DissolveGroupResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.DissolveGroup(ctx, req)
+}
+
+func (p *kDataProxyClient) ListUserGroups(ctx context.Context, req *dataproxy.ListUserGroupsReq, callOptions ...callopt.Option) (r *dataproxy.ListUserGroupsResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.ListUserGroups(ctx, req)
+}
+
+func (p *kDataProxyClient) GetGroupRoutes(ctx context.Context, req *dataproxy.GetGroupRoutesReq, callOptions ...callopt.Option) (r *dataproxy.GetGroupRoutesResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.GetGroupRoutes(ctx, req)
 }

@@ -69,6 +69,83 @@ var serviceMethods = map[string]kitex.MethodInfo{
 		false,
 		kitex.WithStreamingMode(kitex.StreamingNone),
 	),
+	"GetMessage": kitex.NewMethodInfo(
+		getMessageHandler,
+		newDataProxyGetMessageArgs,
+		newDataProxyGetMessageResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"UpdateCursors": kitex.NewMethodInfo(
+		updateCursorsHandler,
+		newDataProxyUpdateCursorsArgs,
+		newDataProxyUpdateCursorsResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"GetUserCursors": kitex.NewMethodInfo(
+		getUserCursorsHandler,
+		newDataProxyGetUserCursorsArgs,
+		newDataProxyGetUserCursorsResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"CreateGroup": kitex.NewMethodInfo(
+		createGroupHandler,
+		newDataProxyCreateGroupArgs,
+		newDataProxyCreateGroupResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"AddGroupMembers": kitex.NewMethodInfo(
+		addGroupMembersHandler,
+		newDataProxyAddGroupMembersArgs,
+		newDataProxyAddGroupMembersResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"RemoveGroupMembers": kitex.NewMethodInfo(
+		removeGroupMembersHandler,
+		newDataProxyRemoveGroupMembersArgs,
+		newDataProxyRemoveGroupMembersResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"GetGroup": kitex.NewMethodInfo(
+		getGroupHandler,
+		newDataProxyGetGroupArgs,
+		newDataProxyGetGroupResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"ListGroupMembers": kitex.NewMethodInfo(
+		listGroupMembersHandler,
+		newDataProxyListGroupMembersArgs,
+		newDataProxyListGroupMembersResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"DissolveGroup": kitex.NewMethodInfo(
+		dissolveGroupHandler,
+		newDataProxyDissolveGroupArgs,
+		newDataProxyDissolveGroupResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"ListUserGroups": kitex.NewMethodInfo(
+		listUserGroupsHandler,
+		newDataProxyListUserGroupsArgs,
+		newDataProxyListUserGroupsResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"GetGroupRoutes": kitex.NewMethodInfo(
+		getGroupRoutesHandler,
+		newDataProxyGetGroupRoutesArgs,
+		newDataProxyGetGroupRoutesResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
 }
 
 var (
@@ -279,6 +356,204 @@ func newDataProxyGetRoutesResult() interface{} {
 	return dataproxy.NewDataProxyGetRoutesResult()
 }
 
+func getMessageHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*dataproxy.DataProxyGetMessageArgs)
+	realResult := result.(*dataproxy.DataProxyGetMessageResult)
+	success, err := handler.(dataproxy.DataProxy).GetMessage(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newDataProxyGetMessageArgs() interface{} {
+	return dataproxy.NewDataProxyGetMessageArgs()
+}
+
+func newDataProxyGetMessageResult() interface{} {
+	return dataproxy.NewDataProxyGetMessageResult()
+}
+
+func updateCursorsHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*dataproxy.DataProxyUpdateCursorsArgs)
+	realResult := result.(*dataproxy.DataProxyUpdateCursorsResult)
+	success, err := handler.(dataproxy.DataProxy).UpdateCursors(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newDataProxyUpdateCursorsArgs() interface{} {
+	return dataproxy.NewDataProxyUpdateCursorsArgs()
+}
+
+func newDataProxyUpdateCursorsResult() interface{} {
+	return dataproxy.NewDataProxyUpdateCursorsResult()
+}
+
+func getUserCursorsHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*dataproxy.DataProxyGetUserCursorsArgs)
+	realResult := result.(*dataproxy.DataProxyGetUserCursorsResult)
+	success, err := handler.(dataproxy.DataProxy).GetUserCursors(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newDataProxyGetUserCursorsArgs() interface{} {
+	return dataproxy.NewDataProxyGetUserCursorsArgs()
+}
+
+func newDataProxyGetUserCursorsResult() interface{} {
+	return dataproxy.NewDataProxyGetUserCursorsResult()
+}
+
+func createGroupHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*dataproxy.DataProxyCreateGroupArgs)
+	realResult := result.(*dataproxy.DataProxyCreateGroupResult)
+	success, err := handler.(dataproxy.DataProxy).CreateGroup(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newDataProxyCreateGroupArgs() interface{} {
+	return dataproxy.NewDataProxyCreateGroupArgs()
+}
+
+func newDataProxyCreateGroupResult() interface{} {
+	return dataproxy.NewDataProxyCreateGroupResult()
+}
+
+func addGroupMembersHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*dataproxy.DataProxyAddGroupMembersArgs)
+	realResult := result.(*dataproxy.DataProxyAddGroupMembersResult)
+	success, err := handler.(dataproxy.DataProxy).AddGroupMembers(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newDataProxyAddGroupMembersArgs() interface{} {
+	return dataproxy.NewDataProxyAddGroupMembersArgs()
+}
+
+func newDataProxyAddGroupMembersResult() interface{} {
+	return dataproxy.NewDataProxyAddGroupMembersResult()
+}
+
+func removeGroupMembersHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*dataproxy.DataProxyRemoveGroupMembersArgs)
+	realResult := result.(*dataproxy.DataProxyRemoveGroupMembersResult)
+	success, err := handler.(dataproxy.DataProxy).RemoveGroupMembers(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newDataProxyRemoveGroupMembersArgs() interface{} {
+	return dataproxy.NewDataProxyRemoveGroupMembersArgs()
+}
+
+func newDataProxyRemoveGroupMembersResult() interface{} {
+	return dataproxy.NewDataProxyRemoveGroupMembersResult()
+}
+
+func getGroupHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*dataproxy.DataProxyGetGroupArgs)
+	realResult := result.(*dataproxy.DataProxyGetGroupResult)
+	success, err := handler.(dataproxy.DataProxy).GetGroup(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newDataProxyGetGroupArgs() interface{} {
+	return dataproxy.NewDataProxyGetGroupArgs()
+}
+
+func newDataProxyGetGroupResult() interface{} {
+	return dataproxy.NewDataProxyGetGroupResult()
+}
+
+func listGroupMembersHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*dataproxy.DataProxyListGroupMembersArgs)
+	realResult := result.(*dataproxy.DataProxyListGroupMembersResult)
+	success, err := handler.(dataproxy.DataProxy).ListGroupMembers(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newDataProxyListGroupMembersArgs() interface{} {
+	return dataproxy.NewDataProxyListGroupMembersArgs()
+}
+
+func newDataProxyListGroupMembersResult() interface{} {
+	return dataproxy.NewDataProxyListGroupMembersResult()
+}
+
+func dissolveGroupHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*dataproxy.DataProxyDissolveGroupArgs)
+	realResult := result.(*dataproxy.DataProxyDissolveGroupResult)
+	success, err := handler.(dataproxy.DataProxy).DissolveGroup(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newDataProxyDissolveGroupArgs() interface{} {
+	return dataproxy.NewDataProxyDissolveGroupArgs()
+}
+
+func newDataProxyDissolveGroupResult() interface{} {
+	return dataproxy.NewDataProxyDissolveGroupResult()
+}
+
+func listUserGroupsHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*dataproxy.DataProxyListUserGroupsArgs)
+	realResult := result.(*dataproxy.DataProxyListUserGroupsResult)
+	success, err := handler.(dataproxy.DataProxy).ListUserGroups(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newDataProxyListUserGroupsArgs() interface{} {
+	return dataproxy.NewDataProxyListUserGroupsArgs()
+}
+
+func newDataProxyListUserGroupsResult() interface{} {
+	return dataproxy.NewDataProxyListUserGroupsResult()
+}
+
+func getGroupRoutesHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*dataproxy.DataProxyGetGroupRoutesArgs)
+	realResult := result.(*dataproxy.DataProxyGetGroupRoutesResult)
+	success, err := handler.(dataproxy.DataProxy).GetGroupRoutes(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newDataProxyGetGroupRoutesArgs() interface{} {
+	return dataproxy.NewDataProxyGetGroupRoutesArgs()
+}
+
+func newDataProxyGetGroupRoutesResult() interface{} {
+	return dataproxy.NewDataProxyGetGroupRoutesResult()
+}
+
 type kClient struct {
 	c client.Client
 }
@@ -364,6 +639,116 @@ func (p *kClient) GetRoutes(ctx context.Context, req *dataproxy.GetRoutesReq) (r
 	_args.Req = req
 	var _result dataproxy.DataProxyGetRoutesResult
 	if err = p.c.Call(ctx, "GetRoutes", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) GetMessage(ctx context.Context, req *dataproxy.GetMessageReq) (r *dataproxy.GetMessageResp, err error) {
+	var _args dataproxy.DataProxyGetMessageArgs
+	_args.Req = req
+	var _result dataproxy.DataProxyGetMessageResult
+	if err = p.c.Call(ctx, "GetMessage", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) UpdateCursors(ctx context.Context, req *dataproxy.UpdateCursorsReq) (r *dataproxy.UpdateCursorsResp, err error) {
+	var _args dataproxy.DataProxyUpdateCursorsArgs
+	_args.Req = req
+	var _result dataproxy.DataProxyUpdateCursorsResult
+	if err = p.c.Call(ctx, "UpdateCursors", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) GetUserCursors(ctx context.Context, req *dataproxy.GetUserCursorsReq) (r *dataproxy.GetUserCursorsResp, err error) {
+	var _args dataproxy.DataProxyGetUserCursorsArgs
+	_args.Req = req
+	var _result dataproxy.DataProxyGetUserCursorsResult
+	if err = p.c.Call(ctx, "GetUserCursors", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) CreateGroup(ctx context.Context, req *dataproxy.CreateGroupReq) (r *dataproxy.CreateGroupResp, err error) {
+	var _args dataproxy.DataProxyCreateGroupArgs
+	_args.Req = req
+	var _result dataproxy.DataProxyCreateGroupResult
+	if err = p.c.Call(ctx, "CreateGroup", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) AddGroupMembers(ctx context.Context, req *dataproxy.GroupMembersReq) (r *dataproxy.GroupMembersResp, err error) {
+	var _args dataproxy.DataProxyAddGroupMembersArgs
+	_args.Req = req
+	var _result dataproxy.DataProxyAddGroupMembersResult
+	if err = p.c.Call(ctx, "AddGroupMembers", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) RemoveGroupMembers(ctx context.Context, req *dataproxy.GroupMembersReq) (r *dataproxy.GroupMembersResp, err error) {
+	var _args dataproxy.DataProxyRemoveGroupMembersArgs
+	_args.Req = req
+	var _result dataproxy.DataProxyRemoveGroupMembersResult
+	if err = p.c.Call(ctx, "RemoveGroupMembers", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) GetGroup(ctx context.Context, req *dataproxy.GetGroupReq) (r *dataproxy.GetGroupResp, err error) {
+	var _args dataproxy.DataProxyGetGroupArgs
+	_args.Req = req
+	var _result dataproxy.DataProxyGetGroupResult
+	if err = p.c.Call(ctx, "GetGroup", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) ListGroupMembers(ctx context.Context, req *dataproxy.ListGroupMembersReq) (r *dataproxy.ListGroupMembersResp, err error) {
+	var _args dataproxy.DataProxyListGroupMembersArgs
+	_args.Req = req
+	var _result dataproxy.DataProxyListGroupMembersResult
+	if err = p.c.Call(ctx, "ListGroupMembers", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) DissolveGroup(ctx context.Context, req *dataproxy.DissolveGroupReq) (r *dataproxy.DissolveGroupResp, err error) {
+	var _args dataproxy.DataProxyDissolveGroupArgs
+	_args.Req = req
+	var _result dataproxy.DataProxyDissolveGroupResult
+	if err = p.c.Call(ctx, "DissolveGroup", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) ListUserGroups(ctx context.Context, req *dataproxy.ListUserGroupsReq) (r *dataproxy.ListUserGroupsResp, err error) {
+	var _args dataproxy.DataProxyListUserGroupsArgs
+	_args.Req = req
+	var _result dataproxy.DataProxyListUserGroupsResult
+	if err = p.c.Call(ctx, "ListUserGroups", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) GetGroupRoutes(ctx context.Context, req *dataproxy.GetGroupRoutesReq) (r *dataproxy.GetGroupRoutesResp, err error) {
+	var _args dataproxy.DataProxyGetGroupRoutesArgs
+	_args.Req = req
+	var _result dataproxy.DataProxyGetGroupRoutesResult
+	if err = p.c.Call(ctx, "GetGroupRoutes", &_args, &_result); err != nil {
 		return
 	}
 	return _result.GetSuccess(), nil

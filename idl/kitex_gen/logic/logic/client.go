@@ -17,6 +17,15 @@ type Client interface {
 	Disconnect(ctx context.Context, req *logic.DisconnectReq, callOptions ...callopt.Option) (r *logic.DisconnectResp, err error)
 	Sync(ctx context.Context, req *logic.SyncReq, callOptions ...callopt.Option) (r *logic.SyncResp, err error)
 	Conversations(ctx context.Context, req *logic.ConversationsReq, callOptions ...callopt.Option) (r *logic.ConversationsResp, err error)
+	Send(ctx context.Context, req *logic.SendReq, callOptions ...callopt.Option) (r *logic.SendResp, err error)
+	ClientCall(ctx context.Context, req *logic.ClientCallReq, callOptions ...callopt.Option) (r *logic.ClientCallResp, err error)
+	Cursors(ctx context.Context, req *logic.CursorsReq, callOptions ...callopt.Option) (r *logic.CursorsResp, err error)
+	CreateGroup(ctx context.Context, req *logic.CreateGroupReq, callOptions ...callopt.Option) (r *logic.GroupResp, err error)
+	AddGroupMembers(ctx context.Context, req *logic.GroupMembersReq, callOptions ...callopt.Option) (r *logic.GroupMembersResp, err error)
+	RemoveGroupMembers(ctx context.Context, req *logic.GroupMembersReq, callOptions ...callopt.Option) (r *logic.GroupMembersResp, err error)
+	DissolveGroup(ctx context.Context, req *logic.GroupReq, callOptions ...callopt.Option) (r *logic.GroupResp, err error)
+	GetGroup(ctx context.Context, req *logic.GroupReq, callOptions ...callopt.Option) (r *logic.GroupResp, err error)
+	ListGroupMembers(ctx context.Context, req *logic.ListGroupMembersReq, callOptions ...callopt.Option) (r *logic.ListGroupMembersResp, err error)
 }
 
 // NewClient creates a client for the service defined in IDL.
@@ -76,4 +85,49 @@ func (p *kLogicClient) Sync(ctx context.Context, req *logic.SyncReq, callOptions
 func (p *kLogicClient) Conversations(ctx context.Context, req *logic.ConversationsReq, callOptions ...callopt.Option) (r *logic.ConversationsResp, err error) {
 	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
 	return p.kClient.Conversations(ctx, req)
+}
+
+func (p *kLogicClient) Send(ctx context.Context, req *logic.SendReq, callOptions ...callopt.Option) (r *logic.SendResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.Send(ctx, req)
+}
+
+func (p *kLogicClient) ClientCall(ctx context.Context, req *logic.ClientCallReq, callOptions ...callopt.Option) (r *logic.ClientCallResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.ClientCall(ctx, req)
+}
+
+func (p *kLogicClient) Cursors(ctx context.Context, req *logic.CursorsReq, callOptions ...callopt.Option) (r *logic.CursorsResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.Cursors(ctx, req)
+}
+
+func (p *kLogicClient) CreateGroup(ctx context.Context, req *logic.CreateGroupReq, callOptions ...callopt.Option) (r *logic.GroupResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.CreateGroup(ctx, req)
+}
+
+func (p *kLogicClient) AddGroupMembers(ctx context.Context, req *logic.GroupMembersReq, callOptions ...callopt.Option) (r *logic.GroupMembersResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.AddGroupMembers(ctx, req)
+}
+
+func (p *kLogicClient) RemoveGroupMembers(ctx context.Context, req *logic.GroupMembersReq, callOptions ...callopt.Option) (r *logic.GroupMembersResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.RemoveGroupMembers(ctx, req)
+}
+
+func (p *kLogicClient) DissolveGroup(ctx context.Context, req *logic.GroupReq, callOptions ...callopt.Option) (r *logic.GroupResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.DissolveGroup(ctx, req)
+}
+
+func (p *kLogicClient) GetGroup(ctx context.Context, req *logic.GroupReq, callOptions ...callopt.Option) (r *logic.GroupResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.GetGroup(ctx, req)
+}
+
+func (p *kLogicClient) ListGroupMembers(ctx context.Context, req *logic.ListGroupMembersReq, callOptions ...callopt.Option) (r *logic.ListGroupMembersResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.ListGroupMembers(ctx, req)
 }

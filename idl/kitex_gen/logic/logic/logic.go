@@ -55,6 +55,69 @@ var serviceMethods = map[string]kitex.MethodInfo{
 		false,
 		kitex.WithStreamingMode(kitex.StreamingNone),
 	),
+	"Send": kitex.NewMethodInfo(
+		sendHandler,
+		newLogicSendArgs,
+		newLogicSendResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"ClientCall": kitex.NewMethodInfo(
+		clientCallHandler,
+		newLogicClientCallArgs,
+		newLogicClientCallResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"Cursors": kitex.NewMethodInfo(
+		cursorsHandler,
+		newLogicCursorsArgs,
+		newLogicCursorsResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"CreateGroup": kitex.NewMethodInfo(
+		createGroupHandler,
+		newLogicCreateGroupArgs,
+		newLogicCreateGroupResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"AddGroupMembers": kitex.NewMethodInfo(
+		addGroupMembersHandler,
+		newLogicAddGroupMembersArgs,
+		newLogicAddGroupMembersResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"RemoveGroupMembers": kitex.NewMethodInfo(
+		removeGroupMembersHandler,
+		newLogicRemoveGroupMembersArgs,
+		newLogicRemoveGroupMembersResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"DissolveGroup": kitex.NewMethodInfo(
+		dissolveGroupHandler,
+		newLogicDissolveGroupArgs,
+		newLogicDissolveGroupResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"GetGroup": kitex.NewMethodInfo(
+		getGroupHandler,
+		newLogicGetGroupArgs,
+		newLogicGetGroupResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
+	"ListGroupMembers": kitex.NewMethodInfo(
+		listGroupMembersHandler,
+		newLogicListGroupMembersArgs,
+		newLogicListGroupMembersResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
 }
 
 var (
@@ -229,6 +292,168 @@ func newLogicConversationsResult() interface{} {
 	return logic.NewLogicConversationsResult()
 }
 
+func sendHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*logic.LogicSendArgs)
+	realResult := result.(*logic.LogicSendResult)
+	success, err := handler.(logic.Logic).Send(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newLogicSendArgs() interface{} {
+	return logic.NewLogicSendArgs()
+}
+
+func newLogicSendResult() interface{} {
+	return logic.NewLogicSendResult()
+}
+
+func clientCallHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*logic.LogicClientCallArgs)
+	realResult := result.(*logic.LogicClientCallResult)
+	success, err := handler.(logic.Logic).ClientCall(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newLogicClientCallArgs() interface{} {
+	return logic.NewLogicClientCallArgs()
+}
+
+func newLogicClientCallResult() interface{} {
+	return logic.NewLogicClientCallResult()
+}
+
+func cursorsHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*logic.LogicCursorsArgs)
+	realResult := result.(*logic.LogicCursorsResult)
+	success, err := handler.(logic.Logic).Cursors(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newLogicCursorsArgs() interface{} {
+	return logic.NewLogicCursorsArgs()
+}
+
+func newLogicCursorsResult() interface{} {
+	return logic.NewLogicCursorsResult()
+}
+
+func createGroupHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*logic.LogicCreateGroupArgs)
+	realResult := result.(*logic.LogicCreateGroupResult)
+	success, err := handler.(logic.Logic).CreateGroup(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newLogicCreateGroupArgs() interface{} {
+	return logic.NewLogicCreateGroupArgs()
+}
+
+func newLogicCreateGroupResult() interface{} {
+	return logic.NewLogicCreateGroupResult()
+}
+
+func addGroupMembersHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*logic.LogicAddGroupMembersArgs)
+	realResult := result.(*logic.LogicAddGroupMembersResult)
+	success, err := handler.(logic.Logic).AddGroupMembers(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newLogicAddGroupMembersArgs() interface{} {
+	return logic.NewLogicAddGroupMembersArgs()
+}
+
+func newLogicAddGroupMembersResult() interface{} {
+	return logic.NewLogicAddGroupMembersResult()
+}
+
+func removeGroupMembersHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*logic.LogicRemoveGroupMembersArgs)
+	realResult := result.(*logic.LogicRemoveGroupMembersResult)
+	success, err := handler.(logic.Logic).RemoveGroupMembers(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newLogicRemoveGroupMembersArgs() interface{} {
+	return logic.NewLogicRemoveGroupMembersArgs()
+}
+
+func newLogicRemoveGroupMembersResult() interface{} {
+	return logic.NewLogicRemoveGroupMembersResult()
+}
+
+func dissolveGroupHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*logic.LogicDissolveGroupArgs)
+	realResult := result.(*logic.LogicDissolveGroupResult)
+	success, err := handler.(logic.Logic).DissolveGroup(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newLogicDissolveGroupArgs() interface{} {
+	return logic.NewLogicDissolveGroupArgs()
+}
+
+func newLogicDissolveGroupResult() interface{} {
+	return logic.NewLogicDissolveGroupResult()
+}
+
+func getGroupHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*logic.LogicGetGroupArgs)
+	realResult := result.(*logic.LogicGetGroupResult)
+	success, err := handler.(logic.Logic).GetGroup(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newLogicGetGroupArgs() interface{} {
+	return logic.NewLogicGetGroupArgs()
+}
+
+func newLogicGetGroupResult() interface{} {
+	return logic.NewLogicGetGroupResult()
+}
+
+func listGroupMembersHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*logic.LogicListGroupMembersArgs)
+	realResult := result.(*logic.LogicListGroupMembersResult)
+	success, err := handler.(logic.Logic).ListGroupMembers(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newLogicListGroupMembersArgs() interface{} {
+	return logic.NewLogicListGroupMembersArgs()
+}
+
+func newLogicListGroupMembersResult() interface{} {
+	return logic.NewLogicListGroupMembersResult()
+}
+
 type kClient struct {
 	c client.Client
 }
@@ -294,6 +519,96 @@ func (p *kClient) Conversations(ctx context.Context, req *logic.ConversationsReq
 	_args.Req = req
 	var _result logic.LogicConversationsResult
 	if err = p.c.Call(ctx, "Conversations", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) Send(ctx context.Context, req *logic.SendReq) (r *logic.SendResp, err error) {
+	var _args logic.LogicSendArgs
+	_args.Req = req
+	var _result logic.LogicSendResult
+	if err = p.c.Call(ctx, "Send", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) ClientCall(ctx context.Context, req *logic.ClientCallReq) (r *logic.ClientCallResp, err error) {
+	var _args logic.LogicClientCallArgs
+	_args.Req = req
+	var _result logic.LogicClientCallResult
+	if err = p.c.Call(ctx, "ClientCall", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) Cursors(ctx context.Context, req *logic.CursorsReq) (r *logic.CursorsResp, err error) {
+	var _args logic.LogicCursorsArgs
+	_args.Req = req
+	var _result logic.LogicCursorsResult
+	if err = p.c.Call(ctx, "Cursors", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) CreateGroup(ctx context.Context, req *logic.CreateGroupReq) (r *logic.GroupResp, err error) {
+	var _args logic.LogicCreateGroupArgs
+	_args.Req = req
+	var _result logic.LogicCreateGroupResult
+	if err = p.c.Call(ctx, "CreateGroup", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) AddGroupMembers(ctx context.Context, req *logic.GroupMembersReq) (r *logic.GroupMembersResp, err error) {
+	var _args logic.LogicAddGroupMembersArgs
+	_args.Req = req
+	var _result logic.LogicAddGroupMembersResult
+	if err = p.c.Call(ctx, "AddGroupMembers", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) RemoveGroupMembers(ctx context.Context, req *logic.GroupMembersReq) (r *logic.GroupMembersResp, err error) {
+	var _args logic.LogicRemoveGroupMembersArgs
+	_args.Req = req
+	var _result logic.LogicRemoveGroupMembersResult
+	if err = p.c.Call(ctx, "RemoveGroupMembers", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) DissolveGroup(ctx context.Context, req *logic.GroupReq) (r *logic.GroupResp, err error) {
+	var _args logic.LogicDissolveGroupArgs
+	_args.Req = req
+	var _result logic.LogicDissolveGroupResult
+	if err = p.c.Call(ctx, "DissolveGroup", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) GetGroup(ctx context.Context, req *logic.GroupReq) (r *logic.GroupResp, err error) {
+	var _args logic.LogicGetGroupArgs
+	_args.Req = req
+	var _result logic.LogicGetGroupResult
+	if err = p.c.Call(ctx, "GetGroup", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) ListGroupMembers(ctx context.Context, req *logic.ListGroupMembersReq) (r *logic.ListGroupMembersResp, err error) {
+	var _args logic.LogicListGroupMembersArgs
+	_args.Req = req
+	var _result logic.LogicListGroupMembersResult
+	if err = p.c.Call(ctx, "ListGroupMembers", &_args, &_result); err != nil {
 		return
 	}
 	return _result.GetSuccess(), nil

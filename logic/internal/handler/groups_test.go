@@ -1,0 +1,130 @@
+package handler
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/gochat-im/gochat/idl/kitex_gen/events"
+	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
+	"github.com/gochat-im/gochat/logic/internal/dpfake"
+	"github.com/gochat-im/gochat/logic/internal/pipeline"
+	"github.com/gochat-im/gochat/logic/internal/routing"
+	"github.com/gochat-im/gochat/logic/internal/users"
+	"github.com/gochat-im/gochat/pkg/errcode"
+	"github.com/gochat-im/gochat/pkg/kafkax"
+	"github.com/gochat-im/gochat/pkg/protocol"
+)
+
+func call(t *testing.T, h *Handler, uid string, req protocol.GroupReq) (protocol.GroupResp, error) {
+	t.Helper()
+	b, _ := json.Marshal(req)
+	resp, err := h.ClientCall(context.Background(), &logic.ClientCallReq{Uid: uid, Device: "d", Frame: b})
+	var out protocol.GroupResp
+	if err == nil {
+		if err := json.Unmarshal(resp.Frame, &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out, err
+}
+
+func TestClientGroupOperations(t *testing.T) {
+	dp := dpfake.New("alice", "bob", "carol", "dave")
+	h := newHandler(dp)
+	g, err := call(t, h, "alice", protocol.GroupReq{Type: protocol.TypeGroupCreate, RID: "1", Name: "team", Members: []string{"bob"}})
+	if err != nil || g.Group == nil || g.Group.Owner != "alice" || g.Group.MemberCount != 2 || g.RID != "1" {
+		t.Fatalf("create: %+v %v", g, err)
+	}
+	id := g.Group.ID
+	if r, err := call(t, h, "bob", protocol.GroupReq{Type: protocol.TypeGroupAdd, Group: id, Members: []string{"carol"}}); err != nil || r.Changed != 1 {
+		t.Fatalf("member adds: %+v %v", r, err)
+	}
+	if _, err := call(t, h, "dave", protocol.GroupReq{Type: protocol.TypeGroupInfo, Group: id}); code(err) != errcode.ConvNotFound {
+		t.Fatalf("outsider sees the group: %v", err)
+	}
+	if _, err := call(t, h, "bob", protocol.GroupReq{Type: protocol.TypeGroupRemove, Group: id, Members: []string{"carol"}}); code(err) != errcode.Forbidden {
+		t.Fatalf("non-owner removes: %v", err)
+	}
+	if r, err := call(t, h, "carol", protocol.GroupReq{Type: protocol.TypeGroupLeave, Group: id}); err != nil || r.Group.MemberCount != 2 {
+		t.Fatalf("leave: %+v %v", r, err)
+	}
+	if r, err := call(t, h, "alice", protocol.GroupReq{Type: protocol.TypeGroupMembers, Group: id}); err != nil || len(r.Members) != 2 {
+		t.Fatalf("members: %+v %v", r, err)
+	}
+	if r, err := call(t, h, "bob", protocol.GroupReq{Type: protocol.TypeGroups}); err != nil || len(r.Groups) != 1 || r.Groups[0].ID != id {
+		t.Fatalf("groups: %+v %v", r, err)
+	}
+	if _, err := call(t, h, "bob", protocol.GroupReq{Type: protocol.TypeGroupDissolve, Group: id}); code(err) != errcode.Forbidden {
+		t.Fatalf("non-owner dissolves: %v", err)
+	}
+	if r, err := call(t, h, "alice", protocol.GroupReq{Type: protocol.TypeGroupDissolve, Group: id}); err != nil || !r.Group.Dissolved {
+		t.Fatalf("dissolve: %+v %v", r, err)
+	}
+	if _, err := call(t, h, "alice", protocol.GroupReq{Type: "group_explode"}); code(err) != errcode.UnknownType {
+		t.Fatalf("unknown op: %v", err)
+	}
+	// Sync of a group: members only.
+	if _, err := h.Sync(context.Background(), &logic.SyncReq{Uid: "dave", ConvId: "g:" + id}); code(err) != errcode.ConvNotFound {
+		t.Fatalf("outsider syncs: %v", err)
+	}
+	if _, err := h.Sync(context.Background(), &logic.SyncReq{Uid: "bob", ConvId: "g:" + id}); err != nil {
+		t.Fatalf("member sync: %v", err)
+	}
+}
+
+// pipeProducer runs upstream records through a real Processor at once, as
+// the upstream consumer would.
+type pipeProducer struct {
+	t    *testing.T
+	proc *pipeline.Processor
+}
+
+func (p *pipeProducer) Produce(topic string, _, value []byte, cb kafkax.Callback) error {
+	if topic == kafkax.TopicUp {
+		var r events.UpRecord
+		if err := kafkax.Decode(value, &r); err != nil {
+			p.t.Fatal(err)
+		}
+		if err := p.proc.Process(context.Background(), []*events.UpRecord{&r}); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	cb(nil)
+	return nil
+}
+
+type sink struct{}
+
+func (sink) SendAll(context.Context, []kafkax.Msg) error { return nil }
+
+func TestServerSideSend(t *testing.T) {
+	dp := dpfake.New("system", "bob")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	uc := users.New(dp, time.Minute, 10)
+	router := routing.New(dp, live{})
+	prod := &pipeProducer{t: t, proc: pipeline.NewProcessor(dp, uc, router, sink{}, pipeline.NewMetrics(nil), log)}
+	h := New(Config{AdminSecret: "admin", TokenSecret: []byte("t")}, dp, uc, router, prod, log)
+	ctx := context.Background()
+	req := &logic.SendReq{AdminSecret: "admin", From: "system", To: "bob", ClientMsgId: "welcome-bob", Body: "welcome!"}
+	r, err := h.Send(ctx, req)
+	if err != nil || r.Seq != 1 || r.ConvId != "p:bob:system" || r.Duplicate {
+		t.Fatalf("send: %+v %v", r, err)
+	}
+	r, err = h.Send(ctx, req)
+	if err != nil || r.Seq != 1 || !r.Duplicate {
+		t.Fatalf("retry: %+v %v", r, err)
+	}
+	if _, err := h.Send(ctx, &logic.SendReq{AdminSecret: "admin", From: "system", To: "ghost", ClientMsgId: "x", Body: "x"}); code(err) != errcode.UserNotFound {
+		t.Fatalf("unknown recipient: %v", err)
+	}
+	if _, err := h.Send(ctx, &logic.SendReq{AdminSecret: "nope", From: "system", To: "bob", ClientMsgId: "x", Body: "x"}); code(err) != errcode.Unauthorized {
+		t.Fatalf("bad secret: %v", err)
+	}
+	if _, err := h.Send(ctx, &logic.SendReq{AdminSecret: "admin", From: "system", GroupId: "nope", ClientMsgId: "x", Body: "x"}); code(err) != errcode.Forbidden {
+		t.Fatalf("send to a group the sender is not in: %v", err)
+	}
+}

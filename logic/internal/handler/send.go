@@ -1,0 +1,123 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
+	"github.com/gochat-im/gochat/idl/kitex_gen/events"
+	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
+	"github.com/gochat-im/gochat/pkg/errcode"
+	"github.com/gochat-im/gochat/pkg/ids"
+	"github.com/gochat-im/gochat/pkg/kafkax"
+	"github.com/gochat-im/gochat/pkg/protocol"
+)
+
+// Send delivers a message for an app backend (a system message, a bot)
+// through the same path as a client send: it is produced to the upstream
+// topic, keyed by conversation, so it is ordered, deduplicated, stored and
+// pushed exactly like one; the call returns once the message is stored.
+// Retrying with the same client_msg_id is safe and returns the original.
+func (h *Handler) Send(ctx context.Context, req *logic.SendReq) (*logic.SendResp, error) {
+	if err := h.admin(req.AdminSecret); err != nil {
+		return nil, err
+	}
+	if !ids.ValidUID(req.From) {
+		return nil, errcode.Biz(errcode.BadField, "invalid sender")
+	}
+	if n := len(req.ClientMsgId); n == 0 || n > protocol.MaxClientMsgIDLen {
+		return nil, errcode.Biz(errcode.BadField, "client_msg_id must be 1-%d bytes", protocol.MaxClientMsgIDLen)
+	}
+	if req.Body == "" || len(req.Body) > h.cfg.MaxBody {
+		return nil, errcode.Biz(errcode.TooLarge, "body must be 1-%d bytes", h.cfg.MaxBody)
+	}
+	var conv string
+	switch {
+	case req.GroupId != "" && req.To == "":
+		conv = "g:" + req.GroupId
+		if !ids.ValidConv(conv) {
+			return nil, errcode.Biz(errcode.BadField, "invalid group id")
+		}
+		ok, err := h.isMember(ctx, req.GroupId, req.From)
+		if err != nil {
+			return nil, errcode.ToBiz(err)
+		}
+		if !ok {
+			return nil, errcode.Biz(errcode.Forbidden, "%q is not a member of the group", req.From)
+		}
+	case req.To != "" && req.GroupId == "":
+		if !ids.ValidUID(req.To) || req.To == req.From {
+			return nil, errcode.Biz(errcode.BadField, "invalid recipient")
+		}
+		found, err := h.users.Existing(ctx, []string{req.From, req.To})
+		if err != nil {
+			return nil, errcode.ToBiz(err)
+		}
+		if !found[req.From] || !found[req.To] {
+			return nil, errcode.Biz(errcode.UserNotFound, "sender or recipient does not exist")
+		}
+		conv = ids.P2P(req.From, req.To)
+	default:
+		return nil, errcode.Biz(errcode.BadField, "exactly one of to and group_id")
+	}
+	wait := time.Duration(req.WaitMs) * time.Millisecond
+	if wait <= 0 {
+		wait = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	lookup := &dataproxy.GetMessageReq{ConvId: conv, Sender: req.From, ClientMsgId: req.ClientMsgId}
+	if m, err := h.dp.GetMessage(ctx, lookup); err == nil && m.Found {
+		return &logic.SendResp{ConvId: conv, Seq: m.Message.Seq, CreatedAtMs: m.Message.CreatedAtMs, Duplicate: true}, nil
+	}
+	contentType := req.ContentType
+	if contentType == "" {
+		contentType = "text"
+	}
+	rec := &events.UpRecord{Kind: events.UpKind_SEND, Sender: req.From, Device: "server", ClientMsgId: req.ClientMsgId,
+		To: req.To, ConvId: conv, ContentType: contentType, Body: req.Body, ReceivedAtMs: h.now().UnixMilli()}
+	done := make(chan error, 1)
+	if err := h.prod.Produce(kafkax.TopicUp, []byte(conv), kafkax.Encode(rec), func(err error) { done <- err }); err != nil {
+		return nil, errcode.Biz(errcode.Unavailable, "queue the message: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, errcode.Biz(errcode.Unavailable, "queue the message: %v", err)
+		}
+	case <-ctx.Done():
+		return nil, errcode.Biz(errcode.Unavailable, "timed out queueing the message; retry with the same client_msg_id")
+	}
+	// Wait until the pipeline has stored it.
+	delay := 2 * time.Millisecond
+	for {
+		m, err := h.dp.GetMessage(ctx, lookup)
+		if err == nil && m.Found {
+			return &logic.SendResp{ConvId: conv, Seq: m.Message.Seq, CreatedAtMs: m.Message.CreatedAtMs}, nil
+		}
+		if err != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			if c, _ := errcode.Of(err); !c.Retryable() {
+				return nil, errcode.ToBiz(err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errcode.Biz(errcode.Unavailable, "not stored within %v; retry with the same client_msg_id", wait)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 100*time.Millisecond)
+	}
+}
+
+// Cursors returns users' inbox cursors for heartbeat replies.
+func (h *Handler) Cursors(ctx context.Context, req *logic.CursorsReq) (*logic.CursorsResp, error) {
+	if len(req.Uids) > maxBatch {
+		return nil, errcode.Biz(errcode.BadRequest, "at most %d users per call", maxBatch)
+	}
+	resp, err := h.dp.GetUserCursors(ctx, &dataproxy.GetUserCursorsReq{Uids: req.Uids})
+	if err != nil {
+		return nil, errcode.ToBiz(err)
+	}
+	return &logic.CursorsResp{Cursors: resp.Cursors}, nil
+}

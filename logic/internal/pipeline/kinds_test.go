@@ -1,0 +1,144 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
+	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
+	"github.com/gochat-im/gochat/idl/kitex_gen/events"
+	"github.com/gochat-im/gochat/logic/internal/dpfake"
+	"github.com/gochat-im/gochat/pkg/errcode"
+	"github.com/gochat-im/gochat/pkg/kafkax"
+	"github.com/gochat-im/gochat/pkg/protocol"
+)
+
+func rec(kind events.UpKind, from, conv string, seq int64) *events.UpRecord {
+	return &events.UpRecord{Kind: kind, Sender: from, Device: "d", GatewayId: "gw1", ConnId: 7, ConvId: conv, Seq: seq}
+}
+
+// frames returns the FRAME records produced, decoded, per gateway topic.
+func frames(t *testing.T, msgs []kafkax.Msg) map[string][]map[string]any {
+	t.Helper()
+	down, _ := decoded(t, msgs)
+	out := map[string][]map[string]any{}
+	for topic, rs := range down {
+		for _, r := range rs {
+			if r.Kind != events.DownKind_FRAME {
+				continue
+			}
+			var m map[string]any
+			if err := json.Unmarshal(r.Frame, &m); err != nil {
+				t.Fatal(err)
+			}
+			m["_targets"] = len(r.Targets)
+			out[topic] = append(out[topic], m)
+		}
+	}
+	return out
+}
+
+func TestGroupMessagesUseTheGroupRouteSet(t *testing.T) {
+	dp := dpfake.New("alice", "bob", "carol", "dave")
+	ctx := context.Background()
+	if _, err := dp.CreateGroup(ctx, &dataproxy.CreateGroupReq{GroupId: "team", Owner: "alice", Members: []string{"bob", "carol"}}); err != nil {
+		t.Fatal(err)
+	}
+	dp.Routes = []*common.Route{
+		{Uid: "alice", Device: "d", GatewayId: "gw1", ConnId: 7}, // the sender's own connection
+		{Uid: "bob", Device: "d", GatewayId: "gw1", ConnId: 1},
+		{Uid: "carol", Device: "d", GatewayId: "gw2", ConnId: 2},
+		{Uid: "dave", Device: "d", GatewayId: "gw2", ConnId: 3}, // not a member
+	}
+	prod := &fakeProducer{}
+	p := newProc(dp, liveSet{"gw1": true, "gw2": true}, prod)
+	send := &events.UpRecord{Kind: events.UpKind_SEND, Sender: "alice", GatewayId: "gw1", ConnId: 7, ClientMsgId: "g1", ConvId: "g:team", Body: "hi all"}
+	outsider := &events.UpRecord{Kind: events.UpKind_SEND, Sender: "dave", GatewayId: "gw2", ConnId: 3, ClientMsgId: "d1", ConvId: "g:team", Body: "me too"}
+	if err := p.Process(ctx, []*events.UpRecord{send, outsider}); err != nil {
+		t.Fatal(err)
+	}
+	down, tasks := decoded(t, prod.msgs)
+	var pushed []int64
+	var acks, errs int
+	for _, rs := range down {
+		for _, r := range rs {
+			switch r.Kind {
+			case events.DownKind_PUSH:
+				for _, tg := range r.Targets {
+					pushed = append(pushed, tg.ConnId)
+				}
+			case events.DownKind_ACK:
+				acks++
+			case events.DownKind_ERROR:
+				if r.Error.Code != int32(errcode.Forbidden) || r.Error.ClientMsgId != "d1" {
+					t.Fatalf("outsider error = %+v", r.Error)
+				}
+				errs++
+			}
+		}
+	}
+	if len(pushed) != 2 || acks != 1 || errs != 1 || len(tasks) != 0 {
+		t.Fatalf("pushed to %v, %d acks, %d errors, %d tasks", pushed, acks, errs, len(tasks))
+	}
+}
+
+func TestReadReceiptsTypingAndRecall(t *testing.T) {
+	dp := dpfake.New("alice", "bob")
+	dp.Routes = []*common.Route{
+		{Uid: "alice", Device: "phone", GatewayId: "gw1", ConnId: 7},
+		{Uid: "alice", Device: "web", GatewayId: "gw1", ConnId: 8},
+		{Uid: "bob", Device: "d", GatewayId: "gw2", ConnId: 1},
+	}
+	prod := &fakeProducer{}
+	p := newProc(dp, liveSet{"gw1": true, "gw2": true}, prod)
+	ctx := context.Background()
+	conv := "p:alice:bob"
+	first := sendRec("alice", "bob", "m1", "hello")
+	if err := p.Process(ctx, []*events.UpRecord{first, sendRec("alice", "bob", "m2", "typo")}); err != nil {
+		t.Fatal(err)
+	}
+	prod.msgs = nil
+
+	read := rec(events.UpKind_READ, "bob", conv, 2)
+	read.GatewayId, read.ConnId = "gw2", 1
+	typing := rec(events.UpKind_TYPING, "bob", conv, 0)
+	typing.GatewayId, typing.ConnId, typing.To = "gw2", 1, "alice"
+	recall := rec(events.UpKind_RECALL, "alice", conv, 2)
+	recall.ClientMsgId = "r1"
+	badRecall := rec(events.UpKind_RECALL, "bob", conv, 1) // not bob's message
+	badRecall.ClientMsgId, badRecall.GatewayId, badRecall.ConnId = "r2", "gw2", 1
+	if err := p.Process(ctx, []*events.UpRecord{read, typing, recall, badRecall}); err != nil {
+		t.Fatal(err)
+	}
+	f := frames(t, prod.msgs)
+	gw1 := f[kafkax.DownTopic("gw1")]
+	if len(gw1) != 2 || gw1[0]["type"] != "read" || gw1[0]["uid"] != "bob" || gw1[0]["seq"] != float64(2) || gw1[0]["_targets"] != 2 {
+		t.Fatalf("gw1 frames = %v", gw1)
+	}
+	if gw1[1]["type"] != "typing" || gw1[1]["from"] != "bob" {
+		t.Fatalf("typing frame = %v", gw1[1])
+	}
+	// The recall is stored as message 3, pushed to bob and alice's web.
+	down, _ := decoded(t, prod.msgs)
+	var recallPushes, forbidden int
+	for _, rs := range down {
+		for _, r := range rs {
+			if r.Kind == events.DownKind_PUSH && r.Message.ContentType == protocol.ContentTypeRecall && r.Message.RefSeq == 2 && r.Message.Seq == 3 {
+				recallPushes += len(r.Targets)
+			}
+			if r.Kind == events.DownKind_ERROR && r.Error.ClientMsgId == "r2" && r.Error.Code == int32(errcode.Forbidden) {
+				forbidden++
+			}
+		}
+	}
+	if recallPushes != 2 || forbidden != 1 {
+		t.Fatalf("recall pushes %d (want 2), forbidden %d (want 1)", recallPushes, forbidden)
+	}
+	// Bob's read cursor moved; alice's own sends count as read for her.
+	cur, _ := dp.UpdateCursors(ctx, &dataproxy.UpdateCursorsReq{Updates: []*dataproxy.CursorUpdate{
+		{Uid: "bob", ConvId: conv}, {Uid: "alice", ConvId: conv}}})
+	if cur.Cursors[0].ReadSeq != 2 || cur.Cursors[1].ReadSeq != 3 {
+		t.Fatalf("cursors = %+v", cur.Cursors)
+	}
+}

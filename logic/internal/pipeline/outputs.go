@@ -1,0 +1,205 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
+	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
+	"github.com/gochat-im/gochat/idl/kitex_gen/events"
+	"github.com/gochat-im/gochat/pkg/kafkax"
+	"github.com/gochat-im/gochat/pkg/protocol"
+)
+
+// audience is where a batch's records go: the live routes of the users
+// involved, and of each group with a new message.
+type audience struct {
+	users  map[string][]*common.Route
+	groups map[string][]*common.Route
+}
+
+// lookup finds the routes the batch needs, one call for all users and one
+// per group (a group's route set, whatever its size).
+func (p *Processor) lookup(ctx context.Context, items []*item) (audience, error) {
+	var uids []string
+	groups := map[string]bool{}
+	for _, it := range items {
+		if it.errCode != 0 {
+			continue
+		}
+		r := it.rec
+		switch {
+		case it.appends():
+			if it.res == nil || it.res.Duplicate {
+				continue
+			}
+			if it.group != "" {
+				groups[it.group] = true
+			} else {
+				uids = append(uids, it.peer)
+			}
+			uids = append(uids, r.Sender)
+		case r.Kind == events.UpKind_READ:
+			uids = append(uids, r.Sender)
+			if it.peer != "" {
+				uids = append(uids, it.peer)
+			}
+		case r.Kind == events.UpKind_TYPING:
+			uids = append(uids, it.peer)
+		}
+	}
+	a := audience{groups: map[string][]*common.Route{}}
+	if len(uids) > 0 {
+		err := retry(ctx, p.log, "get routes", func() (err error) {
+			a.users, err = p.router.Lookup(ctx, uniq(uids))
+			return err
+		})
+		if err != nil {
+			return a, err
+		}
+	}
+	for g := range groups {
+		var resp *dataproxy.GetGroupRoutesResp
+		err := retry(ctx, p.log, "get group routes", func() (err error) {
+			resp, err = p.dp.GetGroupRoutes(ctx, &dataproxy.GetGroupRoutesReq{GroupId: g})
+			return err
+		})
+		if err != nil {
+			if _, ok := err.(*permanentError); ok {
+				continue // the group is gone: no one to push to
+			}
+			return a, err
+		}
+		for _, rt := range resp.Routes {
+			if p.router.Alive(rt.GatewayId) {
+				a.groups[g] = append(a.groups[g], rt)
+			}
+		}
+	}
+	return a, nil
+}
+
+// targets groups routes by gateway, in first-seen order, leaving out the
+// connection the record came from.
+type targets struct {
+	by    map[string][]*events.Target
+	order []string
+}
+
+func newTargets() *targets { return &targets{by: map[string][]*events.Target{}} }
+
+func (t *targets) add(from *events.UpRecord, routes ...*common.Route) {
+	for _, rt := range routes {
+		if rt.GatewayId == from.GatewayId && rt.ConnId == from.ConnId && rt.Uid == from.Sender {
+			continue
+		}
+		if _, ok := t.by[rt.GatewayId]; !ok {
+			t.order = append(t.order, rt.GatewayId)
+		}
+		t.by[rt.GatewayId] = append(t.by[rt.GatewayId], &events.Target{Uid: rt.Uid, ConnId: rt.ConnId})
+	}
+}
+
+// outputs builds the acks, error replies, pushes, receipts and tasks of a
+// batch, in record order.
+func (p *Processor) outputs(ctx context.Context, items []*item) ([]kafkax.Msg, error) {
+	aud, err := p.lookup(ctx, items)
+	if err != nil {
+		return nil, err
+	}
+	var msgs []kafkax.Msg
+	down := func(gw, key string, rec *events.DownRecord) {
+		msgs = append(msgs, kafkax.Msg{Topic: kafkax.DownTopic(gw), Key: []byte(key), Value: kafkax.Encode(rec)})
+	}
+	fanout := func(key string, t *targets, rec *events.DownRecord) {
+		for _, gw := range t.order {
+			r := *rec
+			r.Targets = t.by[gw]
+			down(gw, key, &r)
+		}
+	}
+	frame := func(v any) []byte {
+		b, _ := json.Marshal(v)
+		return b
+	}
+	for _, it := range items {
+		r := it.rec
+		senderGW := p.router.SenderAlive(ctx, r.GatewayId)
+		self := []*events.Target{{Uid: r.Sender, ConnId: r.ConnId}}
+		if it.errCode != 0 {
+			p.m.rejected.WithLabelValues(it.errCode.String()).Inc()
+			if senderGW && r.Kind != events.UpKind_TYPING {
+				down(r.GatewayId, r.ConvId, &events.DownRecord{Kind: events.DownKind_ERROR, Targets: self,
+					Error: &events.ErrorEvent{Code: int32(it.errCode), Message: it.errMsg, ClientMsgId: r.ClientMsgId}})
+			}
+			continue
+		}
+		switch r.Kind {
+		case events.UpKind_SEND, events.UpKind_RECALL:
+			if task, ok := p.messageOutputs(it, aud, senderGW, self, down, fanout); ok {
+				msgs = append(msgs, task)
+			}
+		case events.UpKind_READ:
+			// The reader's other devices, and the other side of a
+			// one-to-one chat (read receipts are not sent to groups).
+			t := newTargets()
+			t.add(r, aud.users[r.Sender]...)
+			if it.peer != "" {
+				t.add(r, aud.users[it.peer]...)
+			}
+			fanout(r.ConvId, t, &events.DownRecord{Kind: events.DownKind_FRAME,
+				Frame: frame(protocol.Cursor{Type: protocol.TypeRead, Conv: r.ConvId, UID: r.Sender, Seq: it.readSeq})})
+		case events.UpKind_TYPING:
+			t := newTargets()
+			t.add(r, aud.users[it.peer]...)
+			fanout(r.ConvId, t, &events.DownRecord{Kind: events.DownKind_FRAME,
+				Frame: frame(protocol.Typing{Type: protocol.TypeTyping, Conv: r.ConvId, From: r.Sender})})
+		}
+	}
+	return msgs, nil
+}
+
+// messageOutputs handles a stored send or recall: the ack and the pushes to
+// every device of the conversation but the sending one go out through down
+// and fanout; it returns an offline-push task when a one-to-one recipient
+// has no device online.
+func (p *Processor) messageOutputs(it *item, aud audience, senderGW bool, self []*events.Target,
+	down func(gw, key string, rec *events.DownRecord), fanout func(string, *targets, *events.DownRecord)) (kafkax.Msg, bool) {
+	r, res := it.rec, it.res
+	if senderGW {
+		down(r.GatewayId, r.ConvId, &events.DownRecord{Kind: events.DownKind_ACK, Targets: self,
+			Ack: &events.Ack{ClientMsgId: r.ClientMsgId, ConvId: r.ConvId, Seq: res.Seq, CreatedAtMs: res.CreatedAtMs, Duplicate: res.Duplicate}})
+	}
+	if res.Duplicate {
+		p.m.duplicates.Inc()
+		return kafkax.Msg{}, false
+	}
+	p.m.persisted.Inc()
+	if r.ReceivedAtMs > 0 {
+		p.m.persistLatency.Observe(float64(p.now().UnixMilli()-r.ReceivedAtMs) / 1000)
+	}
+	msg := &common.Message{ConvId: r.ConvId, Seq: res.Seq, Sender: r.Sender, Recipient: it.peer,
+		ClientMsgId: r.ClientMsgId, ContentType: r.ContentType, Body: r.Body, CreatedAtMs: res.CreatedAtMs}
+	if r.Kind == events.UpKind_RECALL {
+		msg.ContentType, msg.Body, msg.RefSeq = protocol.ContentTypeRecall, "", r.Seq
+	}
+	t := newTargets()
+	if it.group != "" {
+		t.add(r, aud.groups[it.group]...)
+	} else {
+		t.add(r, aud.users[it.peer]...)
+		if it.peer != r.Sender {
+			t.add(r, aud.users[r.Sender]...)
+		}
+	}
+	fanout(r.ConvId, t, &events.DownRecord{Kind: events.DownKind_PUSH, Message: msg})
+	if it.group != "" || r.Kind != events.UpKind_SEND || len(aud.users[it.peer]) > 0 {
+		return kafkax.Msg{}, false
+	}
+	p.m.offline.Inc()
+	return kafkax.Msg{Topic: kafkax.TopicTask, Key: []byte(it.peer), Value: kafkax.Encode(&events.TaskRecord{
+		Kind: events.TaskKind_OFFLINE_PUSH,
+		OfflinePush: &events.OfflinePush{Uid: it.peer, ConvId: r.ConvId, Seq: res.Seq, Sender: r.Sender,
+			ContentType: r.ContentType, Preview: preview(r.Body), CreatedAtMs: res.CreatedAtMs},
+	})}, true
+}
