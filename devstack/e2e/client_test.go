@@ -47,16 +47,76 @@ func dial(ctx context.Context, url string) (net.Conn, error) {
 
 func connect(t *testing.T, name, url string) *wsClient {
 	t.Helper()
+	c, err := tryConnect(t, name, url)
+	if err != nil {
+		t.Fatalf("%s: dial: %v", name, err)
+	}
+	return c
+}
+
+// tryConnect is connect that returns the dial error.
+func tryConnect(t *testing.T, name, url string) (*wsClient, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := dial(ctx, url)
 	if err != nil {
-		t.Fatalf("%s: dial: %v", name, err)
+		return nil, err
 	}
 	c := &wsClient{t: t, name: name, conn: conn, notify: make(chan struct{}, 1)}
 	go c.read()
 	t.Cleanup(func() { conn.Close() })
-	return c
+	return c, nil
+}
+
+// poll is waitFor without failing the test: it reports a timeout or the
+// end of the connection as an error.
+func (c *wsClient) poll(d time.Duration, match func(frame) bool) (frame, error) {
+	deadline := time.After(d)
+	for {
+		c.mu.Lock()
+		for i, f := range c.frames {
+			if match(f) {
+				c.frames = append(c.frames[:i], c.frames[i+1:]...)
+				c.mu.Unlock()
+				return f, nil
+			}
+		}
+		err := c.err
+		c.mu.Unlock()
+		if err != nil {
+			return frame{}, err
+		}
+		select {
+		case <-c.notify:
+		case <-deadline:
+			return frame{}, errors.New("timeout")
+		}
+	}
+}
+
+// drain removes and returns the buffered frames of type typ.
+func (c *wsClient) drain(typ string) []frame {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out, keep []frame
+	for _, f := range c.frames {
+		if f.Type == typ {
+			out = append(out, f)
+		} else {
+			keep = append(keep, f)
+		}
+	}
+	c.frames = keep
+	return out
+}
+
+// trySend is sendJSON that returns the write error.
+func (c *wsClient) trySend(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return wsutil.WriteClientMessage(c.conn, ws.OpText, b)
 }
 
 // read decodes server frames until the connection ends. It handles

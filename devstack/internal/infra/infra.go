@@ -154,6 +154,13 @@ func (in *Infra) KafkaBrokers() string { return in.kafka.ListenAddrs()[0] }
 // RedisAddr is the Redis address.
 func (in *Infra) RedisAddr() string { return in.redis.Addr() }
 
+// RestartKafka stops the Kafka broker and starts it again on the same port
+// and data (a graceful broker restart: clients reconnect).
+func (in *Infra) RestartKafka() error {
+	in.kafka.Close()
+	return in.startKafka()
+}
+
 // FlushRedis drops every key, as a Redis restart without persistence does.
 func (in *Infra) FlushRedis() { in.redis.FlushAll() }
 

@@ -204,6 +204,9 @@ func (s *Stack) RedisAddr() string { return s.infra.RedisAddr() }
 // LogicAddr is logic's Kitex address.
 func (s *Stack) LogicAddr() string { return s.addr(s.state.Ports.Logic) }
 
+// RestartKafka restarts the Kafka broker in place.
+func (s *Stack) RestartKafka() error { return s.infra.RestartKafka() }
+
 // FlushRedis drops every Redis key, as a Redis restart without persistence.
 func (s *Stack) FlushRedis() { s.infra.FlushRedis() }
 
