@@ -171,8 +171,9 @@ type Pong struct {
 	TS   int64  `json:"ts"`
 	// Cursor is the user's inbox cursor: the sum of last_seq over all the
 	// user's conversations. A client whose own sum of highest seqs is
-	// lower has missed messages and syncs.
-	Cursor int64 `json:"cursor"`
+	// lower has missed messages and syncs. Absent when the server could
+	// not read it.
+	Cursor int64 `json:"cursor,omitempty"`
 }
 
 // Error reports a failed request. Code and Reason come from package
