@@ -11,15 +11,16 @@ DATA     ?= $(CURDIR)/data
 PKGS      = $(shell go list $(MODULE)/... | grep -v /kitex_gen/)
 UNIT_PKGS = $(filter-out $(MODULE)/devstack/e2e,$(PKGS))
 CMDS := gateway/cmd/gateway logic/cmd/logic task/cmd/task dataproxy/cmd/dataproxy \
-        devstack/cmd/gochat-dev devstack/cmd/gochatctl
+        devstack/cmd/gochat-dev devstack/cmd/gochatctl \
+        bench/cmd/conns bench/cmd/push bench/cmd/p2p
 FUZZTIME ?= 30s
 
-.PHONY: help build run test test-unit test-e2e vet fmt gen tidy clean
+.PHONY: help build run test test-unit test-e2e fuzz vet fmt gen tidy clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
 
-build: ## build every binary into ./bin
+build: ## build every binary (services, tools, bench tools) into ./bin
 	@mkdir -p $(BIN)
 	go build -o $(BIN)/ $(addprefix $(MODULE)/,$(CMDS))
 
@@ -33,6 +34,11 @@ test-unit: ## unit and integration tests of every module, with the race detector
 
 test-e2e: build ## end-to-end tests through real processes
 	GOCHAT_BIN_DIR=$(BIN) go test -count=1 -timeout 20m -v $(MODULE)/devstack/e2e
+
+fuzz: ## run the gateway's fuzz tests (frames, handshake, downstream records) for FUZZTIME each
+	cd gateway && go test -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/wsframe
+	cd gateway && go test -run '^$$' -fuzz '^FuzzHandshake$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/upgrade
+	cd gateway && go test -run '^$$' -fuzz '^FuzzRecord$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/downstream
 
 vet: ## go vet every module, check formatting and the dependency rules
 	go vet $(PKGS)

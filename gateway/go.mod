@@ -3,6 +3,7 @@ module github.com/gochat-im/gochat/gateway
 go 1.26.0
 
 require (
+	github.com/cloudwego/gopkg v0.2.0
 	github.com/cloudwego/netpoll v0.7.2
 	github.com/confluentinc/confluent-kafka-go/v2 v2.11.1
 	github.com/gobwas/ws v1.4.0
@@ -27,7 +28,6 @@ require (
 	github.com/cloudwego/dynamicgo v0.8.0 // indirect
 	github.com/cloudwego/fastpb v0.0.6 // indirect
 	github.com/cloudwego/frugal v0.3.1 // indirect
-	github.com/cloudwego/gopkg v0.2.0 // indirect
 	github.com/cloudwego/kitex v0.16.3 // indirect
 	github.com/cloudwego/localsession v0.2.1 // indirect
 	github.com/cloudwego/runtimex v0.1.1 // indirect

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -36,6 +37,7 @@ func run() error {
 		sc      server.Config
 		cfg     app.Config
 		secrets string
+		gcPct   int
 	)
 	fs := flag.NewFlagSet("gateway", flag.ExitOnError)
 	common.Register(fs, "127.0.0.1:9180")
@@ -56,6 +58,11 @@ func run() error {
 	fs.DurationVar(&cfg.RegistryTTL, "registry-ttl", 10*time.Second, "lease TTL of the gateway's etcd registration")
 	fs.IntVar(&cfg.DownPartitions, "down-partitions", 4, "partitions of this gateway's downstream topic when created")
 	fs.IntVar(&sc.Workers, "workers", 64, "goroutines serving sync/conversations calls to logic")
+	fs.IntVar(&sc.Writers, "writers", 1024, "most goroutines writing to clients; beyond 4 per CPU they start only while others wait on clients that do not read")
+	fs.IntVar(&sc.MsgRate, "max-msg-rate", 1000, "most messages per second one connection may send (more get a rate_limited error); negative disables")
+	fs.IntVar(&gcPct, "gc-percent", 25, "Go GC target percentage (like GOGC): lower keeps memory per idle connection closer to the live heap at some CPU cost; 0 leaves GOGC/Go's default")
+	fs.StringVar(&cfg.DebugListen, "debug-listen", "", "serve Go's /debug/pprof profiles on this address (empty: off; keep it on loopback)")
+	fs.BoolVar(&cfg.Standalone, "standalone", false, "BENCHMARKS ONLY: accept every connection without registering it with logic (no logic service needed; sync/conversations answer unavailable)")
 	svc.Parse(fs, os.Args[1:])
 
 	log, err := common.Logger("gateway")
@@ -66,6 +73,9 @@ func run() error {
 		log.Warn("could not raise the open-file limit", "soft", soft, "hard", hard, "err", err)
 	} else {
 		log.Info("open-file limit", "soft", soft, "hard", hard)
+	}
+	if gcPct > 0 {
+		debug.SetGCPercent(gcPct)
 	}
 	// Small netpoll buffers keep idle connections cheap; see TuneNetpoll.
 	if err := server.TuneNetpoll(); err != nil {

@@ -18,8 +18,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -27,6 +30,7 @@ import (
 	"github.com/gochat-im/gochat/gateway/internal/logicrpc"
 	"github.com/gochat-im/gochat/gateway/internal/metrics"
 	"github.com/gochat-im/gochat/gateway/internal/server"
+	"github.com/gochat-im/gochat/gateway/internal/standalone"
 	"github.com/gochat-im/gochat/gateway/internal/upstream"
 	"github.com/gochat-im/gochat/pkg/auth"
 	"github.com/gochat-im/gochat/pkg/discovery"
@@ -54,6 +58,12 @@ type Config struct {
 	// RegistryTTL is the lease of the etcd registration.
 	RegistryTTL time.Duration
 	AdminListen string
+	// DebugListen, if set, serves Go's /debug/pprof profiles there (keep
+	// it on loopback: profiles reveal internals).
+	DebugListen string
+	// Standalone replaces the logic service with internal/standalone, for
+	// load tests of the gateway alone. Never set it in production.
+	Standalone bool
 }
 
 // App is a running gateway.
@@ -69,6 +79,7 @@ type App struct {
 	stopCons context.CancelFunc
 	etcd     *clientv3.Client
 	regn     *discovery.Registration
+	debug    *http.Server
 }
 
 // New checks cfg; Start brings the gateway up.
@@ -103,6 +114,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if a.admin, err = obs.StartAdmin(a.cfg.AdminListen, a.reg, a.log); err != nil {
 		return err
 	}
+	if a.cfg.DebugListen != "" {
+		if a.debug, err = startDebug(a.cfg.DebugListen, a.log); err != nil {
+			return err
+		}
+	}
 	verifier, err := auth.NewVerifier(a.cfg.TokenSecrets...)
 	if err != nil {
 		return err
@@ -117,15 +133,18 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if a.producer, err = kafkax.NewProducer(a.cfg.Kafka, a.log); err != nil {
+	if a.producer, err = kafkax.NewProducer(producerSettings(a.cfg.Kafka), a.log); err != nil {
 		return err
 	}
 	sink, err := upstream.NewKafka(a.producer)
 	if err != nil {
 		return err
 	}
-	lc, err := logicrpc.New(rpcx.ClientConfig{Etcd: a.cfg.Etcd})
-	if err != nil {
+	var lc server.Logic
+	if a.cfg.Standalone {
+		a.log.Warn("STANDALONE benchmark mode: routes are not registered with logic; messages sent through logic will not reach this gateway's clients")
+		lc = standalone.Logic{}
+	} else if lc, err = logicrpc.New(rpcx.ClientConfig{Etcd: a.cfg.Etcd}); err != nil {
 		return err
 	}
 	m := metrics.New(a.reg)
@@ -209,6 +228,52 @@ func (a *App) Shutdown(ctx context.Context) error {
 		_ = a.etcd.Close()
 		a.etcd = nil
 	}
+	if a.debug != nil {
+		_ = a.debug.Close()
+		a.debug = nil
+	}
 	a.admin.Close()
 	return errors.Join(errs...)
+}
+
+// startDebug serves the pprof handlers on addr.
+func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("debug server", "err", err)
+		}
+	}()
+	log.Info("pprof endpoints enabled", "addr", ln.Addr().String())
+	return srv, nil
+}
+
+// producerSettings returns c with small Go-side channels for the producer,
+// unless the operator set them: confluent-kafka-go preallocates room for
+// a million delivery events and a million queued messages (about 24 MiB of
+// heap per process) while the gateway produces through Produce and drains
+// delivery reports as they come. On a box running many gateway processes
+// that was a large share of the memory not spent on connections.
+func producerSettings(c kafkax.Common) kafkax.Common {
+	extra := make(kafka.ConfigMap, len(c.Extra)+2)
+	for k, v := range c.Extra {
+		extra[k] = v
+	}
+	for k, v := range map[string]kafka.ConfigValue{"go.events.channel.size": 10000, "go.produce.channel.size": 1000} {
+		if _, set := extra[k]; !set {
+			extra[k] = v
+		}
+	}
+	c.Extra = extra
+	return c
 }

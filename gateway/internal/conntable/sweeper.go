@@ -6,11 +6,16 @@ import (
 )
 
 // SweepConfig tells a Sweeper what to look for.
-type SweepConfig[C Conn] struct {
+type SweepConfig[C Conn[C]] struct {
 	// Interval is the time one full pass over every shard takes; a
-	// connection is looked at once per Interval, so timeouts fire up to one
-	// Interval late. Default 1 s.
+	// handshaking connection is looked at once per Interval, so handshake
+	// timeouts fire up to one Interval late. Default 1 s.
 	Interval time.Duration
+	// ConnInterval is how often authenticated connections are looked at,
+	// rounded up to a whole number of Intervals (default Interval). Their
+	// timeouts (idle: tens of seconds) need less precision than the
+	// handshake's, and at a million connections each pass costs real CPU.
+	ConnInterval time.Duration
 	// Now is the clock; default time.Now. Tests inject their own.
 	Now func() time.Time
 	// Due reports whether c must be acted on at now. It runs under the
@@ -26,34 +31,50 @@ type SweepConfig[C Conn] struct {
 //
 // Concurrency: Run is one goroutine; SweepShard and SweepAll may be called
 // by tests instead of Run, not alongside it.
-type Sweeper[C Conn] struct {
+type Sweeper[C Conn[C]] struct {
 	t       *Table[C]
 	cfg     SweepConfig[C]
 	next    int
+	pass    int // full passes done
+	every   int // authenticated connections are swept every this many passes
 	scratch []C
 }
 
 // NewSweeper returns a sweeper over t.
-func NewSweeper[C Conn](t *Table[C], cfg SweepConfig[C]) *Sweeper[C] {
+func NewSweeper[C Conn[C]](t *Table[C], cfg SweepConfig[C]) *Sweeper[C] {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Sweeper[C]{t: t, cfg: cfg}
+	every := 1
+	if cfg.ConnInterval > cfg.Interval {
+		every = int((cfg.ConnInterval + cfg.Interval - 1) / cfg.Interval)
+	}
+	return &Sweeper[C]{t: t, cfg: cfg, every: every}
 }
 
-// SweepShard checks shard i once and returns how many connections expired.
-func (s *Sweeper[C]) SweepShard(i int) int {
+// SweepShard checks every connection of shard i once and returns how many
+// expired.
+func (s *Sweeper[C]) SweepShard(i int) int { return s.sweep(i, true) }
+
+// sweep checks shard i's handshaking connections, and its authenticated
+// ones too if conns is set.
+func (s *Sweeper[C]) sweep(i int, conns bool) int {
 	now := s.cfg.Now()
 	due := s.scratch[:0]
-	s.t.Range(i, func(c C) bool {
+	check := func(c C) bool {
 		if s.cfg.Due(c, now) {
 			due = append(due, c)
 		}
 		return true
-	})
+	}
+	if conns {
+		s.t.Range(i, check)
+	} else {
+		s.t.RangePending(i, check)
+	}
 	for _, c := range due {
 		s.cfg.Expire(c, now)
 	}
@@ -94,8 +115,12 @@ func (s *Sweeper[C]) Run(ctx context.Context) {
 			return
 		case <-tk.C:
 			for k := 0; k < per; k++ {
-				s.SweepShard(s.next)
-				s.next = (s.next + 1) % shards
+				s.sweep(s.next, s.pass%s.every == 0)
+				s.next++
+				if s.next == shards {
+					s.next = 0
+					s.pass++
+				}
 			}
 		}
 	}

@@ -14,10 +14,12 @@ type fakeConn struct {
 	id       int64
 	uid      string
 	lastSeen atomic.Int64 // unix nanos
+	link     Link[*fakeConn]
 }
 
-func (c *fakeConn) ConnID() int64 { return c.id }
-func (c *fakeConn) UID() string   { return c.uid }
+func (c *fakeConn) ConnID() int64               { return c.id }
+func (c *fakeConn) UID() string                 { return c.uid }
+func (c *fakeConn) TableLink() *Link[*fakeConn] { return &c.link }
 
 func TestValidShards(t *testing.T) {
 	for _, n := range []int{1, 2, 64, 256, MaxShards} {
@@ -219,5 +221,122 @@ func TestSweeperRunVisitsEveryShard(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("sweeper expired %d of 200", seen.Load())
+	}
+}
+
+// Handshaking connections are swept every pass, authenticated ones only
+// every ConnInterval.
+func TestSweeperConnInterval(t *testing.T) {
+	tb, _ := New[*fakeConn](4)
+	var pendingSeen, connSeen atomic.Int64
+	for i := 0; i < 8; i++ {
+		tb.AddPending(&fakeConn{id: int64(i)})
+		tb.Add(&fakeConn{id: int64(100 + i), uid: fmt.Sprintf("u%d", i)})
+	}
+	sw := NewSweeper(tb, SweepConfig[*fakeConn]{
+		Interval:     20 * time.Millisecond,
+		ConnInterval: 100 * time.Millisecond,
+		Due: func(c *fakeConn, _ time.Time) bool {
+			if c.uid == "" {
+				pendingSeen.Add(1)
+			} else {
+				connSeen.Add(1)
+			}
+			return false
+		},
+		Expire: func(*fakeConn, time.Time) {},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	go sw.Run(ctx)
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	p, c := pendingSeen.Load()/8, connSeen.Load()/8
+	if p < 5 || c < 1 || c*3 > p {
+		t.Fatalf("pending checked %d times, connections %d times; want about 5 times fewer", p, c)
+	}
+}
+
+// Per-shard counters: pushes that found their target, and lock waits.
+func TestShardStats(t *testing.T) {
+	tb, _ := New[*fakeConn](2)
+	a := &fakeConn{id: 1, uid: "alice"}
+	tb.Add(a)
+	for i := 0; i < 3; i++ {
+		if _, ok := tb.Push("alice", 1); !ok {
+			t.Fatal("push target not found")
+		}
+	}
+	tb.Push("alice", 2) // a miss is not a push
+	st := tb.Stats(tb.ShardOf("alice"))
+	if st.Conns != 1 || st.Pushes != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Contention: hold the shard's lock while others wait for it.
+	s := &tb.shards[tb.ShardOf("alice")]
+	s.mu.Lock()
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); tb.Get("alice", 1) }()
+	}
+	time.Sleep(20 * time.Millisecond)
+	s.mu.Unlock()
+	wg.Wait()
+	st = tb.Stats(tb.ShardOf("alice"))
+	if st.Contended != 4 || st.Wait < 4*10*time.Millisecond {
+		t.Fatalf("contention %d wait %v", st.Contended, st.Wait)
+	}
+}
+
+// Several devices of one user: removal from the head, middle and tail of
+// the user's list.
+func TestManyDevices(t *testing.T) {
+	tb, _ := New[*fakeConn](1)
+	var cs []*fakeConn
+	for i := 0; i < 5; i++ {
+		c := &fakeConn{id: int64(i + 1), uid: "u"}
+		cs = append(cs, c)
+		if !tb.Add(c) {
+			t.Fatal("add")
+		}
+	}
+	for _, i := range []int{2, 4, 0} { // middle, head (last added), tail
+		if !tb.Remove(cs[i]) {
+			t.Fatalf("remove %d", i)
+		}
+		if _, ok := tb.Get("u", cs[i].id); ok {
+			t.Fatalf("%d still found", i)
+		}
+	}
+	if got := ids(tb.ByUID("u", nil)); fmt.Sprint(got) != "[2 4]" {
+		t.Fatalf("left %v", got)
+	}
+	if tb.Len() != 2 || tb.Add(cs[1]) {
+		t.Fatal("re-adding a present connection must fail")
+	}
+}
+
+// PushBytes (user id as bytes, for targets read in place) finds the same
+// connections as Push: both hashes must agree.
+func TestPushBytes(t *testing.T) {
+	tb, _ := New[*fakeConn](64)
+	for i := 0; i < 1000; i++ {
+		uid := fmt.Sprintf("user-%d", i)
+		if hashBytes([]byte(uid)) != hashString(uid) {
+			t.Fatalf("hashes differ for %q", uid)
+		}
+		tb.Add(&fakeConn{id: int64(i), uid: uid})
+	}
+	for i := 0; i < 1000; i++ {
+		uid := []byte(fmt.Sprintf("user-%d", i))
+		if c, ok := tb.PushBytes(uid, int64(i)); !ok || c.id != int64(i) {
+			t.Fatalf("%s not found", uid)
+		}
+		if _, ok := tb.PushBytes(uid, int64(i+1)); ok {
+			t.Fatalf("%s found with another conn id", uid)
+		}
+	}
+	if allocs := testing.AllocsPerRun(100, func() { tb.PushBytes([]byte("user-7"), 7) }); allocs != 0 {
+		t.Fatalf("PushBytes allocates %v times", allocs)
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
-	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/pkg/kafkax"
 )
 
@@ -113,13 +112,7 @@ func (c *Consumer) Run(ctx context.Context) {
 }
 
 func (c *Consumer) handle(msg *kafka.Message) {
-	rec := events.NewDownRecord()
-	if err := kafkax.Decode(msg.Value, rec); err != nil {
-		c.log.Warn("undecodable downstream record; skipped", "offset", msg.TopicPartition.Offset, "err", err)
-		if c.obs != nil {
-			c.obs()
-		}
-	} else if _, err := c.fan.Deliver(rec); err != nil {
+	if _, err := c.fan.DeliverRaw(msg.Value); err != nil {
 		c.log.Warn("bad downstream record; skipped", "offset", msg.TopicPartition.Offset, "err", err)
 		if c.obs != nil {
 			c.obs()

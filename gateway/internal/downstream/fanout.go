@@ -5,11 +5,13 @@
 // Each record becomes one WebSocket frame, encoded once; the same bytes are
 // queued to every target. A target is looked up by connection id AND user
 // id, and must be open (hello sent): a stale route naming a reused or foreign
-// connection id never reaches another user's connection. Queuing never
+// connection id never reaches another user's connection. Targets are read
+// straight from the Kafka message (Record), so a record for 10,000 targets
+// costs the allocations of its one frame, not two per target. Queuing never
 // blocks: a client too slow to take the frame is disconnected by its session.
 //
 // Concurrency: Fanout is safe for concurrent use. Consumer.Run is one
-// goroutine that polls Kafka, delivers, then stores the record's offset.
+// goroutine that polls Kafka and delivers.
 package downstream
 
 import (
@@ -34,8 +36,13 @@ type Conn interface {
 	CloseWith(code uint16, reason string)
 }
 
-// Lookup finds the connection with conn id that belongs to uid.
-type Lookup func(uid string, connID int64) (Conn, bool)
+// Lookup finds the open connection with a conn id that belongs to a user.
+// PushBytes takes the user id as bytes of the record and must not keep or
+// allocate from them.
+type Lookup interface {
+	Push(uid string, connID int64) (Conn, bool)
+	PushBytes(uid []byte, connID int64) (Conn, bool)
+}
 
 // Observer receives counts for metrics.
 type Observer interface {
@@ -55,40 +62,98 @@ func NewFanout(lookup Lookup, obs Observer) *Fanout {
 	return &Fanout{lookup: lookup, obs: obs}
 }
 
+// tally counts one record's deliveries.
+type tally struct {
+	frame      []byte
+	kick       uint16
+	reason     string
+	sent, miss int
+}
+
+func (t *tally) deliver(c Conn, ok bool) {
+	if !ok || !c.Routable() {
+		t.miss++
+		return
+	}
+	if c.Send(t.frame) != nil {
+		t.miss++
+		return
+	}
+	t.sent++
+	if t.kick != 0 {
+		c.CloseWith(t.kick, t.reason)
+	}
+}
+
+// DeliverRaw parses a Thrift-binary events.DownRecord and queues its frame
+// to each of its targets, reading the targets in place. It returns how many
+// accepted the frame.
+func (f *Fanout) DeliverRaw(b []byte) (int, error) {
+	var rec Record
+	if err := rec.Parse(b); err != nil {
+		return 0, err
+	}
+	t, err := f.prepare(&rec.DownRecord)
+	if err != nil {
+		return 0, err
+	}
+	err = rec.Targets(func(uid []byte, id int64) {
+		c, ok := f.lookup.PushBytes(uid, id)
+		t.deliver(c, ok)
+	})
+	f.done(t)
+	return t.sent, err
+}
+
 // Deliver queues rec's frame to each of its targets and returns how many
 // accepted it.
 func (f *Fanout) Deliver(rec *events.DownRecord) (int, error) {
+	t, err := f.prepare(rec)
+	if err != nil {
+		return 0, err
+	}
+	for _, tg := range rec.Targets {
+		if tg == nil {
+			continue
+		}
+		c, ok := f.lookup.Push(tg.Uid, tg.ConnId)
+		t.deliver(c, ok)
+	}
+	f.done(t)
+	return t.sent, nil
+}
+
+func (f *Fanout) prepare(rec *events.DownRecord) (*tally, error) {
 	frame, kind, err := Encode(rec)
 	if f.obs != nil {
 		f.obs.Record(kind)
 	}
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	sent, missed := 0, 0
-	for _, t := range rec.Targets {
-		if t == nil {
-			continue
+	t := &tally{frame: frame}
+	if rec.CloseCode != 0 {
+		if !validKick(rec.CloseCode) {
+			return nil, fmt.Errorf("close code %d is not one a server may send", rec.CloseCode)
 		}
-		c, ok := f.lookup(t.Uid, t.ConnId)
-		if !ok || !c.Routable() {
-			missed++
-			continue
-		}
-		if c.Send(frame) == nil {
-			sent++
-		} else {
-			missed++
-		}
-		if rec.Kind == events.DownKind_FRAME && rec.CloseCode != 0 {
-			c.CloseWith(uint16(rec.CloseCode), rec.CloseReason)
-		}
+		t.kick, t.reason = uint16(rec.CloseCode), rec.CloseReason
 	}
+	return t, nil
+}
+
+// validKick reports whether code may be sent in a close frame: a defined
+// code other than the ones reserved for local use, or an application code.
+func validKick(code int32) bool {
+	c := ws.StatusCode(code)
+	return code > 0 && code < 5000 && !c.IsNotUsed() && !c.IsProtocolReserved() &&
+		c != ws.StatusNoMeaningYet && (!c.IsProtocolSpec() || c.IsProtocolDefined())
+}
+
+func (f *Fanout) done(t *tally) {
 	if f.obs != nil {
-		f.obs.Pushed(sent)
-		f.obs.Missed(missed)
+		f.obs.Pushed(t.sent)
+		f.obs.Missed(t.miss)
 	}
-	return sent, nil
 }
 
 // Encode returns the client frame for rec and a label for its kind.
@@ -129,7 +194,8 @@ func Encode(rec *events.DownRecord) ([]byte, string, error) {
 			Message: e.Message, ClientMsgID: e.ClientMsgId,
 		}
 	case events.DownKind_FRAME:
-		// Logic encoded the client frame; it is written as it is.
+		// Logic encoded the client frame (one JSON object); it is written
+		// as it is, in one text frame.
 		if len(rec.Frame) == 0 {
 			return nil, "frame", errors.New("frame record without frame")
 		}

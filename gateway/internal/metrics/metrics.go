@@ -3,8 +3,9 @@
 // Counters on the frame paths are plain atomic adds. Connection counts are
 // not kept as gauges that every connect and close would have to update:
 // they are read from the connection table when Prometheus scrapes, per shard
-// and in total, so operators can see how evenly users spread over the
-// shards when tuning the shard count.
+// and in total, with each shard's push and lock-wait counters, so operators
+// can see how evenly users spread over the shards when tuning the shard
+// count.
 //
 // Concurrency: all methods are safe for concurrent use.
 package metrics
@@ -13,6 +14,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gochat-im/gochat/gateway/internal/conntable"
 )
 
 const ns = "gochat_gateway"
@@ -107,43 +110,66 @@ func (m *Metrics) FramesOut(n int) { m.FramesOutTotal.Add(float64(n)) }
 // SlowClient counts a slow-client disconnect.
 func (m *Metrics) SlowClient() { m.SlowClients.Inc() }
 
-// TableStats reports connection counts per shard and handshakes pending.
+// TableStats reports per-shard counters and handshakes pending.
 type TableStats interface {
 	Shards() int
-	ShardLen(i int) int
+	Stats(i int) conntable.ShardStats
 	PendingLen() int
 }
 
-// WatchTable exports connection counts read from t at scrape time (a
-// no-op for unregistered metrics).
+// WatchTable exports the connection table's counters, read from t at
+// scrape time (a no-op for unregistered metrics): connections in total and
+// per shard, pushes per shard, and per shard how often and how long
+// callers waited for its lock. Uneven shard counts, or lock waits that
+// grow with load, tell an operator to change -shards (docs/TUNING.md).
 func (m *Metrics) WatchTable(t TableStats) error {
 	if m.reg == nil {
 		return nil
 	}
 	return m.reg.Register(&tableCollector{t: t,
-		total: prometheus.NewDesc(ns+"_connections", "Authenticated connections open.", nil, nil),
-		shard: prometheus.NewDesc(ns+"_shard_connections", "Authenticated connections open per connection-table shard.", []string{"shard"}, nil),
-		pend:  prometheus.NewDesc(ns+"_handshaking_connections", "Connections still in the WebSocket handshake.", nil, nil),
+		total:     prometheus.NewDesc(ns+"_connections", "Authenticated connections open.", nil, nil),
+		shard:     prometheus.NewDesc(ns+"_shard_connections", "Authenticated connections open per connection-table shard.", []string{"shard"}, nil),
+		pushes:    prometheus.NewDesc(ns+"_shard_pushes_total", "Pushes routed through each connection-table shard.", []string{"shard"}, nil),
+		contended: prometheus.NewDesc(ns+"_shard_lock_contended_total", "Connection-table shard lock acquisitions that had to wait.", []string{"shard"}, nil),
+		wait:      prometheus.NewDesc(ns+"_shard_lock_wait_seconds_total", "Time spent waiting for each connection-table shard lock.", []string{"shard"}, nil),
+		pend:      prometheus.NewDesc(ns+"_handshaking_connections", "Connections still in the WebSocket handshake.", nil, nil),
 	})
 }
 
+// WatchWriters exports the number of writer goroutines started (read at
+// scrape time): above the core count, it is how many clients were at once
+// too slow to take their data.
+func (m *Metrics) WatchWriters(workers func() int) error {
+	if m.reg == nil {
+		return nil
+	}
+	return m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: ns, Name: "writers",
+		Help: "Writer goroutines started (they stay parked for reuse); growth beyond 4 per CPU means clients blocked writes.",
+	}, func() float64 { return float64(workers()) }))
+}
+
 type tableCollector struct {
-	t                  TableStats
-	total, shard, pend *prometheus.Desc
+	t                                           TableStats
+	total, shard, pushes, contended, wait, pend *prometheus.Desc
 }
 
 func (c *tableCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.total
-	ch <- c.shard
-	ch <- c.pend
+	for _, d := range []*prometheus.Desc{c.total, c.shard, c.pushes, c.contended, c.wait, c.pend} {
+		ch <- d
+	}
 }
 
 func (c *tableCollector) Collect(ch chan<- prometheus.Metric) {
 	total := 0
 	for i := 0; i < c.t.Shards(); i++ {
-		n := c.t.ShardLen(i)
-		total += n
-		ch <- prometheus.MustNewConstMetric(c.shard, prometheus.GaugeValue, float64(n), strconv.Itoa(i))
+		st := c.t.Stats(i)
+		total += st.Conns
+		label := strconv.Itoa(i)
+		ch <- prometheus.MustNewConstMetric(c.shard, prometheus.GaugeValue, float64(st.Conns), label)
+		ch <- prometheus.MustNewConstMetric(c.pushes, prometheus.CounterValue, float64(st.Pushes), label)
+		ch <- prometheus.MustNewConstMetric(c.contended, prometheus.CounterValue, float64(st.Contended), label)
+		ch <- prometheus.MustNewConstMetric(c.wait, prometheus.CounterValue, st.Wait.Seconds(), label)
 	}
 	ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(total))
 	ch <- prometheus.MustNewConstMetric(c.pend, prometheus.GaugeValue, float64(c.t.PendingLen()))

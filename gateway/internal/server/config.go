@@ -3,10 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"time"
-
-	"github.com/cloudwego/netpoll"
 
 	"github.com/gochat-im/gochat/gateway/internal/conntable"
 	"github.com/gochat-im/gochat/gateway/internal/upgrade"
@@ -45,6 +42,11 @@ type Config struct {
 	MaxBody int
 	// MaxHead limits the HTTP request head; default 8 KiB.
 	MaxHead int
+	// MsgRate is the most messages per second one connection may send;
+	// more are answered with a rate_limited error and dropped. Default
+	// 1000, generous on purpose: it stops floods, not chatty clients.
+	// Negative disables the limit.
+	MsgRate int
 	// Workers is the most goroutines calling logic for sync and
 	// conversations; default 64. RPCQueue is how many such requests may wait;
 	// default 4096 (more get an "unavailable" error frame).
@@ -52,7 +54,11 @@ type Config struct {
 	RPCQueue int
 	// RPCTimeout bounds one sync or conversations call; default 5 s.
 	RPCTimeout time.Duration
-	// Writers is the most goroutines flushing write queues; default 256.
+	// Writers is the most goroutines flushing write queues; default 1024.
+	// Four per CPU do the work; the rest start only while others are
+	// blocked on clients that do not read (see internal/workpool), so this
+	// is how many such clients the gateway tolerates at once before pushes
+	// to everyone else wait.
 	Writers int
 	// WriteQueue is how many frames may wait for one connection before it
 	// counts as too slow; default 256.
@@ -64,9 +70,14 @@ type Config struct {
 	// and 500.
 	RegisterFlush time.Duration
 	RegisterBatch int
-	// SweepInterval is how often each connection's timeouts are checked;
-	// default 1 s.
+	// SweepInterval is how often handshaking connections are checked for
+	// the handshake timeout; default 1 s.
 	SweepInterval time.Duration
+	// IdleSweep is how often authenticated connections are checked for
+	// the idle timeout (and closing ones for CloseGrace); default
+	// IdleTimeout/16, between SweepInterval and 5 s. A pass over a million
+	// connections costs about 0.2 s of CPU, so it is not done every second.
+	IdleSweep time.Duration
 }
 
 // Validate fills in defaults and checks the configuration.
@@ -100,6 +111,9 @@ func (c *Config) Validate() error {
 	def(&c.RouteRefresh, 30*time.Second)
 	def(&c.RegisterFlush, 5*time.Millisecond)
 	def(&c.SweepInterval, time.Second)
+	if c.IdleSweep == 0 {
+		c.IdleSweep = min(max(c.IdleTimeout/16, c.SweepInterval), 5*time.Second)
+	}
 	if c.RouteRefresh < 0 {
 		c.RouteRefresh = 0
 	}
@@ -113,9 +127,10 @@ func (c *Config) Validate() error {
 	defInt(&c.MaxHead, upgrade.DefaultMaxHead)
 	defInt(&c.Workers, 64)
 	defInt(&c.RPCQueue, 4096)
-	defInt(&c.Writers, 256)
+	defInt(&c.Writers, 1024)
 	defInt(&c.WriteQueue, 256)
 	defInt(&c.RegisterBatch, 500)
+	defInt(&c.MsgRate, 1000)
 	for name, d := range map[string]time.Duration{
 		"heartbeat": c.Heartbeat, "idle timeout": c.IdleTimeout, "handshake timeout": c.HandshakeTimeout,
 		"close grace": c.CloseGrace, "write timeout": c.WriteTimeout, "rpc timeout": c.RPCTimeout,
@@ -143,29 +158,4 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("max body %d exceeds max frame %d", c.MaxBody, c.MaxFrame)
 	}
 	return nil
-}
-
-var tuneOnce sync.Once
-
-// Netpoll buffer sizes for many idle connections. By default netpoll gives
-// each connection an 8 KiB input buffer and grows nodes in 4 KiB steps;
-// measured here that costs about 11.9 KiB of RSS per idle connection, and
-// 512-byte buffers bring it to about 4.5 KiB (STACK-NOTES.md). Client
-// frames are small JSON, so the smaller first buffer rarely grows; netpoll
-// enlarges it for a connection that receives more.
-const (
-	netpollBufferSize    = 512
-	netpollLinkBufferCap = 512
-)
-
-// TuneNetpoll applies the gateway's netpoll settings. netpoll reads them as
-// connections are created, so call it once at start, before any listener
-// exists; later calls do nothing.
-func TuneNetpoll() error {
-	var err error
-	tuneOnce.Do(func() {
-		netpoll.LinkBufferCap = netpollLinkBufferCap
-		err = netpoll.Configure(netpoll.Config{BufferSize: netpollBufferSize})
-	})
-	return err
 }

@@ -150,7 +150,7 @@ type env struct {
 	addr  string
 }
 
-func start(t *testing.T, tweak func(*Config)) *env {
+func start(t testing.TB, tweak func(*Config)) *env {
 	t.Helper()
 	cfg := Config{ID: "gwtest", Listen: "127.0.0.1:0", RouteRefresh: -1}
 	if tweak != nil {
@@ -181,7 +181,7 @@ func start(t *testing.T, tweak func(*Config)) *env {
 	return e
 }
 
-func token(t *testing.T, uid, device string, ttl time.Duration) string {
+func token(t testing.TB, uid, device string, ttl time.Duration) string {
 	t.Helper()
 	tok, err := auth.Sign(testSecret, auth.Claims{UID: uid, Device: device, Expires: time.Now().Add(ttl)})
 	if err != nil {

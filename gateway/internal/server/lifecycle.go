@@ -33,7 +33,7 @@ func (s *Server) Handshake(sess *session.Session, head []byte) {
 		return
 	}
 	sess.Upgraded(res.Claims.UID, res.Claims.Device)
-	if err := sess.Send(res.Response); err != nil {
+	if err := sess.SendHandshake(res.Response); err != nil {
 		return
 	}
 	s.table.Add(sess)
@@ -107,7 +107,7 @@ func (s *Server) due(sess *session.Session, now time.Time) bool {
 	t := now.UnixNano()
 	switch sess.State() {
 	case session.StateHandshake:
-		return t-sess.Created() >= int64(s.cfg.HandshakeTimeout)
+		return t-sess.StateSince() >= int64(s.cfg.HandshakeTimeout)
 	case session.StateRegistering:
 		return t-sess.LastRead() >= int64(s.cfg.IdleTimeout) || t-sess.StateSince() >= int64(s.cfg.IdleTimeout)
 	case session.StateOpen:
@@ -127,14 +127,14 @@ func (s *Server) expire(sess *session.Session, now time.Time) {
 		sess.Kill()
 	case session.StateRegistering:
 		if t-sess.LastRead() >= int64(s.cfg.IdleTimeout) {
-			sess.CloseWith(uint16(ws.StatusPolicyViolation), "idle timeout")
+			sess.CloseWith(uint16(ws.StatusGoingAway), "idle timeout")
 		} else {
 			// logic did not accept the route in time; the client should
 			// reconnect, perhaps to another gateway.
 			sess.CloseWith(uint16(ws.StatusInternalServerError), "registration timed out")
 		}
 	case session.StateOpen:
-		sess.CloseWith(uint16(ws.StatusPolicyViolation), "idle timeout")
+		sess.CloseWith(uint16(ws.StatusGoingAway), "idle timeout")
 	case session.StateClosing:
 		sess.Kill()
 	}

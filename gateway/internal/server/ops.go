@@ -55,6 +55,10 @@ func (s *Server) Message(sess *session.Session, text []byte) {
 		}
 		return
 	}
+	if !sess.Allow(s.cfg.MsgRate) {
+		s.clientError(sess, errcode.RateLimited, "too many requests; slow down", req.ClientMsgID, req.RID)
+		return
+	}
 	switch req.Type {
 	case protocol.TypeSend:
 		s.opSend(sess, &req)

@@ -7,10 +7,14 @@
 //
 // There is no goroutine and no timer per connection. netpoll runs OnRequest
 // on its pool only while a connection has input; writes go through each
-// session's bounded queue to a shared writer pool; handshake, idle and
-// close timeouts come from one sweeper goroutine walking the table's shards;
-// sync and conversations calls to logic run on a bounded worker pool, never
-// on netpoll's goroutines.
+// session's bounded queue to a shared writer pool that grows only around
+// clients that block it; handshake, idle and close timeouts come from one
+// sweeper goroutine walking the table's shards; sync and conversations
+// calls to logic run on a bounded worker pool, never on netpoll's
+// goroutines. Memory per idle connection is kept to about 3 KiB
+// (docs/TUNING.md): small netpoll buffers and a trimmed write scratch
+// (netpoll.go), the 101 response written straight to the socket, and a
+// small session.
 //
 // Concurrency: a Server is safe for concurrent use once started. Start and
 // Shutdown are each called once.
@@ -22,11 +26,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cloudwego/netpoll"
+	"github.com/gobwas/ws"
 
 	"github.com/gochat-im/gochat/gateway/internal/conntable"
 	"github.com/gochat-im/gochat/gateway/internal/downstream"
@@ -36,6 +42,7 @@ import (
 	"github.com/gochat-im/gochat/gateway/internal/upgrade"
 	"github.com/gochat-im/gochat/gateway/internal/upstream"
 	"github.com/gochat-im/gochat/gateway/internal/workpool"
+	"github.com/gochat-im/gochat/gateway/internal/wsframe"
 	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
 )
 
@@ -76,6 +83,7 @@ type Server struct {
 
 	nextID   atomic.Int64
 	draining atomic.Bool
+	trimmer  scratchTrimmer
 
 	ln     netpoll.Listener
 	loop   netpoll.EventLoop
@@ -84,8 +92,6 @@ type Server struct {
 	regCtl context.CancelFunc
 	wg     sync.WaitGroup
 }
-
-type sessKey struct{}
 
 // New builds a server; Start begins serving.
 func New(cfg Config, deps Deps) (*Server, error) {
@@ -112,7 +118,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.up, err = upgrade.New(upgrade.Config{Path: cfg.Path, MaxHead: cfg.MaxHead, Verifier: deps.Verifier}); err != nil {
 		return nil, err
 	}
-	s.writers = workpool.New(cfg.Writers, 0)
+	s.writers = workpool.NewPool(workpool.Config{Core: min(4*runtime.GOMAXPROCS(0), cfg.Writers), Max: cfg.Writers})
 	s.rpc = workpool.New(cfg.Workers, cfg.RPCQueue)
 	s.env = &session.Env{
 		Handler:    s,
@@ -121,6 +127,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		MaxFrame:   int64(cfg.MaxFrame),
 		MaxHead:    cfg.MaxHead,
 		WriteQueue: cfg.WriteQueue,
+		SlowClose:  wsframe.CloseFrame(ws.StatusPolicyViolation, "client too slow"),
 		Now:        deps.Now,
 		Log:        s.log,
 	}
@@ -134,12 +141,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.sweeper = conntable.NewSweeper(s.table, conntable.SweepConfig[*session.Session]{
-		Interval: cfg.SweepInterval,
-		Now:      func() time.Time { return time.Unix(0, deps.Now()) },
-		Due:      s.due,
-		Expire:   s.expire,
+		Interval:     cfg.SweepInterval,
+		ConnInterval: cfg.IdleSweep,
+		Now:          func() time.Time { return time.Unix(0, deps.Now()) },
+		Due:          s.due,
+		Expire:       s.expire,
 	})
-	s.fan = downstream.NewFanout(s.lookup, s.m)
+	s.fan = downstream.NewFanout(lookup{s.table}, s.m)
 	// Conn ids start at the current time in microseconds, so a restarted
 	// gateway does not hand out ids its previous run used recently (unless
 	// it accepted over a million connections a second), and stay below
@@ -168,6 +176,9 @@ func (s *Server) Start() error {
 	s.ln, s.loop = ln, loop
 	if err := s.m.WatchTable(s.table); err != nil {
 		s.log.Warn("connection table metrics", "err", err)
+	}
+	if err := s.m.WatchWriters(s.writers.Workers); err != nil {
+		s.log.Warn("writer metrics", "err", err)
 	}
 	regCtx, regCancel := context.WithCancel(context.Background())
 	s.regCtl = regCancel
@@ -203,14 +214,17 @@ func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
 		_ = conn.Close()
 		return context.Background()
 	}
+	s.trimmer.trim(conn)
 	sess := session.New(s.env, conn, s.nextID.Add(1))
 	_ = conn.AddCloseCallback(sess.OnClosed)
 	s.table.AddPending(sess)
-	return context.WithValue(context.Background(), sessKey{}, sess)
+	// The session is the connection's context: no allocation for a context
+	// value, and OnRequest finds it with a type assertion.
+	return sess
 }
 
 func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
-	sess, ok := ctx.Value(sessKey{}).(*session.Session)
+	sess, ok := session.FromContext(ctx)
 	if !ok {
 		r := conn.Reader()
 		_ = r.Skip(r.Len())
@@ -220,9 +234,21 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 	return sess.OnReadable()
 }
 
-// lookup finds an open connection of uid; the fan-out uses it.
-func (s *Server) lookup(uid string, id int64) (downstream.Conn, bool) {
-	sess, ok := s.table.Get(uid, id)
+// lookup finds push targets in the connection table for the fan-out.
+type lookup struct {
+	t *conntable.Table[*session.Session]
+}
+
+func (l lookup) Push(uid string, id int64) (downstream.Conn, bool) {
+	sess, ok := l.t.Push(uid, id)
+	if !ok {
+		return nil, false
+	}
+	return sess, true
+}
+
+func (l lookup) PushBytes(uid []byte, id int64) (downstream.Conn, bool) {
+	sess, ok := l.t.PushBytes(uid, id)
 	if !ok {
 		return nil, false
 	}

@@ -401,7 +401,8 @@ func TestIdleTimeout(t *testing.T) {
 	if h.HeartbeatMS != 100 {
 		t.Fatalf("heartbeat %d", h.HeartbeatMS)
 	}
-	c.expectClose(ws.StatusPolicyViolation)
+	// docs/PROTOCOL.md: an idle connection is closed with 1001.
+	c.expectClose(ws.StatusGoingAway)
 	eventually(t, "disconnect", func() bool { return e.logic.disconnected(h.ConnID) })
 }
 

@@ -19,7 +19,7 @@ func (s *Session) OnReadable() error {
 	for {
 		switch s.State() {
 		case StateHandshake:
-			done, err := s.head.Feed(r, s.env.MaxHead)
+			head, done, err := s.head.Feed(r, s.env.MaxHead)
 			if err != nil {
 				_ = r.Skip(r.Len())
 				s.head.Reset()
@@ -29,7 +29,6 @@ func (s *Session) OnReadable() error {
 			if !done {
 				return nil
 			}
-			head := s.head.Bytes()
 			s.env.Handler.Handshake(s, head)
 			s.head.Reset()
 			// Anything after the head is already WebSocket frames.

@@ -12,11 +12,13 @@
 // while the socket is full. Every write therefore goes through Send, which
 // appends an already encoded frame to a bounded per-connection queue and
 // schedules the session on the shared writer pool; one writer at a time
-// drains a session's queue into netpoll's output buffer and flushes it once
-// per batch. A full queue means the client reads too slowly: it is
-// disconnected, never allowed to grow memory or stall other pushes. Frames
-// are never modified after Send, so one encoded push is shared by every
-// target.
+// drains a session's queue into one netpoll buffer node and flushes it
+// once per batch (one sendmsg however many frames waited). A full queue
+// means the client reads too slowly: the frames still waiting are replaced
+// by a close frame with code 1008 and the connection closes, so it never
+// grows memory; a flush the client does not drain fails after the write
+// timeout. Frames are never modified after Send, so one encoded push is
+// shared by every target.
 //
 // Lock order: wmu before nothing; ioMu before nothing (they are never held
 // together). ioMu orders writes into netpoll's output buffer against
@@ -24,13 +26,17 @@
 package session
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/cloudwego/netpoll"
 
+	"github.com/gochat-im/gochat/gateway/internal/conntable"
 	"github.com/gochat-im/gochat/gateway/internal/upgrade"
 	"github.com/gochat-im/gochat/gateway/internal/workpool"
 	"github.com/gochat-im/gochat/gateway/internal/wsframe"
@@ -110,62 +116,119 @@ type Env struct {
 	MaxHead int
 	// WriteQueue is how many frames may wait for one connection.
 	WriteQueue int
+	// SlowClose is the close frame sent to a client whose write queue
+	// overflowed (code 1008); built once, shared by every session.
+	SlowClose []byte
 	// Now returns the time in unix nanoseconds.
 	Now func() int64
 	Log *slog.Logger
 }
 
 // Session is one client connection.
+//
+// It is kept small (192 bytes, checked by TestSessionSize) because a
+// gateway holds hundreds of thousands of them: the request head buffer
+// exists only while a head arrives in pieces, user and device share one
+// string, the connection table links a user's sessions through a field
+// here instead of allocating, and the session is itself the context
+// netpoll hands back to OnRequest (no context value per connection).
 type Session struct {
 	env  *Env
 	conn netpoll.Connection
 	id   int64
-	// uid and device are set once by Upgraded, before the session is
-	// published in the connection table.
-	uid, device string
+	// ident is "<uid>\x00<device>", set once by Upgraded, before the
+	// session is published in the connection table; sep is the index of
+	// the separator.
+	ident string
+	link  conntable.Link[*Session]
 
-	state     atomic.Int32
-	created   int64 // unix nanos
-	lastRead  atomic.Int64
-	changedAt atomic.Int64 // when the state last changed
-	// registered is set once logic accepted the route, so closing knows
-	// whether to send a Disconnect.
-	registered atomic.Bool
-	discQueued atomic.Bool
-	finished   atomic.Bool
+	state    atomic.Int32
+	flags    atomic.Uint32 // flagRegistered, flagDiscQueued, flagFinished
+	lastRead atomic.Int64  // unix nanos
+	stateAt  atomic.Int64  // when the state last changed; accept time while handshaking
 
-	// Read side: only the OnRequest goroutine (and Closed, which netpoll
+	// Read side: only the OnRequest goroutine (and OnClosed, which netpoll
 	// runs when no OnRequest is active).
-	head  upgrade.Head
-	dec   wsframe.Decoder
-	msg   *[]byte // fragmented text message being reassembled
-	ioMu  sync.Mutex
-	wmu   sync.Mutex
-	wq    [][]byte // frames waiting for the writer
-	spare [][]byte // the writer's drained queue, kept for reuse
+	head    upgrade.Head // a request head that arrived in pieces
+	dec     wsframe.Decoder
+	msg     *[]byte // fragmented text message being reassembled
+	rateWin int32   // rate-limit window (seconds on the session clock)
+	rateN   int32   // messages counted in rateWin
+
+	ioMu sync.Mutex
+	wmu  sync.Mutex
+	wq   [][]byte // frames waiting for the writer
+	sep  uint8
 	// scheduled: a writer owns the queue. closeAfter: close the connection
 	// once the queue is flushed; no frame is accepted after that.
 	scheduled  bool
 	closeAfter bool
 }
 
+const (
+	flagRegistered = 1 << iota
+	flagDiscQueued
+	flagFinished
+)
+
+func (s *Session) setFlag(f uint32) bool {
+	for {
+		old := s.flags.Load()
+		if old&f != 0 {
+			return false
+		}
+		if s.flags.CompareAndSwap(old, old|f) {
+			return true
+		}
+	}
+}
+
 // New returns a session for conn in the handshake state.
 func New(env *Env, conn netpoll.Connection, id int64) *Session {
 	now := env.Now()
-	s := &Session{env: env, conn: conn, id: id, created: now}
+	s := &Session{env: env, conn: conn, id: id}
 	s.lastRead.Store(now)
-	s.changedAt.Store(now)
+	s.stateAt.Store(now)
 	return s
 }
+
+// Deadline, Done, Err and Value make a Session the context.Context that
+// netpoll stores for the connection and passes to OnRequest; see
+// FromContext.
+func (s *Session) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+// Done returns nil: a session's context is never cancelled.
+func (s *Session) Done() <-chan struct{} { return nil }
+
+// Err returns nil.
+func (s *Session) Err() error { return nil }
+
+// Value returns nil.
+func (s *Session) Value(any) any { return nil }
+
+// FromContext returns the session of a connection from the context netpoll
+// passes to OnRequest.
+func FromContext(ctx context.Context) (*Session, bool) {
+	s, ok := ctx.(*Session)
+	return s, ok
+}
+
+// TableLink is the connection table's bookkeeping (conntable.Conn).
+func (s *Session) TableLink() *conntable.Link[*Session] { return &s.link }
 
 // ConnID is the process-unique connection id.
 func (s *Session) ConnID() int64 { return s.id }
 
 // UID is the authenticated user ("" during the handshake).
-func (s *Session) UID() string { return s.uid }
+func (s *Session) UID() string { return s.ident[:s.sep] }
 
-// Device is the authenticated device.
-func (s *Session) Device() string { return s.device }
+// Device is the authenticated device ("" during the handshake).
+func (s *Session) Device() string {
+	if s.ident == "" {
+		return ""
+	}
+	return s.ident[s.sep+1:]
+}
 
 // State returns the current state.
 func (s *Session) State() State { return State(s.state.Load()) }
@@ -173,17 +236,14 @@ func (s *Session) State() State { return State(s.state.Load()) }
 // Routable reports whether pushes may be delivered.
 func (s *Session) Routable() bool { return s.State() == StateOpen }
 
-// Created returns when the connection was accepted (unix nanos).
-func (s *Session) Created() int64 { return s.created }
-
 // LastRead returns when input last arrived (unix nanos).
 func (s *Session) LastRead() int64 { return s.lastRead.Load() }
 
 // StateSince returns when the state last changed (unix nanos).
-func (s *Session) StateSince() int64 { return s.changedAt.Load() }
+func (s *Session) StateSince() int64 { return s.stateAt.Load() }
 
 // Registered reports whether logic accepted the route.
-func (s *Session) Registered() bool { return s.registered.Load() }
+func (s *Session) Registered() bool { return s.flags.Load()&flagRegistered != 0 }
 
 // RemoteAddr is the peer's address, for logs.
 func (s *Session) RemoteAddr() string {
@@ -201,7 +261,7 @@ func (s *Session) advance(to State) bool {
 			return false
 		}
 		if s.state.CompareAndSwap(cur, int32(to)) {
-			s.changedAt.Store(s.env.Now())
+			s.stateAt.Store(s.env.Now())
 			return true
 		}
 	}
@@ -210,17 +270,17 @@ func (s *Session) advance(to State) bool {
 // Upgraded records the authenticated identity and enters the
 // registering state. Call it from Handler.Handshake only.
 func (s *Session) Upgraded(uid, device string) {
-	s.uid, s.device = uid, device
+	s.ident, s.sep = uid+"\x00"+device, uint8(len(uid))
 	s.advance(StateRegistering)
 }
 
 // MarkRegistered records that logic accepted the route.
-func (s *Session) MarkRegistered() { s.registered.Store(true) }
+func (s *Session) MarkRegistered() { s.setFlag(flagRegistered) }
 
 // ClaimDisconnect reports true exactly once, to whichever of the close
 // path and a late registration first finds that the route needs a
 // Disconnect.
-func (s *Session) ClaimDisconnect() bool { return s.discQueued.CompareAndSwap(false, true) }
+func (s *Session) ClaimDisconnect() bool { return s.setFlag(flagDiscQueued) }
 
 // Open queues hello (already encoded) and makes the session routable, in
 // one step under the write lock: a push that sees the session routable is
@@ -245,7 +305,7 @@ func (s *Session) Open(hello []byte) bool {
 
 func (s *Session) advanceFrom(from, to State) bool {
 	if s.state.CompareAndSwap(int32(from), int32(to)) {
-		s.changedAt.Store(s.env.Now())
+		s.stateAt.Store(s.env.Now())
 		return true
 	}
 	return false
@@ -292,7 +352,9 @@ func (s *Session) Kill() {
 
 // Send queues one encoded frame (or raw bytes during the handshake). It
 // never blocks on the network. If the connection already has WriteQueue
-// frames waiting the client is disconnected and ErrSlow returned.
+// frames waiting, the client reads too slowly: the frames still waiting
+// are dropped, a close frame with code 1008 is queued in their place, the
+// disconnect is counted and ErrSlow returned.
 func (s *Session) Send(frame []byte) error {
 	s.wmu.Lock()
 	if s.closeAfter || s.State() >= StateClosing {
@@ -300,10 +362,18 @@ func (s *Session) Send(frame []byte) error {
 		return ErrClosed
 	}
 	if len(s.wq) >= s.env.WriteQueue {
+		clear(s.wq)
+		s.wq = append(s.wq[:0], s.env.SlowClose)
+		s.closeAfter = true
+		sched := !s.scheduled
+		s.scheduled = true
 		s.wmu.Unlock()
+		s.advance(StateClosing)
 		s.env.Obs.SlowClient()
-		s.env.Log.Debug("client too slow; disconnecting", "conn", s.id, "uid", s.uid)
-		s.Kill()
+		s.env.Log.Debug("client too slow; disconnecting", "conn", s.id, "uid", s.UID())
+		if sched && !s.env.Writers.Submit(s) {
+			s.Kill()
+		}
 		return ErrSlow
 	}
 	s.wq = append(s.wq, frame)
@@ -317,9 +387,37 @@ func (s *Session) Send(frame []byte) error {
 	return nil
 }
 
+// SendHandshake sends the 101 response. Call it only from
+// Handler.Handshake, on the OnRequest goroutine, before anything else is
+// sent: then netpoll keeps the socket open until the call returns, and
+// nothing can be waiting in its output buffer, so the response goes
+// straight to the socket with one write(2). It never blocks (the socket is
+// non-blocking, and a fresh one has room for a response); whatever is not
+// written at once goes through Send. netpoll's output buffer thus starts
+// with the first frame, so an idle connection keeps a smaller output node
+// for ever.
+func (s *Session) SendHandshake(resp []byte) error {
+	fc, ok := s.conn.(interface{ Fd() int })
+	s.wmu.Lock()
+	if ok && !s.scheduled && len(s.wq) == 0 && !s.closeAfter && s.conn.IsActive() {
+		n, _ := syscall.Write(fc.Fd(), resp)
+		if n == len(resp) {
+			s.wmu.Unlock()
+			s.env.Obs.FramesOut(1)
+			return nil
+		}
+		if n > 0 {
+			resp = resp[n:]
+		}
+	}
+	s.wmu.Unlock()
+	return s.Send(resp)
+}
+
 // Run drains the write queue; the writer pool calls it. Frames queued for
 // one connection while a flush is in progress go out together in the next
-// flush.
+// flush. The queue's array is handed back and forth between Send and Run,
+// so a steady stream of pushes allocates nothing here.
 func (s *Session) Run() {
 	for {
 		s.wmu.Lock()
@@ -333,14 +431,14 @@ func (s *Session) Run() {
 			}
 			return
 		}
-		s.wq, s.spare = s.spare[:0], nil
+		s.wq = nil
 		s.wmu.Unlock()
 
 		err := s.write(q)
 		clear(q)
 		s.wmu.Lock()
-		if cap(q) <= 64 && s.spare == nil {
-			s.spare = q[:0]
+		if s.wq == nil && cap(q) <= 64 && !s.closeAfter {
+			s.wq = q[:0] // keep the array for the next frames
 		}
 		if err != nil {
 			s.wq = nil
@@ -348,7 +446,7 @@ func (s *Session) Run() {
 			s.wmu.Unlock()
 			if errors.Is(err, netpoll.ErrWriteTimeout) {
 				s.env.Obs.SlowClient()
-				s.env.Log.Debug("write timeout; disconnecting", "conn", s.id, "uid", s.uid)
+				s.env.Log.Debug("write timeout; disconnecting", "conn", s.id, "uid", s.UID())
 			}
 			s.Kill()
 			return
@@ -363,12 +461,22 @@ func (s *Session) write(q [][]byte) error {
 		s.ioMu.Unlock()
 		return ErrClosed
 	}
+	// One Malloc for the whole batch puts it in a single buffer node, so
+	// the flush below is one sendmsg with one iovec however many frames
+	// waited.
 	w := s.conn.Writer()
+	total := 0
 	for _, f := range q {
-		if _, err := w.WriteBinary(f); err != nil {
-			s.ioMu.Unlock()
-			return err
-		}
+		total += len(f)
+	}
+	buf, err := w.Malloc(total)
+	if err != nil {
+		s.ioMu.Unlock()
+		return err
+	}
+	off := 0
+	for _, f := range q {
+		off += copy(buf[off:], f)
 	}
 	s.ioMu.Unlock()
 	// Flush may block until the client reads (up to the connection's write
@@ -383,12 +491,12 @@ func (s *Session) write(q [][]byte) error {
 // OnClosed must be registered as the connection's close callback. It runs
 // once, after netpoll has stopped calling OnRequest for the connection.
 func (s *Session) OnClosed(netpoll.Connection) error {
-	if !s.finished.CompareAndSwap(false, true) {
+	if !s.setFlag(flagFinished) {
 		return nil
 	}
 	s.advance(StateClosed)
 	s.wmu.Lock()
-	s.wq, s.spare, s.closeAfter = nil, nil, true
+	s.wq, s.closeAfter = nil, true
 	s.wmu.Unlock()
 	s.dec.Reset()
 	if s.msg != nil {
@@ -398,4 +506,20 @@ func (s *Session) OnClosed(netpoll.Connection) error {
 	s.head.Reset()
 	s.env.Handler.Closed(s)
 	return nil
+}
+
+// Allow counts one client message against the per-connection rate limit
+// of limit messages per second (a fixed one-second window) and reports
+// whether it is within it; limit <= 0 means no limit. Only the OnRequest
+// goroutine calls it.
+func (s *Session) Allow(limit int) bool {
+	if limit <= 0 {
+		return true
+	}
+	win := int32(s.env.Now() / int64(time.Second))
+	if win != s.rateWin {
+		s.rateWin, s.rateN = win, 0
+	}
+	s.rateN++
+	return int(s.rateN) <= limit
 }

@@ -3,6 +3,8 @@ package upgrade
 import (
 	"bytes"
 	"errors"
+
+	"github.com/gochat-im/gochat/gateway/internal/wsframe"
 )
 
 // Source is the part of netpoll.Reader a Head reads from.
@@ -22,58 +24,92 @@ var headEnd = []byte("\r\n\r\n")
 //
 // netpoll calls OnRequest for as long as unread input remains, so input
 // cannot simply be left in netpoll's buffer until the head is complete
-// (that spins a CPU); Feed moves the bytes it reads into the Head instead,
-// up to the end of the head and no further: anything after it (frames a
-// client sent without waiting for the 101) stays in the source.
+// (that spins a CPU). When the whole head is readable at once (the usual
+// case) Feed hands it out in place, without copying; otherwise it moves
+// the bytes into a pooled buffer and consumes them. Either way it consumes
+// input only up to the end of the head: anything after it (frames a client
+// sent without waiting for the 101) stays in the source.
+//
+// The zero Head is ready to use and costs 8 bytes.
 type Head struct {
-	b []byte
+	b *[]byte // bytes of a head that arrived in pieces (nil if none)
 }
 
-// Feed consumes head bytes from src. It reports true once the head ends
-// with an empty line; Bytes then holds it. It returns ErrHeadTooLarge once
-// more than limit bytes arrived without the end.
-func (h *Head) Feed(src Source, limit int) (bool, error) {
+// Feed consumes head bytes from src. Once the head ends with an empty line
+// it returns the head and done; the slice is valid until src is released
+// or Reset is called. It returns ErrHeadTooLarge once more than limit
+// bytes arrived without the end.
+func (h *Head) Feed(src Source, limit int) (head []byte, done bool, err error) {
 	n := src.Len()
 	if n == 0 {
-		return false, nil
+		return nil, false, nil
+	}
+	have := 0
+	if h.b != nil {
+		have = len(*h.b)
 	}
 	// Never look at more than the limit allows (plus the terminator).
-	n = min(n, limit+len(headEnd)-len(h.b))
+	n = min(n, limit+len(headEnd)-have)
 	p, err := src.Peek(n)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
-	old := len(h.b)
 	if h.b == nil {
-		h.b = make([]byte, 0, min(limit, 1024))
+		if i := bytes.Index(p, headEnd); i >= 0 {
+			end := i + len(headEnd)
+			if err := src.Skip(end); err != nil {
+				return nil, false, err
+			}
+			if end > limit {
+				return nil, false, ErrHeadTooLarge
+			}
+			return p[:end], true, nil
+		}
+		if err := src.Skip(n); err != nil {
+			return nil, false, err
+		}
+		if n > limit {
+			return nil, false, ErrHeadTooLarge
+		}
+		h.b = wsframe.AppendBuf(nil, p)
+		return nil, false, nil
 	}
-	h.b = append(h.b, p...)
-	from := max(0, old-len(headEnd)+1)
-	if i := bytes.Index(h.b[from:], headEnd); i >= 0 {
+	h.b = wsframe.AppendBuf(h.b, p)
+	b := *h.b
+	from := max(0, have-len(headEnd)+1)
+	if i := bytes.Index(b[from:], headEnd); i >= 0 {
 		end := from + i + len(headEnd)
-		h.b = h.b[:end]
-		if err := src.Skip(end - old); err != nil {
-			return false, err
+		*h.b = b[:end]
+		if err := src.Skip(end - have); err != nil {
+			return nil, false, err
 		}
 		if end > limit {
-			return false, ErrHeadTooLarge
+			return nil, false, ErrHeadTooLarge
 		}
-		return true, nil
+		return *h.b, true, nil
 	}
 	if err := src.Skip(n); err != nil {
-		return false, err
+		return nil, false, err
 	}
-	if len(h.b) > limit {
-		return false, ErrHeadTooLarge
+	if len(b) > limit {
+		return nil, false, ErrHeadTooLarge
 	}
-	return false, nil
+	return nil, false, nil
 }
 
-// Bytes returns the collected head.
-func (h *Head) Bytes() []byte { return h.b }
+// Len returns the number of bytes buffered from a head that arrived in
+// pieces.
+func (h *Head) Len() int {
+	if h.b == nil {
+		return 0
+	}
+	return len(*h.b)
+}
 
-// Len returns the number of bytes collected.
-func (h *Head) Len() int { return len(h.b) }
-
-// Reset frees the buffer.
-func (h *Head) Reset() { h.b = nil }
+// Reset returns the buffer to the pool.
+func (h *Head) Reset() {
+	if h.b != nil {
+		wsframe.PutBuf(h.b)
+		h.b = nil
+	}
+}

@@ -67,3 +67,40 @@ func TestBlockedWorkerDoesNotStall(t *testing.T) {
 		t.Fatalf("ran %d", n.Load())
 	}
 }
+
+// A burst of quick tasks runs on the core workers only.
+func TestBurstStaysOnCore(t *testing.T) {
+	p := NewPool(Config{Core: 2, Max: 64, Stall: time.Hour})
+	defer p.Close()
+	var wg sync.WaitGroup
+	wg.Add(10000)
+	for i := 0; i < 10000; i++ {
+		p.Submit(Func(func() { wg.Done() }))
+	}
+	wg.Wait()
+	if w := p.Workers(); w > 2 {
+		t.Fatalf("%d workers for quick tasks, want the 2 core ones", w)
+	}
+}
+
+// When every core worker is blocked, the pool grows past Core so waiting
+// tasks still run.
+func TestGrowsPastBlockedCore(t *testing.T) {
+	p := NewPool(Config{Core: 2, Max: 8, Stall: time.Millisecond})
+	defer p.Close()
+	release := make(chan struct{})
+	defer close(release)
+	for i := 0; i < 2; i++ {
+		p.Submit(Func(func() { <-release }))
+	}
+	done := make(chan struct{})
+	p.Submit(Func(func() { close(done) }))
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("task waited behind blocked core workers")
+	}
+	if w := p.Workers(); w < 3 || w > 8 {
+		t.Fatalf("%d workers", w)
+	}
+}
