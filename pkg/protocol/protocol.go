@@ -252,7 +252,7 @@ type GroupReq struct {
 	Group   string   `json:"group,omitempty"`
 	Name    string   `json:"name,omitempty"`
 	Members []string `json:"members,omitempty"`
-	After   string   `json:"after,omitempty"`
+	After   string   `json:"after_uid,omitempty"`
 	Limit   int      `json:"limit,omitempty"`
 }
 

@@ -172,6 +172,7 @@ func Encode(rec *events.DownRecord) ([]byte, string, error) {
 		v = protocol.Message{
 			Type: protocol.TypeMsg, Conv: m.ConvId, Seq: m.Seq, From: m.Sender, To: m.Recipient,
 			ClientMsgID: m.ClientMsgId, ContentType: m.ContentType, Body: m.Body, TS: m.CreatedAtMs,
+			Recalled: m.Recalled, RefSeq: m.RefSeq,
 		}
 	case events.DownKind_ACK:
 		kind = "ack"

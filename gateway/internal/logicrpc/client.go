@@ -56,3 +56,13 @@ func (c *Client) Sync(ctx context.Context, req *logic.SyncReq) (*logic.SyncResp,
 func (c *Client) Conversations(ctx context.Context, req *logic.ConversationsReq) (*logic.ConversationsResp, error) {
 	return c.c.Conversations(ctx, req)
 }
+
+// ClientCall passes a client frame that logic answers (group operations).
+func (c *Client) ClientCall(ctx context.Context, req *logic.ClientCallReq) (*logic.ClientCallResp, error) {
+	return c.c.ClientCall(ctx, req)
+}
+
+// Cursors reads users' inbox cursors, for pongs.
+func (c *Client) Cursors(ctx context.Context, req *logic.CursorsReq) (*logic.CursorsResp, error) {
+	return c.c.Cursors(ctx, req)
+}

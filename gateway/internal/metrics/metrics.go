@@ -37,6 +37,7 @@ type Metrics struct {
 	ClientErrors    *prometheus.CounterVec
 	RPCRejected     prometheus.Counter
 	DownstreamError prometheus.Counter
+	TypingDropped   prometheus.Counter
 
 	reg prometheus.Registerer
 }
@@ -68,10 +69,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "slow_client_disconnects_total", Help: "Connections closed because the client did not read fast enough.",
 		}),
 		Produced: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Name: "upstream_produced_total", Help: "Client sends acknowledged by Kafka.",
+			Namespace: ns, Name: "upstream_produced_total", Help: "Client records (sends, recalls, cursors, typing) acknowledged by Kafka.",
 		}),
 		ProduceErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Name: "upstream_produce_errors_total", Help: "Client sends that could not be written to Kafka.",
+			Namespace: ns, Name: "upstream_produce_errors_total", Help: "Client records (sends, recalls, cursors, typing) that could not be written to Kafka.",
 		}),
 		RPCErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "logic_rpc_errors_total", Help: "Failed calls to logic, by method.",
@@ -86,17 +87,20 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "client_errors_total", Help: "Error frames sent to clients for bad requests, by reason.",
 		}, []string{"reason"}),
 		RPCRejected: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Name: "rpc_rejected_total", Help: "Sync/conversations requests refused because the worker queue was full.",
+			Namespace: ns, Name: "rpc_rejected_total", Help: "Calls to logic (sync, conversations, group operations, ping cursors) refused because the worker queue was full.",
 		}),
 		DownstreamError: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "downstream_errors_total", Help: "Downstream records that could not be decoded or consumer errors.",
+		}),
+		TypingDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "typing_dropped_total", Help: "Typing indicators dropped because a connection sent more than one per second.",
 		}),
 	}
 	m.reg = reg
 	if reg != nil {
 		reg.MustRegister(m.Handshakes, m.FramesInTotal, m.FramesOutTotal, m.PushRecords, m.Pushes,
 			m.PushMisses, m.SlowClients, m.Produced, m.ProduceErrors, m.RPCErrors, m.RouteBatches,
-			m.RouteErrors, m.ClientErrors, m.RPCRejected, m.DownstreamError)
+			m.RouteErrors, m.ClientErrors, m.RPCRejected, m.DownstreamError, m.TypingDropped)
 	}
 	return m
 }

@@ -10,6 +10,9 @@ import (
 	"github.com/gochat-im/gochat/pkg/ids"
 )
 
+// maxCursorBatch is the most users logic.Cursors accepts in one call.
+const maxCursorBatch = 1000
+
 // Config is the server's configuration. Zero fields take the defaults
 // listed; Validate fills them in and checks the rest.
 type Config struct {
@@ -47,13 +50,20 @@ type Config struct {
 	// 1000, generous on purpose: it stops floods, not chatty clients.
 	// Negative disables the limit.
 	MsgRate int
-	// Workers is the most goroutines calling logic for sync and
-	// conversations; default 64. RPCQueue is how many such requests may wait;
-	// default 4096 (more get an "unavailable" error frame).
+	// Workers is the most goroutines calling logic (sync, conversations,
+	// group operations, the cursors of pings); default 64. RPCQueue is
+	// how many such requests may wait; default 4096 (more get an
+	// "unavailable" error frame).
 	Workers  int
 	RPCQueue int
-	// RPCTimeout bounds one sync or conversations call; default 5 s.
+	// RPCTimeout bounds one call to logic; default 5 s.
 	RPCTimeout time.Duration
+	// CursorDelay is how long a JSON ping waits for others to share its
+	// logic.Cursors call; default 2 ms. CursorBatch is the most pings
+	// per call (so at most as many users); default 500, at most 1000
+	// (logic's limit).
+	CursorDelay time.Duration
+	CursorBatch int
 	// Writers is the most goroutines flushing write queues; default 1024.
 	// Four per CPU do the work; the rest start only while others are
 	// blocked on clients that do not read (see internal/workpool), so this
@@ -108,6 +118,7 @@ func (c *Config) Validate() error {
 	def(&c.CloseGrace, 5*time.Second)
 	def(&c.WriteTimeout, 10*time.Second)
 	def(&c.RPCTimeout, 5*time.Second)
+	def(&c.CursorDelay, 2*time.Millisecond)
 	def(&c.RouteRefresh, 30*time.Second)
 	def(&c.RegisterFlush, 5*time.Millisecond)
 	def(&c.SweepInterval, time.Second)
@@ -131,10 +142,11 @@ func (c *Config) Validate() error {
 	defInt(&c.WriteQueue, 256)
 	defInt(&c.RegisterBatch, 500)
 	defInt(&c.MsgRate, 1000)
+	defInt(&c.CursorBatch, 500)
 	for name, d := range map[string]time.Duration{
 		"heartbeat": c.Heartbeat, "idle timeout": c.IdleTimeout, "handshake timeout": c.HandshakeTimeout,
 		"close grace": c.CloseGrace, "write timeout": c.WriteTimeout, "rpc timeout": c.RPCTimeout,
-		"sweep interval": c.SweepInterval,
+		"sweep interval": c.SweepInterval, "cursor delay": c.CursorDelay,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("%s must be positive, got %v", name, d)
@@ -150,6 +162,9 @@ func (c *Config) Validate() error {
 		if n <= 0 {
 			return fmt.Errorf("%s must be positive, got %d", name, n)
 		}
+	}
+	if c.CursorBatch < 1 || c.CursorBatch > maxCursorBatch {
+		return fmt.Errorf("cursor batch %d: want 1-%d", c.CursorBatch, maxCursorBatch)
 	}
 	if c.MaxFrame < 126 {
 		return fmt.Errorf("max frame %d is below 126 bytes", c.MaxFrame)

@@ -24,6 +24,8 @@ import (
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
 	"github.com/gochat-im/gochat/pkg/auth"
+	"github.com/gochat-im/gochat/pkg/errcode"
+	"github.com/gochat-im/gochat/pkg/protocol"
 )
 
 func TestMain(m *testing.M) {
@@ -45,6 +47,18 @@ type fakeLogic struct {
 	// gate, when set, holds Connect calls until it is closed.
 	gate       chan struct{}
 	connectErr error
+	// ClientCall: calls made; callReply, when set, is the reply frame,
+	// else a group_info-like reply naming the request's group; callErr
+	// fails the call.
+	calls     []*logic.ClientCallReq
+	callReply []byte
+	callErr   error
+	// Cursors: calls made; cursors answers them; cursorErr fails them;
+	// cursorGate, when set, holds calls until it is closed.
+	cursorCalls []*logic.CursorsReq
+	cursors     map[string]int64
+	cursorErr   error
+	cursorGate  chan struct{}
 }
 
 func (f *fakeLogic) Connect(ctx context.Context, req *logic.ConnectReq) (*logic.ConnectResp, error) {
@@ -89,6 +103,62 @@ func (f *fakeLogic) Sync(_ context.Context, req *logic.SyncReq) (*logic.SyncResp
 
 func (f *fakeLogic) Conversations(_ context.Context, req *logic.ConversationsReq) (*logic.ConversationsResp, error) {
 	return &logic.ConversationsResp{Items: []*common.Conversation{{ConvId: "p:alice:bob", Kind: "p2p", Peer: "bob", LastSeq: 3, UpdatedAtMs: 5}}}, nil
+}
+
+func (f *fakeLogic) ClientCall(_ context.Context, req *logic.ClientCallReq) (*logic.ClientCallResp, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, req)
+	if f.callErr != nil {
+		return nil, f.callErr
+	}
+	if f.callReply != nil {
+		return &logic.ClientCallResp{Frame: f.callReply}, nil
+	}
+	var in protocol.GroupReq
+	if err := json.Unmarshal(req.Frame, &in); err != nil {
+		return nil, errcode.Biz(errcode.BadJSON, "%v", err)
+	}
+	out, _ := json.Marshal(protocol.GroupResp{Type: in.Type, RID: in.RID, Group: &protocol.Group{ID: in.Group, Owner: req.Uid}})
+	return &logic.ClientCallResp{Frame: out}, nil
+}
+
+func (f *fakeLogic) clientCalls() []*logic.ClientCallReq {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*logic.ClientCallReq(nil), f.calls...)
+}
+
+func (f *fakeLogic) Cursors(ctx context.Context, req *logic.CursorsReq) (*logic.CursorsResp, error) {
+	f.mu.Lock()
+	gate := f.cursorGate
+	f.cursorCalls = append(f.cursorCalls, req)
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cursorErr != nil {
+		return nil, f.cursorErr
+	}
+	out := map[string]int64{}
+	for _, uid := range req.Uids {
+		if c, ok := f.cursors[uid]; ok {
+			out[uid] = c
+		}
+	}
+	return &logic.CursorsResp{Cursors: out}, nil
+}
+
+func (f *fakeLogic) cursorRequests() []*logic.CursorsReq {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*logic.CursorsReq(nil), f.cursorCalls...)
 }
 
 // connected reports whether a Connect call carried conn id.
@@ -152,6 +222,12 @@ type env struct {
 
 func start(t testing.TB, tweak func(*Config)) *env {
 	t.Helper()
+	return startDeps(t, tweak, nil)
+}
+
+// startDeps is start with a hook to change the dependencies (a clock).
+func startDeps(t testing.TB, tweak func(*Config), deps func(*Deps)) *env {
+	t.Helper()
 	cfg := Config{ID: "gwtest", Listen: "127.0.0.1:0", RouteRefresh: -1}
 	if tweak != nil {
 		tweak(&cfg)
@@ -165,7 +241,11 @@ func start(t testing.TB, tweak func(*Config)) *env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	e.srv, err = New(cfg, Deps{Logic: e.logic, Up: e.up, Verifier: v, Metrics: e.m, Log: log})
+	d := Deps{Logic: e.logic, Up: e.up, Verifier: v, Metrics: e.m, Log: log}
+	if deps != nil {
+		deps(&d)
+	}
+	e.srv, err = New(cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}

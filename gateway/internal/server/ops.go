@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -20,21 +22,47 @@ import (
 )
 
 // This file handles client operations (pkg/protocol): send, sync,
-// conversations, ping. Bad requests get an error frame and the connection
-// stays usable.
+// conversations, ping, the cursor and event frames (delivered, read,
+// typing, recall) and the group operations logic answers. Bad requests get
+// an error frame and the connection stays usable.
 
 // request holds the fields of every client frame type; one Unmarshal
-// decodes any of them.
+// decodes any of them. Fields only logic reads (a group operation's name
+// and members) are not decoded here.
 type request struct {
-	Type        string `json:"type"`
-	ClientMsgID string `json:"cmid"`
-	To          string `json:"to"`
-	ContentType string `json:"content_type"`
-	Body        string `json:"body"`
-	RID         string `json:"rid"`
-	Conv        string `json:"conv"`
-	After       int64  `json:"after"`
-	Limit       int    `json:"limit"`
+	Type        string     `json:"type"`
+	ClientMsgID string     `json:"cmid"`
+	To          string     `json:"to"`
+	Group       string     `json:"group"`
+	ContentType string     `json:"content_type"`
+	Body        string     `json:"body"`
+	RID         string     `json:"rid"`
+	Conv        string     `json:"conv"`
+	Seq         int64      `json:"seq"`
+	After       afterField `json:"after"`
+	Limit       int        `json:"limit"`
+}
+
+// afterField is sync's "after" (a seq). It is decoded leniently so that a
+// bad value does not stop the rest of the frame (its rid) from being
+// decoded; sync then rejects anything but an integer with the request's rid.
+type afterField struct {
+	n int64
+	// bad: present, but not an integer that fits an int64.
+	bad bool
+}
+
+// UnmarshalJSON records an integer, or that the value is something else.
+// It never fails, so an odd "after" does not stop the rest of the frame
+// (its rid, say) from being decoded.
+func (a *afterField) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*a = afterField{}
+		return nil
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	*a = afterField{n: n, bad: err != nil}
+	return nil
 }
 
 const (
@@ -68,6 +96,17 @@ func (s *Server) Message(sess *session.Session, text []byte) {
 		s.opConversations(sess, &req)
 	case protocol.TypePing:
 		s.opPing(sess, &req)
+	case protocol.TypeDelivered:
+		s.opCursor(sess, &req, events.UpKind_DELIVERED)
+	case protocol.TypeRead:
+		s.opCursor(sess, &req, events.UpKind_READ)
+	case protocol.TypeTyping:
+		s.opTyping(sess, &req)
+	case protocol.TypeRecall:
+		s.opRecall(sess, &req)
+	case protocol.TypeGroupCreate, protocol.TypeGroupAdd, protocol.TypeGroupRemove, protocol.TypeGroupLeave,
+		protocol.TypeGroupDissolve, protocol.TypeGroupInfo, protocol.TypeGroupMembers, protocol.TypeGroups:
+		s.opClientCall(sess, &req, text)
 	case "":
 		s.clientError(sess, errcode.UnknownType, "missing type", req.ClientMsgID, req.RID)
 	default:
@@ -75,21 +114,38 @@ func (s *Server) Message(sess *session.Session, text []byte) {
 	}
 }
 
-// opSend validates a send and produces it upstream. Sending to yourself is
-// refused: a one-to-one conversation needs two different users (the id
-// ids.P2P(a, a) is not a valid conversation).
+// opSend validates a send and produces it upstream, keyed by its
+// conversation: to a user (To) or to a group (Group, conversation
+// "g:<group>"), exactly one of the two. Sending to yourself is refused: a
+// one-to-one conversation needs two different users (the id ids.P2P(a, a)
+// is not a valid conversation). Group membership is logic's to check.
 func (s *Server) opSend(sess *session.Session, req *request) {
 	cmid := req.ClientMsgID
-	switch {
-	case len(cmid) == 0 || len(cmid) > protocol.MaxClientMsgIDLen:
+	if !validCMID(cmid) {
 		s.clientError(sess, errcode.BadField, "cmid must be 1-64 bytes", clip(cmid), "")
 		return
+	}
+	var conv string
+	switch {
+	case req.Group != "" && req.To != "":
+		s.clientError(sess, errcode.BadField, "give either to or group, not both", cmid, "")
+		return
+	case req.Group != "":
+		conv = "g:" + req.Group
+		if !ids.ValidConv(conv) {
+			s.clientError(sess, errcode.BadField, "group is not a valid group id", cmid, "")
+			return
+		}
 	case !ids.ValidUID(req.To):
 		s.clientError(sess, errcode.BadField, "to is not a valid user id", cmid, "")
 		return
 	case req.To == sess.UID():
 		s.clientError(sess, errcode.BadField, "cannot send to yourself", cmid, "")
 		return
+	default:
+		conv = ids.P2P(sess.UID(), req.To)
+	}
+	switch {
 	case len(req.Body) > s.cfg.MaxBody:
 		s.clientError(sess, errcode.TooLarge, "body over the size limit", cmid, "")
 		return
@@ -104,35 +160,113 @@ func (s *Server) opSend(sess *session.Session, req *request) {
 		s.clientError(sess, errcode.BadField, "content_type must be 1-64 characters of [A-Za-z0-9/.+_-]", cmid, "")
 		return
 	}
-	rec := &events.UpRecord{
-		Kind:         events.UpKind_SEND,
+	rec := s.upRecord(sess, events.UpKind_SEND)
+	rec.ClientMsgId, rec.To, rec.ConvId, rec.ContentType, rec.Body = cmid, req.To, conv, ct, req.Body
+	s.produce(sess, rec, true)
+}
+
+// upRecord starts an upstream record of kind from this connection.
+func (s *Server) upRecord(sess *session.Session, kind events.UpKind) *events.UpRecord {
+	return &events.UpRecord{
+		Kind:         kind,
 		Sender:       sess.UID(),
 		Device:       sess.Device(),
 		GatewayId:    s.cfg.ID,
 		ConnId:       sess.ConnID(),
-		ClientMsgId:  cmid,
-		To:           req.To,
-		ConvId:       ids.P2P(sess.UID(), req.To),
-		ContentType:  ct,
-		Body:         req.Body,
 		ReceivedAtMs: time.Now().UnixMilli(),
 	}
+}
+
+// produce writes rec upstream. A record Kafka refuses is answered with
+// "unavailable" (and rec's cmid) when tell is set: sends and recalls, which
+// the client retries until it has an answer. Cursors and typing frames
+// are not answered; a lost one is counted and the client's next one makes
+// up for it.
+func (s *Server) produce(sess *session.Session, rec *events.UpRecord, tell bool) {
+	cmid := rec.ClientMsgId
 	err := s.deps.Up.Send(rec, func(err error) {
 		if err != nil {
-			s.produceFailed(sess, cmid, err)
+			s.produceFailed(sess, cmid, tell, err)
 			return
 		}
 		s.m.Produced.Inc()
 	})
 	if err != nil {
-		s.produceFailed(sess, cmid, err)
+		s.produceFailed(sess, cmid, tell, err)
 	}
 }
 
-func (s *Server) produceFailed(sess *session.Session, cmid string, err error) {
+func validCMID(cmid string) bool {
+	return len(cmid) > 0 && len(cmid) <= protocol.MaxClientMsgIDLen
+}
+
+// opCursor moves the sender's delivered or read cursor of a conversation.
+// Logic checks that the sender is in it and answers only errors.
+func (s *Server) opCursor(sess *session.Session, req *request, kind events.UpKind) {
+	switch {
+	case !ids.ValidConv(req.Conv):
+		s.clientError(sess, errcode.BadField, "conv is not a valid conversation id", "", "")
+		return
+	case req.Seq < 0:
+		s.clientError(sess, errcode.BadField, "seq must not be negative", "", "")
+		return
+	}
+	rec := s.upRecord(sess, kind)
+	rec.ConvId, rec.Seq = req.Conv, req.Seq
+	s.produce(sess, rec, false)
+}
+
+// typingEvery is how often one connection may send a typing indicator;
+// more are dropped without an answer (and counted).
+const typingEvery = time.Second
+
+// opTyping passes a typing indicator to the other user of a one-to-one
+// chat. Nothing is stored, so a burst is simply thinned out.
+func (s *Server) opTyping(sess *session.Session, req *request) {
+	switch {
+	case !ids.ValidUID(req.To):
+		s.clientError(sess, errcode.BadField, "to is not a valid user id", "", "")
+		return
+	case req.To == sess.UID():
+		s.clientError(sess, errcode.BadField, "cannot type to yourself", "", "")
+		return
+	}
+	if !sess.AllowTyping(typingEvery) {
+		s.m.TypingDropped.Inc()
+		return
+	}
+	rec := s.upRecord(sess, events.UpKind_TYPING)
+	rec.To, rec.ConvId = req.To, ids.P2P(sess.UID(), req.To)
+	s.produce(sess, rec, false)
+}
+
+// opRecall asks logic to recall the sender's message Seq of Conv; logic
+// checks that it is the sender's and within the recall window, and answers
+// like a send (ack or error with the cmid).
+func (s *Server) opRecall(sess *session.Session, req *request) {
+	cmid := req.ClientMsgID
+	switch {
+	case !validCMID(cmid):
+		s.clientError(sess, errcode.BadField, "cmid must be 1-64 bytes", clip(cmid), "")
+		return
+	case !ids.ValidConv(req.Conv):
+		s.clientError(sess, errcode.BadField, "conv is not a valid conversation id", cmid, "")
+		return
+	case req.Seq <= 0:
+		s.clientError(sess, errcode.BadField, "seq must be positive", cmid, "")
+		return
+	}
+	rec := s.upRecord(sess, events.UpKind_RECALL)
+	rec.ClientMsgId, rec.ConvId, rec.Seq = cmid, req.Conv, req.Seq
+	s.produce(sess, rec, true)
+}
+
+func (s *Server) produceFailed(sess *session.Session, cmid string, tell bool, err error) {
 	s.m.ProduceErrors.Inc()
 	s.log.Warn("upstream produce failed", "conn", sess.ConnID(), "uid", sess.UID(), "err", err)
-	s.sendError(sess, errcode.Unavailable, "message not accepted; retry", cmid, "")
+	if tell {
+		s.sendError(sess, errcode.Unavailable, "message not accepted; retry", cmid, "")
+	}
 }
 
 func validContentType(ct string) bool {
@@ -159,7 +293,10 @@ func (s *Server) opSync(sess *session.Session, req *request) {
 	case !ids.ValidConv(req.Conv):
 		s.clientError(sess, errcode.BadField, "conv is not a valid conversation id", "", req.RID)
 		return
-	case req.After < 0:
+	case req.After.bad:
+		s.clientError(sess, errcode.BadField, "after must be an integer", "", req.RID)
+		return
+	case req.After.n < 0:
 		s.clientError(sess, errcode.BadField, "after must not be negative", "", req.RID)
 		return
 	case req.Limit < 0:
@@ -171,7 +308,7 @@ func (s *Server) opSync(sess *session.Session, req *request) {
 		limit = protocol.DefaultSyncLimit
 	}
 	limit = min(limit, protocol.MaxSyncLimit)
-	rid, conv, after, uid := req.RID, req.Conv, req.After, sess.UID()
+	rid, conv, after, uid := req.RID, req.Conv, req.After.n, sess.UID()
 	s.runRPC(sess, rid, func(ctx context.Context) {
 		resp, err := s.deps.Logic.Sync(ctx, &logic.SyncReq{Uid: uid, ConvId: conv, AfterSeq: after, Limit: int32(limit)})
 		if err != nil {
@@ -189,9 +326,12 @@ func (s *Server) opSync(sess *session.Session, req *request) {
 	})
 }
 
+// message is a stored message as sync returns it (without a type). The
+// pushed "msg" frame is the same object, encoded by downstream.Encode.
 func message(m *common.Message) protocol.Message {
 	return protocol.Message{Conv: m.ConvId, Seq: m.Seq, From: m.Sender, To: m.Recipient,
-		ClientMsgID: m.ClientMsgId, ContentType: m.ContentType, Body: m.Body, TS: m.CreatedAtMs}
+		ClientMsgID: m.ClientMsgId, ContentType: m.ContentType, Body: m.Body, TS: m.CreatedAtMs,
+		Recalled: m.Recalled, RefSeq: m.RefSeq}
 }
 
 func (s *Server) opConversations(sess *session.Session, req *request) {
@@ -214,20 +354,55 @@ func (s *Server) opConversations(sess *session.Session, req *request) {
 			Items: make([]protocol.Conversation, 0, len(resp.Items))}
 		for _, c := range resp.Items {
 			if c != nil {
-				out.Items = append(out.Items, protocol.Conversation{Conv: c.ConvId, Kind: c.Kind, Peer: c.Peer,
-					LastSeq: c.LastSeq, UpdatedAt: c.UpdatedAtMs})
+				out.Items = append(out.Items, conversation(c))
 			}
 		}
 		s.reply(sess, out)
 	})
 }
 
+func conversation(c *common.Conversation) protocol.Conversation {
+	return protocol.Conversation{Conv: c.ConvId, Kind: c.Kind, Peer: c.Peer, Name: c.Name,
+		LastSeq: c.LastSeq, UpdatedAt: c.UpdatedAtMs, ReadSeq: c.ReadSeq, DeliveredSeq: c.DeliveredSeq,
+		Unread: c.Unread}
+}
+
+// opPing answers a JSON ping with a pong carrying the user's inbox cursor;
+// the cursor batcher (cursors.go) reads the cursors of many pings in one
+// call and answers them.
 func (s *Server) opPing(sess *session.Session, req *request) {
 	if len(req.RID) > protocol.MaxRequestIDLen {
 		s.clientError(sess, errcode.BadField, "rid longer than 64 bytes", "", clip(req.RID))
 		return
 	}
-	s.reply(sess, protocol.Pong{Type: protocol.TypePong, RID: req.RID, TS: time.Now().UnixMilli()})
+	s.cursors.add(sess, req.RID)
+}
+
+// opClientCall passes a group operation to logic as the client wrote it
+// and writes logic's reply frame back as it is. Logic validates the fields
+// and decides who may do what; the gateway adds who is asking.
+func (s *Server) opClientCall(sess *session.Session, req *request, text []byte) {
+	if len(req.RID) > protocol.MaxRequestIDLen {
+		s.clientError(sess, errcode.BadField, "rid longer than 64 bytes", "", clip(req.RID))
+		return
+	}
+	call := &logic.ClientCallReq{Uid: sess.UID(), Device: sess.Device(), GatewayId: s.cfg.ID,
+		ConnId: sess.ConnID(), Frame: bytes.Clone(text)} // text dies when Message returns
+	rid := req.RID
+	s.runRPC(sess, rid, func(ctx context.Context) {
+		resp, err := s.deps.Logic.ClientCall(ctx, call)
+		if err != nil {
+			s.rpcFailed(sess, "client_call", rid, err)
+			return
+		}
+		// Logic encodes the reply; an empty or broken one would reach the
+		// client as garbage, so it is refused like any failed call.
+		if len(resp.Frame) == 0 || !json.Valid(resp.Frame) {
+			s.rpcFailed(sess, "client_call", rid, errcode.New(errcode.Internal, "logic sent a reply that is not JSON"))
+			return
+		}
+		_ = sess.Send(wsframe.Frame(ws.OpText, resp.Frame))
+	})
 }
 
 // runRPC runs fn on the RPC worker pool with a bounded context; when the

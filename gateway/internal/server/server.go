@@ -10,8 +10,8 @@
 // session's bounded queue to a shared writer pool that grows only around
 // clients that block it; handshake, idle and close timeouts come from one
 // sweeper goroutine walking the table's shards; sync and conversations
-// calls to logic run on a bounded worker pool, never on netpoll's
-// goroutines. Memory per idle connection is kept to about 3 KiB
+// calls to logic (and the batched cursor reads of pings) run on a bounded
+// worker pool, never on netpoll's goroutines. Memory per idle connection is kept to about 3 KiB
 // (docs/TUNING.md): small netpoll buffers and a trimmed write scratch
 // (netpoll.go), the 101 response written straight to the socket, and a
 // small session.
@@ -52,6 +52,10 @@ type Logic interface {
 	routereg.Logic
 	Sync(ctx context.Context, req *logic.SyncReq) (*logic.SyncResp, error)
 	Conversations(ctx context.Context, req *logic.ConversationsReq) (*logic.ConversationsResp, error)
+	// ClientCall answers a client frame logic handles (group operations).
+	ClientCall(ctx context.Context, req *logic.ClientCallReq) (*logic.ClientCallResp, error)
+	// Cursors returns users' inbox cursors, for pongs.
+	Cursors(ctx context.Context, req *logic.CursorsReq) (*logic.CursorsResp, error)
 }
 
 // Deps are the server's collaborators.
@@ -80,6 +84,7 @@ type Server struct {
 	rpc     *workpool.Pool
 	reg     *routereg.Registrar
 	fan     *downstream.Fanout
+	cursors *cursorBatcher
 
 	nextID   atomic.Int64
 	draining atomic.Bool
@@ -154,6 +159,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	// 2^53 so JavaScript clients read them exactly.
 	s.nextID.Store(time.Now().UnixMicro())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.cursors = &cursorBatcher{logic: deps.Logic, pool: s.rpc, ctx: s.ctx, timeout: cfg.RPCTimeout,
+		delay: cfg.CursorDelay, max: cfg.CursorBatch, reply: s.reply, m: s.m, log: s.log}
 	return s, nil
 }
 
@@ -312,6 +319,7 @@ wait:
 			err = e
 		}
 	}
+	s.cursors.close()
 	s.cancel()
 	s.rpc.Close()
 	s.writers.Close()

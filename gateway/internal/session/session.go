@@ -163,6 +163,10 @@ type Session struct {
 	// once the queue is flushed; no frame is accepted after that.
 	scheduled  bool
 	closeAfter bool
+	// typingAt is when the last typing indicator was let through, in
+	// milliseconds of the session clock modulo 2^32 (AllowTyping). Read
+	// side; it sits here to fill the padding after the flags.
+	typingAt uint32
 }
 
 const (
@@ -506,6 +510,22 @@ func (s *Session) OnClosed(netpoll.Connection) error {
 	s.head.Reset()
 	s.env.Handler.Closed(s)
 	return nil
+}
+
+// AllowTyping reports whether a typing indicator may pass: at most one
+// per every (under 49 days). Only the OnRequest goroutine calls it. The
+// time is kept in 32 bits of milliseconds, which wrap every 49.7 days; a
+// wrap can at worst drop one indicator that should have passed.
+func (s *Session) AllowTyping(every time.Duration) bool {
+	now := uint32(s.env.Now() / int64(time.Millisecond))
+	if s.typingAt != 0 && now-s.typingAt < uint32(every.Milliseconds()) {
+		return false
+	}
+	if now == 0 {
+		now-- // 0 means "none yet": count from a millisecond earlier
+	}
+	s.typingAt = now
+	return true
 }
 
 // Allow counts one client message against the per-connection rate limit

@@ -42,4 +42,15 @@ func (Logic) Conversations(context.Context, *logic.ConversationsReq) (*logic.Con
 	return nil, errUnavailable
 }
 
+// ClientCall (group operations) is not served in standalone mode.
+func (Logic) ClientCall(context.Context, *logic.ClientCallReq) (*logic.ClientCallResp, error) {
+	return nil, errUnavailable
+}
+
+// Cursors knows no cursors: pongs go out without one (and without a
+// failed call to count and log for every batch of pings).
+func (Logic) Cursors(context.Context, *logic.CursorsReq) (*logic.CursorsResp, error) {
+	return &logic.CursorsResp{}, nil
+}
+
 var errUnavailable = errcode.New(errcode.Unavailable, "gateway runs standalone (benchmark mode): no logic service")
