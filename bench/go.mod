@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/cloudwego/kitex v0.16.3
+	github.com/cloudwego/netpoll v0.7.2
 	github.com/gobwas/ws v1.4.0
 	github.com/gochat-im/gochat/idl v0.0.0
 	github.com/gochat-im/gochat/pkg v0.0.0
@@ -22,7 +23,6 @@ require (
 	github.com/cloudwego/frugal v0.3.1 // indirect
 	github.com/cloudwego/gopkg v0.2.0 // indirect
 	github.com/cloudwego/localsession v0.2.1 // indirect
-	github.com/cloudwego/netpoll v0.7.2 // indirect
 	github.com/cloudwego/runtimex v0.1.1 // indirect
 	github.com/cloudwego/thriftgo v0.4.5 // indirect
 	github.com/confluentinc/confluent-kafka-go/v2 v2.11.1 // indirect

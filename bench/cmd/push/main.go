@@ -22,6 +22,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,23 +34,38 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gochat-im/gochat/bench/internal/refserver"
 	"github.com/gochat-im/gochat/bench/internal/wsload"
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/pkg/kafkax"
+	"github.com/gochat-im/gochat/pkg/protocol"
 )
 
 type pushOptions struct {
 	brokers string
-	size    int
-	rounds  int
-	burst   int
-	batch   int
-	timeout time.Duration
-	pause   time.Duration
+	// reference: run this many minimal netpoll servers (refserver)
+	// instead of pushing through gateways.
+	reference  int
+	refWriters int
+	refWrite   string
+	refProcs   int
+	size       int
+	rounds     int
+	burst      int
+	batch      int
+	timeout    time.Duration
+	pause      time.Duration
 }
 
 func main() {
+	if refserver.IsServer() {
+		if err := refserver.Serve(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "push reference server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if wsload.IsWorker() {
 		if err := wsload.RunWorker(os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "push worker:", err)
@@ -77,11 +93,36 @@ func run() error {
 	fs.IntVar(&po.batch, "batch", 5000, "targets per downstream record")
 	fs.DurationVar(&po.timeout, "round-timeout", time.Minute, "give up waiting for a round's frames after this long")
 	fs.DurationVar(&po.pause, "pause", 2*time.Second, "pause between rounds")
+	fs.IntVar(&po.reference, "reference", 0, "instead of gateways, start this many minimal netpoll push servers (the yardstick for the gateway's figure; no Kafka, no token check) and push through them")
+	fs.IntVar(&po.refWriters, "ref-writers", 0, "with -reference: goroutines per server writing a push (0: GOMAXPROCS)")
+	fs.StringVar(&po.refWrite, "ref-write", refserver.WriteNetpoll, "with -reference: how a server writes each frame: netpoll (Malloc+Flush, one sendmsg) or raw (one write(2))")
+	fs.IntVar(&po.refProcs, "ref-procs", 0, "with -reference: GOMAXPROCS of each server (0: inherited)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage of push (open -n connections, push one message to all of them, report frames/s and time to last):\n")
 		fs.PrintDefaults()
 	}
 	_ = fs.Parse(os.Args[1:])
+	var refs []*refserver.Proc
+	if po.reference > 0 {
+		if po.refWrite != refserver.WriteNetpoll && po.refWrite != refserver.WriteRaw {
+			return fmt.Errorf("-ref-write %q: want netpoll or raw", po.refWrite)
+		}
+		var err error
+		refs, err = refserver.Start(po.reference, refserver.Config{Listen: "127.0.0.1:0", Writers: po.refWriters,
+			Write: po.refWrite, MaxProcs: po.refProcs})
+		if err != nil {
+			return err
+		}
+		defer refserver.Stop(refs)
+		var specs []string
+		for i, r := range refs {
+			specs = append(specs, fmt.Sprintf("ref%d=%s/%d", i+1, r.Addr, r.PID))
+		}
+		o.GatewaysFile, o.GatewaySpecs = "", strings.Join(specs, ",")
+		if o.Secret == "" && o.SecretFile == "" {
+			o.Secret = "reference" // signed tokens are sent but not checked
+		}
+	}
 	if err := o.Resolve(); err != nil {
 		return err
 	}
@@ -95,14 +136,18 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	prod, err := kafkax.NewProducer(kafkax.Common{Brokers: po.brokers}, log)
-	if err != nil {
-		return err
+	var prod *kafkax.Producer
+	if refs == nil {
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		if prod, err = kafkax.NewProducer(kafkax.Common{Brokers: po.brokers}, log); err != nil {
+			return err
+		}
+		defer prod.Close()
+		fmt.Printf("push: %d connections to %d gateways from %d worker processes\n", o.N, len(o.Gateways), len(plans))
+	} else {
+		fmt.Printf("push: %d connections to %d reference servers (%s writes, %d writer(s) each) from %d worker processes\n",
+			o.N, len(refs), po.refWrite, po.refWriters, len(plans))
 	}
-	defer prod.Close()
-
-	fmt.Printf("push: %d connections to %d gateways from %d worker processes\n", o.N, len(o.Gateways), len(plans))
 	start := time.Now()
 	fleet, err := wsload.StartFleet(plans)
 	if err != nil {
@@ -112,32 +157,65 @@ func run() error {
 	if err := openAll(ctx, fleet, o, start); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "gochat-push-")
-	if err != nil {
-		return err
+	var targets []wsload.Target
+	if refs == nil {
+		dir, err := os.MkdirTemp("", "gochat-push-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if targets, err = fleet.Targets(ctx, dir); err != nil {
+			return err
+		}
+		fmt.Printf("push: %d connections open; %d targets\n", fleet.Totals().Open, len(targets))
+	} else {
+		open := int(fleet.Totals().Open)
+		targets = make([]wsload.Target, open) // a reference server pushes to all it holds
+		fmt.Printf("push: %d connections open\n", open)
 	}
-	defer os.RemoveAll(dir)
-	targets, err := fleet.Targets(ctx, dir)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("push: %d connections open; %d targets\n", fleet.Totals().Open, len(targets))
 
 	gwPIDs := wsload.GatewayPIDs(o.Gateways)
 	var results []result
 	for r := 1; r <= po.rounds; r++ {
-		var msgs []kafkax.Msg
-		for k := 0; k < po.burst; k++ {
-			msgs = append(msgs, records(o.Gateways, targets, po, (r-1)*po.burst+k+1)...)
+		var (
+			trigger func() error
+			nrec    int
+		)
+		if refs == nil {
+			var msgs []kafkax.Msg
+			for k := 0; k < po.burst; k++ {
+				msgs = append(msgs, records(o.Gateways, targets, po, (r-1)*po.burst+k+1)...)
+			}
+			nrec = len(msgs)
+			trigger = func() error {
+				for _, m := range msgs {
+					if err := prod.Produce(m.Topic, m.Key, m.Value, nil); err != nil {
+						return fmt.Errorf("produce: %w", err)
+					}
+				}
+				return nil
+			}
+		} else {
+			trigger, nrec = refTrigger(refs, po, r), len(refs)*po.burst
 		}
-		res, err := round(ctx, fleet, prod, msgs, len(targets)*po.burst, po, gwPIDs, fleet.PIDs())
+		res, err := round(ctx, fleet, trigger, len(targets)*po.burst, po, gwPIDs, fleet.PIDs())
 		if err != nil {
 			return err
 		}
+		res.records = nrec
+		if refs != nil {
+			if err := refDone(refs, po, &res); err != nil {
+				return err
+			}
+		}
 		res.n = r
 		results = append(results, res)
-		fmt.Printf("round %d: %d/%d frames in %s, %.0f frames/s\n", r, res.delivered, len(targets)*po.burst,
+		fmt.Printf("round %d: %d/%d frames in %s, %.0f frames/s", r, res.delivered, len(targets)*po.burst,
 			wsload.Dur(res.last), res.rate())
+		if refs != nil {
+			fmt.Printf(" (servers done writing after %s)", wsload.Dur(res.serverWrite))
+		}
+		fmt.Println()
 		if r < po.rounds {
 			if err := sleep(ctx, po.pause); err != nil {
 				return err
@@ -198,7 +276,51 @@ func records(gws []wsload.Gateway, targets []wsload.Target, po pushOptions, seq 
 	return out
 }
 
+// pushFrame is the WebSocket frame a gateway writes for the push records
+// of this tool: the same JSON, so a reference server writes the same bytes.
+func pushFrame(po pushOptions, seq int) []byte {
+	b, _ := json.Marshal(protocol.Message{Type: protocol.TypeMsg, Conv: "g:bench", Seq: int64(seq), From: "bench",
+		ClientMsgID: fmt.Sprintf("push-%d", seq), ContentType: "text", Body: strings.Repeat("x", po.size),
+		TS: time.Now().UnixMilli()})
+	return refserver.TextFrame(b)
+}
+
+// refTrigger returns what starts round r on the reference servers: each is
+// sent the frame of each message of the burst.
+func refTrigger(refs []*refserver.Proc, po pushOptions, r int) func() error {
+	var frames [][]byte
+	for k := 0; k < po.burst; k++ {
+		frames = append(frames, pushFrame(po, (r-1)*po.burst+k+1))
+	}
+	return func() error {
+		for _, f := range frames {
+			for _, p := range refs {
+				if err := p.Push(f); err != nil {
+					return fmt.Errorf("reference push: %w", err)
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// refDone collects the reference servers' answers for a round and notes
+// the longest time a server spent writing.
+func refDone(refs []*refserver.Proc, po pushOptions, res *result) error {
+	for k := 0; k < po.burst; k++ {
+		for _, p := range refs {
+			_, took, err := p.Done(po.timeout)
+			if err != nil {
+				return err
+			}
+			res.serverWrite = max(res.serverWrite, took)
+		}
+	}
+	return nil
+}
+
 type result struct {
+	serverWrite time.Duration // reference servers: longest time writing a push
 	n           int
 	delivered   int64
 	first, last time.Duration // from produce to first / last arrival
@@ -215,8 +337,8 @@ func (r result) rate() float64 {
 	return float64(r.delivered) / r.last.Seconds()
 }
 
-// round pushes one message and waits for its frames.
-func round(ctx context.Context, fleet *wsload.Fleet, prod *kafkax.Producer, msgs []kafkax.Msg, want int,
+// round pushes one message (trigger sends it) and waits for its frames.
+func round(ctx context.Context, fleet *wsload.Fleet, trigger func() error, want int,
 	po pushOptions, gwPIDs, clientPIDs []int) (result, error) {
 	// Workers measure arrivals from the mark time, so mark a moment just
 	// ahead, wait for it, and produce exactly then.
@@ -232,10 +354,8 @@ func round(ctx context.Context, fleet *wsload.Fleet, prod *kafkax.Producer, msgs
 	}
 	time.Sleep(time.Until(t0))
 	cpu0, ccpu0 := wsload.TotalCPU(gwPIDs), wsload.TotalCPU(clientPIDs)
-	for _, m := range msgs {
-		if err := prod.Produce(m.Topic, m.Key, m.Value, nil); err != nil {
-			return result{}, fmt.Errorf("produce: %w", err)
-		}
+	if err := trigger(); err != nil {
+		return result{}, err
 	}
 	deadline := time.Now().Add(po.timeout)
 	var t wsload.Total
@@ -251,7 +371,6 @@ func round(ctx context.Context, fleet *wsload.Fleet, prod *kafkax.Producer, msgs
 	}
 	res := result{
 		delivered:  t.MarkFrames,
-		records:    len(msgs),
 		gatewayCPU: wsload.TotalCPU(gwPIDs) - cpu0,
 		clientCPU:  wsload.TotalCPU(clientPIDs) - ccpu0,
 		p50:        t.Push.Quantile(0.5),

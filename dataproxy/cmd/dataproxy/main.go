@@ -1,12 +1,15 @@
 // Command dataproxy serves GoChat's storage API over Kitex: messages,
-// conversations and users in SQLite (default) or MySQL, and the online route
-// table in Redis. It registers itself in etcd as gochat.dataproxy.
+// conversations and users in SQLite (default) or MySQL, sharded over
+// several databases and tables if configured (docs/DATAPROXY.md), and the
+// online route table in Redis. It registers itself in etcd as
+// gochat.dataproxy; with -etcd "" it serves without registering (for
+// benchmarks and tools that dial it directly).
 //
 // Every flag can also come from a config file (-config) or the environment
-// (GOCHAT_<FLAG_NAME>, e.g. GOCHAT_REDIS_PASSWORD, GOCHAT_MYSQL_DSN); keep
-// secrets in the environment. -check-schema prints the database's schema
-// version and exits 0 if it is current, 1 if it is not, 2 if it could not
-// be read; it changes nothing.
+// (GOCHAT_<FLAG_NAME>, e.g. GOCHAT_REDIS_PASSWORD, GOCHAT_SHARD_DBS); keep
+// secrets in the environment. -check-schema prints every shard database's
+// schema version and layout and exits 0 if all are current and match the
+// configuration, 1 if not, 2 if one could not be read; it changes nothing.
 package main
 
 import (
@@ -16,10 +19,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/cloudwego/kitex/pkg/remote/codec"
+	"github.com/cloudwego/kitex/pkg/rpcinfo"
+	"github.com/cloudwego/kitex/pkg/transmeta"
+	"github.com/cloudwego/kitex/server"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gochat-im/gochat/dataproxy/internal/handler"
@@ -30,65 +38,6 @@ import (
 	"github.com/gochat-im/gochat/pkg/rpcx"
 	"github.com/gochat-im/gochat/pkg/svc"
 )
-
-type settings struct {
-	listen, advertise string
-	registryTTL       time.Duration
-	store             string
-	dataDir           string
-	sqliteSync        string
-	mysqlDSN          string
-	mysqlMaxOpen      int
-	mysqlMaxIdle      int
-	redisAddr         string
-	redisPassword     string
-	redisDB           int
-	redisPrefix       string
-	routeTTL          time.Duration
-	maxBody           int
-	startupTimeout    time.Duration
-	checkSchema       bool
-}
-
-func (s *settings) register(fs *flag.FlagSet) {
-	fs.StringVar(&s.listen, "listen", "127.0.0.1:8910", "Kitex listen address; 0.0.0.0:port listens everywhere and registers the first non-loopback IPv4")
-	fs.StringVar(&s.advertise, "advertise", "", "address to register in etcd instead of the listen address")
-	fs.DurationVar(&s.registryTTL, "registry-ttl", 10*time.Second, "etcd lease TTL: how long a dead instance stays registered")
-	fs.StringVar(&s.store, "store", "sqlite", "storage: sqlite (embedded file under -data-dir) or mysql (-mysql-dsn)")
-	fs.StringVar(&s.dataDir, "data-dir", "./data", "data directory; the SQLite file is <data-dir>/dataproxy/gochat.db")
-	fs.StringVar(&s.sqliteSync, "sqlite-sync", "full", "SQLite synchronous mode: full (survives power loss) or normal (survives a crash of the process)")
-	fs.StringVar(&s.mysqlDSN, "mysql-dsn", "", `MySQL DSN, e.g. "gochat:secret@tcp(127.0.0.1:3306)/gochat" (prefer GOCHAT_MYSQL_DSN for the password)`)
-	fs.IntVar(&s.mysqlMaxOpen, "mysql-max-open", 32, "MySQL connection pool size")
-	fs.IntVar(&s.mysqlMaxIdle, "mysql-max-idle", 16, "MySQL idle connections kept")
-	fs.StringVar(&s.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis address")
-	fs.StringVar(&s.redisPassword, "redis-password", "", "Redis password (prefer the environment: GOCHAT_REDIS_PASSWORD)")
-	fs.IntVar(&s.redisDB, "redis-db", 0, "Redis database number")
-	fs.StringVar(&s.redisPrefix, "redis-prefix", routes.DefaultPrefix, "prefix of every Redis key")
-	fs.DurationVar(&s.routeTTL, "route-ttl", routes.DefaultTTL, "lifetime of an online route unless the caller gives one")
-	fs.IntVar(&s.maxBody, "max-body", store.DefaultMaxBody, "largest message body in bytes")
-	fs.DurationVar(&s.startupTimeout, "startup-timeout", time.Minute, "how long to wait at start for the database and Redis to answer")
-	fs.BoolVar(&s.checkSchema, "check-schema", false, "print the database schema version, exit 0 if current, 1 if not; changes nothing")
-}
-
-func (s *settings) validate() error {
-	switch {
-	case s.store != "sqlite" && s.store != "mysql":
-		return fmt.Errorf("-store %q: want sqlite or mysql", s.store)
-	case s.store == "mysql" && s.mysqlDSN == "":
-		return errors.New("-store mysql needs -mysql-dsn")
-	case s.sqliteSync != "full" && s.sqliteSync != "normal":
-		return fmt.Errorf("-sqlite-sync %q: want full or normal", s.sqliteSync)
-	case s.maxBody < 1 || s.maxBody > store.MaxMaxBody:
-		return fmt.Errorf("-max-body %d: want 1..%d", s.maxBody, store.MaxMaxBody)
-	case s.routeTTL < time.Second:
-		return fmt.Errorf("-route-ttl %v: want at least 1s", s.routeTTL)
-	case s.registryTTL < time.Second:
-		return fmt.Errorf("-registry-ttl %v: want at least 1s", s.registryTTL)
-	}
-	return nil
-}
-
-func (s *settings) sqlitePath() string { return filepath.Join(s.dataDir, "dataproxy", "gochat.db") }
 
 func main() { os.Exit(run()) }
 
@@ -127,6 +76,9 @@ func serve(cfg settings, common svc.Common, log *slog.Logger) error {
 		return err
 	}
 	defer admin.Close()
+	if cfg.pprofListen != "" {
+		startPprof(cfg.pprofListen, log)
+	}
 
 	startCtx, cancel := context.WithTimeout(ctx, cfg.startupTimeout)
 	defer cancel()
@@ -138,8 +90,11 @@ func serve(cfg settings, common svc.Common, log *slog.Logger) error {
 	if err := st.Ready(startCtx); err != nil {
 		return err
 	}
+	if err := store.RegisterMetrics(reg, st); err != nil {
+		return err
+	}
 
-	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr, Password: cfg.redisPassword, DB: cfg.redisDB})
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr, Password: cfg.redisPassword, DB: cfg.redisDB, PoolSize: cfg.redisPool})
 	defer rdb.Close()
 	if err := retry(startCtx, log, "redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() }); err != nil {
 		return err
@@ -148,17 +103,14 @@ func serve(cfg settings, common svc.Common, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	h, err := handler.New(handler.Config{}, st, rt, reg, log)
+	h, err := handler.New(handler.Config{MaxRequestBytes: cfg.maxRequestBytes}, st, rt, reg, log)
 	if err != nil {
 		return err
 	}
 
-	opts, err := rpcx.ServerOptions(rpcx.ServerConfig{
-		Service: rpcx.DataProxyService, Listen: cfg.listen, Advertise: cfg.advertise,
-		Etcd: common.EtcdEndpoints(), LeaseTTL: cfg.registryTTL,
-		// Ready once listed in etcd: before that no client can find us.
-		OnRegistered: func() { admin.SetReady(true) },
-	})
+	registered := len(common.EtcdEndpoints()) > 0
+	// Ready once listed in etcd: before that no client can find us.
+	opts, err := serverOptions(cfg, common, func() { admin.SetReady(true) })
 	if err != nil {
 		return err
 	}
@@ -168,7 +120,10 @@ func serve(cfg settings, common svc.Common, log *slog.Logger) error {
 	if err := waitListening(ctx, cfg.listen, runErr); err != nil {
 		return err
 	}
-	log.Info("dataproxy serving", "listen", cfg.listen, "store", cfg.store, "admin", admin.Addr())
+	if !registered {
+		admin.SetReady(true) // clients dial the address directly
+	}
+	log.Info("dataproxy serving", "listen", cfg.listen, "store", cfg.store, "layout", st.Layout().String(), "admin", admin.Addr())
 
 	select {
 	case <-ctx.Done():
@@ -184,14 +139,53 @@ func serve(cfg settings, common svc.Common, log *slog.Logger) error {
 	return nil
 }
 
+// startPprof serves the runtime profiles on addr until the process exits.
+func startPprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil {
+			log.Warn("pprof server stopped", "err", err)
+		}
+	}()
+}
+
+// serverOptions are rpcx's (etcd registration, TTHeader for business
+// errors) plus a bound on the request size, which the handler's own limit
+// stays well below so that an oversized call gets a business error. With no
+// etcd endpoints the server is not registered.
+func serverOptions(cfg settings, common svc.Common, onRegistered func()) ([]server.Option, error) {
+	limit := server.WithCodec(codec.NewDefaultCodecWithSizeLimit(2*cfg.maxRequestBytes + 1<<20))
+	if len(common.EtcdEndpoints()) > 0 {
+		opts, err := rpcx.ServerOptions(rpcx.ServerConfig{
+			Service: rpcx.DataProxyService, Listen: cfg.listen, Advertise: cfg.advertise,
+			Etcd: common.EtcdEndpoints(), LeaseTTL: cfg.registryTTL, OnRegistered: onRegistered,
+		})
+		return append(opts, limit), err
+	}
+	addr, err := net.ResolveTCPAddr("tcp", cfg.listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", cfg.listen, err)
+	}
+	return []server.Option{
+		server.WithServiceAddr(addr),
+		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: rpcx.DataProxyService}),
+		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
+		server.WithExitWaitTime(2 * time.Second),
+		limit,
+	}, nil
+}
+
 // openStore opens the configured store; MySQL is retried until ctx ends,
 // as it may still be starting.
 func openStore(ctx context.Context, cfg settings, log *slog.Logger, readOnly bool) (*store.SQLStore, error) {
-	opts := store.Options{MaxBody: cfg.maxBody}
 	if cfg.store == "sqlite" {
-		return store.OpenSQLite(store.SQLiteConfig{Path: cfg.sqlitePath(), Sync: cfg.sqliteSync, ReadOnly: readOnly, Options: opts}, log)
+		return store.OpenSQLite(cfg.sqliteConfig(readOnly), log)
 	}
-	mc := store.MySQLConfig{DSN: cfg.mysqlDSN, MaxOpen: cfg.mysqlMaxOpen, MaxIdle: cfg.mysqlMaxIdle, CreateDatabase: !readOnly, Options: opts}
+	mc := cfg.mysqlConfig(readOnly)
 	if readOnly {
 		return store.OpenMySQL(ctx, mc, log)
 	}
@@ -255,7 +249,8 @@ func waitListening(ctx context.Context, listen string, runErr <-chan error) erro
 	}
 }
 
-// checkSchema prints the schema version: exit 0 current, 1 not, 2 unknown.
+// checkSchema prints each shard database's schema version and layout:
+// exit 0 all current, 1 not, 2 unknown.
 func checkSchema(cfg settings, log *slog.Logger) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -274,15 +269,22 @@ func checkSchema(cfg settings, log *slog.Logger) int {
 		return 2
 	}
 	defer st.Close()
-	cur, latest, err := st.SchemaVersion(ctx)
+	shards, err := st.CheckSchema(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dataproxy:", err)
 		return 2
 	}
-	if cur == latest {
-		fmt.Printf("%s: schema version %d, latest %d: current\n", cfg.store, cur, latest)
-		return 0
+	code := 0
+	for _, sh := range shards {
+		layout := sh.Layout
+		if layout == "" {
+			layout = "no layout recorded"
+		}
+		verdict := "current"
+		if sh.Problem != "" {
+			verdict, code = "NOT CURRENT: "+sh.Problem, 1
+		}
+		fmt.Printf("%s shard %d %s: schema version %d, latest %d; %s; %s\n", cfg.store, sh.Shard, sh.Name, sh.Version, sh.Latest, layout, verdict)
 	}
-	fmt.Printf("%s: schema version %d, latest %d: not current\n", cfg.store, cur, latest)
-	return 1
+	return code
 }

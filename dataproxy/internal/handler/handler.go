@@ -5,9 +5,12 @@
 // Each method is thin: check the request's size and shape, call the store or
 // the route table once, convert the answer. Errors reach the caller as Kitex
 // business status errors with pkg/errcode codes: a bad request is
-// BadRequest/BadField, an unknown conversation ConvNotFound, and any failure
-// of the database or Redis Unavailable (retry later). A handler never panics
-// on input.
+// BadRequest/BadField, a call carrying too many bytes TooLarge (an
+// oversized message inside a call gets TooLarge in its own result), an
+// unknown conversation ConvNotFound, and any failure of the database or
+// Redis Unavailable (retry later; an append retried with the same client
+// message ids never stores a message twice). A handler never panics on
+// input.
 //
 // Concurrency: a Handler is safe for concurrent use; Kitex calls it from many
 // goroutines. It holds no state besides its dependencies and metrics.
@@ -40,6 +43,9 @@ type RouteTable interface {
 // Defaults and limits of a call.
 const (
 	DefaultMaxBatch = 1000
+	// DefaultMaxRequestBytes bounds the bytes of the messages of one
+	// AppendMessages call.
+	DefaultMaxRequestBytes = 64 << 20
 	// MaxRouteTTL is the longest ttl_seconds a SetRoutes may ask for.
 	MaxRouteTTL = 24 * time.Hour
 )
@@ -49,15 +55,21 @@ type Config struct {
 	// MaxBatch is the most items, users, uids or routes one call may carry;
 	// 0 means DefaultMaxBatch.
 	MaxBatch int
+	// MaxRequestBytes bounds the summed size of the messages (ids, content
+	// type and body) of one AppendMessages call; a larger call is refused
+	// with TooLarge before it reaches the store. 0 means
+	// DefaultMaxRequestBytes. Each body is limited by the store as well.
+	MaxRequestBytes int
 }
 
 // Handler implements dataproxy.DataProxy.
 type Handler struct {
-	st  store.Store
-	rt  RouteTable
-	max int
-	log *slog.Logger
-	m   *metrics
+	st       store.Store
+	rt       RouteTable
+	max      int
+	maxBytes int
+	log      *slog.Logger
+	m        *metrics
 }
 
 // New returns a Handler. Its metrics are registered on reg.
@@ -68,8 +80,11 @@ func New(cfg Config, st store.Store, rt RouteTable, reg prometheus.Registerer, l
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
-	if cfg.MaxBatch < 0 {
-		return nil, fmt.Errorf("handler: max batch %d", cfg.MaxBatch)
+	if cfg.MaxRequestBytes == 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if cfg.MaxBatch < 0 || cfg.MaxRequestBytes < 0 {
+		return nil, fmt.Errorf("handler: max batch %d, max request bytes %d", cfg.MaxBatch, cfg.MaxRequestBytes)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -78,7 +93,7 @@ func New(cfg Config, st store.Store, rt RouteTable, reg prometheus.Registerer, l
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{st: st, rt: rt, max: cfg.MaxBatch, log: log, m: m}, nil
+	return &Handler{st: st, rt: rt, max: cfg.MaxBatch, maxBytes: cfg.MaxRequestBytes, log: log, m: m}, nil
 }
 
 // fail turns a dependency's error into the error the caller sees: a coded
@@ -101,12 +116,47 @@ func (h *Handler) AppendMessages(ctx context.Context, req *dataproxy.AppendMessa
 	if err := h.checkCount("items", len(req.Items)); err != nil {
 		return nil, err
 	}
-	res, err := h.st.AppendMessages(ctx, appendItems(req.Items))
+	if n := requestBytes(req.Items); n > h.maxBytes {
+		return nil, errcode.Biz(errcode.TooLarge, "the messages of this call hold %d bytes; the limit is %d", n, h.maxBytes)
+	}
+	res, err := h.appendMessages(ctx, req.Items)
 	if err != nil {
 		return nil, h.fail("AppendMessages", err)
 	}
 	h.m.countAppend(res)
 	return &dataproxy.AppendMessagesResp{Results: appendResults(res)}, nil
+}
+
+// appendMessages stores the items, except recalls (recall_seq > 0), which
+// this store does not implement yet: they are answered Unsupported item by
+// item, never stored as plain messages.
+func (h *Handler) appendMessages(ctx context.Context, in []*dataproxy.AppendItem) ([]store.AppendResult, error) {
+	items := appendItems(in)
+	keep := make([]int, 0, len(in))
+	for i, it := range in {
+		if it == nil || it.RecallSeq == 0 {
+			keep = append(keep, i)
+		}
+	}
+	if len(keep) == len(in) {
+		return h.st.AppendMessages(ctx, items)
+	}
+	sub := make([]store.AppendItem, len(keep))
+	for k, i := range keep {
+		sub[k] = items[i]
+	}
+	got, err := h.st.AppendMessages(ctx, sub)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]store.AppendResult, len(in))
+	for i := range res {
+		res[i] = store.AppendResult{ErrorCode: int32(errcode.Unsupported), ErrorMessage: "recall is not implemented by this dataproxy yet"}
+	}
+	for k, i := range keep {
+		res[i] = got[k]
+	}
+	return res, nil
 }
 
 // SyncMessages implements dataproxy.DataProxy.
@@ -231,6 +281,16 @@ func (h *Handler) checkCount(what string, n int) error {
 		return errcode.Biz(errcode.BadRequest, "%d %s in one call; the limit is %d", n, what, h.max)
 	}
 	return nil
+}
+
+func requestBytes(items []*dataproxy.AppendItem) int {
+	n := 0
+	for _, it := range items {
+		if it != nil {
+			n += len(it.ConvId) + len(it.Sender) + len(it.Recipient) + len(it.ClientMsgId) + len(it.ContentType) + len(it.Body)
+		}
+	}
+	return n
 }
 
 func errNoRequest() error { return errcode.Biz(errcode.BadRequest, "no request") }

@@ -167,11 +167,20 @@ func TestMessagesOverKitex(t *testing.T) {
 		t.Fatalf("users: %+v %v", users, err)
 	}
 
+	// A recall is not stored as a plain message while the store lacks it.
+	resp, err = e.cli.AppendMessages(ctx, &dataproxy.AppendMessagesReq{Items: []*dataproxy.AppendItem{
+		{ConvId: conv, Sender: "alice", Recipient: "bob", ClientMsgId: "r1", ContentType: "gochat.recall", RecallSeq: 1, RecallWindowMs: 60_000},
+		item("4", "after the recall"),
+	}})
+	if err != nil || resp.Results[0].ErrorCode != int32(errcode.Unsupported) || resp.Results[1].Seq != 3 {
+		t.Fatalf("recall: %+v %v", resp, err)
+	}
+
 	// The metrics saw it all.
 	if n := calls(t, e.reg, "SyncMessages", "3002"); n != 1 {
 		t.Fatalf("SyncMessages 3002 calls: %v", n)
 	}
-	if n := calls(t, e.reg, "AppendMessages", "ok"); n != 1 {
+	if n := calls(t, e.reg, "AppendMessages", "ok"); n != 2 {
 		t.Fatalf("AppendMessages ok calls: %v", n)
 	}
 

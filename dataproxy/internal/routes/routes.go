@@ -19,9 +19,13 @@
 // an earlier, longer route. Gateways are expected to call SetRoutes again
 // well within the TTL for every live connection. Nothing else is stored.
 //
-// Sequence numbers are not kept in Redis (see package store): losing the
-// whole route table only makes users look offline until their gateways set
-// their routes again.
+// That is the only kind of key the dataproxy writes: no sequence counters
+// (seqs are assigned in the SQL transaction that stores the messages, see
+// package store) and no caches live in Redis. Losing the whole of Redis
+// (FLUSHALL, a restart without persistence) therefore loses no message and
+// changes no seq; it only makes users look offline until their gateways set
+// their routes again, and the compare-and-delete script is loaded again on
+// its first NOSCRIPT.
 //
 // # Concurrency
 //

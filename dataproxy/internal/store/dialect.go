@@ -1,39 +1,46 @@
 package store
 
 import (
+	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 
 	"github.com/go-sql-driver/mysql"
+	"modernc.org/sqlite"
 )
 
 // dialect holds the SQL that differs between SQLite and MySQL. Everything
-// else in SQLStore is plain SQL both accept.
+// else in the store is plain SQL both accept.
 type dialect struct {
 	name string
 
 	// txOptions for write transactions.
 	txOptions *sql.TxOptions
+	// duplicate reports an error of a statement refused by a unique key.
+	duplicate func(error) bool
 	// lockSuffix turns a SELECT into a locking read ("" on SQLite, where the
 	// single writer connection already excludes every other writer).
 	lockSuffix string
-	// insertIgnore* create a row unless its key exists, leaving the existing
-	// row as it was. On MySQL this is INSERT ... ON DUPLICATE KEY UPDATE with
-	// a no-op assignment rather than INSERT IGNORE: it takes an exclusive lock
-	// on a duplicate at once (no shared-then-exclusive upgrade that could
-	// deadlock) and does not turn data errors into warnings.
-	insertConv     string
-	insertUserConv string
-	insertMessage  string
-	// insertUsersHead and insertUsersTail wrap the VALUES rows of a
-	// multi-row user insert.
-	insertUsersHead string
-	insertUsersTail string
+	// keepTail ends a multi-row INSERT so that a row whose key exists is
+	// left as it was. On MySQL this is ON DUPLICATE KEY UPDATE with a no-op
+	// assignment rather than INSERT IGNORE: it locks a duplicate at once (no
+	// shared-then-exclusive upgrade that could deadlock) and does not turn
+	// data errors into warnings. col is a key column.
+	keepTail func(col string) string
+	// saveSeqs is the statement that writes the new last_seq and
+	// updated_at_ms of many conversations, given the conversations table:
+	// (conv_id, last_seq, updated_at_ms) per row. It is an UPDATE from a
+	// derived table rather than an INSERT ... ON DUPLICATE KEY UPDATE: the
+	// rows are already locked, and the duplicate-key check of the latter
+	// takes gap locks (even in READ COMMITTED) that make two batches wait on
+	// each other for conversations they do not share.
+	saveSeqs func(table string) rowSQL
 
-	createMigrationsTable string
-	hasMigrationsTable    string
-	// lockMigrations returns 1 once this session holds the migration lock
-	// (empty: not needed).
+	hasTable string // one parameter: the table name; returns a count
+
+	// lockMigrations returns 1 once this session holds the migration lock of
+	// the current database (empty: not needed).
 	lockMigrations   string
 	unlockMigrations string
 
@@ -42,39 +49,72 @@ type dialect struct {
 	retryable func(error) bool
 }
 
-const (
-	convCols    = "(conv_id, kind, last_seq, created_at_ms, updated_at_ms) VALUES (?, ?, 0, ?, 0)"
-	userConvCol = "(uid, conv_id, kind, peer, created_at_ms) VALUES (?, ?, ?, ?, ?)"
-	messageCols = "(conv_id, seq, sender, recipient, client_msg_id, content_type, body, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
 var sqliteDialect = dialect{
-	name:                  "sqlite",
-	insertConv:            "INSERT INTO conversations " + convCols + " ON CONFLICT (conv_id) DO NOTHING",
-	insertUserConv:        "INSERT INTO user_conversations " + userConvCol + " ON CONFLICT (uid, conv_id) DO NOTHING",
-	insertMessage:         "INSERT INTO messages " + messageCols + " ON CONFLICT DO NOTHING",
-	insertUsersHead:       "INSERT INTO users (uid, name, created_at_ms) VALUES ",
-	insertUsersTail:       " ON CONFLICT (uid) DO NOTHING",
-	createMigrationsTable: "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)",
-	hasMigrationsTable:    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
-	retryable:             func(error) bool { return false },
+	name: "sqlite",
+	duplicate: func(err error) bool {
+		var se *sqlite.Error
+		return errors.As(err, &se) && se.Code()&0xff == 19 // SQLITE_CONSTRAINT
+	},
+	keepTail: func(string) string { return " ON CONFLICT DO NOTHING" },
+	saveSeqs: func(t string) rowSQL {
+		return rowSQL{head: "UPDATE " + t + " SET last_seq = v.column2, updated_at_ms = v.column3 FROM (VALUES ", tuple: "(?, ?, ?)",
+			tail: ") AS v WHERE " + t + ".conv_id = v.column1"}
+	},
+	hasTable:  "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+	retryable: func(error) bool { return false },
 }
 
 var mysqlDialect = dialect{
-	name:                  "mysql",
-	lockSuffix:            " FOR UPDATE",
-	insertConv:            "INSERT INTO conversations " + convCols + " ON DUPLICATE KEY UPDATE conv_id = conv_id",
-	insertUserConv:        "INSERT INTO user_conversations " + userConvCol + " ON DUPLICATE KEY UPDATE uid = uid",
-	insertMessage:         "INSERT INTO messages " + messageCols + " ON DUPLICATE KEY UPDATE seq = seq",
-	insertUsersHead:       "INSERT INTO users (uid, name, created_at_ms) VALUES ",
-	insertUsersTail:       " ON DUPLICATE KEY UPDATE uid = uid",
-	createMigrationsTable: "CREATE TABLE IF NOT EXISTS schema_migrations (version INT NOT NULL PRIMARY KEY, name VARCHAR(100) NOT NULL, applied_at_ms BIGINT NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-	hasMigrationsTable:    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'schema_migrations'",
-	lockMigrations:        "SELECT GET_LOCK('gochat_schema_migrations', 60)",
-	unlockMigrations:      "SELECT RELEASE_LOCK('gochat_schema_migrations')",
+	name: "mysql",
+	// Every connection is in READ COMMITTED (see readCommitted): the append
+	// transaction locks the rows it depends on explicitly, and this level
+	// takes no gap locks, which would make concurrent inserts of new
+	// conversations deadlock.
+	duplicate: func(err error) bool {
+		var me *mysql.MySQLError
+		return errors.As(err, &me) && me.Number == 1062 // ER_DUP_ENTRY
+	},
+	lockSuffix: " FOR UPDATE",
+	keepTail:   func(col string) string { return " ON DUPLICATE KEY UPDATE " + col + " = " + col },
+	// A UNION ALL derived table: MariaDB and MySQL spell a VALUES table
+	// differently.
+	saveSeqs: func(t string) rowSQL {
+		return rowSQL{head: "UPDATE " + t + " AS c JOIN (", tuple: "SELECT ? AS id, ? AS s, ? AS u", sep: " UNION ALL ",
+			tail: ") AS v ON c.conv_id = v.id SET c.last_seq = v.s, c.updated_at_ms = v.u"}
+	},
+	hasTable: "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+	// GET_LOCK names are server-wide: one lock per database, so the shard
+	// databases of one server migrate independently. Names are limited to
+	// 64 characters, hence the hash.
+	lockMigrations:   "SELECT GET_LOCK(CONCAT('gochat_migrate_', SHA1(DATABASE())), 60)",
+	unlockMigrations: "SELECT RELEASE_LOCK(CONCAT('gochat_migrate_', SHA1(DATABASE())))",
 	retryable: func(err error) bool {
 		var me *mysql.MySQLError
 		// 1213: deadlock found; InnoDB rolled the transaction back.
 		return errors.As(err, &me) && me.Number == 1213
 	},
 }
+
+// statementError reports whether err was caused by what a transaction
+// wrote (the server refused a statement) rather than by the connection, the
+// server's availability or a deadline. After such an error the group
+// committer runs each call of a failed batch on its own, so that one call's
+// bad data fails that call only; after any other error every call of the
+// batch fails, as each would again.
+func statementError(err error) bool {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, driver.ErrBadConn), errors.Is(err, mysql.ErrInvalidConn),
+		errors.Is(err, sql.ErrConnDone), errors.Is(err, sql.ErrTxDone), errors.Is(err, errClosed):
+		return false
+	}
+	var me *mysql.MySQLError
+	var se *sqlite.Error
+	var de *dataError
+	return errors.As(err, &me) || errors.As(err, &se) || errors.As(err, &de) || errors.Is(err, mysql.ErrPktTooLarge)
+}
+
+// dataError is an error of the store's own about the data of one call.
+type dataError struct{ msg string }
+
+func (e *dataError) Error() string { return e.msg }

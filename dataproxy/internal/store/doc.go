@@ -1,52 +1,79 @@
-// Package store keeps GoChat's durable data: messages, conversations and
-// users. It is the only package in GoChat that speaks SQL.
+// Package store keeps GoChat's durable data: messages, conversations, the
+// conversation list of each user, and users. It is the only package in
+// GoChat that speaks SQL. docs/DATAPROXY.md is the operator's guide to what
+// follows.
 //
 // # Implementations
 //
-// [Store] is the interface callers use. [SQLStore] implements it over two
-// databases that share one code path and differ only in their dialect:
+// [Store] is the interface callers use. [SQLStore] implements it over one or
+// more databases that share one code path and differ only in their dialect:
 //
-//   - SQLite ([OpenSQLite]), the embedded default: one file under the data
-//     directory, WAL journal, one writer connection (every write transaction
-//     runs on it, so writes are serialised inside the process) and a small
-//     pool of query-only reader connections that never block the writer.
-//     synchronous=FULL by default, so a commit survives a power cut;
-//     NORMAL is faster and still survives a process crash.
+//   - SQLite ([OpenSQLite]), the embedded default: files under the data
+//     directory, WAL journal, one writer connection per file (every write
+//     transaction of that file runs on it) and a small pool of query-only
+//     reader connections that never block the writer. synchronous=FULL by
+//     default, so a commit survives a power cut; NORMAL is faster and still
+//     survives a process crash.
 //   - MySQL/MariaDB ([OpenMySQL]), InnoDB tables in utf8mb4. Ids are stored as
 //     VARBINARY so that comparisons are byte-exact ("Bob" and "bob" are
-//     different users), message bodies as MEDIUMBLOB.
+//     different users), message bodies as MEDIUMBLOB. Optional read replicas
+//     per database.
+//
+// # Layout
+//
+// The tables that grow with traffic — messages, conversations (one row per
+// conversation holding last_seq) and user_conversations (each user's list)
+// — exist in D databases x T tables ([Layout]); users live in database 0.
+// [Layout.Locate] is the one router: a conversation's messages and its
+// conversations row are placed by the conversation id, so they always share
+// a database and the sequence transaction stays local; a user's list rows
+// are placed by the user id, so a list is read from one place. The layout is
+// recorded in every database when it is created (shard_layout) and checked
+// at every start: a store refuses a configuration that disagrees, a shard
+// given in the wrong order, or a database of another cluster. One database of
+// one table keeps the plain table names, so an unsharded database of an
+// earlier version is that layout.
 //
 // The schema is versioned: numbered SQL files per dialect (migrations/) are
-// applied at start by [SQLStore.Migrate] and recorded in schema_migrations.
+// applied to every database at start by [SQLStore.Migrate] and recorded in
+// schema_migrations; [SQLStore.CheckSchema] reports each database without
+// changing anything.
 //
 // # Sequence numbers
 //
-// Sequence numbers come from the database, not from Redis: AppendMessages
-// reads conversations.last_seq, gives each new message last_seq+1, +2, ... and
-// writes the new last_seq in the same transaction as the messages. So seqs
-// are 1, 2, 3 ... per conversation with no gap and no reuse, they survive any
-// crash exactly as the messages do, and losing Redis changes nothing.
+// Sequence numbers come from the database, never from Redis: an append reads
+// the conversation's last_seq under a row lock, gives each new message
+// last_seq+1, +2, ... and writes the new last_seq in the same transaction as
+// the messages. So seqs are 1, 2, 3 ... per conversation with no gap and no
+// reuse, they survive any crash exactly as the messages do, and losing Redis
+// changes nothing. A retransmission (same conversation, sender and client
+// message id) is found by a unique key and answered with the original seq.
+//
+// # Group commit
+//
+// Appends go through a committer per database (groupcommit.go): calls that
+// arrive while a transaction runs are combined into the next one, written
+// with multi-row statements, and committed together, each keeping its own
+// all-or-nothing result. A call whose messages live in several databases is
+// all-or-nothing per database only; if one database fails the call returns
+// an error and its retry returns what the others stored as duplicates.
 //
 // # Concurrency
 //
-// A [SQLStore] is safe for concurrent use. On MySQL, an append transaction
-// first creates any missing conversation row and then locks the rows of every
-// conversation it writes with SELECT ... FOR UPDATE, always in ascending
-// conv_id order, so two appends to one conversation serialise and two
-// batches never wait on each other in a cycle (a deadlock InnoDB reports
-// anyway is retried). On SQLite the single writer connection serialises all
-// appends. Either way a transaction that holds seq N commits after the one
-// holding N-1, so no reader can see N before N-1. Reads need no lock:
-// SyncMessages reads last_seq first and then only messages up to it, which
-// are all committed.
+// A [SQLStore] is safe for concurrent use. Lock order inside an append
+// transaction: conversation-list rows (sorted), then per table, tables in
+// ascending order, the existing conversation rows in ascending conv_id and
+// after them the newly created ones, all before any message is written. Two
+// appends to one conversation therefore serialise on its row; batches that
+// only touch existing conversations never wait on each other in a cycle,
+// and the rare deadlock of two batches creating conversations at once is
+// reported by InnoDB and the batch run again. No transaction spans two databases, and a
+// committer never waits for another. A transaction that holds seq N commits
+// after the one holding N-1, so no reader can see N before N-1. Reads take
+// no lock: SyncMessages reads last_seq first and then only messages up to
+// it, which are all committed.
 //
-// # Toward sharding
-//
-// Every message and conversation operation is keyed by one conversation (an
-// AppendMessages batch is processed conversation by conversation), and a
-// user's conversation list is keyed by user. A later router can therefore
-// split the data over D databases x T tables by conversation (and the user
-// list by user) and implement [Store] itself without changing callers. Such a
-// router can keep a batch all-or-none only within each shard; that is enough
-// for the delivery contract, which needs order and dedup per conversation.
+// Replicas serve reads that may lag (conversation lists, user lookups) and
+// sync pages they can prove complete; everything else reads the primary
+// (see [SQLStore.SyncMessages]).
 package store

@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,14 +19,21 @@ import (
 // The schema lives in migrations/<dialect>/NNNN_name.sql: one file per
 // version, numbered from 1 with no gaps, the same versions for every dialect.
 // A file is a list of statements, each ending with ';' at the end of a line;
-// lines starting with "--" are comments. Released files are never edited:
-// a change is a new file. MySQL commits every DDL statement on its own, so a
-// migration that stops halfway is run again from its start next time; write
-// its statements so that running them twice is harmless (IF NOT EXISTS, or a
-// check of information_schema).
+// lines starting with "--" are comments. A statement naming a table as
+// messages{{t}} (conversations{{t}}, user_conversations{{t}}) is run once per
+// table of the layout (see Layout.tableSuffix). Released files are never
+// changed in what they do: a change is a new file. (Version 1 gained the
+// {{t}} placeholders when sharding came; in a one-table layout it renders to
+// exactly the statements it always ran.) MySQL commits every DDL statement
+// on its own, so a migration that stops halfway is run again from its start
+// next time; write its statements so that running them twice is harmless
+// (IF NOT EXISTS, or a check of information_schema).
 //
 //go:embed migrations
 var migrationFiles embed.FS
+
+// tablePlaceholder marks a per-table statement in a migration file.
+const tablePlaceholder = "{{t}}"
 
 type migration struct {
 	version int
@@ -90,72 +99,189 @@ func splitSQL(text string) []string {
 	return stmts
 }
 
-// Migrate brings the schema up to the newest version, one transaction per
-// version where the database allows it. It is safe to call on every start
-// and from several processes at once: MySQL takes a named lock, SQLite's
-// write lock serialises the callers.
-func (s *SQLStore) Migrate(ctx context.Context) error {
-	conn, err := s.w.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer conn.Close()
-	if s.d.lockMigrations != "" {
-		var got sql.NullInt64
-		if err := conn.QueryRowContext(ctx, s.d.lockMigrations).Scan(&got); err != nil {
-			return fmt.Errorf("migrate: lock: %w", err)
+// render expands the per-table statements of m for layout l.
+func (m migration) render(l Layout) []string {
+	var out []string
+	for _, st := range m.stmts {
+		if !strings.Contains(st, tablePlaceholder) {
+			out = append(out, st)
+			continue
 		}
-		if !got.Valid || got.Int64 != 1 {
-			return errors.New("migrate: another process holds the migration lock")
+		for t := range l.Tables {
+			out = append(out, strings.ReplaceAll(st, tablePlaceholder, l.tableSuffix(t)))
 		}
-		defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), s.d.unlockMigrations) }()
 	}
-	if _, err := conn.ExecContext(ctx, s.d.createMigrationsTable); err != nil {
-		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+	return out
+}
+
+// layoutRecord is the row of shard_layout.
+type layoutRecord struct {
+	LayoutID string
+	Hash     string
+	DBs      int
+	Tables   int
+	Shard    int
+}
+
+func (r layoutRecord) String() string {
+	return fmt.Sprintf("shard %d of %s (layout %s, hash %s)", r.Shard, Layout{r.DBs, r.Tables}, r.LayoutID, r.Hash)
+}
+
+// ErrLayoutMismatch is wrapped by every refusal to use a database whose
+// recorded layout differs from the configured one.
+var ErrLayoutMismatch = errors.New("sharding layout differs from the configuration")
+
+// checkRecord compares a database's record with what this store expects
+// of it. wantID is the layout id of shard 0, or "" when not known yet.
+func (d *shardDB) checkRecord(rec layoutRecord, wantID string) error {
+	want := layoutRecord{LayoutID: rec.LayoutID, Hash: HashName, DBs: d.layout.DBs, Tables: d.layout.Tables, Shard: d.index}
+	if wantID != "" {
+		want.LayoutID = wantID
 	}
-	current, err := maxVersion(ctx, conn)
-	if err != nil {
-		return err
-	}
-	latest := len(s.migrations)
-	if current > latest {
-		return fmt.Errorf("migrate: database schema version %d is newer than this binary's %d", current, latest)
-	}
-	for _, m := range s.migrations[current:] {
-		if err := s.apply(ctx, conn, m); err != nil {
-			return err
-		}
-		s.log.Info("schema migrated", "version", m.version, "name", m.name)
+	if rec != want {
+		return fmt.Errorf("store: database %s is recorded as %v, but the configuration makes it %v: %w (see docs/DATAPROXY.md)",
+			d.name, rec, want, ErrLayoutMismatch)
 	}
 	return nil
 }
 
-func (s *SQLStore) apply(ctx context.Context, conn *sql.Conn, m migration) error {
+// readLayout returns the database's layout record; ok is false when it has
+// none (no shard_layout table, or no row).
+func (d *shardDB) readLayout(ctx context.Context, q queryer) (rec layoutRecord, ok bool, err error) {
+	var n int
+	if err := q.QueryRowContext(ctx, d.d.hasTable, "shard_layout").Scan(&n); err != nil {
+		return rec, false, fmt.Errorf("read layout of %s: %w", d.name, err)
+	}
+	if n == 0 {
+		return rec, false, nil
+	}
+	err = q.QueryRowContext(ctx, "SELECT layout_id, hash, dbs, tables_per_db, shard FROM shard_layout WHERE id = 1").
+		Scan(&rec.LayoutID, &rec.Hash, &rec.DBs, &rec.Tables, &rec.Shard)
+	if errors.Is(err, sql.ErrNoRows) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, fmt.Errorf("read layout of %s: %w", d.name, err)
+	}
+	return rec, true, nil
+}
+
+// migrate brings this database's schema up to the newest version and makes
+// sure it belongs to the configured layout, recording the layout if it is
+// new. wantID is the layout id read from shard 0 ("" for shard 0 itself);
+// the database's layout id is returned. It is safe to call on every start
+// and from several processes at once: MySQL takes a named lock per
+// database, SQLite's write lock serialises the callers.
+func (d *shardDB) migrate(ctx context.Context, migs []migration, wantID string) (string, error) {
+	conn, err := d.w.Conn(ctx)
+	if err != nil {
+		return "", fmt.Errorf("migrate %s: %w", d.name, err)
+	}
+	defer conn.Close()
+	if d.d.lockMigrations != "" {
+		var got sql.NullInt64
+		if err := conn.QueryRowContext(ctx, d.d.lockMigrations).Scan(&got); err != nil {
+			return "", fmt.Errorf("migrate %s: lock: %w", d.name, err)
+		}
+		if !got.Valid || got.Int64 != 1 {
+			return "", fmt.Errorf("migrate %s: another process holds the migration lock", d.name)
+		}
+		defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), d.d.unlockMigrations) }()
+	}
+	if _, err := conn.ExecContext(ctx, createMigrationsTable(d.d)); err != nil {
+		return "", fmt.Errorf("migrate %s: create schema_migrations: %w", d.name, err)
+	}
+	current, err := maxVersion(ctx, conn)
+	if err != nil {
+		return "", err
+	}
+	latest := len(migs)
+	if current > latest {
+		return "", fmt.Errorf("migrate %s: database schema version %d is newer than this binary's %d", d.name, current, latest)
+	}
+	rec, recorded, err := d.readLayout(ctx, conn)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case recorded:
+		if err := d.checkRecord(rec, wantID); err != nil {
+			return "", err
+		}
+	case current >= 1 && (d.layout != Layout{1, 1} || d.index != 0):
+		// A database from before layouts were recorded: it was created
+		// unsharded, with the plain table names.
+		return "", fmt.Errorf("store: database %s holds an unsharded schema (version %d, no layout record), but the configuration makes it shard %d of %s: %w (see docs/DATAPROXY.md)",
+			d.name, current, d.index, d.layout, ErrLayoutMismatch)
+	}
+	for _, m := range migs[current:] {
+		if err := d.apply(ctx, conn, m); err != nil {
+			return "", err
+		}
+		d.log.Info("schema migrated", "db", d.name, "version", m.version, "name", m.name)
+	}
+	if recorded {
+		return rec.LayoutID, nil
+	}
+	id := wantID
+	if id == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	// A parallel starter may record first; the row it wrote wins and is
+	// checked like any other.
+	if _, err := conn.ExecContext(ctx, "INSERT INTO shard_layout (id, layout_id, hash, dbs, tables_per_db, shard, created_at_ms) VALUES (1, ?, ?, ?, ?, ?, ?)"+
+		d.d.keepTail("id"), id, HashName, d.layout.DBs, d.layout.Tables, d.index, time.Now().UnixMilli()); err != nil {
+		return "", fmt.Errorf("migrate %s: record layout: %w", d.name, err)
+	}
+	rec, recorded, err = d.readLayout(ctx, conn)
+	if err != nil {
+		return "", err
+	}
+	if !recorded {
+		return "", fmt.Errorf("migrate %s: layout record missing after writing it", d.name)
+	}
+	if err := d.checkRecord(rec, wantID); err != nil {
+		return "", err
+	}
+	d.log.Info("sharding layout recorded", "db", d.name, "layout", rec.String())
+	return rec.LayoutID, nil
+}
+
+func createMigrationsTable(d dialect) string {
+	if d.name == "mysql" {
+		return "CREATE TABLE IF NOT EXISTS schema_migrations (version INT NOT NULL PRIMARY KEY, name VARCHAR(100) NOT NULL, applied_at_ms BIGINT NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+	}
+	return "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)"
+}
+
+func (d *shardDB) apply(ctx context.Context, conn *sql.Conn, m migration) error {
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("migrate %d: %w", m.version, err)
+		return fmt.Errorf("migrate %s %d: %w", d.name, m.version, err)
 	}
 	defer func() { _ = tx.Rollback() }()
 	// A parallel migrator may have applied this version between our read
 	// and our write lock (SQLite); check again inside the transaction.
 	var n int
 	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", m.version).Scan(&n); err != nil {
-		return fmt.Errorf("migrate %d: %w", m.version, err)
+		return fmt.Errorf("migrate %s %d: %w", d.name, m.version, err)
 	}
 	if n > 0 {
 		return nil
 	}
-	for i, st := range m.stmts {
+	for i, st := range m.render(d.layout) {
 		if _, err := tx.ExecContext(ctx, st); err != nil {
-			return fmt.Errorf("migrate %d (%s) statement %d: %w", m.version, m.name, i+1, err)
+			return fmt.Errorf("migrate %s %d (%s) statement %d: %w", d.name, m.version, m.name, i+1, err)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)",
 		m.version, m.name, time.Now().UnixMilli()); err != nil {
-		return fmt.Errorf("migrate %d: record: %w", m.version, err)
+		return fmt.Errorf("migrate %s %d: record: %w", d.name, m.version, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate %d: commit: %w", m.version, err)
+		return fmt.Errorf("migrate %s %d: commit: %w", d.name, m.version, err)
 	}
 	return nil
 }
@@ -172,19 +298,97 @@ func maxVersion(ctx context.Context, q queryer) (int, error) {
 	return int(v.Int64), nil
 }
 
-// SchemaVersion reports the database's schema version without changing
-// anything: 0 when the database has no schema_migrations table.
-func (s *SQLStore) SchemaVersion(ctx context.Context) (current, latest int, err error) {
-	latest = len(s.migrations)
+// schemaVersion reads the database's schema version without changing
+// anything: 0 when it has no schema_migrations table.
+func (d *shardDB) schemaVersion(ctx context.Context) (int, error) {
 	var n int
-	if err := s.r.QueryRowContext(ctx, s.d.hasMigrationsTable).Scan(&n); err != nil {
-		return 0, latest, fmt.Errorf("schema version: %w", err)
+	if err := d.r.QueryRowContext(ctx, d.d.hasTable, "schema_migrations").Scan(&n); err != nil {
+		return 0, fmt.Errorf("schema version of %s: %w", d.name, err)
 	}
 	if n == 0 {
-		return 0, latest, nil
+		return 0, nil
 	}
-	current, err = maxVersion(ctx, s.r)
-	return current, latest, err
+	return maxVersion(ctx, d.r)
+}
+
+// Migrate brings every database of the store up to the newest schema
+// version and checks (or, for a new database, records) its layout. Shard 0
+// goes first: its layout id is what the others must carry.
+func (s *SQLStore) Migrate(ctx context.Context) error {
+	id := ""
+	for _, d := range s.dbs {
+		got, err := d.migrate(ctx, s.migrations, id)
+		if err != nil {
+			return err
+		}
+		id = got
+	}
+	return nil
+}
+
+// SchemaVersion reports the lowest schema version among the store's
+// databases (0 for an empty one) and the newest this binary knows, without
+// changing anything.
+func (s *SQLStore) SchemaVersion(ctx context.Context) (current, latest int, err error) {
+	latest = len(s.migrations)
+	current = latest
+	for _, d := range s.dbs {
+		v, err := d.schemaVersion(ctx)
+		if err != nil {
+			return 0, latest, err
+		}
+		current = min(current, v)
+	}
+	return current, latest, nil
+}
+
+// ShardSchema is what CheckSchema found in one database.
+type ShardSchema struct {
+	Shard   int
+	Name    string // file path, or host/database
+	Version int
+	Latest  int
+	Layout  string // the recorded layout, "" if none
+	// Problem is empty when the database is current and matches the
+	// configured layout; otherwise it says what is wrong.
+	Problem string
+}
+
+// CheckSchema reads the schema version and the layout record of every
+// database without changing anything. An error means a database could not
+// be read at all.
+func (s *SQLStore) CheckSchema(ctx context.Context) ([]ShardSchema, error) {
+	out := make([]ShardSchema, 0, len(s.dbs))
+	firstID := ""
+	for _, d := range s.dbs {
+		st := ShardSchema{Shard: d.index, Name: d.name, Latest: len(s.migrations)}
+		v, err := d.schemaVersion(ctx)
+		if err != nil {
+			return nil, err
+		}
+		st.Version = v
+		rec, ok, err := d.readLayout(ctx, d.r)
+		if err != nil {
+			return nil, err
+		}
+		if d.index == 0 && ok {
+			firstID = rec.LayoutID
+		}
+		switch {
+		case ok:
+			st.Layout = rec.String()
+			if err := d.checkRecord(rec, firstID); err != nil {
+				st.Problem = err.Error()
+			}
+		case v >= 1 && (d.layout != Layout{1, 1} || d.index != 0):
+			st.Problem = fmt.Sprintf("holds an unsharded schema, but the configuration makes it shard %d of %s", d.index, d.layout)
+		}
+		if st.Problem == "" && v != st.Latest {
+			st.Problem = fmt.Sprintf("schema version %d, latest %d", v, st.Latest)
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }
 
 // LatestVersion is the newest schema version this binary knows for dialect

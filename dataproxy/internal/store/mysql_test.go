@@ -6,6 +6,9 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"io"
+	"log"
+	"os"
 	"testing"
 	"time"
 
@@ -15,13 +18,19 @@ import (
 	"github.com/gochat-im/gochat/dataproxy/internal/store/storetest"
 )
 
+func TestMain(m *testing.M) {
+	// The driver logs every connection the outage tests break.
+	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
+	os.Exit(m.Run())
+}
+
 // mysqlServer is the MariaDB every developer machine and CI run has.
 const mysqlServer = "root@tcp(127.0.0.1:3306)/"
 
 // testDatabase returns the DSN of a database with a random name that is
 // dropped when the test ends. The database itself is created by the store
 // (MySQLConfig.CreateDatabase).
-func testDatabase(t *testing.T) string {
+func testDatabase(t testing.TB) string {
 	t.Helper()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -54,9 +63,20 @@ func testDatabase(t *testing.T) string {
 
 func openMySQL(t *testing.T, dsn string) *store.SQLStore {
 	t.Helper()
+	return openMySQLCfg(t, store.MySQLConfig{DSN: dsn})
+}
+
+// openMySQLCfg opens and readies a store, with small pools and the
+// databases created, unless cfg says otherwise.
+func openMySQLCfg(t testing.TB, cfg store.MySQLConfig) *store.SQLStore {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := store.OpenMySQL(ctx, store.MySQLConfig{DSN: dsn, MaxOpen: 16, MaxIdle: 8, CreateDatabase: true}, nil)
+	if cfg.MaxOpen == 0 {
+		cfg.MaxOpen, cfg.MaxIdle = 8, 4
+	}
+	cfg.CreateDatabase = true
+	s, err := store.OpenMySQL(ctx, cfg, nil)
 	if err != nil {
 		t.Fatalf("OpenMySQL: %v", err)
 	}
@@ -87,4 +107,40 @@ func TestMySQLNoDatabase(t *testing.T) {
 func TestMySQLConformance(t *testing.T) {
 	dsn := testDatabase(t)
 	storetest.Run(t, func(t *testing.T) store.Store { return openMySQL(t, dsn) })
+}
+
+// Sharded: two databases of four tables each.
+func TestMySQLConformanceSharded(t *testing.T) {
+	dsns := []string{testDatabase(t), testDatabase(t)}
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openMySQLCfg(t, store.MySQLConfig{DSNs: dsns, Options: store.Options{
+			Tables: 4, GroupCommit: store.GroupCommit{MaxItems: 64, MaxWait: 200 * time.Microsecond},
+		}})
+	})
+}
+
+// Without group commit or the conversation-list cache.
+func TestMySQLConformanceNoBatching(t *testing.T) {
+	dsns := []string{testDatabase(t), testDatabase(t), testDatabase(t)}
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openMySQLCfg(t, store.MySQLConfig{DSNs: dsns, Options: store.Options{
+			Tables: 2, GroupCommit: store.GroupCommit{MaxItems: 1, Writers: 4}, IndexCache: -1,
+		}})
+	})
+}
+
+// Every connection runs in READ COMMITTED, the level appends are written for.
+func TestMySQLSessionIsolation(t *testing.T) {
+	s := openMySQL(t, testDatabase(t))
+	defer s.Close()
+	for _, db := range []*sql.DB{store.PrimaryForTest(s, 0)} {
+		var level string
+		err := db.QueryRow("SELECT @@transaction_isolation").Scan(&level)
+		if err != nil {
+			err = db.QueryRow("SELECT @@tx_isolation").Scan(&level)
+		}
+		if err != nil || level != "READ-COMMITTED" {
+			t.Fatalf("isolation %q %v", level, err)
+		}
+	}
 }

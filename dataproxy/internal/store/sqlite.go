@@ -19,25 +19,44 @@ import (
 
 // SQLiteConfig configures the embedded store.
 type SQLiteConfig struct {
-	// Path of the database file; its directory is created if missing.
+	// Path of the database file of shard 0; its directory is created if
+	// missing. The files of the other shards sit next to it (SQLitePaths).
 	Path string
+	// DBs is the number of database files; 0 means 1.
+	DBs int
 	// Sync is "full" (the default: a commit survives a power cut) or
 	// "normal" (a commit survives a crash of the process; the last
 	// transactions can be lost if the machine loses power).
 	Sync string
-	// Readers is the size of the read-only connection pool; 0 means 4.
+	// Readers is the size of each file's read-only connection pool; 0
+	// means 4.
 	Readers int
 	// BusyTimeout is how long a connection waits for a lock held by another
 	// connection or process; 0 means 5 s.
 	BusyTimeout time.Duration
-	// ReadOnly opens the file for inspection only: nothing is created or
+	// ReadOnly opens the files for inspection only: nothing is created or
 	// changed, writes fail. For tools such as -check-schema.
 	ReadOnly bool
 	Options
 }
 
-// OpenSQLite opens (creating if needed) the SQLite database at cfg.Path.
-// Call Ready (or Migrate) before use.
+// SQLitePaths returns the files of a store of dbs shards whose shard 0 is
+// path: path itself, then "<name>-1<ext>", "<name>-2<ext>" ... next to it
+// (gochat.db, gochat-1.db, ...). Shard 0 keeps the name of an unsharded
+// store so that a store started with another number of files finds the
+// old layout record and refuses to start.
+func SQLitePaths(path string, dbs int) []string {
+	out := []string{path}
+	ext := filepath.Ext(path)
+	base := strings.TrimSuffix(path, ext)
+	for i := 1; i < dbs; i++ {
+		out = append(out, base+"-"+strconv.Itoa(i)+ext)
+	}
+	return out
+}
+
+// OpenSQLite opens (creating if needed) the SQLite store whose shard 0 is
+// cfg.Path. Call Ready (or Migrate) before use.
 func OpenSQLite(cfg SQLiteConfig, log *slog.Logger) (*SQLStore, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("sqlite: no path")
@@ -56,60 +75,92 @@ func OpenSQLite(cfg SQLiteConfig, log *slog.Logger) (*SQLStore, error) {
 	if cfg.BusyTimeout == 0 {
 		cfg.BusyTimeout = 5 * time.Second
 	}
-	abs, err := filepath.Abs(cfg.Path)
+	opts, err := cfg.Options.withDefaults()
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
+		return nil, err
 	}
-	busy := strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)
+	layout := Layout{DBs: cfg.DBs, Tables: opts.Tables}.withDefaults()
+	if err := layout.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	stats := &counters{}
+	var dbs []*shardDB
+	fail := func(err error) (*SQLStore, error) {
+		for _, d := range dbs {
+			_ = d.close()
+		}
+		return nil, err
+	}
+	for i, p := range SQLitePaths(cfg.Path, layout.DBs) {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return fail(fmt.Errorf("sqlite: %w", err))
+		}
+		w, r, err := openSQLiteFile(abs, sync, cfg)
+		if err != nil {
+			return fail(err)
+		}
+		d := newShardDB(i, abs, layout, sqliteDialect, w, r, log, stats)
+		// SQLite has no packet limit; the bound keeps statements modest.
+		d.maxStmtBytes = 8 << 20
+		dbs = append(dbs, d)
+	}
+	s, err := newSQLStore(dbs, sqliteDialect, opts, stats, log)
+	if err != nil {
+		return fail(err)
+	}
+	return s, nil
+}
 
+// openSQLiteFile opens one file: a single writer connection and a pool of
+// query-only readers (both the same read-only pool with cfg.ReadOnly).
+func openSQLiteFile(abs, sync string, cfg SQLiteConfig) (w, r *sql.DB, err error) {
+	busy := strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)
 	if cfg.ReadOnly {
 		if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("sqlite %s: %w", abs, ErrNoDatabase)
+			return nil, nil, fmt.Errorf("sqlite %s: %w", abs, ErrNoDatabase)
 		} else if err != nil {
-			return nil, fmt.Errorf("sqlite: %w", err)
+			return nil, nil, fmt.Errorf("sqlite: %w", err)
 		}
 		r, err := openPool(fileURI(abs, url.Values{"mode": {"ro"}, "_busy_timeout": {busy}, "_query_only": {"1"}}), cfg.Readers)
-		if err != nil {
-			return nil, err
-		}
-		s, err := newSQLStore(r, r, sqliteDialect, cfg.Options, log)
-		if err != nil {
-			_ = r.Close()
-		}
-		return s, err
+		return r, r, err
 	}
-
 	if err := os.MkdirAll(filepath.Dir(abs), 0o750); err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
+		return nil, nil, fmt.Errorf("sqlite: %w", err)
 	}
 	// The writer sets WAL first: journal_mode is stored in the file, and the
 	// readers must find it set.
-	w, err := openPool(fileURI(abs, url.Values{
+	// Statement and savepoint journals in memory: an append writes through
+	// both (its multi-row INSERTs may fail half-way, and it may keep a
+	// savepoint), and files for them cost a write per page. A 32 MiB page
+	// cache (the default is 2 MiB) keeps the indexes of busy conversations
+	// in memory. A checkpoint every 8192 WAL pages (32 MiB; the default is
+	// 1000) rather than after nearly every large batch: a page that many
+	// batches change is copied to the database file once.
+	w, err = openPool(fileURI(abs, url.Values{
 		"_busy_timeout": {busy},
 		"_journal_mode": {"WAL"},
 		"_synchronous":  {sync},
 		"_txlock":       {"immediate"},
+		"_pragma":       {"temp_store(memory)", "cache_size(-32768)", "wal_autocheckpoint(8192)"},
 	}), 1)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var mode string
 	if err := w.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
 		_ = w.Close()
-		return nil, fmt.Errorf("sqlite: %s is not in WAL mode (%q): %w", abs, mode, err)
+		return nil, nil, fmt.Errorf("sqlite: %s is not in WAL mode (%q): %w", abs, mode, err)
 	}
-	r, err := openPool(fileURI(abs, url.Values{"_busy_timeout": {busy}, "_query_only": {"1"}}), cfg.Readers)
+	r, err = openPool(fileURI(abs, url.Values{"_busy_timeout": {busy}, "_query_only": {"1"}}), cfg.Readers)
 	if err != nil {
 		_ = w.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	s, err := newSQLStore(w, r, sqliteDialect, cfg.Options, log)
-	if err != nil {
-		_ = w.Close()
-		_ = r.Close()
-		return nil, err
-	}
-	return s, nil
+	return w, r, nil
 }
 
 // fileURI builds a SQLite URI filename: the path is escaped, so any

@@ -9,9 +9,9 @@ import (
 
 func pragma(t *testing.T, s *SQLStore, reader bool, name string) string {
 	t.Helper()
-	db := s.w
+	db := s.dbs[0].w
 	if reader {
-		db = s.r
+		db = s.dbs[0].r
 	}
 	var v string
 	if err := db.QueryRow("PRAGMA " + name).Scan(&v); err != nil {
@@ -36,11 +36,17 @@ func TestSQLiteSettings(t *testing.T) {
 		if got := pragma(t, s, false, "busy_timeout"); got != "5000" {
 			t.Errorf("busy_timeout %s", got)
 		}
+		if got := pragma(t, s, false, "temp_store"); got != "2" {
+			t.Errorf("temp_store %s", got)
+		}
+		if got := pragma(t, s, false, "wal_autocheckpoint"); got != "8192" {
+			t.Errorf("wal_autocheckpoint %s", got)
+		}
 		if got := pragma(t, s, true, "query_only"); got != "1" {
 			t.Errorf("reader query_only %s", got)
 		}
-		if s.w.Stats().MaxOpenConnections != 1 {
-			t.Errorf("writer pool has %d connections", s.w.Stats().MaxOpenConnections)
+		if s.dbs[0].w.Stats().MaxOpenConnections != 1 {
+			t.Errorf("writer pool has %d connections", s.dbs[0].w.Stats().MaxOpenConnections)
 		}
 		_ = s.Close()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/gochat-im/gochat/dataproxy/internal/store"
 	"github.com/gochat-im/gochat/dataproxy/internal/store/storetest"
@@ -34,5 +35,27 @@ func TestSQLiteConformanceSyncNormal(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "gochat.db")
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return openSQLite(t, store.SQLiteConfig{Path: path, Sync: "normal", Readers: 2})
+	})
+}
+
+// And sharded: two files of four tables each, with batches that wait a
+// little for company.
+func TestSQLiteConformanceSharded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gochat.db")
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openSQLite(t, store.SQLiteConfig{Path: path, DBs: 2, Sync: "normal", Options: store.Options{
+			Tables: 4, GroupCommit: store.GroupCommit{MaxItems: 64, MaxWait: 200 * time.Microsecond},
+		}})
+	})
+}
+
+// Without group commit or the conversation-list cache, every call runs on
+// its own and writes its list rows again: the contracts do not change.
+func TestSQLiteConformanceNoBatching(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gochat.db")
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openSQLite(t, store.SQLiteConfig{Path: path, DBs: 3, Sync: "normal", Options: store.Options{
+			Tables: 2, GroupCommit: store.GroupCommit{MaxItems: 1}, IndexCache: -1,
+		}})
 	})
 }

@@ -1,335 +1,226 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gochat-im/gochat/pkg/ids"
 )
 
-// SQLStore is the Store over a SQL database (SQLite or MySQL); see the
-// package doc. It is safe for concurrent use.
+// SQLStore is the Store over one or more SQL databases (SQLite files or
+// MySQL databases) laid out as described in the package doc. It is safe for
+// concurrent use.
 type SQLStore struct {
-	w    *sql.DB // write transactions (SQLite: one connection)
-	r    *sql.DB // plain reads (SQLite: query-only pool; MySQL: same as w)
-	d    dialect
-	opts Options
-	log  *slog.Logger
-	now  func() time.Time
+	layout Layout
+	dbs    []*shardDB
+	d      dialect
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	stats  *counters
+	index  *indexCache
 
 	migrations []migration
-	// Statements prepared once per connection, filled by prepare and only
-	// read afterwards.
-	ws map[string]*sql.Stmt // on w, used through tx.StmtContext
-	rs map[string]*sql.Stmt // on r
+	closeOnce  sync.Once
+	closeErr   error
 }
 
-// Queries used on every append or sync, prepared at open.
-const (
-	qLockConv   = "SELECT last_seq, updated_at_ms FROM conversations WHERE conv_id = ?"
-	qFindMsg    = "SELECT seq, created_at_ms FROM messages WHERE conv_id = ? AND sender = ? AND client_msg_id = ?"
-	qUpdateConv = "UPDATE conversations SET last_seq = ?, updated_at_ms = ? WHERE conv_id = ?"
-	qLastSeq    = "SELECT last_seq FROM conversations WHERE conv_id = ?"
-	qSync       = "SELECT seq, sender, recipient, client_msg_id, content_type, body, created_at_ms FROM messages" +
-		" WHERE conv_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
-	qListConvs = "SELECT uc.conv_id, uc.kind, uc.peer, c.last_seq, c.updated_at_ms" +
-		" FROM user_conversations uc JOIN conversations c ON c.conv_id = uc.conv_id" +
-		" WHERE uc.uid = ? ORDER BY c.updated_at_ms DESC, uc.conv_id ASC LIMIT ?"
-)
-
-// maxAttempts bounds how often an append is run again after a deadlock.
-const maxAttempts = 5
-
-// chunk is how many rows one multi-row statement carries.
-const chunk = 500
-
-func newSQLStore(w, r *sql.DB, d dialect, opts Options, log *slog.Logger) (*SQLStore, error) {
-	opts, err := opts.withDefaults()
-	if err != nil {
-		return nil, err
-	}
+// newSQLStore assembles a store from its opened databases (in shard order)
+// and starts their committers.
+func newSQLStore(dbs []*shardDB, d dialect, opts Options, stats *counters, log *slog.Logger) (*SQLStore, error) {
 	migs, err := loadMigrations(d.name)
 	if err != nil {
 		return nil, err
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	s := &SQLStore{
+		layout: dbs[0].layout, dbs: dbs, d: d, opts: opts, log: log, now: time.Now, stats: stats,
+		index: newIndexCache(opts.IndexCache), migrations: migs,
 	}
-	return &SQLStore{w: w, r: r, d: d, opts: opts, log: log, now: time.Now, migrations: migs}, nil
+	gc := opts.GroupCommit.withDefaults(d, len(dbs))
+	for _, db := range dbs {
+		db.gc = newCommitter(db, gc)
+	}
+	return s, nil
 }
 
-// prepare prepares the hot statements. It needs the schema, so it runs
-// after Migrate (or lazily: until then the maps are nil and queries go
-// unprepared).
-func (s *SQLStore) prepare(ctx context.Context) error {
-	ws := map[string]*sql.Stmt{}
-	rs := map[string]*sql.Stmt{}
-	for _, q := range []string{s.d.insertConv, qLockConv + s.d.lockSuffix, s.d.insertMessage, qFindMsg + s.d.lockSuffix, qUpdateConv} {
-		st, err := s.w.PrepareContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", q, err)
-		}
-		ws[q] = st
-	}
-	for _, q := range []string{qLastSeq, qSync, qListConvs} {
-		st, err := s.r.PrepareContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", q, err)
-		}
-		rs[q] = st
-	}
-	s.ws, s.rs = ws, rs
-	return nil
-}
+// Layout returns the store's layout.
+func (s *SQLStore) Layout() Layout { return s.layout }
 
-// Ready migrates the schema and prepares the statements: what a service
-// calls once after Open.
+// Ready migrates the schema of every database, checks the layout and
+// prepares the hot statements: what a service calls once after Open.
 func (s *SQLStore) Ready(ctx context.Context) error {
 	if err := s.Migrate(ctx); err != nil {
 		return err
 	}
-	return s.prepare(ctx)
-}
-
-// Close closes the database handles.
-func (s *SQLStore) Close() error {
-	for _, m := range []map[string]*sql.Stmt{s.ws, s.rs} {
-		for _, st := range m {
-			_ = st.Close()
+	single := s.layout == Layout{1, 1}
+	for _, d := range s.dbs {
+		if err := d.prepare(ctx, single); err != nil {
+			return err
 		}
 	}
-	err := s.w.Close()
-	if s.r != s.w {
-		err = errors.Join(err, s.r.Close())
-	}
-	return err
+	return nil
 }
 
-// txStmt is one statement used repeatedly inside a transaction.
-type txStmt struct {
-	tx    *sql.Tx
-	st    *sql.Stmt
-	query string
+// Close stops the committers (calls still waiting fail) and closes every
+// database handle. It is safe to call more than once.
+func (s *SQLStore) Close() error {
+	s.closeOnce.Do(func() {
+		var wg sync.WaitGroup
+		errs := make([]error, len(s.dbs))
+		for i, d := range s.dbs {
+			wg.Go(func() { errs[i] = d.close() })
+		}
+		wg.Wait()
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
 }
 
-func (s *SQLStore) txStmt(ctx context.Context, tx *sql.Tx, query string) txStmt {
-	if p := s.ws[query]; p != nil {
-		return txStmt{st: tx.StmtContext(ctx, p)}
-	}
-	return txStmt{tx: tx, query: query}
-}
-
-func (t txStmt) exec(ctx context.Context, args ...any) (sql.Result, error) {
-	if t.st != nil {
-		return t.st.ExecContext(ctx, args...)
-	}
-	return t.tx.ExecContext(ctx, t.query, args...)
-}
-
-func (t txStmt) queryRow(ctx context.Context, args ...any) *sql.Row {
-	if t.st != nil {
-		return t.st.QueryRowContext(ctx, args...)
-	}
-	return t.tx.QueryRowContext(ctx, t.query, args...)
-}
-
-func (s *SQLStore) readRow(ctx context.Context, query string, args ...any) *sql.Row {
-	if p := s.rs[query]; p != nil {
-		return p.QueryRowContext(ctx, args...)
-	}
-	return s.r.QueryRowContext(ctx, query, args...)
-}
-
-func (s *SQLStore) readRows(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if p := s.rs[query]; p != nil {
-		return p.QueryContext(ctx, args...)
-	}
-	return s.r.QueryContext(ctx, query, args...)
-}
-
-// AppendMessages implements Store.
+// AppendMessages implements Store. The valid items are split by database;
+// each database's share goes to its group committer and is committed, all
+// of it or none, in one transaction (shared with other calls). When the
+// items of one call live in several databases, each database commits its
+// share on its own: if one fails, the call returns an error although other
+// shares may be stored. Retrying the call is safe: what was stored comes
+// back as duplicates with its original seq.
+//
+// A conversation's members get their conversation-list rows (in the
+// database of each member) before or with its first message: rows in the
+// conversation's own database are written in the same transaction, rows in
+// other databases in a transaction that commits first. So a list never
+// misses a conversation that has messages; it may hold one whose first
+// append failed, which ListConversations skips until it has a message.
 func (s *SQLStore) AppendMessages(ctx context.Context, items []AppendItem) ([]AppendResult, error) {
 	results := make([]AppendResult, len(items))
-	valid := make([]int, 0, len(items))
+	now := s.now().UnixMilli()
+	reqs := make([]*appendReq, len(s.dbs))
 	for i := range items {
 		if e := validateItem(&items[i], s.opts.MaxBody); e != nil {
 			results[i] = AppendResult{ErrorCode: int32(e.Code), ErrorMessage: e.Msg}
 			continue
 		}
-		valid = append(valid, i)
-	}
-	if len(valid) == 0 {
-		return results, nil
-	}
-	now := s.now().UnixMilli()
-	for attempt := 1; ; attempt++ {
-		err := s.appendTx(ctx, items, valid, results, now)
-		if err == nil {
-			return results, nil
+		db, _ := s.layout.Locate(items[i].ConvID)
+		r := reqs[db]
+		if r == nil {
+			r = &appendReq{ctx: ctx, now: now, done: make(chan struct{})}
+			reqs[db] = r
 		}
-		if !s.d.retryable(err) || attempt == maxAttempts {
-			return nil, fmt.Errorf("append messages: %w", err)
-		}
-		s.log.Debug("append retried", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("append messages: %w", ctx.Err())
-		case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
-		}
-	}
-}
-
-// convState is one conversation inside an append transaction.
-type convState struct {
-	startSeq int64 // last_seq when the transaction locked the row
-	lastSeq  int64
-	updated  int64
-	senders  []string // senders of new messages, for group membership rows
-}
-
-type dedupKey struct{ conv, sender, cmid string }
-
-// appendTx runs one attempt of AppendMessages. Lock order: conversation rows
-// in ascending conv_id, all of them before any message is written.
-func (s *SQLStore) appendTx(ctx context.Context, items []AppendItem, valid []int, results []AppendResult, now int64) error {
-	tx, err := s.w.BeginTx(ctx, s.d.txOptions)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }()
-
-	convs := make(map[string]*convState)
-	var names []string
-	for _, i := range valid {
-		if c := items[i].ConvID; convs[c] == nil {
-			convs[c] = &convState{}
-			names = append(names, c)
-		}
-	}
-	sort.Strings(names)
-	insConv := s.txStmt(ctx, tx, s.d.insertConv)
-	lockConv := s.txStmt(ctx, tx, qLockConv+s.d.lockSuffix)
-	for _, c := range names {
-		if _, err := insConv.exec(ctx, c, convKind(c), now); err != nil {
-			return fmt.Errorf("create conversation %s: %w", c, err)
-		}
-		st := convs[c]
-		if err := lockConv.queryRow(ctx, c).Scan(&st.startSeq, &st.updated); err != nil {
-			return fmt.Errorf("lock conversation %s: %w", c, err)
-		}
-		st.lastSeq = st.startSeq
+		r.items = append(r.items, items[i])
+		r.pos = append(r.pos, i)
 	}
 
-	insMsg := s.txStmt(ctx, tx, s.d.insertMessage)
-	findMsg := s.txStmt(ctx, tx, qFindMsg+s.d.lockSuffix)
-	first := make(map[dedupKey]int, len(valid))
-	for _, i := range valid {
-		it := &items[i]
-		key := dedupKey{it.ConvID, it.Sender, it.ClientMsgID}
-		if j, ok := first[key]; ok {
-			results[i] = AppendResult{Seq: results[j].Seq, CreatedAtMs: results[j].CreatedAtMs, Duplicate: true}
+	// Conversation-list rows this process has not seen committed.
+	early := make([]*appendReq, len(s.dbs))
+	var keys []string
+	seen := make(map[string]bool)
+	for db, r := range reqs {
+		if r == nil {
 			continue
 		}
-		first[key] = i
-		st := convs[it.ConvID]
-		created := it.CreatedAtMs
-		if created == 0 {
-			created = now
-		}
-		seq := st.lastSeq + 1
-		res, err := insMsg.exec(ctx, it.ConvID, seq, it.Sender, it.Recipient, it.ClientMsgID, it.ContentType, it.Body, created)
-		if err != nil {
-			return fmt.Errorf("insert message %s/%d: %w", it.ConvID, seq, err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			st.lastSeq = seq
-			st.updated = max(st.updated, created)
-			if !ids.Member(it.ConvID, it.Sender) {
-				st.senders = append(st.senders, it.Sender)
+		for k := range r.items {
+			for _, row := range members(&r.items[k], now) {
+				key := indexKey(row.uid, row.conv)
+				if seen[key] || s.index.has(key) {
+					continue
+				}
+				seen[key] = true
+				keys = append(keys, key)
+				udb, ut := s.layout.Locate(row.uid)
+				row.table = ut
+				if udb == db {
+					r.index = append(r.index, row)
+					continue
+				}
+				e := early[udb]
+				if e == nil {
+					e = &appendReq{ctx: ctx, now: now, done: make(chan struct{})}
+					early[udb] = e
+				}
+				e.index = append(e.index, row)
 			}
-			results[i] = AppendResult{Seq: seq, CreatedAtMs: created}
+		}
+	}
+	s.stats.indexRows.Add(uint64(len(keys)))
+	if err := s.run(ctx, early); err != nil {
+		return nil, fmt.Errorf("append messages: conversation lists: %w", err)
+	}
+	if err := s.run(ctx, reqs); err != nil {
+		return nil, fmt.Errorf("append messages: %w", err)
+	}
+	s.index.add(keys)
+	for _, r := range reqs {
+		if r == nil {
 			continue
 		}
-		// Nothing inserted: the dedup key exists (the seq cannot, as the
-		// conversation row is locked and last_seq is the highest seq).
-		var orig AppendResult
-		err = findMsg.queryRow(ctx, it.ConvID, it.Sender, it.ClientMsgID).Scan(&orig.Seq, &orig.CreatedAtMs)
-		if errors.Is(err, sql.ErrNoRows) {
-			return errInconsistent(it.ConvID, "seq %d is taken but last_seq is %d", seq, st.lastSeq)
-		}
-		if err != nil {
-			return fmt.Errorf("find duplicate in %s: %w", it.ConvID, err)
-		}
-		orig.Duplicate = true
-		results[i] = orig
-	}
-
-	upd := s.txStmt(ctx, tx, qUpdateConv)
-	for _, c := range names {
-		st := convs[c]
-		if st.lastSeq == st.startSeq {
-			continue // every item was a duplicate
-		}
-		if _, err := upd.exec(ctx, st.lastSeq, st.updated, c); err != nil {
-			return fmt.Errorf("update conversation %s: %w", c, err)
-		}
-		if err := s.addMembers(ctx, tx, c, st, now); err != nil {
-			return err
+		for k, i := range r.pos {
+			results[i] = r.res[k]
 		}
 	}
-	return tx.Commit()
+	return results, nil
 }
 
-// addMembers records who takes part in conversation c: both users of a
-// one-to-one conversation when it gets its first message, and the senders
-// of a group conversation.
-func (s *SQLStore) addMembers(ctx context.Context, tx *sql.Tx, c string, st *convState, now int64) error {
-	type row struct{ uid, peer string }
-	var rows []row
-	if a, b, ok := ids.ParseP2P(c); ok {
-		if st.startSeq != 0 {
-			return nil
-		}
-		rows = []row{{a, b}, {b, a}}
-	} else {
-		for _, u := range st.senders {
-			rows = append(rows, row{uid: u})
-		}
-	}
-	kind := convKind(c)
-	seen := make(map[string]bool, len(rows))
-	for _, r := range rows {
-		if seen[r.uid] {
+// run hands each non-nil reqs[db] to database db's committer and waits for
+// all of them; it returns the first error.
+func (s *SQLStore) run(ctx context.Context, reqs []*appendReq) error {
+	var sent []*appendReq
+	var first error
+	for db, r := range reqs {
+		if r == nil {
 			continue
 		}
-		seen[r.uid] = true
-		if _, err := tx.ExecContext(ctx, s.d.insertUserConv, r.uid, c, kind, r.peer, now); err != nil {
-			return fmt.Errorf("add %s to %s: %w", r.uid, c, err)
+		if err := s.dbs[db].gc.submit(r); err != nil {
+			first = err
+			break
+		}
+		sent = append(sent, r)
+	}
+	for _, r := range sent {
+		select {
+		case <-r.done:
+			if r.err != nil && first == nil {
+				first = r.err
+			}
+		case <-ctx.Done():
+			// The transaction may still commit; a retry finds it.
+			return cmp.Or(first, ctx.Err())
 		}
 	}
-	return nil
+	return first
 }
 
-func convKind(conv string) string {
-	if strings.HasPrefix(conv, "p:") {
-		return ids.KindP2P
+// members returns the conversation-list rows an item implies: both users of
+// a one-to-one conversation, the sender of a group message.
+func members(it *AppendItem, now int64) []indexRow {
+	if a, b, ok := ids.ParseP2P(it.ConvID); ok {
+		return []indexRow{
+			{uid: a, conv: it.ConvID, kind: ids.KindP2P, peer: b, created: now},
+			{uid: b, conv: it.ConvID, kind: ids.KindP2P, peer: a, created: now},
+		}
 	}
-	return ids.KindGroup
+	return []indexRow{{uid: it.Sender, conv: it.ConvID, kind: ids.KindGroup, created: now}}
 }
 
-// SyncMessages implements Store. It reads last_seq first and then only
-// messages up to it: those are committed (they were written in the same
-// transaction as last_seq), so a page never has a hole filled later.
+// SyncMessages implements Store. It reads the conversation's last_seq on
+// the primary first and then only messages up to it: those are committed
+// (they were written in the same transaction as last_seq), so a page never
+// has a hole filled later, and every message acknowledged before the call
+// began is within reach.
+//
+// With replicas, the messages are read from one, and the page is used only
+// if it is exactly what the primary's last_seq promises: seqs after_seq+1,
+// +2, ... with none missing. A replica that lags for this conversation (it
+// has not applied the latest commits) returns fewer rows; the page is then
+// read again from the primary. So a sync right after an ack always sees the
+// acked message, whichever dataproxy instance acked it, while the bulk of
+// the reading is done by replicas that keep up.
 func (s *SQLStore) SyncMessages(ctx context.Context, conv string, afterSeq int64, limit int) (SyncResult, error) {
 	if !ids.ValidConv(conv) {
 		return SyncResult{}, badConv(conv)
@@ -341,8 +232,11 @@ func (s *SQLStore) SyncMessages(ctx context.Context, conv string, afterSeq int64
 	if err != nil {
 		return SyncResult{}, err
 	}
+	db, t := s.layout.Locate(conv)
+	d := s.dbs[db]
+	ts := d.t[t]
 	var res SyncResult
-	err = s.readRow(ctx, qLastSeq, conv).Scan(&res.LastSeq)
+	err = d.queryRow(ctx, d.r, ts.lastSeq, conv).Scan(&res.LastSeq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return SyncResult{}, convNotFound(conv)
 	}
@@ -352,31 +246,69 @@ func (s *SQLStore) SyncMessages(ctx context.Context, conv string, afterSeq int64
 	if afterSeq >= res.LastSeq {
 		return res, nil
 	}
-	rows, err := s.readRows(ctx, qSync, conv, afterSeq, res.LastSeq, limit)
-	if err != nil {
-		return SyncResult{}, fmt.Errorf("sync %s: %w", conv, err)
-	}
-	defer rows.Close()
-	res.Messages = make([]Message, 0, min(int64(limit), res.LastSeq-afterSeq))
-	for rows.Next() {
-		m := Message{ConvID: conv}
-		if err := rows.Scan(&m.Seq, &m.Sender, &m.Recipient, &m.ClientMsgID, &m.ContentType, &m.Body, &m.CreatedAtMs); err != nil {
-			return SyncResult{}, fmt.Errorf("sync %s: %w", conv, err)
+	want := min(int64(limit), res.LastSeq-afterSeq)
+	if rep := d.replica(); rep != nil {
+		msgs, err := d.readMessages(ctx, rep, ts, conv, afterSeq, res.LastSeq, limit)
+		if err == nil && int64(len(msgs)) == want && msgs[len(msgs)-1].Seq == afterSeq+want {
+			s.stats.replicaReads.Add(1)
+			res.Messages = msgs
+			res.HasMore = afterSeq+want < res.LastSeq
+			return res, nil
 		}
-		res.Messages = append(res.Messages, m)
+		s.stats.replicaMisses.Add(1)
+		if err != nil {
+			d.log.Debug("replica read failed", "db", d.name, "conv", conv, "err", err)
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return SyncResult{}, fmt.Errorf("sync %s: %w", conv, err)
+	msgs, err := d.readMessages(ctx, d.r, ts, conv, afterSeq, res.LastSeq, limit)
+	if err != nil {
+		return SyncResult{}, err
 	}
+	res.Messages = msgs
 	last := afterSeq
-	if n := len(res.Messages); n > 0 {
-		last = res.Messages[n-1].Seq
+	if n := len(msgs); n > 0 {
+		last = msgs[n-1].Seq
 	}
 	res.HasMore = last < res.LastSeq
 	return res, nil
 }
 
-// ListConversations implements Store.
+func (d *shardDB) readMessages(ctx context.Context, db *sql.DB, ts tableSQL, conv string, afterSeq, lastSeq int64, limit int) ([]Message, error) {
+	out := make([]Message, 0, min(int64(limit), lastSeq-afterSeq))
+	err := scanRows(d.query(ctx, db, ts.sync, conv, afterSeq, lastSeq, limit))(func(rows *sql.Rows) error {
+		m := Message{ConvID: conv}
+		if err := rows.Scan(&m.Seq, &m.Sender, &m.Recipient, &m.ClientMsgID, &m.ContentType, &m.Body, &m.CreatedAtMs); err != nil {
+			return err
+		}
+		out = append(out, m)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sync %s: %w", conv, err)
+	}
+	return out, nil
+}
+
+// readAny runs fn on a replica of d if it has one, and on the primary if it
+// has none or the replica fails. For reads that may lag.
+func (s *SQLStore) readAny(d *shardDB, fn func(db *sql.DB) error) error {
+	if rep := d.replica(); rep != nil {
+		err := fn(rep)
+		if err == nil {
+			s.stats.replicaReads.Add(1)
+			return nil
+		}
+		s.stats.replicaMisses.Add(1)
+		d.log.Debug("replica read failed", "db", d.name, "err", err)
+	}
+	return fn(d.r)
+}
+
+// ListConversations implements Store. The list is read where the user's
+// rows live (the database and table of the uid), then each conversation's
+// last_seq and time where the conversation lives; replicas serve both
+// when configured, so the answer may lag the primaries by the replication
+// delay (SyncMessages never does).
 func (s *SQLStore) ListConversations(ctx context.Context, uid string, limit int) ([]Conversation, error) {
 	if !ids.ValidUID(uid) {
 		return nil, badField("uid %q is not valid", clip(uid))
@@ -385,26 +317,93 @@ func (s *SQLStore) ListConversations(ctx context.Context, uid string, limit int)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.readRows(ctx, qListConvs, uid, limit)
+	var out []Conversation
+	if s.layout == (Layout{1, 1}) {
+		d := s.dbs[0]
+		err := s.readAny(d, func(db *sql.DB) error {
+			out = out[:0]
+			return scanRows(d.query(ctx, db, listJoin, uid, limit))(func(rows *sql.Rows) error {
+				var c Conversation
+				if err := rows.Scan(&c.ConvID, &c.Kind, &c.Peer, &c.LastSeq, &c.UpdatedAtMs); err != nil {
+					return err
+				}
+				out = append(out, c)
+				return nil
+			})
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list conversations of %s: %w", uid, err)
+		}
+		return out, nil
+	}
+
+	udb, ut := s.layout.Locate(uid)
+	d := s.dbs[udb]
+	var list []Conversation
+	err = s.readAny(d, func(db *sql.DB) error {
+		list = list[:0]
+		return scanRows(d.query(ctx, db, d.t[ut].listIndex, uid))(func(rows *sql.Rows) error {
+			var c Conversation
+			if err := rows.Scan(&c.ConvID, &c.Kind, &c.Peer); err != nil {
+				return err
+			}
+			list = append(list, c)
+			return nil
+		})
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list conversations of %s: %w", uid, err)
 	}
-	defer rows.Close()
-	var out []Conversation
-	for rows.Next() {
-		var c Conversation
-		if err := rows.Scan(&c.ConvID, &c.Kind, &c.Peer, &c.LastSeq, &c.UpdatedAtMs); err != nil {
-			return nil, fmt.Errorf("list conversations of %s: %w", uid, err)
-		}
-		out = append(out, c)
+	// Where each conversation lives.
+	type place struct{ db, table int }
+	byPlace := make(map[place][]string)
+	for _, c := range list {
+		db, t := s.layout.Locate(c.ConvID)
+		byPlace[place{db, t}] = append(byPlace[place{db, t}], c.ConvID)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list conversations of %s: %w", uid, err)
+	type seqTime struct{ last, updated int64 }
+	found := make(map[string]seqTime, len(list))
+	for p, convs := range byPlace {
+		cd := s.dbs[p.db]
+		for lo := 0; lo < len(convs); lo += rowsPerStmt {
+			part := convs[lo:min(lo+rowsPerStmt, len(convs))]
+			q := "SELECT conv_id, last_seq, updated_at_ms FROM " + cd.t[p.table].convs + " WHERE conv_id IN (" + placeholders(len(part)) + ") AND last_seq > 0"
+			args := make([]any, len(part))
+			for i, c := range part {
+				args[i] = c
+			}
+			err := s.readAny(cd, func(db *sql.DB) error {
+				return scanRows(db.QueryContext(ctx, q, args...))(func(rows *sql.Rows) error {
+					var c string
+					var v seqTime
+					if err := rows.Scan(&c, &v.last, &v.updated); err != nil {
+						return err
+					}
+					found[c] = v
+					return nil
+				})
+			})
+			if err != nil {
+				return nil, fmt.Errorf("list conversations of %s: %w", uid, err)
+			}
+		}
+	}
+	for _, c := range list {
+		if v, ok := found[c.ConvID]; ok {
+			c.LastSeq, c.UpdatedAtMs = v.last, v.updated
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b Conversation) int {
+		return cmp.Or(cmp.Compare(b.UpdatedAtMs, a.UpdatedAtMs), strings.Compare(a.ConvID, b.ConvID))
+	})
+	if len(out) > limit {
+		out = out[:limit]
 	}
 	return out, nil
 }
 
-// UpsertUsers implements Store.
+// UpsertUsers implements Store. Users live in shard 0 (see the package doc).
 func (s *SQLStore) UpsertUsers(ctx context.Context, users []User) (int, error) {
 	now := s.now().UnixMilli()
 	seen := make(map[string]bool, len(users))
@@ -426,27 +425,21 @@ func (s *SQLStore) UpsertUsers(ctx context.Context, users []User) (int, error) {
 	if len(todo) == 0 {
 		return 0, nil
 	}
-	tx, err := s.w.BeginTx(ctx, s.d.txOptions)
+	d := s.dbs[0]
+	tx, err := d.w.BeginTx(ctx, d.d.txOptions)
 	if err != nil {
 		return 0, fmt.Errorf("upsert users: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
 	created := 0
-	for len(todo) > 0 {
-		part := todo[:min(chunk, len(todo))]
-		todo = todo[len(part):]
-		var q strings.Builder
-		q.WriteString(s.d.insertUsersHead)
+	for lo := 0; lo < len(todo); lo += rowsPerStmt {
+		part := todo[lo:min(lo+rowsPerStmt, len(todo))]
 		args := make([]any, 0, 3*len(part))
-		for i, u := range part {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?)")
+		for _, u := range part {
 			args = append(args, u.UID, u.Name, u.CreatedAtMs)
 		}
-		q.WriteString(s.d.insertUsersTail)
-		res, err := tx.ExecContext(ctx, q.String(), args...)
+		q := values(rowSQL{head: "INSERT INTO users (uid, name, created_at_ms) VALUES ", tuple: "(?, ?, ?)", tail: d.d.keepTail("uid")}, len(part))
+		res, err := tx.ExecContext(ctx, q, args...)
 		if err != nil {
 			return 0, fmt.Errorf("upsert users: %w", err)
 		}
@@ -462,50 +455,67 @@ func (s *SQLStore) UpsertUsers(ctx context.Context, users []User) (int, error) {
 	return created, nil
 }
 
-// GetUsers implements Store.
+// GetUsers implements Store. With replicas, the users a replica does not
+// have are looked up again on the primary, so a user created a moment ago
+// is found even while the replica lags.
 func (s *SQLStore) GetUsers(ctx context.Context, uids []string) ([]User, error) {
-	found := make(map[string]User, len(uids))
 	var want []string
+	asked := make(map[string]bool, len(uids))
 	for _, u := range uids {
-		if _, dup := found[u]; dup || !ids.ValidUID(u) {
-			continue // a malformed uid cannot exist
+		if !asked[u] && ids.ValidUID(u) { // a malformed uid cannot exist
+			asked[u] = true
+			want = append(want, u)
 		}
-		found[u] = User{}
-		want = append(want, u)
 	}
-	for len(want) > 0 {
-		part := want[:min(chunk, len(want))]
-		want = want[len(part):]
-		q := "SELECT uid, name, created_at_ms FROM users WHERE uid IN (?" + strings.Repeat(", ?", len(part)-1) + ")"
+	found := make(map[string]User, len(want))
+	d := s.dbs[0]
+	if rep := d.replica(); rep != nil {
+		if err := getUsers(ctx, rep, want, found); err != nil {
+			s.stats.replicaMisses.Add(1)
+			d.log.Debug("replica read failed", "db", d.name, "err", err)
+		} else {
+			s.stats.replicaReads.Add(1)
+		}
+		missing := want[:0:0]
+		for _, u := range want {
+			if _, ok := found[u]; !ok {
+				missing = append(missing, u)
+			}
+		}
+		want = missing
+	}
+	if err := getUsers(ctx, d.r, want, found); err != nil {
+		return nil, err
+	}
+	var out []User
+	for _, u := range uids {
+		if f, ok := found[u]; ok {
+			out = append(out, f)
+			delete(found, u) // once, even if asked twice
+		}
+	}
+	return out, nil
+}
+
+func getUsers(ctx context.Context, db *sql.DB, uids []string, found map[string]User) error {
+	for lo := 0; lo < len(uids); lo += rowsPerStmt {
+		part := uids[lo:min(lo+rowsPerStmt, len(uids))]
 		args := make([]any, len(part))
 		for i, u := range part {
 			args[i] = u
 		}
-		rows, err := s.r.QueryContext(ctx, q, args...)
-		if err != nil {
-			return nil, fmt.Errorf("get users: %w", err)
-		}
-		for rows.Next() {
+		q := "SELECT uid, name, created_at_ms FROM users WHERE uid IN (" + placeholders(len(part)) + ")"
+		err := scanRows(db.QueryContext(ctx, q, args...))(func(rows *sql.Rows) error {
 			var u User
 			if err := rows.Scan(&u.UID, &u.Name, &u.CreatedAtMs); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("get users: %w", err)
+				return err
 			}
 			found[u.UID] = u
-		}
-		err = rows.Err()
-		rows.Close()
+			return nil
+		})
 		if err != nil {
-			return nil, fmt.Errorf("get users: %w", err)
+			return fmt.Errorf("get users: %w", err)
 		}
 	}
-	var out []User
-	seen := make(map[string]bool, len(found))
-	for _, u := range uids {
-		if f, ok := found[u]; ok && f.UID != "" && !seen[u] {
-			seen[u] = true
-			out = append(out, f)
-		}
-	}
-	return out, nil
+	return nil
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Store is what the dataproxy handler needs from durable storage. Errors that
@@ -73,6 +74,15 @@ const (
 type Options struct {
 	// MaxBody is the largest message body in bytes; 0 means DefaultMaxBody.
 	MaxBody int
+	// Tables is the number of tables of each kind (messages, conversations,
+	// user_conversations) per database; 0 means 1. See Layout.
+	Tables int
+	// GroupCommit tunes the batching of appends.
+	GroupCommit GroupCommit
+	// IndexCache is how many conversation-list rows the process remembers
+	// as written (per generation, see indexCache); 0 means
+	// DefaultIndexCache, a negative number turns the cache off.
+	IndexCache int
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -81,6 +91,16 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxBody < 0 || o.MaxBody > MaxMaxBody {
 		return o, errors.New("store: max body must be between 1 and 16 MiB-1")
+	}
+	if o.Tables == 0 {
+		o.Tables = 1
+	}
+	if o.IndexCache == 0 {
+		o.IndexCache = DefaultIndexCache
+	}
+	g := o.GroupCommit
+	if g.MaxItems < 0 || g.Writers < 0 || g.TxTimeout < 0 || g.MaxWait < 0 || g.MaxWait > MaxGroupWait {
+		return o, fmt.Errorf("store: group commit settings out of range: %+v", g)
 	}
 	return o, nil
 }

@@ -103,5 +103,5 @@ func convNotFound(conv string) error {
 
 // errInconsistent reports a database whose rows contradict each other.
 func errInconsistent(conv string, format string, args ...any) error {
-	return fmt.Errorf("store: conversation %s is inconsistent: %s", conv, fmt.Sprintf(format, args...))
+	return &dataError{msg: fmt.Sprintf("store: conversation %s is inconsistent: %s", conv, fmt.Sprintf(format, args...))}
 }

@@ -1,6 +1,10 @@
 // Package storetest is the conformance suite of store.Store: the contracts
 // of the package doc and of DESIGN.md section 3, checked the same way against
-// every implementation (SQLite, MySQL, and later a sharding router).
+// every implementation and layout (SQLite and MySQL, each with one database
+// and table, and sharded over several databases and tables). The tests in
+// more.go spread their data over many conversations so that a sharded
+// layout is exercised across databases, and run calls concurrently so that
+// group commit combines them.
 //
 // The suite uses fresh random user and conversation ids in every subtest, so
 // it can share one database with other runs; it never deletes data.
@@ -41,6 +45,10 @@ func Run(t *testing.T, open Factory) {
 		{"Users", testUsers},
 		{"Reopen", testReopen},
 		{"MigrationsIdempotent", testMigrations},
+		{"ManyConversations", testManyConversations},
+		{"ConcurrentDuplicates", testConcurrentDuplicates},
+		{"GroupConversation", testGroupConversation},
+		{"MixedBatch", testMixedBatch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

@@ -1,6 +1,10 @@
 -- GoChat schema version 1 (MySQL / MariaDB, InnoDB, utf8mb4). Ids are
 -- VARBINARY so comparisons are byte-exact and case-sensitive; bodies are
 -- MEDIUMBLOB (up to 16 MiB) so any bytes round-trip unchanged.
+--
+-- Statements that name a traffic table with the {{t}} placeholder are run
+-- once per table of the database's layout: {{t}} is empty in a layout of one
+-- table per database (the plain names below) and _0, _1, ... otherwise.
 
 CREATE TABLE IF NOT EXISTS users (
     uid           VARBINARY(64)  NOT NULL,
@@ -11,7 +15,7 @@ CREATE TABLE IF NOT EXISTS users (
 
 -- One row per conversation; last_seq is the seq of its newest message and
 -- the source of the next seq. Appends lock this row (SELECT ... FOR UPDATE).
-CREATE TABLE IF NOT EXISTS conversations (
+CREATE TABLE IF NOT EXISTS conversations{{t}} (
     conv_id       VARBINARY(140) NOT NULL,
     kind          VARCHAR(8)     NOT NULL,
     last_seq      BIGINT         NOT NULL DEFAULT 0,
@@ -21,7 +25,7 @@ CREATE TABLE IF NOT EXISTS conversations (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- The conversations each user takes part in.
-CREATE TABLE IF NOT EXISTS user_conversations (
+CREATE TABLE IF NOT EXISTS user_conversations{{t}} (
     uid           VARBINARY(64)  NOT NULL,
     conv_id       VARBINARY(140) NOT NULL,
     kind          VARCHAR(8)     NOT NULL,
@@ -30,7 +34,7 @@ CREATE TABLE IF NOT EXISTS user_conversations (
     PRIMARY KEY (uid, conv_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
-CREATE TABLE IF NOT EXISTS messages (
+CREATE TABLE IF NOT EXISTS messages{{t}} (
     conv_id       VARBINARY(140) NOT NULL,
     seq           BIGINT         NOT NULL,
     sender        VARBINARY(64)  NOT NULL,

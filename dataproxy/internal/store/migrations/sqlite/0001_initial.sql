@@ -1,5 +1,9 @@
 -- GoChat schema version 1 (SQLite). TEXT compares byte by byte (BINARY
 -- collation), so ids are case-sensitive as they are everywhere else.
+--
+-- Statements that name a traffic table with the {{t}} placeholder are run
+-- once per table of the database's layout: {{t}} is empty in a layout of one
+-- table per database (the plain names below) and _0, _1, ... otherwise.
 
 CREATE TABLE IF NOT EXISTS users (
     uid           TEXT    NOT NULL PRIMARY KEY,
@@ -9,7 +13,7 @@ CREATE TABLE IF NOT EXISTS users (
 
 -- One row per conversation; last_seq is the seq of its newest message and
 -- the source of the next seq.
-CREATE TABLE IF NOT EXISTS conversations (
+CREATE TABLE IF NOT EXISTS conversations{{t}} (
     conv_id       TEXT    NOT NULL PRIMARY KEY,
     kind          TEXT    NOT NULL,
     last_seq      INTEGER NOT NULL DEFAULT 0,
@@ -18,7 +22,7 @@ CREATE TABLE IF NOT EXISTS conversations (
 ) WITHOUT ROWID;
 
 -- The conversations each user takes part in.
-CREATE TABLE IF NOT EXISTS user_conversations (
+CREATE TABLE IF NOT EXISTS user_conversations{{t}} (
     uid           TEXT    NOT NULL,
     conv_id       TEXT    NOT NULL,
     kind          TEXT    NOT NULL,
@@ -27,7 +31,7 @@ CREATE TABLE IF NOT EXISTS user_conversations (
     PRIMARY KEY (uid, conv_id)
 ) WITHOUT ROWID;
 
-CREATE TABLE IF NOT EXISTS messages (
+CREATE TABLE IF NOT EXISTS messages{{t}} (
     conv_id       TEXT    NOT NULL,
     seq           INTEGER NOT NULL,
     sender        TEXT    NOT NULL,
@@ -41,4 +45,4 @@ CREATE TABLE IF NOT EXISTS messages (
 
 -- A sender's retransmission of the same client message id finds the
 -- original through this index.
-CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup ON messages (conv_id, sender, client_msg_id);
+CREATE UNIQUE INDEX IF NOT EXISTS messages{{t}}_dedup ON messages{{t}} (conv_id, sender, client_msg_id);

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/gochat-im/gochat/pkg/svc"
+)
+
+func parse(t *testing.T, args ...string) (settings, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("dataproxy", flag.ContinueOnError)
+	var common svc.Common
+	common.Register(fs, "")
+	var s settings
+	s.register(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return s, s.validate()
+}
+
+// The command line the devstack launcher uses keeps meaning one SQLite file
+// of one table under the data directory.
+func TestDefaultSettings(t *testing.T) {
+	s, err := parse(t, "-etcd", "127.0.0.1:1", "-kafka-brokers", "127.0.0.1:2", "-admin-listen", "127.0.0.1:0",
+		"-listen", "127.0.0.1:0", "-store", "sqlite", "-data-dir", "/d", "-redis-addr", "127.0.0.1:3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.sqliteConfig(false)
+	if c.Path != "/d/dataproxy/gochat.db" || c.DBs != 1 || c.Tables != 1 || c.Sync != "full" {
+		t.Fatalf("sqlite config: %+v", c)
+	}
+}
+
+func TestShardSettings(t *testing.T) {
+	s, err := parse(t, "-store", "mysql", "-shard-dbs", "u:p@tcp(a:3306)/g0?charset=utf8mb4,utf8; u:p@tcp(b:3306)/g1 ;",
+		"-shard-tables", "4", "-shard-replicas", "1=r@tcp(rb:3306)/g1;0=r@tcp(ra:3306)/g0;1=r@tcp(rb2:3306)/g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.mysqlConfig(false)
+	if len(c.DSNs) != 2 || c.DSNs[0] != "u:p@tcp(a:3306)/g0?charset=utf8mb4,utf8" || c.Tables != 4 || !c.CreateDatabase {
+		t.Fatalf("mysql config: %+v", c)
+	}
+	if fmt.Sprint(c.Replicas) != "[[r@tcp(ra:3306)/g0] [r@tcp(rb:3306)/g1 r@tcp(rb2:3306)/g1]]" {
+		t.Fatalf("replicas: %v", c.Replicas)
+	}
+	s, err = parse(t, "-store", "sqlite", "-shard-dbs", "3", "-shard-tables", "2", "-data-dir", "/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.sqliteConfig(true); c.DBs != 3 || c.Tables != 2 || !c.ReadOnly {
+		t.Fatalf("sqlite config: %+v", c)
+	}
+	for _, bad := range [][]string{
+		{"-store", "sqlite", "-shard-dbs", "u@tcp(a)/g"},
+		{"-store", "sqlite", "-shard-dbs", "0"},
+		{"-store", "sqlite", "-shard-replicas", "0=x"},
+		{"-store", "mysql"},
+		{"-store", "mysql", "-mysql-dsn", "u@tcp(a)/g", "-shard-dbs", "u@tcp(b)/g"},
+		{"-store", "mysql", "-mysql-dsn", "u@tcp(a)/g", "-shard-replicas", "1=u@tcp(r)/g"},
+		{"-store", "mysql", "-mysql-dsn", "u@tcp(a)/g", "-shard-replicas", "u:secret@tcp(r)/g"},
+		{"-shard-tables", "0"},
+		{"-group-commit-wait", "1s"},
+		{"-group-commit-max", "0"},
+	} {
+		_, err := parse(t, bad...)
+		if err == nil {
+			t.Errorf("%q accepted", bad)
+		} else if strings.Contains(err.Error(), "secret") {
+			t.Errorf("error shows a password: %v", err)
+		}
+	}
+}

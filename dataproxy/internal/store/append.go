@@ -1,0 +1,476 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/gochat-im/gochat/pkg/ids"
+)
+
+// Rows per multi-row statement, small enough to keep one statement's work
+// short.
+const (
+	rowsPerStmt  = 500
+	keysPerQuery = 100 // lookups by key (an IN list, or OR terms)
+)
+
+// indexRow is one user_conversations row: uid takes part in conv.
+type indexRow struct {
+	uid, conv, kind, peer string
+	table                 int
+	created               int64
+}
+
+// convState is one conversation inside an append transaction.
+type convState struct {
+	table        int
+	kind         string
+	found        bool
+	startSeq     int64 // last_seq when the transaction locked the row
+	startUpdated int64
+	lastSeq      int64
+	updated      int64
+}
+
+type dedupKey struct{ conv, sender, cmid string }
+
+type msgRow struct {
+	it      *AppendItem
+	seq     int64
+	created int64
+}
+
+// appendTx runs one attempt of the transaction of a batch: the conversation
+// list rows of every call, then the messages, in one transaction of this
+// database. Lock order: the list rows (sorted), then per table in ascending
+// table order the existing conversation rows in ascending conv_id and then
+// the new ones in ascending conv_id, all of them before any message is
+// written; the seq of a message is last_seq+1 of its locked row, so seqs
+// are 1, 2, 3 ... per conversation with no gap and no reuse.
+//
+// Retransmissions are rare, so the messages are first inserted on the
+// assumption that none of them is stored yet: the unique key on (conv_id,
+// sender, client_msg_id) refuses the statement if one is. Only then are the
+// stored ones looked up, the statements undone to a savepoint and the
+// messages numbered again without them. (A conversation that had no
+// message when it was locked cannot hold a duplicate, and no other
+// transaction can add one while it is locked.)
+func (d *shardDB) appendTx(ctx context.Context, reqs []*appendReq) error {
+	if d.testFail != nil {
+		if err := d.testFail(reqs); err != nil {
+			return err
+		}
+	}
+	tx, err := d.w.BeginTx(ctx, d.d.txOptions)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := d.writeIndex(ctx, tx, reqs); err != nil {
+		return err
+	}
+
+	convs := make(map[string]*convState)
+	perTable := make([][]string, len(d.t))
+	for _, r := range reqs {
+		for i := range r.items {
+			c := r.items[i].ConvID
+			if convs[c] == nil {
+				_, t := d.layout.Locate(c)
+				convs[c] = &convState{table: t, kind: convKind(c)}
+				perTable[t] = append(perTable[t], c)
+			}
+		}
+	}
+	now := reqs[0].now
+	oldConv := false
+	for t, names := range perTable {
+		if len(names) == 0 {
+			continue
+		}
+		sort.Strings(names)
+		if err := d.lockConvs(ctx, tx, t, names, convs, now); err != nil {
+			return err
+		}
+		for _, c := range names {
+			oldConv = oldConv || convs[c].startSeq > 0
+		}
+	}
+
+	inserts := number(reqs, convs, nil, len(d.t))
+	// A refused statement changes nothing, so one INSERT needs no
+	// savepoint to be undone; several do.
+	savepoint := oldConv && d.insertStatements(inserts) > 1
+	if savepoint {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT gochat_messages"); err != nil {
+			return err
+		}
+	}
+	err = d.insertMessages(ctx, tx, inserts)
+	if err != nil && oldConv && d.d.duplicate(err) {
+		d.stats.dedupLookups.Add(1)
+		if savepoint {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT gochat_messages"); err != nil {
+				return err
+			}
+		}
+		stored, ferr := d.findStored(ctx, tx, reqs, convs)
+		if ferr != nil {
+			return ferr
+		}
+		err = d.insertMessages(ctx, tx, number(reqs, convs, stored, len(d.t)))
+	}
+	if err != nil {
+		return err
+	}
+	for t, names := range perTable {
+		if err := d.saveConvs(ctx, tx, t, names, convs); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// number gives the batch's messages their seqs, in batch order, and fills
+// each call's results: a message found in stored, or earlier in the batch,
+// is a duplicate and gets the original's seq. It returns the rows to insert
+// per table.
+func number(reqs []*appendReq, convs map[string]*convState, stored map[dedupKey]AppendResult, tables int) [][]msgRow {
+	for _, st := range convs {
+		st.lastSeq, st.updated = st.startSeq, st.startUpdated
+	}
+	inserts := make([][]msgRow, tables)
+	assigned := make(map[dedupKey]AppendResult)
+	for _, r := range reqs {
+		r.res = make([]AppendResult, len(r.items))
+		for k := range r.items {
+			it := &r.items[k]
+			key := dedupKey{it.ConvID, it.Sender, it.ClientMsgID}
+			if o, ok := stored[key]; ok {
+				r.res[k] = AppendResult{Seq: o.Seq, CreatedAtMs: o.CreatedAtMs, Duplicate: true}
+				continue
+			}
+			if o, ok := assigned[key]; ok {
+				r.res[k] = AppendResult{Seq: o.Seq, CreatedAtMs: o.CreatedAtMs, Duplicate: true}
+				continue
+			}
+			st := convs[it.ConvID]
+			created := it.CreatedAtMs
+			if created == 0 {
+				created = r.now
+			}
+			st.lastSeq++
+			st.updated = max(st.updated, created)
+			res := AppendResult{Seq: st.lastSeq, CreatedAtMs: created}
+			assigned[key] = res
+			r.res[k] = res
+			inserts[st.table] = append(inserts[st.table], msgRow{it: it, seq: st.lastSeq, created: created})
+		}
+	}
+	return inserts
+}
+
+// writeIndex inserts the conversation-list rows of the batch that are not
+// there yet, sorted so that concurrent transactions lock them in one order.
+func (d *shardDB) writeIndex(ctx context.Context, tx *sql.Tx, reqs []*appendReq) error {
+	var rows []indexRow
+	for _, r := range reqs {
+		rows = append(rows, r.index...)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	slices.SortFunc(rows, func(a, b indexRow) int {
+		return cmp.Or(cmp.Compare(a.table, b.table), strings.Compare(a.uid, b.uid), strings.Compare(a.conv, b.conv))
+	})
+	rows = slices.CompactFunc(rows, func(a, b indexRow) bool { return a.table == b.table && a.uid == b.uid && a.conv == b.conv })
+	for lo := 0; lo < len(rows); {
+		t := rows[lo].table
+		hi := lo
+		for hi < len(rows) && rows[hi].table == t {
+			hi++
+		}
+		args := make([]any, 0, 5*(hi-lo))
+		for _, r := range rows[lo:hi] {
+			args = append(args, r.uid, r.conv, r.kind, r.peer, r.created)
+		}
+		if err := d.execRows(ctx, tx, d.t[t].insIndex, 5, args, nil); err != nil {
+			return fmt.Errorf("add conversation list rows to %s.%s: %w", d.name, d.t[t].uconvs, err)
+		}
+		lo = hi
+	}
+	return nil
+}
+
+// lockConvs locks and reads the conversation rows of names (sorted, all in
+// table t), creating the missing ones: the existing rows are locked first,
+// in ascending order, with one locking read; the missing ones are then
+// inserted (a concurrent transaction may be creating the same row: the
+// insert waits for it and keeps what it committed) and read again, locked.
+// In the steady state, when every conversation exists, that is one query.
+func (d *shardDB) lockConvs(ctx context.Context, tx *sql.Tx, t int, names []string, convs map[string]*convState, now int64) error {
+	ts := d.t[t]
+	read := func(names []string) error {
+		args := make([]any, len(names))
+		for i, c := range names {
+			args[i] = c
+		}
+		err := d.queryEach(ctx, tx, ts.lockConv, 1, args, func(rows *sql.Rows) error {
+			var c string
+			var last, updated int64
+			if err := rows.Scan(&c, &last, &updated); err != nil {
+				return err
+			}
+			if st := convs[c]; st != nil {
+				st.found, st.startSeq, st.startUpdated = true, last, updated
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("lock conversations in %s.%s: %w", d.name, ts.convs, err)
+		}
+		return nil
+	}
+	if err := read(names); err != nil {
+		return err
+	}
+	var missing []string
+	var args []any
+	for _, c := range names {
+		if !convs[c].found {
+			missing = append(missing, c)
+			args = append(args, c, convs[c].kind, now)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := d.execRows(ctx, tx, ts.insConv, 3, args, nil); err != nil {
+		return fmt.Errorf("create conversations in %s.%s: %w", d.name, ts.convs, err)
+	}
+	if err := read(missing); err != nil {
+		return err
+	}
+	for _, c := range missing {
+		if !convs[c].found {
+			return errInconsistent(c, "its row is missing after it was created")
+		}
+	}
+	return nil
+}
+
+// findStored returns the messages already stored under the dedup keys of
+// the batch. The conversations are locked, so no other transaction can add
+// one meanwhile. A conversation that had no message cannot hold any.
+func (d *shardDB) findStored(ctx context.Context, tx *sql.Tx, reqs []*appendReq, convs map[string]*convState) (map[dedupKey]AppendResult, error) {
+	perTable := make([][]any, len(d.t))
+	seen := make(map[dedupKey]bool)
+	for _, r := range reqs {
+		for k := range r.items {
+			it := &r.items[k]
+			st := convs[it.ConvID]
+			key := dedupKey{it.ConvID, it.Sender, it.ClientMsgID}
+			if st.startSeq == 0 || seen[key] {
+				continue
+			}
+			seen[key] = true
+			perTable[st.table] = append(perTable[st.table], key.conv, key.sender, key.cmid)
+		}
+	}
+	found := make(map[dedupKey]AppendResult)
+	for t, args := range perTable {
+		if len(args) == 0 {
+			continue
+		}
+		err := d.queryEach(ctx, tx, d.t[t].findMsg, 3, args,
+			func(rows *sql.Rows) error {
+				var k dedupKey
+				var r AppendResult
+				if err := rows.Scan(&k.conv, &k.sender, &k.cmid, &r.Seq, &r.CreatedAtMs); err != nil {
+					return err
+				}
+				found[k] = r
+				return nil
+			})
+		if err != nil {
+			return nil, fmt.Errorf("look up stored messages in %s.%s: %w", d.name, d.t[t].msgs, err)
+		}
+	}
+	return found, nil
+}
+
+// insertMessages writes the new messages, per table.
+func (d *shardDB) insertMessages(ctx context.Context, tx *sql.Tx, inserts [][]msgRow) error {
+	for t, rows := range inserts {
+		if len(rows) == 0 {
+			continue
+		}
+		args := make([]any, 0, 8*len(rows))
+		for _, m := range rows {
+			it := m.it
+			args = append(args, it.ConvID, m.seq, it.Sender, it.Recipient, it.ClientMsgID, it.ContentType, it.Body, m.created)
+		}
+		if err := d.execRows(ctx, tx, d.t[t].insMsg, 8, args, msgSize(rows)); err != nil {
+			return fmt.Errorf("insert messages into %s.%s: %w", d.name, d.t[t].msgs, err)
+		}
+	}
+	return nil
+}
+
+// insertStatements is how many statements insertMessages will run.
+func (d *shardDB) insertStatements(inserts [][]msgRow) int {
+	n := 0
+	for t, rows := range inserts {
+		for lo := 0; lo < len(rows); n++ {
+			lo = d.chunkEnd(d.t[t].insMsg, lo, len(rows), msgSize(rows))
+		}
+	}
+	return n
+}
+
+// msgSize estimates the bytes a message adds to an INSERT: escaping can
+// double a value's bytes.
+func msgSize(rows []msgRow) func(int) int {
+	return func(i int) int {
+		it := rows[i].it
+		return 2*(len(it.ConvID)+len(it.Sender)+len(it.Recipient)+len(it.ClientMsgID)+len(it.ContentType)+len(it.Body)) + 80
+	}
+}
+
+// saveConvs writes the new last_seq and updated_at_ms of the conversations
+// of table t that got messages.
+func (d *shardDB) saveConvs(ctx context.Context, tx *sql.Tx, t int, names []string, convs map[string]*convState) error {
+	var args []any
+	for _, c := range names {
+		if st := convs[c]; st.lastSeq != st.startSeq {
+			args = append(args, c, st.lastSeq, st.updated)
+		}
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	if err := d.execRows(ctx, tx, d.t[t].saveConv, 3, args, nil); err != nil {
+		return fmt.Errorf("update conversations in %s.%s: %w", d.name, d.t[t].convs, err)
+	}
+	return nil
+}
+
+// execRows runs the INSERT q for args, ncols values per row, in multi-row
+// statements of at most rowsPerStmt rows and, when size estimates a row's
+// bytes, at most maxStmtBytes. Few statements mean few round trips (MySQL)
+// and little per-statement overhead (SQLite).
+func (d *shardDB) execRows(ctx context.Context, tx *sql.Tx, q rowSQL, ncols int, args []any, size func(row int) int) error {
+	n := len(args) / ncols
+	for lo := 0; lo < n; {
+		hi := d.chunkEnd(q, lo, n, size)
+		if _, err := tx.ExecContext(ctx, values(q, hi-lo), args[lo*ncols:hi*ncols]...); err != nil {
+			return err
+		}
+		lo = hi
+	}
+	return nil
+}
+
+// chunkEnd returns the end of the statement that starts at row lo of n.
+func (d *shardDB) chunkEnd(q rowSQL, lo, n int, size func(row int) int) int {
+	hi, bytes := lo, len(q.head)
+	for hi < n && hi-lo < rowsPerStmt {
+		if size != nil {
+			s := size(hi)
+			if hi > lo && bytes+s > d.maxStmtBytes {
+				break
+			}
+			bytes += s
+		}
+		hi++
+	}
+	return hi
+}
+
+// queryEach runs q for keys of ncols values each, keysPerQuery keys per
+// query, and calls each for every row.
+func (d *shardDB) queryEach(ctx context.Context, tx *sql.Tx, q keySQL, ncols int, args []any, each func(*sql.Rows) error) error {
+	n := len(args) / ncols
+	for lo := 0; lo < n; lo += keysPerQuery {
+		hi := min(lo+keysPerQuery, n)
+		if err := scanRows(tx.QueryContext(ctx, q.head+q.join(hi-lo)+q.tail, args[lo*ncols:hi*ncols]...))(each); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inList is a condition "col IN (?, ...)" for k keys.
+func inList(col string) func(k int) string {
+	return func(k int) string { return col + " IN (" + placeholders(k) + ")" }
+}
+
+// orTerms is term repeated for k keys, joined by OR.
+func orTerms(term string) func(k int) string {
+	return func(k int) string {
+		var b strings.Builder
+		for i := range k {
+			if i > 0 {
+				b.WriteString(" OR ")
+			}
+			b.WriteString(term)
+		}
+		return b.String()
+	}
+}
+
+// values builds q for n rows.
+func values(q rowSQL, n int) string {
+	sep := q.sep
+	if sep == "" {
+		sep = ", "
+	}
+	var b strings.Builder
+	b.Grow(len(q.head) + n*(len(q.tuple)+len(sep)) + len(q.tail))
+	b.WriteString(q.head)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteString(q.tuple)
+	}
+	b.WriteString(q.tail)
+	return b.String()
+}
+
+// placeholders returns "?, ?, ..." with n marks.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return "?" + strings.Repeat(", ?", n-1)
+}
+
+// scanRows adapts a query's result to a per-row callback, closing the rows
+// and reporting their error: scanRows(db.Query(...))(func(r) error {...}).
+func scanRows(rows *sql.Rows, err error) func(func(*sql.Rows) error) error {
+	return func(each func(*sql.Rows) error) error {
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := each(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+}
+
+func convKind(conv string) string {
+	if strings.HasPrefix(conv, "p:") {
+		return ids.KindP2P
+	}
+	return ids.KindGroup
+}

@@ -1,0 +1,93 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/gochat-im/gochat/pkg/ids"
+)
+
+// A retransmission inside a batch that needs several INSERT statements
+// (more rows than one statement takes, in two tables) is found after the
+// first attempt is refused, undone to the savepoint, and numbered again:
+// no gap, no second copy.
+func TestRetransmissionInLongBatch(t *testing.T) {
+	s := newTestStore(t, SQLiteConfig{Options: Options{Tables: 2}})
+	ctx := context.Background()
+	// Two conversations in different tables.
+	var peers []string
+	seen := map[int]bool{}
+	for i := 0; len(peers) < 2; i++ {
+		p := fmt.Sprint("peer", i)
+		if _, tb := s.layout.Locate(ids.P2P("alice", p)); !seen[tb] {
+			seen[tb] = true
+			peers = append(peers, p)
+		}
+	}
+	for _, p := range peers {
+		appendOne(t, s, "alice", p, "old")
+	}
+	var items []AppendItem
+	for i := range rowsPerStmt + 50 {
+		items = append(items, item("alice", peers[i%2], fmt.Sprint("new", i)))
+	}
+	items = append(items, item("alice", peers[1], "old"), item("alice", peers[0], "last"))
+	res, err := s.AppendMessages(ctx, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.DedupLookups != 1 {
+		t.Fatalf("%d dedup lookups", st.DedupLookups)
+	}
+	n := len(items)
+	if r := res[n-2]; !r.Duplicate || r.Seq != 1 {
+		t.Fatalf("retransmission: %+v", r)
+	}
+	next := map[string]int64{peers[0]: 2, peers[1]: 2}
+	for i, r := range res[:n-2] {
+		p := peers[i%2]
+		if r.Duplicate || r.Seq != next[p] {
+			t.Fatalf("item %d: %+v, want seq %d", i, r, next[p])
+		}
+		next[p]++
+	}
+	if r := res[n-1]; r.Seq != next[peers[0]] {
+		t.Fatalf("last item: %+v, want seq %d", r, next[peers[0]])
+	}
+	for _, p := range peers {
+		got, err := s.SyncMessages(ctx, ids.P2P("alice", p), 0, MaxSyncLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range got.Messages {
+			if m.Seq != int64(i+1) {
+				t.Fatalf("%s: message %d has seq %d", p, i, m.Seq)
+			}
+		}
+		want := next[p] - 1
+		if p == peers[0] {
+			want++
+		}
+		if got.LastSeq != want {
+			t.Fatalf("%s: last_seq %d, want %d", p, got.LastSeq, want)
+		}
+	}
+}
+
+// Statements are cut by size as well as by rows.
+func TestInsertStatementsBySize(t *testing.T) {
+	d := &shardDB{maxStmtBytes: 10_000, t: []tableSQL{newTableSQL(Layout{1, 2}, sqliteDialect, 0), newTableSQL(Layout{1, 2}, sqliteDialect, 1)}}
+	var rows []msgRow
+	for range 10 {
+		rows = append(rows, msgRow{it: &AppendItem{Body: string(make([]byte, 2000))}})
+	}
+	// Each row is estimated at 4080 bytes: two per statement.
+	if n := d.insertStatements([][]msgRow{rows}); n != 5 {
+		t.Fatalf("%d statements, want 5", n)
+	}
+	one := []msgRow{{it: &AppendItem{Body: string(make([]byte, 50_000))}}}
+	if n := d.insertStatements([][]msgRow{one, rows[:1]}); n != 2 {
+		t.Fatalf("an oversized row: %d statements, want 2 (one each)", n)
+	}
+}

@@ -1,0 +1,167 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+)
+
+// shardDB is one database of the store: its connection pools, the SQL of
+// its tables and its group committer.
+type shardDB struct {
+	index  int
+	name   string // for logs and errors: a file path or host/database
+	layout Layout
+	d      dialect
+	log    *slog.Logger
+	stats  *counters
+
+	w *sql.DB // writes (SQLite: one connection; MySQL: the primary's pool)
+	r *sql.DB // reads that must see the latest commit (SQLite: query-only pool; MySQL: == w)
+	// replicas serve reads that may lag (see SQLStore.SyncMessages); they
+	// are used in turn.
+	replicas []*sql.DB
+	next     atomic.Uint32
+
+	t []tableSQL
+	// maxStmtBytes bounds the estimated size of one multi-row statement,
+	// below the server's packet limit.
+	maxStmtBytes int
+	// prepared holds statements prepared on r, filled by prepare and only
+	// read afterwards.
+	prepared map[string]*sql.Stmt
+
+	gc *committer
+
+	// testFail, when set by a test, runs at the start of every append
+	// transaction; an error it returns fails the transaction.
+	testFail func(reqs []*appendReq) error
+}
+
+// tableSQL is the SQL naming one of the database's tables.
+type tableSQL struct {
+	msgs, convs, uconvs string // table names
+	lastSeq             string
+	sync                string
+	listIndex           string
+
+	// The statements of the append transaction.
+	insIndex, insConv, insMsg, saveConv rowSQL
+	lockConv, findMsg                   keySQL
+}
+
+// rowSQL is a statement of one or more rows: head, tuples separated by sep
+// (", " when empty), tail.
+type rowSQL struct{ head, tuple, sep, tail string }
+
+// keySQL is a SELECT by key: head, a condition on k keys (join(k)), tail.
+type keySQL struct {
+	head, tail string
+	join       func(k int) string
+}
+
+func newTableSQL(l Layout, d dialect, t int) tableSQL {
+	sfx := l.tableSuffix(t)
+	ts := tableSQL{msgs: "messages" + sfx, convs: "conversations" + sfx, uconvs: "user_conversations" + sfx}
+	ts.insIndex = rowSQL{head: "INSERT INTO " + ts.uconvs + " (uid, conv_id, kind, peer, created_at_ms) VALUES ", tuple: "(?, ?, ?, ?, ?)", tail: d.keepTail("uid")}
+	ts.insConv = rowSQL{head: "INSERT INTO " + ts.convs + " (conv_id, kind, last_seq, created_at_ms, updated_at_ms) VALUES ", tuple: "(?, ?, 0, ?, 0)",
+		tail: d.keepTail("conv_id")}
+	ts.insMsg = rowSQL{head: "INSERT INTO " + ts.msgs + " (conv_id, seq, sender, recipient, client_msg_id, content_type, body, created_at_ms) VALUES ",
+		tuple: "(?, ?, ?, ?, ?, ?, ?, ?)"}
+	ts.saveConv = d.saveSeqs(ts.convs)
+	ts.lockConv = keySQL{"SELECT conv_id, last_seq, updated_at_ms FROM " + ts.convs + " WHERE ", d.lockSuffix, inList("conv_id")}
+	ts.findMsg = keySQL{"SELECT conv_id, sender, client_msg_id, seq, created_at_ms FROM " + ts.msgs + " WHERE ", "",
+		orTerms("(conv_id = ? AND sender = ? AND client_msg_id = ?)")}
+	ts.lastSeq = "SELECT last_seq FROM " + ts.convs + " WHERE conv_id = ?"
+	ts.sync = "SELECT seq, sender, recipient, client_msg_id, content_type, body, created_at_ms FROM " + ts.msgs +
+		" WHERE conv_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+	ts.listIndex = "SELECT conv_id, kind, peer FROM " + ts.uconvs + " WHERE uid = ?"
+	return ts
+}
+
+// listJoin is ListConversations in a layout of one table in one database,
+// where the index and the conversations can be joined.
+const listJoin = "SELECT uc.conv_id, uc.kind, uc.peer, c.last_seq, c.updated_at_ms" +
+	" FROM user_conversations uc JOIN conversations c ON c.conv_id = uc.conv_id" +
+	" WHERE uc.uid = ? AND c.last_seq > 0 ORDER BY c.updated_at_ms DESC, uc.conv_id ASC LIMIT ?"
+
+func newShardDB(index int, name string, l Layout, d dialect, w, r *sql.DB, log *slog.Logger, stats *counters) *shardDB {
+	db := &shardDB{index: index, name: name, layout: l, d: d, w: w, r: r, log: log, stats: stats, maxStmtBytes: 4 << 20}
+	for t := range l.Tables {
+		db.t = append(db.t, newTableSQL(l, d, t))
+	}
+	return db
+}
+
+// prepare prepares the hot read statements on r. It needs the schema, so
+// it runs after migrate; until then queries go unprepared.
+func (d *shardDB) prepare(ctx context.Context, single bool) error {
+	qs := make([]string, 0, 3*len(d.t)+1)
+	for _, t := range d.t {
+		qs = append(qs, t.lastSeq, t.sync, t.listIndex)
+	}
+	if single {
+		qs = append(qs, listJoin)
+	}
+	p := make(map[string]*sql.Stmt, len(qs))
+	for _, q := range qs {
+		st, err := d.r.PrepareContext(ctx, q)
+		if err != nil {
+			for _, st := range p {
+				_ = st.Close()
+			}
+			return fmt.Errorf("prepare %q on %s: %w", q, d.name, err)
+		}
+		p[q] = st
+	}
+	d.prepared = p
+	return nil
+}
+
+// queryRow runs query on db, through its prepared statement when db is the
+// primary read pool.
+func (d *shardDB) queryRow(ctx context.Context, db *sql.DB, query string, args ...any) *sql.Row {
+	if p := d.prepared[query]; p != nil && db == d.r {
+		return p.QueryRowContext(ctx, args...)
+	}
+	return db.QueryRowContext(ctx, query, args...)
+}
+
+func (d *shardDB) query(ctx context.Context, db *sql.DB, query string, args ...any) (*sql.Rows, error) {
+	if p := d.prepared[query]; p != nil && db == d.r {
+		return p.QueryContext(ctx, args...)
+	}
+	return db.QueryContext(ctx, query, args...)
+}
+
+// replica returns the next replica, or nil when the database has none.
+func (d *shardDB) replica() *sql.DB {
+	n := len(d.replicas)
+	if n == 0 {
+		return nil
+	}
+	return d.replicas[int(d.next.Add(1)-1)%n]
+}
+
+// close stops the committer and closes the pools.
+func (d *shardDB) close() error {
+	if d.gc != nil {
+		d.gc.close()
+	}
+	var err error
+	for _, st := range d.prepared {
+		_ = st.Close()
+	}
+
+	err = errors.Join(err, d.w.Close())
+	if d.r != d.w {
+		err = errors.Join(err, d.r.Close())
+	}
+	for _, r := range d.replicas {
+		err = errors.Join(err, r.Close())
+	}
+	return err
+}
