@@ -45,6 +45,7 @@ type options struct {
 	loginPolicy    string
 	maxBody        int
 	recallWindow   time.Duration
+	pprofListen    string
 }
 
 func main() {
@@ -68,6 +69,7 @@ func main() {
 		"per device kind (the device id up to its first '-'), single (a new login kicks the older connection) or multi; unlisted kinds are multi")
 	fs.IntVar(&o.maxBody, "max-body", 4096, "largest message body the Send RPC accepts (gateways have their own -max-body)")
 	fs.DurationVar(&o.recallWindow, "recall-window", pipeline.DefaultRecallWindow, "how long after sending a message its sender may recall it")
+	fs.StringVar(&o.pprofListen, "pprof-listen", "", "address of a net/http/pprof server for profiling (off by default; keep it on loopback)")
 	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", 3*time.Second, "timeout of one dataproxy call")
 	svc.Parse(fs, os.Args[1:])
 	if err := run(o); err != nil {
@@ -94,6 +96,9 @@ func run(o options) error {
 		return err
 	}
 	defer admin.Close()
+	if o.pprofListen != "" {
+		obs.StartPprof(o.pprofListen, log)
+	}
 
 	etcd, err := discovery.NewClient(o.common.EtcdEndpoints())
 	if err != nil {
