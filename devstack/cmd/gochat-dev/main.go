@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/gochat-im/gochat/devstack/internal/stack"
 	"github.com/gochat-im/gochat/pkg/obs"
@@ -32,6 +33,19 @@ func main() {
 	fs.IntVar(&cfg.Gateways, "gateways", 1, "number of gateway processes")
 	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "URL the task service POSTs offline pushes to")
 	fs.StringVar(&cfg.KafkaConfig, "kafka-config", "", "extra librdkafka properties for every service")
+	fs.Func("service-flags", `extra flags for one kind of service, "svc=-flag value ..."; repeat or separate with ';' (svc: gateway, logic, task, dataproxy)`, func(v string) error {
+		for _, part := range strings.Split(v, ";") {
+			svc, args, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || svc == "" {
+				return fmt.Errorf("want svc=-flag value, got %q", part)
+			}
+			if cfg.Extra == nil {
+				cfg.Extra = map[string][]string{}
+			}
+			cfg.Extra[svc] = append(cfg.Extra[svc], strings.Fields(args)...)
+		}
+		return nil
+	})
 	fs.BoolVar(&quiet, "quiet", false, "write service logs to <data-dir>/logs instead of the terminal")
 	fs.StringVar(&logLvl, "log-level", "info", "launcher log level")
 	svc.Parse(fs, os.Args[1:])

@@ -8,21 +8,20 @@ import (
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 )
 
-// moveCursors applies the batch's cursor changes in one call: READ and
-// DELIVERED records, and each sender's own new messages (what you wrote
-// you have read). Cursors only grow; several changes to one (user,
-// conversation) in a batch are merged.
-func (p *Processor) moveCursors(ctx context.Context, items []*item) error {
+// cursorChanges collects a batch's cursor changes: READ and DELIVERED
+// records, and each sender's own new messages (what you wrote you have
+// read). Several changes to one (user, conversation) are merged.
+func cursorChanges(items []*item) *dataproxy.UpdateCursorsReq {
 	type key struct{ uid, conv string }
 	merged := map[key]*dataproxy.CursorUpdate{}
-	var order []key
+	req := &dataproxy.UpdateCursorsReq{}
 	bump := func(uid, conv string, delivered, read int64) {
 		k := key{uid, conv}
 		u, ok := merged[k]
 		if !ok {
 			u = &dataproxy.CursorUpdate{Uid: uid, ConvId: conv}
 			merged[k] = u
-			order = append(order, k)
+			req.Updates = append(req.Updates, u)
 		}
 		u.DeliveredSeq = max(u.DeliveredSeq, delivered)
 		u.ReadSeq = max(u.ReadSeq, read)
@@ -41,37 +40,30 @@ func (p *Processor) moveCursors(ctx context.Context, items []*item) error {
 			bump(r.Sender, r.ConvId, r.Seq, 0)
 		}
 	}
-	if len(order) == 0 {
+	if len(req.Updates) == 0 {
 		return nil
 	}
-	req := &dataproxy.UpdateCursorsReq{}
-	for _, k := range order {
-		req.Updates = append(req.Updates, merged[k])
+	return req
+}
+
+// SaveCursors stores a prepared batch's cursor changes. Cursors only grow,
+// so it may run alongside the batch's produce and after later batches'
+// saves. Cursors are advisory (unread counts, receipts): a refused update
+// is counted and dropped, never holding the partition; a transient failure
+// is retried until ctx ends.
+func (p *Processor) SaveCursors(ctx context.Context, prep *Prepared) error {
+	if prep.cursors == nil {
+		return nil
 	}
-	var resp *dataproxy.UpdateCursorsResp
-	err := retry(ctx, p.log, "update cursors", func() (err error) {
-		resp, err = p.dp.UpdateCursors(ctx, req)
+	err := retry(ctx, p.log, "update cursors", func() error {
+		_, err := p.dp.UpdateCursors(ctx, prep.cursors)
 		return err
 	})
 	var pe *permanentError
 	if errors.As(err, &pe) {
-		// Cursors are advisory (unread counts, receipts): never hold the
-		// partition for them.
 		p.log.Debug("cursor update refused", "err", err)
 		p.m.cursorFailures.Inc()
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	after := map[key]int64{}
-	for _, c := range resp.Cursors {
-		after[key{c.Uid, c.ConvId}] = c.ReadSeq
-	}
-	for _, it := range items {
-		if it.errCode == 0 && it.rec.Kind == events.UpKind_READ {
-			it.readSeq = after[key{it.rec.Sender, it.rec.ConvId}]
-		}
-	}
-	return nil
+	return err
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"sync"
 
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
@@ -18,11 +19,11 @@ type audience struct {
 	groups map[string][]*common.Route
 }
 
-// lookup finds the routes the batch needs, one call for all users and one
-// per group (a group's route set, whatever its size).
-func (p *Processor) lookup(ctx context.Context, items []*item) (audience, error) {
-	var uids []string
-	groups := map[string]bool{}
+// needs lists whose routes a batch needs: users, and groups by their route
+// sets. It is computed before the append, so duplicates are not known yet:
+// a retransmission costs a lookup that goes unused.
+func needs(items []*item) (uids []string, groups map[string]bool) {
+	groups = map[string]bool{}
 	for _, it := range items {
 		if it.errCode != 0 {
 			continue
@@ -30,9 +31,6 @@ func (p *Processor) lookup(ctx context.Context, items []*item) (audience, error)
 		r := it.rec
 		switch {
 		case it.appends():
-			if it.res == nil || it.res.Duplicate {
-				continue
-			}
 			if it.group != "" {
 				groups[it.group] = true
 			} else {
@@ -48,35 +46,72 @@ func (p *Processor) lookup(ctx context.Context, items []*item) (audience, error)
 			uids = append(uids, it.peer)
 		}
 	}
+	return uids, groups
+}
+
+// lookup finds the routes of uids with one call, and of each group with one
+// call on its route set whatever its size, all side by side.
+func (p *Processor) lookup(ctx context.Context, uids []string, groups map[string]bool) (audience, error) {
 	a := audience{groups: map[string][]*common.Route{}}
-	if len(uids) > 0 {
-		err := retry(ctx, p.log, "get routes", func() (err error) {
-			a.users, err = p.router.Lookup(ctx, uniq(uids))
-			return err
-		})
-		if err != nil {
-			return a, err
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
 		}
+		mu.Unlock()
+	}
+	if len(uids) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var users map[string][]*common.Route
+			err := retry(ctx, p.log, "get routes", func() (err error) {
+				users, err = p.router.Lookup(ctx, uniq(uids))
+				return err
+			})
+			if err != nil {
+				fail(err)
+				return
+			}
+			mu.Lock()
+			a.users = users
+			mu.Unlock()
+		}()
 	}
 	for g := range groups {
-		var resp *dataproxy.GetGroupRoutesResp
-		err := retry(ctx, p.log, "get group routes", func() (err error) {
-			resp, err = p.dp.GetGroupRoutes(ctx, &dataproxy.GetGroupRoutesReq{GroupId: g})
-			return err
-		})
-		if err != nil {
-			if _, ok := err.(*permanentError); ok {
-				continue // the group is gone: no one to push to
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var resp *dataproxy.GetGroupRoutesResp
+			err := retry(ctx, p.log, "get group routes", func() (err error) {
+				resp, err = p.dp.GetGroupRoutes(ctx, &dataproxy.GetGroupRoutesReq{GroupId: g})
+				return err
+			})
+			if _, gone := err.(*permanentError); gone {
+				return // the group is gone (or unknown): no one to push to
 			}
-			return a, err
-		}
-		for _, rt := range resp.Routes {
-			if p.router.Alive(rt.GatewayId) {
-				a.groups[g] = append(a.groups[g], rt)
+			if err != nil {
+				fail(err)
+				return
 			}
-		}
+			var live []*common.Route
+			for _, rt := range resp.Routes {
+				if p.router.Alive(rt.GatewayId) {
+					live = append(live, rt)
+				}
+			}
+			mu.Lock()
+			a.groups[g] = live
+			mu.Unlock()
+		}()
 	}
-	return a, nil
+	wg.Wait()
+	return a, firstErr
 }
 
 // targets groups routes by gateway, in first-seen order, leaving out the
@@ -102,11 +137,7 @@ func (t *targets) add(from *events.UpRecord, routes ...*common.Route) {
 
 // outputs builds the acks, error replies, pushes, receipts and tasks of a
 // batch, in record order.
-func (p *Processor) outputs(ctx context.Context, items []*item) ([]kafkax.Msg, error) {
-	aud, err := p.lookup(ctx, items)
-	if err != nil {
-		return nil, err
-	}
+func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) []kafkax.Msg {
 	var msgs []kafkax.Msg
 	down := func(gw, key string, rec *events.DownRecord) {
 		msgs = append(msgs, kafkax.Msg{Topic: kafkax.DownTopic(gw), Key: []byte(key), Value: kafkax.Encode(rec)})
@@ -148,7 +179,7 @@ func (p *Processor) outputs(ctx context.Context, items []*item) ([]kafkax.Msg, e
 				t.add(r, aud.users[it.peer]...)
 			}
 			fanout(r.ConvId, t, &events.DownRecord{Kind: events.DownKind_FRAME,
-				Frame: frame(protocol.Cursor{Type: protocol.TypeRead, Conv: r.ConvId, UID: r.Sender, Seq: it.readSeq})})
+				Frame: frame(protocol.Cursor{Type: protocol.TypeRead, Conv: r.ConvId, UID: r.Sender, Seq: r.Seq})})
 		case events.UpKind_TYPING:
 			t := newTargets()
 			t.add(r, aud.users[it.peer]...)
@@ -156,7 +187,7 @@ func (p *Processor) outputs(ctx context.Context, items []*item) ([]kafkax.Msg, e
 				Frame: frame(protocol.Typing{Type: protocol.TypeTyping, Conv: r.ConvId, From: r.Sender})})
 		}
 	}
-	return msgs, nil
+	return msgs
 }
 
 // messageOutputs handles a stored send or recall: the ack and the pushes to

@@ -83,8 +83,6 @@ type item struct {
 	peer string
 	// res is the store's answer for a send or recall.
 	res *dataproxy.AppendResult_
-	// readSeq is the read cursor after a READ record.
-	readSeq int64
 }
 
 func (it *item) fail(c errcode.Code, format string, args ...any) {
@@ -101,21 +99,33 @@ func (it *item) appends() bool {
 // Kafka. It returns an error only when ctx ends first; failures of single
 // records become error frames to their senders.
 func (p *Processor) Process(ctx context.Context, recs []*events.UpRecord) error {
-	msgs, err := p.Prepare(ctx, recs)
+	prep, err := p.Prepare(ctx, recs)
 	if err != nil {
 		return err
 	}
+	if err := p.SaveCursors(ctx, prep); err != nil {
+		return err
+	}
 	return retry(ctx, p.log, "produce", func() error {
-		return p.prod.SendAll(ctx, msgs)
+		return p.prod.SendAll(ctx, prep.Msgs)
 	})
 }
 
-// Prepare does everything for recs except producing: it validates them,
-// has sends and recalls stored, moves cursors, and returns the acks, error
-// replies, pushes, receipts and tasks to produce, in an order that keeps
-// each conversation's records in seq order. It returns an error only when
-// ctx ends first.
-func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) ([]kafkax.Msg, error) {
+// Prepared is a batch ready to be produced.
+type Prepared struct {
+	// Msgs are the acks, error replies, pushes, receipts and tasks, in an
+	// order that keeps each conversation's records in seq order.
+	Msgs []kafkax.Msg
+	// cursors are the batch's cursor changes, for SaveCursors.
+	cursors *dataproxy.UpdateCursorsReq
+}
+
+// Prepare does everything for recs except producing and saving cursors: it
+// validates them and has sends and recalls stored while it looks up the
+// routes of everyone involved (the two calls run side by side: the route
+// lookup does not depend on the store's answer), then builds the outputs.
+// It returns an error only when ctx ends first.
+func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) (*Prepared, error) {
 	items := make([]*item, len(recs))
 	for i, r := range recs {
 		items[i] = &item{rec: r}
@@ -124,13 +134,25 @@ func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) ([]kaf
 	if err := p.checkRecipients(ctx, items); err != nil {
 		return nil, err
 	}
-	if err := p.append(ctx, items); err != nil {
+	var (
+		aud    audience
+		audErr error
+		done   = make(chan struct{})
+	)
+	uids, groups := needs(items)
+	go func() {
+		defer close(done)
+		aud, audErr = p.lookup(ctx, uids, groups)
+	}()
+	err := p.append(ctx, items)
+	<-done
+	if err != nil {
 		return nil, err
 	}
-	if err := p.moveCursors(ctx, items); err != nil {
-		return nil, err
+	if audErr != nil {
+		return nil, audErr
 	}
-	return p.outputs(ctx, items)
+	return &Prepared{Msgs: p.outputs(ctx, items, aud), cursors: cursorChanges(items)}, nil
 }
 
 func (p *Processor) validate(it *item) {

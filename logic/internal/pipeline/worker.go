@@ -121,18 +121,28 @@ func (w *worker) handle(ctx context.Context, msgs []*kafka.Message) bool {
 		recs = append(recs, rec)
 	}
 	w.proc.m.batchSize.Observe(float64(len(recs)))
-	outs, err := w.proc.Prepare(ctx, recs)
+	prep, err := w.proc.Prepare(ctx, recs)
 	if err != nil {
 		// ctx ended mid-batch: nothing of it is acknowledged; whoever owns
 		// the partitions next replays it.
 		return false
 	}
 	b := &batch{offsets: nextOffsets(msgs)}
-	b.pending.Store(int64(len(outs)) + 1) // +1 released below, after queueing
+	// One count per output, one for the cursor save, one released below
+	// once everything is queued.
+	b.pending.Store(int64(len(prep.Msgs)) + 2)
 	w.mu.Lock()
 	w.inflight = append(w.inflight, b)
 	w.mu.Unlock()
-	for _, o := range outs {
+	go func() {
+		// The cursor save runs beside the produce; the batch's offsets
+		// wait for it too. If ctx ends first the batch never completes
+		// and is replayed (cursor updates are idempotent).
+		if w.proc.SaveCursors(ctx, prep) == nil {
+			w.done(b)
+		}
+	}()
+	for _, o := range prep.Msgs {
 		w.produce(ctx, b, o, 0)
 	}
 	w.done(b)
