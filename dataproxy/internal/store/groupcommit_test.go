@@ -94,8 +94,9 @@ func TestGroupCommitCombinesCalls(t *testing.T) {
 		// Every call to its own conversation but one, which gets two.
 		peer := fmt.Sprintf("peer%02d", i%(n-1))
 		waiting = append(waiting, goAppend(context.Background(), s, item("alice", peer, fmt.Sprint(i))))
+		// One at a time, so the queue order is i's order.
+		waitQueued(t, d, i+1)
 	}
-	waitQueued(t, d, n)
 	close(g.release)
 	if c := <-first; c.err != nil || c.res[0].Seq != 1 {
 		t.Fatalf("first call: %+v", c)
