@@ -1,7 +1,8 @@
 // Command dataproxy serves GoChat's storage API over Kitex: messages,
-// conversations and users in SQLite (default) or MySQL, sharded over
-// several databases and tables if configured (docs/DATAPROXY.md), and the
-// online route table in Redis. It registers itself in etcd as
+// conversations, users, groups and client cursors in SQLite (default) or
+// MySQL, sharded over several databases and tables if configured
+// (docs/DATAPROXY.md), and in Redis the online route table, the groups'
+// route sets and the inbox cursors. It registers itself in etcd as
 // gochat.dataproxy; with -etcd "" it serves without registering (for
 // benchmarks and tools that dial it directly).
 //
@@ -31,6 +32,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gochat-im/gochat/dataproxy/internal/handler"
+	"github.com/gochat-im/gochat/dataproxy/internal/inbox"
+	"github.com/gochat-im/gochat/dataproxy/internal/repair"
 	"github.com/gochat-im/gochat/dataproxy/internal/routes"
 	"github.com/gochat-im/gochat/dataproxy/internal/store"
 	dpsvc "github.com/gochat-im/gochat/idl/kitex_gen/dataproxy/dataproxy"
@@ -99,11 +102,25 @@ func serve(cfg settings, common svc.Common, log *slog.Logger) error {
 	if err := retry(startCtx, log, "redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() }); err != nil {
 		return err
 	}
-	rt, err := routes.New(routes.Config{Prefix: cfg.redisPrefix, TTL: cfg.routeTTL}, rdb)
+	// Cache keys whose update failed after a commit are deleted when Redis
+	// answers again (package repair).
+	rq, err := repair.New(repair.Config{}, rdb, log)
 	if err != nil {
 		return err
 	}
-	h, err := handler.New(handler.Config{MaxRequestBytes: cfg.maxRequestBytes}, st, rt, reg, log)
+	defer rq.Close()
+	if err := rq.Register(reg); err != nil {
+		return err
+	}
+	rt, err := routes.New(routes.Config{Prefix: cfg.redisPrefix, TTL: cfg.routeTTL, Groups: st, Repair: rq, Log: log}, rdb)
+	if err != nil {
+		return err
+	}
+	ib, err := inbox.New(inbox.Config{Prefix: cfg.redisPrefix, Repair: rq}, rdb, st)
+	if err != nil {
+		return err
+	}
+	h, err := handler.New(handler.Config{MaxRequestBytes: cfg.maxRequestBytes}, st, rt, ib, reg, log)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ type settings struct {
 	routeTTL          time.Duration
 	maxBody           int
 	maxRequestBytes   int
+	maxGroupMembers   int
 	startupTimeout    time.Duration
 	checkSchema       bool
 	pprofListen       string
@@ -72,6 +73,7 @@ func (s *settings) register(fs *flag.FlagSet) {
 	fs.DurationVar(&s.routeTTL, "route-ttl", routes.DefaultTTL, "lifetime of an online route unless the caller gives one")
 	fs.IntVar(&s.maxBody, "max-body", store.DefaultMaxBody, "largest message body in bytes")
 	fs.IntVar(&s.maxRequestBytes, "max-request-bytes", handler.DefaultMaxRequestBytes, "largest sum of message sizes in one AppendMessages call")
+	fs.IntVar(&s.maxGroupMembers, "max-group-members", store.DefaultMaxGroupMembers, "most members a group may have")
 	fs.DurationVar(&s.startupTimeout, "startup-timeout", time.Minute, "how long to wait at start for the databases and Redis to answer")
 	fs.StringVar(&s.pprofListen, "pprof-listen", "", "address of a net/http/pprof server for profiling (empty: none; never expose it)")
 	fs.BoolVar(&s.checkSchema, "check-schema", false, "print every shard database's schema version and layout, exit 0 if all are current, 1 if not; changes nothing")
@@ -93,6 +95,8 @@ func (s *settings) validate() error {
 		return fmt.Errorf("-sqlite-readers %d: want at least 1", s.sqliteReaders)
 	case s.maxBody < 1 || s.maxBody > store.MaxMaxBody:
 		return fmt.Errorf("-max-body %d: want 1..%d", s.maxBody, store.MaxMaxBody)
+	case s.maxGroupMembers < 1:
+		return fmt.Errorf("-max-group-members %d: want at least 1", s.maxGroupMembers)
 	case s.maxRequestBytes < s.maxBody:
 		return fmt.Errorf("-max-request-bytes %d: want at least -max-body (%d)", s.maxRequestBytes, s.maxBody)
 	case s.routeTTL < time.Second:
@@ -187,7 +191,7 @@ func (s *settings) storeOptions() store.Options {
 		cache = -1 // off
 	}
 	return store.Options{
-		MaxBody: s.maxBody, Tables: s.shardTables, IndexCache: cache,
+		MaxBody: s.maxBody, Tables: s.shardTables, IndexCache: cache, MaxGroupMembers: s.maxGroupMembers,
 		GroupCommit: store.GroupCommit{MaxItems: s.groupMax, MaxWait: s.groupWait, Writers: s.groupWriters, TxTimeout: s.txTimeout},
 	}
 }

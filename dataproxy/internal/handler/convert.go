@@ -27,6 +27,7 @@ func appendItems(in []*dataproxy.AppendItem) []store.AppendItem {
 		out[i] = store.AppendItem{
 			ConvID: it.ConvId, Sender: it.Sender, Recipient: it.Recipient, ClientMsgID: it.ClientMsgId,
 			ContentType: it.ContentType, Body: it.Body, CreatedAtMs: it.CreatedAtMs,
+			RecallSeq: it.RecallSeq, RecallWindowMs: it.RecallWindowMs,
 		}
 	}
 	return out
@@ -44,19 +45,63 @@ func appendResults(in []store.AppendResult) []*dataproxy.AppendResult_ {
 
 func messages(in []store.Message) []*common.Message {
 	out := make([]*common.Message, len(in))
-	for i, m := range in {
-		out[i] = &common.Message{
-			ConvId: m.ConvID, Seq: m.Seq, Sender: m.Sender, Recipient: m.Recipient, ClientMsgId: m.ClientMsgID,
-			ContentType: m.ContentType, Body: m.Body, CreatedAtMs: m.CreatedAtMs,
-		}
+	for i := range in {
+		out[i] = message(&in[i])
 	}
 	return out
+}
+
+func message(m *store.Message) *common.Message {
+	return &common.Message{
+		ConvId: m.ConvID, Seq: m.Seq, Sender: m.Sender, Recipient: m.Recipient, ClientMsgId: m.ClientMsgID,
+		ContentType: m.ContentType, Body: m.Body, CreatedAtMs: m.CreatedAtMs, Recalled: m.Recalled, RefSeq: m.RefSeq,
+	}
 }
 
 func conversations(in []store.Conversation) []*common.Conversation {
 	out := make([]*common.Conversation, len(in))
 	for i, c := range in {
-		out[i] = &common.Conversation{ConvId: c.ConvID, Kind: c.Kind, Peer: c.Peer, LastSeq: c.LastSeq, UpdatedAtMs: c.UpdatedAtMs}
+		out[i] = &common.Conversation{ConvId: c.ConvID, Kind: c.Kind, Peer: c.Peer, LastSeq: c.LastSeq, UpdatedAtMs: c.UpdatedAtMs,
+			ReadSeq: c.ReadSeq, DeliveredSeq: c.DeliveredSeq, Unread: c.Unread, Name: c.Name}
+	}
+	return out
+}
+
+func groupOut(g store.Group) *common.Group {
+	return &common.Group{GroupId: g.ID, Name: g.Name, Owner: g.Owner, CreatedAtMs: g.CreatedAtMs, MemberCount: int32(g.MemberCount),
+		Dissolved: g.DissolvedAtMs != 0}
+}
+
+func groupsOut(in []store.Group) []*common.Group {
+	out := make([]*common.Group, len(in))
+	for i, g := range in {
+		out[i] = groupOut(g)
+	}
+	return out
+}
+
+func membersOut(in []store.GroupMember) []*common.GroupMember {
+	out := make([]*common.GroupMember, len(in))
+	for i, m := range in {
+		out[i] = &common.GroupMember{Uid: m.UID, Role: m.Role, JoinedAtMs: m.JoinedAtMs}
+	}
+	return out
+}
+
+func cursorsIn(in []*dataproxy.CursorUpdate) []store.CursorUpdate {
+	out := make([]store.CursorUpdate, len(in))
+	for i, c := range in {
+		if c != nil {
+			out[i] = store.CursorUpdate{UID: c.Uid, ConvID: c.ConvId, DeliveredSeq: c.DeliveredSeq, ReadSeq: c.ReadSeq}
+		}
+	}
+	return out
+}
+
+func cursorsOut(in []store.CursorUpdate) []*dataproxy.CursorUpdate {
+	out := make([]*dataproxy.CursorUpdate, len(in))
+	for i, c := range in {
+		out[i] = &dataproxy.CursorUpdate{Uid: c.UID, ConvId: c.ConvID, DeliveredSeq: c.DeliveredSeq, ReadSeq: c.ReadSeq}
 	}
 	return out
 }
@@ -97,10 +142,14 @@ func routesIn(in []*common.Route) ([]routes.Route, error) {
 	return out, nil
 }
 
+// routesOut converts routes with two allocations, whatever their number
+// (a large group's route set holds thousands).
 func routesOut(in []routes.Route) []*common.Route {
 	out := make([]*common.Route, len(in))
+	backing := make([]common.Route, len(in))
 	for i, r := range in {
-		out[i] = &common.Route{Uid: r.UID, Device: r.Device, GatewayId: r.GatewayID, ConnId: r.ConnID}
+		backing[i] = common.Route{Uid: r.UID, Device: r.Device, GatewayId: r.GatewayID, ConnId: r.ConnID}
+		out[i] = &backing[i]
 	}
 	return out
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/go-sql-driver/mysql"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gochat-im/gochat/dataproxy/internal/handler"
@@ -115,15 +114,7 @@ func TestOutagesOverKitex(t *testing.T) {
 			_ = direct.Del(context.Background(), keys...).Err()
 		}
 	})
-	rt, err := routes.New(routes.Config{Prefix: prefix}, rdb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := handler.New(handler.Config{}, st, rt, prometheus.NewRegistry(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli := serve(t, h)
+	cli := serve(t, build(t, handler.Config{}, st, rdb, prefix, nil))
 
 	conv := ids.P2P("alice", "bob")
 	appendMsg := func(cmid string) (*dataproxy.AppendMessagesResp, error) {
@@ -205,10 +196,6 @@ func TestRedisFlushMidAppends(t *testing.T) {
 	m := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	defer rdb.Close()
-	rt, err := routes.New(routes.Config{}, rdb)
-	if err != nil {
-		t.Fatal(err)
-	}
 	st, err := store.OpenSQLite(store.SQLiteConfig{Path: filepath.Join(t.TempDir(), "gochat.db"), DBs: 2, Sync: "normal",
 		Options: store.Options{Tables: 2}}, nil)
 	if err != nil {
@@ -219,11 +206,7 @@ func TestRedisFlushMidAppends(t *testing.T) {
 	if err := st.Ready(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h, err := handler.New(handler.Config{}, st, rt, prometheus.NewRegistry(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli := serve(t, h)
+	cli := serve(t, build(t, handler.Config{}, st, rdb, "", nil))
 
 	const writers, perWriter = 4, 60
 	routesOf := func() []*common.Route {
@@ -232,6 +215,16 @@ func TestRedisFlushMidAppends(t *testing.T) {
 			rs = append(rs, &common.Route{Uid: fmt.Sprint("user", w), Device: "phone", GatewayId: "gw-1", ConnId: int64(w)})
 		}
 		return rs
+	}
+	var members []string
+	for w := 1; w < writers; w++ {
+		members = append(members, fmt.Sprint("user", w))
+	}
+	if _, err := cli.UpsertUsers(ctx, &dataproxy.UpsertUsersReq{Users: []*common.User{{Uid: "user0"}, {Uid: "user1"}, {Uid: "user2"}, {Uid: "user3"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.CreateGroup(ctx, &dataproxy.CreateGroupReq{GroupId: "all", Owner: "user0", Members: members}); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := cli.SetRoutes(ctx, &dataproxy.SetRoutesReq{Routes: routesOf()}); err != nil {
 		t.Fatal(err)
@@ -313,9 +306,14 @@ func TestRedisFlushMidAppends(t *testing.T) {
 	if got, err := cli.GetRoutes(ctx, &dataproxy.GetRoutesReq{Uids: uids}); err != nil || len(got.Routes) != writers-1 {
 		t.Fatalf("routes after a delete: %+v %v", got, err)
 	}
-	// Nothing but route keys was ever in Redis.
+	// Redis holds routes and caches only: no sequence counter, nothing
+	// that is not rebuilt.
 	for _, k := range m.Keys() {
-		if !strings.HasPrefix(k, routes.DefaultPrefix+"route:") {
+		ok := false
+		for _, kind := range []string{"route:", "groute:", "ugroups:", "uconvs:", "cseq:", "fill:"} {
+			ok = ok || strings.HasPrefix(k, routes.DefaultPrefix+kind)
+		}
+		if !ok {
 			t.Fatalf("unexpected Redis key %q", k)
 		}
 	}
@@ -332,15 +330,7 @@ func TestOversizedOverKitex(t *testing.T) {
 	if err := st.Ready(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	rt, err := routes.New(routes.Config{}, redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := handler.New(handler.Config{MaxRequestBytes: 1000}, st, rt, prometheus.NewRegistry(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli := serve(t, h)
+	cli := serve(t, build(t, handler.Config{MaxRequestBytes: 1000}, st, redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()}), "", nil))
 	item := func(cmid string, n int) *dataproxy.AppendItem {
 		return &dataproxy.AppendItem{ConvId: ids.P2P("alice", "bob"), Sender: "alice", Recipient: "bob", ClientMsgId: cmid, Body: strings.Repeat("x", n)}
 	}

@@ -1,16 +1,19 @@
 // Package handler is the dataproxy's Kitex handler: it implements the
 // dataproxy.DataProxy API over a store.Store (messages, conversations,
-// users) and a route table in Redis.
+// users, groups, cursors), a route table in Redis (users' routes and
+// groups' route sets) and the inbox cursors cached in Redis.
 //
-// Each method is thin: check the request's size and shape, call the store or
-// the route table once, convert the answer. Errors reach the caller as Kitex
+// Each method is thin: check the request's size and shape, call the store,
+// then bring the Redis caches up to date with what was committed (a failed
+// cache update never fails the call: its keys go to the repair queue, see
+// package repair), convert the answer. Errors reach the caller as Kitex
 // business status errors with pkg/errcode codes: a bad request is
 // BadRequest/BadField, a call carrying too many bytes TooLarge (an
 // oversized message inside a call gets TooLarge in its own result), an
-// unknown conversation ConvNotFound, and any failure of the database or
-// Redis Unavailable (retry later; an append retried with the same client
-// message ids never stores a message twice). A handler never panics on
-// input.
+// unknown conversation or group ConvNotFound, a refused group change
+// Forbidden or UserNotFound, and any failure of the database or Redis
+// Unavailable (retry later; an append retried with the same client message
+// ids never stores a message twice). A handler never panics on input.
 //
 // Concurrency: a Handler is safe for concurrent use; Kitex calls it from many
 // goroutines. It holds no state besides its dependencies and metrics.
@@ -25,10 +28,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gochat-im/gochat/dataproxy/internal/inbox"
 	"github.com/gochat-im/gochat/dataproxy/internal/routes"
 	"github.com/gochat-im/gochat/dataproxy/internal/store"
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/pkg/errcode"
+	"github.com/gochat-im/gochat/pkg/ids"
 )
 
 var _ dataproxy.DataProxy = (*Handler)(nil)
@@ -38,6 +43,18 @@ type RouteTable interface {
 	SetRoutes(ctx context.Context, rs []routes.Route, ttl time.Duration) error
 	DelRoutes(ctx context.Context, rs []routes.Route) (int, error)
 	GetRoutes(ctx context.Context, uids []string) ([]routes.Route, error)
+	GetGroupRoutes(ctx context.Context, group string) ([]routes.Route, error)
+	JoinGroup(ctx context.Context, group string, uids []string) error
+	LeaveGroup(ctx context.Context, group string, uids []string) error
+	DropGroup(ctx context.Context, group string) error
+	ForgetUserGroups(ctx context.Context, uids []string) error
+}
+
+// Inbox is the part of inbox.Inbox the handler uses.
+type Inbox interface {
+	Appended(ctx context.Context, seqs map[string]int64, pairs []inbox.Pair) error
+	Forget(ctx context.Context, uids []string) error
+	Cursors(ctx context.Context, uids []string) (map[string]int64, error)
 }
 
 // Defaults and limits of a call.
@@ -66,6 +83,7 @@ type Config struct {
 type Handler struct {
 	st       store.Store
 	rt       RouteTable
+	ib       Inbox
 	max      int
 	maxBytes int
 	log      *slog.Logger
@@ -73,9 +91,9 @@ type Handler struct {
 }
 
 // New returns a Handler. Its metrics are registered on reg.
-func New(cfg Config, st store.Store, rt RouteTable, reg prometheus.Registerer, log *slog.Logger) (*Handler, error) {
-	if st == nil || rt == nil {
-		return nil, errors.New("handler: store and route table are required")
+func New(cfg Config, st store.Store, rt RouteTable, ib Inbox, reg prometheus.Registerer, log *slog.Logger) (*Handler, error) {
+	if st == nil || rt == nil || ib == nil {
+		return nil, errors.New("handler: store, route table and inbox are required")
 	}
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = DefaultMaxBatch
@@ -93,7 +111,7 @@ func New(cfg Config, st store.Store, rt RouteTable, reg prometheus.Registerer, l
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{st: st, rt: rt, max: cfg.MaxBatch, maxBytes: cfg.MaxRequestBytes, log: log, m: m}, nil
+	return &Handler{st: st, rt: rt, ib: ib, max: cfg.MaxBatch, maxBytes: cfg.MaxRequestBytes, log: log, m: m}, nil
 }
 
 // fail turns a dependency's error into the error the caller sees: a coded
@@ -119,45 +137,53 @@ func (h *Handler) AppendMessages(ctx context.Context, req *dataproxy.AppendMessa
 	if n := requestBytes(req.Items); n > h.maxBytes {
 		return nil, errcode.Biz(errcode.TooLarge, "the messages of this call hold %d bytes; the limit is %d", n, h.maxBytes)
 	}
-	res, err := h.appendMessages(ctx, req.Items)
+	res, err := h.st.AppendMessages(ctx, appendItems(req.Items))
 	if err != nil {
 		return nil, h.fail("AppendMessages", err)
 	}
 	h.m.countAppend(res)
+	h.afterAppend(ctx, req.Items, res)
 	return &dataproxy.AppendMessagesResp{Results: appendResults(res)}, nil
 }
 
-// appendMessages stores the items, except recalls (recall_seq > 0), which
-// this store does not implement yet: they are answered Unsupported item by
-// item, never stored as plain messages.
-func (h *Handler) appendMessages(ctx context.Context, in []*dataproxy.AppendItem) ([]store.AppendResult, error) {
-	items := appendItems(in)
-	keep := make([]int, 0, len(in))
-	for i, it := range in {
-		if it == nil || it.RecallSeq == 0 {
-			keep = append(keep, i)
+// afterAppend brings the inbox cursors up to date with a committed append:
+// each conversation's highest seq, and the users of its one-to-one
+// conversations. It runs even if the caller has gone (the commit stands).
+func (h *Handler) afterAppend(ctx context.Context, items []*dataproxy.AppendItem, res []store.AppendResult) {
+	seqs := make(map[string]int64)
+	var pairs []inbox.Pair
+	for i, r := range res {
+		it := items[i]
+		if r.ErrorCode != 0 || it == nil {
+			continue
+		}
+		if r.Seq > seqs[it.ConvId] {
+			seqs[it.ConvId] = r.Seq
+		}
+		if a, b, ok := ids.ParseP2P(it.ConvId); ok {
+			pairs = append(pairs, inbox.Pair{UID: a, Conv: it.ConvId}, inbox.Pair{UID: b, Conv: it.ConvId})
 		}
 	}
-	if len(keep) == len(in) {
-		return h.st.AppendMessages(ctx, items)
+	if len(seqs) == 0 {
+		return
 	}
-	sub := make([]store.AppendItem, len(keep))
-	for k, i := range keep {
-		sub[k] = items[i]
+	ctx, cancel := detached(ctx)
+	defer cancel()
+	if err := h.ib.Appended(ctx, seqs, pairs); err != nil {
+		h.log.Warn("inbox cursors not updated; their keys are queued for deletion", "err", err)
 	}
-	got, err := h.st.AppendMessages(ctx, sub)
-	if err != nil {
-		return nil, err
-	}
-	res := make([]store.AppendResult, len(in))
-	for i := range res {
-		res[i] = store.AppendResult{ErrorCode: int32(errcode.Unsupported), ErrorMessage: "recall is not implemented by this dataproxy yet"}
-	}
-	for k, i := range keep {
-		res[i] = got[k]
-	}
-	return res, nil
 }
+
+// detached is ctx without its cancellation, bounded by redisTimeout: for
+// the cache updates that follow a commit.
+func detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
+}
+
+// redisTimeout bounds the cache updates after a commit: while Redis does
+// not answer, an append waits at most this long for it (then its keys go
+// to the repair queue).
+const redisTimeout = 2 * time.Second
 
 // SyncMessages implements dataproxy.DataProxy.
 func (h *Handler) SyncMessages(ctx context.Context, req *dataproxy.SyncMessagesReq) (resp *dataproxy.SyncMessagesResp, err error) {

@@ -16,6 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gochat-im/gochat/dataproxy/internal/handler"
+	"github.com/gochat-im/gochat/dataproxy/internal/inbox"
+	"github.com/gochat-im/gochat/dataproxy/internal/repair"
 	"github.com/gochat-im/gochat/dataproxy/internal/routes"
 	"github.com/gochat-im/gochat/dataproxy/internal/store"
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
@@ -38,7 +40,10 @@ type env struct {
 // start serves a Handler over SQLite in a temporary directory and the real
 // Redis (random key prefix, cleaned up) on a random port, and returns a
 // client of it made the way logic makes one.
-func start(t *testing.T) *env {
+func start(t *testing.T) *env { return startCfg(t, handler.Config{MaxBatch: 10}) }
+
+// startCfg is start with a handler configuration.
+func startCfg(t testing.TB, cfg handler.Config) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.OpenSQLite(store.SQLiteConfig{Path: filepath.Join(t.TempDir(), "gochat.db"), Options: store.Options{MaxBody: 1024}}, nil)
@@ -63,19 +68,40 @@ func start(t *testing.T) *env {
 		}
 		_ = rdb.Close()
 	})
-	rt, err := routes.New(routes.Config{Prefix: prefix}, rdb)
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := prometheus.NewRegistry()
-	h, err := handler.New(handler.Config{MaxBatch: 10}, st, rt, reg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := build(t, cfg, st, rdb, prefix, reg)
 	return &env{st: st, rdb: rdb, reg: reg, cli: serve(t, h)}
 }
 
-func serve(t *testing.T, h dataproxy.DataProxy) dpsvc.Client {
+// build makes a Handler the way the service does: a route table with
+// group route sets and an inbox, both on rdb under prefix and reading st,
+// and a repair queue (stopped when the test ends).
+func build(t testing.TB, cfg handler.Config, st *store.SQLStore, rdb redis.UniversalClient, prefix string, reg prometheus.Registerer) *handler.Handler {
+	t.Helper()
+	rq, err := repair.New(repair.Config{Interval: 50 * time.Millisecond}, rdb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rq.Close)
+	rt, err := routes.New(routes.Config{Prefix: prefix, Groups: st, Repair: rq}, rdb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ib, err := inbox.New(inbox.Config{Prefix: prefix, Repair: rq}, rdb, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	h, err := handler.New(cfg, st, rt, ib, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func serve(t testing.TB, h dataproxy.DataProxy) dpsvc.Client {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -167,13 +193,23 @@ func TestMessagesOverKitex(t *testing.T) {
 		t.Fatalf("users: %+v %v", users, err)
 	}
 
-	// A recall is not stored as a plain message while the store lacks it.
+	// A recall is stored as an event; the message loses its body.
 	resp, err = e.cli.AppendMessages(ctx, &dataproxy.AppendMessagesReq{Items: []*dataproxy.AppendItem{
 		{ConvId: conv, Sender: "alice", Recipient: "bob", ClientMsgId: "r1", ContentType: "gochat.recall", RecallSeq: 1, RecallWindowMs: 60_000},
+		{ConvId: conv, Sender: "bob", Recipient: "alice", ClientMsgId: "r2", RecallSeq: 2, RecallWindowMs: 60_000},
 		item("4", "after the recall"),
 	}})
-	if err != nil || resp.Results[0].ErrorCode != int32(errcode.Unsupported) || resp.Results[1].Seq != 3 {
+	if err != nil || resp.Results[0].Seq != 3 || resp.Results[1].ErrorCode != int32(errcode.Forbidden) || resp.Results[2].Seq != 4 {
 		t.Fatalf("recall: %+v %v", resp, err)
+	}
+	sync, err = e.cli.SyncMessages(ctx, &dataproxy.SyncMessagesReq{ConvId: conv})
+	if err != nil || len(sync.Messages) != 4 || !sync.Messages[0].Recalled || sync.Messages[0].Body != "" || sync.Messages[2].RefSeq != 1 ||
+		sync.Messages[2].ContentType != "gochat.recall" {
+		t.Fatalf("sync after the recall: %+v %v", sync, err)
+	}
+	got, err := e.cli.GetMessage(ctx, &dataproxy.GetMessageReq{ConvId: conv, Sender: "alice", ClientMsgId: "3"})
+	if err != nil || !got.Found || got.Message.Seq != 2 || got.Message.Body != "there" {
+		t.Fatalf("GetMessage: %+v %v", got, err)
 	}
 
 	// The metrics saw it all.
@@ -257,20 +293,12 @@ func TestRedisDown(t *testing.T) {
 	_ = ln.Close() // nothing listens there now
 	rdb := redis.NewClient(&redis.Options{Addr: dead, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	defer rdb.Close()
-	rt, err := routes.New(routes.Config{}, rdb)
-	if err != nil {
-		t.Fatal(err)
-	}
 	st, err := store.OpenSQLite(store.SQLiteConfig{Path: filepath.Join(t.TempDir(), "gochat.db")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	h, err := handler.New(handler.Config{}, st, rt, prometheus.NewRegistry(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli := serve(t, h)
+	cli := serve(t, build(t, handler.Config{}, st, rdb, "", nil))
 	_, err = cli.GetRoutes(context.Background(), &dataproxy.GetRoutesReq{Uids: []string{"alice"}})
 	wantCode(t, err, errcode.Unavailable)
 	_, err = cli.SetRoutes(context.Background(), &dataproxy.SetRoutesReq{Routes: []*common.Route{{Uid: "a", Device: "d", GatewayId: "g"}}})

@@ -1,60 +1,97 @@
 // Package routes keeps the online route table in Redis: for every online
-// user, which gateway and connection each of the user's devices is on.
+// user, which gateway and connection each of the user's devices is on, and
+// for every group, the routes of its online members (its route set), so
+// that a message to a group of any size costs one lookup.
 //
 // # Keys and lifetimes
 //
-// There is one kind of key, a hash per user:
+//	<prefix>route:<uid>      hash  <device>         -> "<conn_id>:<expires_at_ms>:<gateway_id>"
+//	<prefix>groute:<group>   hash  <uid>|<device>   -> the same value
+//	<prefix>ugroups:<uid>    set   the ids of the active groups the user is in, and "" (the set exists once filled)
+//	<prefix>fill:ugroups:<uid>     string: the token of a fill in progress (10 s)
 //
-//	<prefix>route:<uid>   field <device>   value "<conn_id>:<expires_at_ms>:<gateway_id>"
+// route: every SetRoutes gives the key a TTL (the request's, or the
+// configured default of 10 minutes) with PEXPIRE, so a user's hash
+// disappears that long after the last SetRoutes for any of their devices.
+// Each field also carries its own expiry time (expires_at_ms): GetRoutes
+// skips a field whose time has passed, so a device whose gateway died
+// without a DelRoutes stops being returned after its own TTL even while
+// another device of the same user keeps the key alive. The key's TTL is
+// that of the latest SetRoutes, so a caller that mixes TTLs for one user
+// can shorten the life of an earlier, longer route. Gateways are expected
+// to call SetRoutes again well within the TTL for every live connection.
 //
-// Its lifetime: every SetRoutes gives the key a TTL (the request's, or the
-// configured default of 10 minutes) with PEXPIRE, so a user's hash disappears
-// that long after the last SetRoutes for any of their devices. Each field also
-// carries its own expiry time (expires_at_ms): GetRoutes skips a field whose
-// time has passed, so a device whose gateway died without a DelRoutes stops
-// being returned after its own TTL even while another device of the same user
-// keeps the key alive. Such stale fields are removed with the key, or earlier
-// when the device connects again. The key's TTL is that of the latest
-// SetRoutes, so a caller that mixes TTLs for one user can shorten the life of
-// an earlier, longer route. Gateways are expected to call SetRoutes again
-// well within the TTL for every live connection. Nothing else is stored.
+// groute: SetRoutes writes each route into the route set of every group in
+// the user's ugroups set, and DelRoutes removes it there too (compare and
+// delete, as for the user's own hash). Entries carry their own expiry like
+// routes; the key's TTL is raised to the longest route written into it. A
+// member added to a group gets their current routes copied in; a member
+// removed gets them deleted; a dissolved group's set is deleted.
+// GetGroupRoutes is one HGETALL: the set holds only online members, so its
+// size is the number of online members, never the group's.
 //
-// That is the only kind of key the dataproxy writes: no sequence counters
-// (seqs are assigned in the SQL transaction that stores the messages, see
-// package store) and no caches live in Redis. Losing the whole of Redis
-// (FLUSHALL, a restart without persistence) therefore loses no message and
-// changes no seq; it only makes users look offline until their gateways set
-// their routes again, and the compare-and-delete script is loaded again on
-// its first NOSCRIPT.
+// ugroups: a cache of SQL (Config.Groups), filled on a miss and expiring
+// after Config.SetTTL (1 hour by default). A membership change deletes the
+// set (and any fill in progress, whose marker it deletes) rather than
+// editing it, so the next fill reads SQL again; a fill stores its answer
+// only if its marker is still there, so a fill that read SQL before a
+// change never stores the old answer.
+//
+// Nothing in these keys is needed for correctness of stored data: losing
+// all of them (FLUSHALL, a restart without persistence) makes users look
+// offline until their gateways' periodic route refresh (SetRoutes again),
+// which also rebuilds the group route sets; the scripts are loaded again on
+// their first NOSCRIPT.
 //
 // # Concurrency
 //
-// A Table is safe for concurrent use; it holds no state besides the Redis
-// client. SetRoutes and GetRoutes each cost one pipelined round trip;
-// DelRoutes one round trip of a compare-and-delete script per route.
-// A disconnect racing a reconnect of the same device is settled by that
-// script: it deletes the field only if it still names the disconnecting
-// gateway and connection, so the newer connection's route survives.
+// A Table is safe for concurrent use; it holds no state besides its
+// clients. Every change is a Lua script, so it is atomic with respect to
+// the others: SetRoutes writes a user's routes into the route sets of the
+// groups its script reads from ugroups in the same step, and a membership
+// change deletes ugroups and edits the route set in one step too, so a
+// route is never written into the set of a group its user has just left.
+// SetRoutes and GetRoutes cost one pipelined round trip (plus a SQL read
+// and one more round trip for users whose ugroups set is missing);
+// DelRoutes one round trip.
 package routes
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/gochat-im/gochat/dataproxy/internal/repair"
+	"github.com/gochat-im/gochat/dataproxy/internal/rscript"
 )
 
 // DefaultTTL is how long a route lives when neither the call nor the
 // configuration says.
 const DefaultTTL = 10 * time.Minute
 
+// DefaultSetTTL is how long a user's cached group set lives.
+const DefaultSetTTL = time.Hour
+
 // DefaultPrefix starts every key.
 const DefaultPrefix = "gochat:"
+
+// fillTTL bounds the life of a fill marker left by a caller that died.
+const fillTTL = 10 * time.Second
+
+// GroupSource answers which active groups users are members of (the SQL
+// store).
+type GroupSource interface {
+	UserGroupIDs(ctx context.Context, uids []string) (map[string][]string, error)
+}
 
 // Config configures a Table.
 type Config struct {
@@ -62,6 +99,18 @@ type Config struct {
 	Prefix string
 	// TTL is the default route lifetime; 0 means DefaultTTL.
 	TTL time.Duration
+	// Groups, when set, turns on group route sets: SetRoutes and DelRoutes
+	// keep the route sets of the users' groups.
+	Groups GroupSource
+	// SetTTL is the lifetime of a user's cached group set; 0 means
+	// DefaultSetTTL.
+	SetTTL time.Duration
+	// Repair, when set, receives the keys of updates that failed after
+	// their SQL change (see package repair).
+	Repair *repair.Queue
+	// Log receives debug messages about group route sets left to the
+	// next refresh; nil discards them.
+	Log *slog.Logger
 }
 
 // Route is where one device of a user is connected.
@@ -77,21 +126,12 @@ type Table struct {
 	rdb    redis.UniversalClient
 	prefix string
 	ttl    time.Duration
+	setTTL time.Duration
+	groups GroupSource
+	repair *repair.Queue
+	log    *slog.Logger
 	now    func() time.Time
-	del    *redis.Script
 }
-
-// delScript deletes field ARGV[1] of KEYS[1] if its value still names
-// connection ARGV[2] on gateway ARGV[3]. Returns 1 if it deleted.
-const delScript = `
-local v = redis.call('HGET', KEYS[1], ARGV[1])
-if not v then return 0 end
-local conn, exp, gw = string.match(v, '^([^:]*):([^:]*):(.*)$')
-if conn == ARGV[2] and gw == ARGV[3] then
-  return redis.call('HDEL', KEYS[1], ARGV[1])
-end
-return 0
-`
 
 // New returns a Table on rdb.
 func New(cfg Config, rdb redis.UniversalClient) (*Table, error) {
@@ -104,14 +144,28 @@ func New(cfg Config, rdb redis.UniversalClient) (*Table, error) {
 	if cfg.TTL == 0 {
 		cfg.TTL = DefaultTTL
 	}
-	if cfg.TTL < time.Millisecond {
-		return nil, fmt.Errorf("routes: ttl %v is too short", cfg.TTL)
+	if cfg.SetTTL == 0 {
+		cfg.SetTTL = DefaultSetTTL
 	}
-	return &Table{rdb: rdb, prefix: cfg.Prefix, ttl: cfg.TTL, now: time.Now, del: redis.NewScript(delScript)}, nil
+	if cfg.TTL < time.Millisecond || cfg.SetTTL < time.Millisecond {
+		return nil, fmt.Errorf("routes: ttl %v or set ttl %v is too short", cfg.TTL, cfg.SetTTL)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Table{rdb: rdb, prefix: cfg.Prefix, ttl: cfg.TTL, setTTL: cfg.SetTTL, groups: cfg.Groups, repair: cfg.Repair, log: cfg.Log, now: time.Now}, nil
 }
 
 // Key is the Redis key of uid's routes.
 func (t *Table) Key(uid string) string { return t.prefix + "route:" + uid }
+
+// GroupKey is the Redis key of a group's route set.
+func (t *Table) GroupKey(group string) string { return t.prefix + "groute:" + group }
+
+// UserGroupsKey is the Redis key of uid's cached group set.
+func (t *Table) UserGroupsKey(uid string) string { return t.prefix + "ugroups:" + uid }
+
+func (t *Table) fillKey(uid string) string { return t.prefix + "fill:ugroups:" + uid }
 
 // DefaultTTL is the lifetime SetRoutes uses when given 0.
 func (t *Table) DefaultTTL() time.Duration { return t.ttl }
@@ -132,9 +186,34 @@ func decode(v string) (conn, expiresAt int64, gateway string, ok bool) {
 	return conn, expiresAt, gw, err1 == nil && err2 == nil
 }
 
+// setScript records a user's routes (ARGV[4..]: device, value pairs) in
+// KEYS[1] with TTL ARGV[2] ms, and in the route set of every group in the
+// user's group set KEYS[2] (ARGV[1]: prefix, ARGV[3]: uid). It returns 0
+// when the group set is missing (then nothing was written to any group
+// set), 1 otherwise. With KEYS[2] absent, only the user's hash is written.
+var setScript = redis.NewScript(`
+local ttl = tonumber(ARGV[2])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
+redis.call('PEXPIRE', KEYS[1], ttl)
+if not KEYS[2] then return 1 end
+local gs = redis.call('SMEMBERS', KEYS[2])
+if #gs == 0 then return 0 end
+for _, g in ipairs(gs) do
+  if g ~= '' then
+    local k = ARGV[1] .. 'groute:' .. g
+    for i = 4, #ARGV, 2 do redis.call('HSET', k, ARGV[3] .. '|' .. ARGV[i], ARGV[i+1]) end
+    if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+  end
+end
+return 1
+`)
+
 // SetRoutes records routes, replacing any earlier route of the same device,
-// for ttl (0 means the default), in one pipeline: an HSET and a PEXPIRE per
-// user, wrapped in MULTI/EXEC so that no key is ever left without its TTL.
+// for ttl (0 means the default), and writes them into the route sets of
+// their users' groups: one script per user, in one pipeline. Users whose
+// group set is missing get it filled from SQL first (see fill); if that
+// fails (SQL down), their own routes are set and their group route sets
+// wait for the next refresh.
 func (t *Table) SetRoutes(ctx context.Context, routes []Route, ttl time.Duration) error {
 	if len(routes) == 0 {
 		return nil
@@ -151,53 +230,69 @@ func (t *Table) SetRoutes(ctx context.Context, routes []Route, ttl time.Duration
 		}
 		byUser[r.UID] = append(byUser[r.UID], r.Device, encode(r, expiresAt))
 	}
-	_, err := t.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, uid := range order {
-			k := t.Key(uid)
-			p.HSet(ctx, k, byUser[uid]...)
-			p.PExpire(ctx, k, ttl)
+	calls := make([]rscript.Call, len(order))
+	for i, uid := range order {
+		keys := []string{t.Key(uid)}
+		if t.groups != nil {
+			keys = append(keys, t.UserGroupsKey(uid))
 		}
-		return nil
-	})
+		calls[i] = rscript.Call{Script: setScript, Keys: keys, Args: append([]any{t.prefix, ttl.Milliseconds(), uid}, byUser[uid]...)}
+	}
+	cmds, err := rscript.Exec(ctx, t.rdb, calls)
 	if err != nil {
 		return fmt.Errorf("set routes: %w", err)
+	}
+	var missed []string
+	for i, c := range cmds {
+		n, err := c.Int()
+		if err != nil {
+			return fmt.Errorf("set routes of %s: %w", order[i], err)
+		}
+		if n == 0 {
+			missed = append(missed, order[i])
+		}
+	}
+	if len(missed) > 0 {
+		if _, left, err := t.fill(ctx, missed, true); err != nil || len(left) > 0 {
+			t.log.Debug("group route sets not written; the next refresh writes them", "users", len(left), "err", err)
+		}
 	}
 	return nil
 }
 
 // DelRoutes removes each route whose device still points at the same gateway
-// and connection, and returns how many it removed.
+// and connection, here and in the route sets of the user's groups, and
+// returns how many it removed from the users' hashes.
 func (t *Table) DelRoutes(ctx context.Context, routes []Route) (int, error) {
 	if len(routes) == 0 {
 		return 0, nil
 	}
-	run := func() ([]*redis.Cmd, error) {
-		cmds := make([]*redis.Cmd, len(routes))
-		_, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, r := range routes {
-				cmds[i] = t.del.EvalSha(ctx, p, []string{t.Key(r.UID)}, r.Device, strconv.FormatInt(r.ConnID, 10), r.GatewayID)
-			}
-			return nil
-		})
-		return cmds, err
-	}
-	cmds, err := run()
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		// The server lost its script cache (a restart, SCRIPT FLUSH): load
-		// the script and run the batch again; deleting is idempotent.
-		if lerr := t.del.Load(ctx, t.rdb).Err(); lerr != nil {
-			return 0, fmt.Errorf("del routes: load script: %w", lerr)
+	calls := make([]rscript.Call, len(routes))
+	for i, r := range routes {
+		keys := []string{t.Key(r.UID)}
+		if t.groups != nil {
+			keys = append(keys, t.UserGroupsKey(r.UID))
 		}
-		cmds, err = run()
+		calls[i] = rscript.Call{Script: delScript, Keys: keys, Args: []any{r.Device, strconv.FormatInt(r.ConnID, 10), r.GatewayID, t.prefix, r.UID}}
 	}
+	cmds, err := rscript.Exec(ctx, t.rdb, calls)
 	if err != nil {
 		return 0, fmt.Errorf("del routes: %w", err)
 	}
 	n := 0
-	for _, c := range cmds {
-		if v, _ := c.Int(); v > 0 {
-			n++
+	var missed []Route
+	for i, c := range cmds {
+		v, err := c.Int64Slice()
+		if err != nil || len(v) != 2 {
+			return 0, fmt.Errorf("del routes: %v %w", v, err)
 		}
+		n += int(v[0])
+		if v[1] == 0 && t.groups != nil {
+			missed = append(missed, routes[i])
+		}
+	}
+	if len(missed) > 0 {
+		t.delFromGroups(ctx, missed)
 	}
 	return n, nil
 }
@@ -242,4 +337,11 @@ func (t *Table) GetRoutes(ctx context.Context, uids []string) ([]Route, error) {
 		sort.Slice(part, func(a, b int) bool { return part[a].Device < part[b].Device })
 	}
 	return out, nil
+}
+
+// token returns a random fill marker.
+func token() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -21,7 +21,7 @@ var backends = []struct {
 	name string
 	open func(t *testing.T, ttl time.Duration) (*Table, *redis.Client)
 }{
-	{"redis", newTable},
+	{"redis", func(t *testing.T, ttl time.Duration) (*Table, *redis.Client) { return newTable(t, ttl) }},
 	{"miniredis", newMiniTable},
 }
 
@@ -49,7 +49,7 @@ func newMiniTable(t *testing.T, ttl time.Duration) (*Table, *redis.Client) {
 
 // newTable returns a Table on the real Redis under a random key prefix whose
 // keys are deleted when the test ends.
-func newTable(t *testing.T, ttl time.Duration) (*Table, *redis.Client) {
+func newTable(t testing.TB, ttl time.Duration) (*Table, *redis.Client) {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -40,9 +40,10 @@ type convState struct {
 type dedupKey struct{ conv, sender, cmid string }
 
 type msgRow struct {
-	it      *AppendItem
-	seq     int64
-	created int64
+	it       *AppendItem
+	seq      int64
+	created  int64
+	recalled bool // recalled later in the same batch: stored with an empty body
 }
 
 // appendTx runs one attempt of the transaction of a batch: the conversation
@@ -52,6 +53,15 @@ type msgRow struct {
 // the new ones in ascending conv_id, all of them before any message is
 // written; the seq of a message is last_seq+1 of its locked row, so seqs
 // are 1, 2, 3 ... per conversation with no gap and no reuse.
+//
+// Items that depend on stored state are judged under those locks (see
+// checks): a group message needs an active group with the sender as a
+// member, a recall a message it may recall. A group's membership changes
+// lock the same conversation row, so the answer cannot change before the
+// commit. A refused item gets its error in its result and is not stored;
+// the rest of the batch is unaffected. Deduplication comes first: a
+// retransmission is answered as a duplicate even if it would be refused
+// now (a recall that was applied, a sender removed since).
 //
 // Retransmissions are rare, so the messages are first inserted on the
 // assumption that none of them is stored yet: the unique key on (conv_id,
@@ -102,7 +112,19 @@ func (d *shardDB) appendTx(ctx context.Context, reqs []*appendReq) error {
 		}
 	}
 
-	inserts := number(reqs, convs, nil, len(d.t))
+	chk, err := d.loadChecks(ctx, tx, reqs, convs)
+	if err != nil {
+		return err
+	}
+	// Items that may be refused are looked up first: if one is a
+	// retransmission it must get its original answer, not the refusal.
+	var stored map[dedupKey]AppendResult
+	if oldConv && chk.mayRefuse(reqs, convs) {
+		if stored, err = d.findStored(ctx, tx, reqs, convs, func(it *AppendItem) bool { return chk.refusable(it, convs[it.ConvID]) }); err != nil {
+			return err
+		}
+	}
+	inserts, marks := number(reqs, convs, stored, len(d.t), chk)
 	// A refused statement changes nothing, so one INSERT needs no
 	// savepoint to be undone; several do.
 	savepoint := oldConv && d.insertStatements(inserts) > 1
@@ -119,13 +141,17 @@ func (d *shardDB) appendTx(ctx context.Context, reqs []*appendReq) error {
 				return err
 			}
 		}
-		stored, ferr := d.findStored(ctx, tx, reqs, convs)
+		stored, ferr := d.findStored(ctx, tx, reqs, convs, nil)
 		if ferr != nil {
 			return ferr
 		}
-		err = d.insertMessages(ctx, tx, number(reqs, convs, stored, len(d.t)))
+		inserts, marks = number(reqs, convs, stored, len(d.t), chk)
+		err = d.insertMessages(ctx, tx, inserts)
 	}
 	if err != nil {
+		return err
+	}
+	if err := d.markRecalled(ctx, tx, marks); err != nil {
 		return err
 	}
 	for t, names := range perTable {
@@ -138,14 +164,21 @@ func (d *shardDB) appendTx(ctx context.Context, reqs []*appendReq) error {
 
 // number gives the batch's messages their seqs, in batch order, and fills
 // each call's results: a message found in stored, or earlier in the batch,
-// is a duplicate and gets the original's seq. It returns the rows to insert
-// per table.
-func number(reqs []*appendReq, convs map[string]*convState, stored map[dedupKey]AppendResult, tables int) [][]msgRow {
+// is a duplicate and gets the original's seq; an item chk refuses gets its
+// error. It returns the rows to insert per table and the stored messages
+// the batch recalls (those it inserts itself are marked in their rows).
+// It changes nothing but convs' running state and the results, so it can
+// be run again with more stored messages.
+func number(reqs []*appendReq, convs map[string]*convState, stored map[dedupKey]AppendResult, tables int, chk *checks) ([][]msgRow, []recallMark) {
 	for _, st := range convs {
 		st.lastSeq, st.updated = st.startSeq, st.startUpdated
 	}
 	inserts := make([][]msgRow, tables)
 	assigned := make(map[dedupKey]AppendResult)
+	// Messages numbered so far, for recalls later in the batch.
+	type pos struct{ table, i int }
+	numbered := make(map[seqKey]pos)
+	var marks []recallMark
 	for _, r := range reqs {
 		r.res = make([]AppendResult, len(r.items))
 		for k := range r.items {
@@ -160,19 +193,45 @@ func number(reqs []*appendReq, convs map[string]*convState, stored map[dedupKey]
 				continue
 			}
 			st := convs[it.ConvID]
+			if e := chk.refuse(it, st); e != nil {
+				r.res[k] = AppendResult{ErrorCode: int32(e.Code), ErrorMessage: e.Msg}
+				continue
+			}
 			created := it.CreatedAtMs
 			if created == 0 {
 				created = r.now
+			}
+			if it.RecallSeq > 0 {
+				tk := seqKey{it.ConvID, it.RecallSeq}
+				var tg target
+				p, inBatch := numbered[tk]
+				if inBatch {
+					row := &inserts[p.table][p.i]
+					tg = target{sender: row.it.Sender, created: row.created, recalled: row.recalled, event: row.it.RecallSeq > 0, found: true}
+				} else {
+					tg = chk.targets[tk]
+					tg.recalled = tg.recalled || slices.Contains(marks, recallMark{st.table, tk})
+				}
+				if e := tg.judge(it, created); e != nil {
+					r.res[k] = AppendResult{ErrorCode: int32(e.Code), ErrorMessage: e.Msg}
+					continue
+				}
+				if inBatch {
+					inserts[p.table][p.i].recalled = true
+				} else {
+					marks = append(marks, recallMark{st.table, tk})
+				}
 			}
 			st.lastSeq++
 			st.updated = max(st.updated, created)
 			res := AppendResult{Seq: st.lastSeq, CreatedAtMs: created}
 			assigned[key] = res
 			r.res[k] = res
+			numbered[seqKey{it.ConvID, st.lastSeq}] = pos{st.table, len(inserts[st.table])}
 			inserts[st.table] = append(inserts[st.table], msgRow{it: it, seq: st.lastSeq, created: created})
 		}
 	}
-	return inserts
+	return inserts, marks
 }
 
 // writeIndex inserts the conversation-list rows of the batch that are not
@@ -243,6 +302,9 @@ func (d *shardDB) lockConvs(ctx context.Context, tx *sql.Tx, t int, names []stri
 	var args []any
 	for _, c := range names {
 		if !convs[c].found {
+			if convs[c].kind == ids.KindGroup {
+				continue // made by CreateGroup; a message does not create a group
+			}
 			missing = append(missing, c)
 			args = append(args, c, convs[c].kind, now)
 		}
@@ -265,9 +327,10 @@ func (d *shardDB) lockConvs(ctx context.Context, tx *sql.Tx, t int, names []stri
 }
 
 // findStored returns the messages already stored under the dedup keys of
-// the batch. The conversations are locked, so no other transaction can add
-// one meanwhile. A conversation that had no message cannot hold any.
-func (d *shardDB) findStored(ctx context.Context, tx *sql.Tx, reqs []*appendReq, convs map[string]*convState) (map[dedupKey]AppendResult, error) {
+// the batch (of its items for which want is true, or all when want is nil).
+// The conversations are locked, so no other transaction can add one
+// meanwhile. A conversation that had no message cannot hold any.
+func (d *shardDB) findStored(ctx context.Context, tx *sql.Tx, reqs []*appendReq, convs map[string]*convState, want func(*AppendItem) bool) (map[dedupKey]AppendResult, error) {
 	perTable := make([][]any, len(d.t))
 	seen := make(map[dedupKey]bool)
 	for _, r := range reqs {
@@ -275,7 +338,7 @@ func (d *shardDB) findStored(ctx context.Context, tx *sql.Tx, reqs []*appendReq,
 			it := &r.items[k]
 			st := convs[it.ConvID]
 			key := dedupKey{it.ConvID, it.Sender, it.ClientMsgID}
-			if st.startSeq == 0 || seen[key] {
+			if st.startSeq == 0 || seen[key] || (want != nil && !want(it)) {
 				continue
 			}
 			seen[key] = true
@@ -310,17 +373,24 @@ func (d *shardDB) insertMessages(ctx context.Context, tx *sql.Tx, inserts [][]ms
 		if len(rows) == 0 {
 			continue
 		}
-		args := make([]any, 0, 8*len(rows))
+		args := make([]any, 0, msgCols*len(rows))
 		for _, m := range rows {
 			it := m.it
-			args = append(args, it.ConvID, m.seq, it.Sender, it.Recipient, it.ClientMsgID, it.ContentType, it.Body, m.created)
+			body, recalled := it.Body, 0
+			if m.recalled {
+				body, recalled = "", 1
+			}
+			args = append(args, it.ConvID, m.seq, it.Sender, it.Recipient, it.ClientMsgID, it.ContentType, body, m.created, recalled, it.RecallSeq)
 		}
-		if err := d.execRows(ctx, tx, d.t[t].insMsg, 8, args, msgSize(rows)); err != nil {
+		if err := d.execRows(ctx, tx, d.t[t].insMsg, msgCols, args, msgSize(rows)); err != nil {
 			return fmt.Errorf("insert messages into %s.%s: %w", d.name, d.t[t].msgs, err)
 		}
 	}
 	return nil
 }
+
+// msgCols is the number of values insertMessages writes per message.
+const msgCols = 10
 
 // insertStatements is how many statements insertMessages will run.
 func (d *shardDB) insertStatements(inserts [][]msgRow) int {
@@ -392,13 +462,26 @@ func (d *shardDB) chunkEnd(q rowSQL, lo, n int, size func(row int) int) int {
 	return hi
 }
 
+// querier is a transaction or a pool.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // queryEach runs q for keys of ncols values each, keysPerQuery keys per
 // query, and calls each for every row.
-func (d *shardDB) queryEach(ctx context.Context, tx *sql.Tx, q keySQL, ncols int, args []any, each func(*sql.Rows) error) error {
+func (d *shardDB) queryEach(ctx context.Context, db querier, q keySQL, ncols int, args []any, each func(*sql.Rows) error) error {
+	return queryKeys(ctx, db, q, nil, ncols, args, each)
+}
+
+// queryKeys runs q with the arguments first (placed before the key
+// condition) and then keys of ncols values each, keysPerQuery keys per
+// query, and calls each for every row.
+func queryKeys(ctx context.Context, db querier, q keySQL, first []any, ncols int, args []any, each func(*sql.Rows) error) error {
 	n := len(args) / ncols
 	for lo := 0; lo < n; lo += keysPerQuery {
 		hi := min(lo+keysPerQuery, n)
-		if err := scanRows(tx.QueryContext(ctx, q.head+q.join(hi-lo)+q.tail, args[lo*ncols:hi*ncols]...))(each); err != nil {
+		a := append(first[:len(first):len(first)], args[lo*ncols:hi*ncols]...)
+		if err := scanRows(db.QueryContext(ctx, q.head+q.join(hi-lo)+q.tail, a...))(each); err != nil {
 			return err
 		}
 	}

@@ -41,16 +41,23 @@ type shardDB struct {
 	testFail func(reqs []*appendReq) error
 }
 
-// tableSQL is the SQL naming one of the database's tables.
+// tableSQL is the SQL naming one of the database's tables (table number t
+// of each kind: messages, conversations, user_conversations, chat_groups,
+// group_members).
 type tableSQL struct {
-	msgs, convs, uconvs string // table names
-	lastSeq             string
-	sync                string
-	listIndex           string
+	msgs, convs, uconvs, groups, members string // table names
+	lastSeq                              string
+	sync                                 string
+	listIndex                            string
+	getMsg                               string
 
 	// The statements of the append transaction.
-	insIndex, insConv, insMsg, saveConv rowSQL
-	lockConv, findMsg                   keySQL
+	insIndex, insConv, insMsg, saveConv        rowSQL
+	lockConv, findMsg                          keySQL
+	groupState, memberCheck, recallTarget      keySQL
+	markRecalled                               string
+	setCursors                                 rowSQL
+	getCursors, lastSeqs, userGroups, listMany keySQL
 }
 
 // rowSQL is a statement of one or more rows: head, tuples separated by sep
@@ -65,28 +72,49 @@ type keySQL struct {
 
 func newTableSQL(l Layout, d dialect, t int) tableSQL {
 	sfx := l.tableSuffix(t)
-	ts := tableSQL{msgs: "messages" + sfx, convs: "conversations" + sfx, uconvs: "user_conversations" + sfx}
+	ts := tableSQL{msgs: "messages" + sfx, convs: "conversations" + sfx, uconvs: "user_conversations" + sfx,
+		groups: "chat_groups" + sfx, members: "group_members" + sfx}
 	ts.insIndex = rowSQL{head: "INSERT INTO " + ts.uconvs + " (uid, conv_id, kind, peer, created_at_ms) VALUES ", tuple: "(?, ?, ?, ?, ?)", tail: d.keepTail("uid")}
 	ts.insConv = rowSQL{head: "INSERT INTO " + ts.convs + " (conv_id, kind, last_seq, created_at_ms, updated_at_ms) VALUES ", tuple: "(?, ?, 0, ?, 0)",
 		tail: d.keepTail("conv_id")}
-	ts.insMsg = rowSQL{head: "INSERT INTO " + ts.msgs + " (conv_id, seq, sender, recipient, client_msg_id, content_type, body, created_at_ms) VALUES ",
-		tuple: "(?, ?, ?, ?, ?, ?, ?, ?)"}
+	ts.insMsg = rowSQL{head: "INSERT INTO " + ts.msgs + " (conv_id, seq, sender, recipient, client_msg_id, content_type, body, created_at_ms, recalled, ref_seq) VALUES ",
+		tuple: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"}
 	ts.saveConv = d.saveSeqs(ts.convs)
 	ts.lockConv = keySQL{"SELECT conv_id, last_seq, updated_at_ms FROM " + ts.convs + " WHERE ", d.lockSuffix, inList("conv_id")}
 	ts.findMsg = keySQL{"SELECT conv_id, sender, client_msg_id, seq, created_at_ms FROM " + ts.msgs + " WHERE ", "",
 		orTerms("(conv_id = ? AND sender = ? AND client_msg_id = ?)")}
+	ts.groupState = keySQL{"SELECT group_id, dissolved_at_ms FROM " + ts.groups + " WHERE ", "", inList("group_id")}
+	ts.memberCheck = keySQL{"SELECT group_id, uid FROM " + ts.members + " WHERE ", "", orTerms("(group_id = ? AND uid = ?)")}
+	ts.recallTarget = keySQL{"SELECT conv_id, seq, sender, created_at_ms, recalled, ref_seq FROM " + ts.msgs + " WHERE ", "",
+		orTerms("(conv_id = ? AND seq = ?)")}
+	ts.markRecalled = "UPDATE " + ts.msgs + " SET recalled = 1, body = '' WHERE conv_id = ? AND seq = ?"
+	ts.setCursors = d.setCursors(ts.uconvs)
+	ts.getCursors = keySQL{"SELECT uid, conv_id, delivered_seq, read_seq FROM " + ts.uconvs + " WHERE ", "", orTerms("(uid = ? AND conv_id = ?)")}
+	ts.lastSeqs = keySQL{"SELECT conv_id, last_seq, updated_at_ms FROM " + ts.convs + " WHERE ", "", inList("conv_id")}
+	// The groups of (group, uid) pairs whose member the user is, with what
+	// a list or a group answer shows.
+	ts.userGroups = keySQL{"SELECT m.uid, g.group_id, g.name, g.owner, g.created_at_ms, g.dissolved_at_ms, g.member_count FROM " + ts.groups +
+		" g JOIN " + ts.members + " m ON m.group_id = g.group_id WHERE ", "", orTerms("(m.group_id = ? AND m.uid = ?)")}
+	ts.listMany = keySQL{"SELECT uid, conv_id, kind FROM " + ts.uconvs + " WHERE ", "", inList("uid")}
 	ts.lastSeq = "SELECT last_seq FROM " + ts.convs + " WHERE conv_id = ?"
-	ts.sync = "SELECT seq, sender, recipient, client_msg_id, content_type, body, created_at_ms FROM " + ts.msgs +
+	ts.sync = "SELECT seq, sender, recipient, client_msg_id, content_type, body, created_at_ms, recalled, ref_seq FROM " + ts.msgs +
 		" WHERE conv_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
-	ts.listIndex = "SELECT conv_id, kind, peer FROM " + ts.uconvs + " WHERE uid = ?"
+	ts.getMsg = "SELECT seq, recipient, content_type, body, created_at_ms, recalled, ref_seq FROM " + ts.msgs +
+		" WHERE conv_id = ? AND sender = ? AND client_msg_id = ?"
+	ts.listIndex = "SELECT conv_id, kind, peer, delivered_seq, read_seq FROM " + ts.uconvs + " WHERE uid = ?"
 	return ts
 }
 
 // listJoin is ListConversations in a layout of one table in one database,
-// where the index and the conversations can be joined.
-const listJoin = "SELECT uc.conv_id, uc.kind, uc.peer, c.last_seq, c.updated_at_ms" +
+// where the list, the conversations and the groups can be joined. A
+// one-to-one conversation is listed once it has a message, a group as soon
+// as the user is a member (and after it is dissolved).
+const listJoin = "SELECT uc.conv_id, uc.kind, uc.peer, c.last_seq, c.updated_at_ms, uc.delivered_seq, uc.read_seq, COALESCE(g.name, '')" +
 	" FROM user_conversations uc JOIN conversations c ON c.conv_id = uc.conv_id" +
-	" WHERE uc.uid = ? AND c.last_seq > 0 ORDER BY c.updated_at_ms DESC, uc.conv_id ASC LIMIT ?"
+	" LEFT JOIN group_members m ON uc.kind = 'group' AND m.group_id = SUBSTR(uc.conv_id, 3) AND m.uid = uc.uid" +
+	" LEFT JOIN chat_groups g ON g.group_id = m.group_id" +
+	" WHERE uc.uid = ? AND ((uc.kind = 'p2p' AND c.last_seq > 0) OR m.uid IS NOT NULL)" +
+	" ORDER BY c.updated_at_ms DESC, uc.conv_id ASC LIMIT ?"
 
 func newShardDB(index int, name string, l Layout, d dialect, w, r *sql.DB, log *slog.Logger, stats *counters) *shardDB {
 	db := &shardDB{index: index, name: name, layout: l, d: d, w: w, r: r, log: log, stats: stats, maxStmtBytes: 4 << 20}
@@ -99,9 +127,9 @@ func newShardDB(index int, name string, l Layout, d dialect, w, r *sql.DB, log *
 // prepare prepares the hot read statements on r. It needs the schema, so
 // it runs after migrate; until then queries go unprepared.
 func (d *shardDB) prepare(ctx context.Context, single bool) error {
-	qs := make([]string, 0, 3*len(d.t)+1)
+	qs := make([]string, 0, 4*len(d.t)+1)
 	for _, t := range d.t {
-		qs = append(qs, t.lastSeq, t.sync, t.listIndex)
+		qs = append(qs, t.lastSeq, t.sync, t.listIndex, t.getMsg)
 	}
 	if single {
 		qs = append(qs, listJoin)

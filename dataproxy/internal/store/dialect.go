@@ -47,6 +47,20 @@ type dialect struct {
 	// retryable reports an error after which the whole transaction should
 	// be run again (a deadlock victim).
 	retryable func(error) bool
+
+	// applied reports an error of a migration statement whose effect is
+	// already there (a column or index added by an earlier, interrupted run
+	// of the same migration). MySQL commits DDL statement by statement, so
+	// a migration may stop halfway and be run again; SQLite runs each
+	// migration in one transaction and never needs this.
+	applied func(error) bool
+
+	// greatest is the SQL function returning the larger of two values.
+	greatest string
+	// setCursors is the statement that raises the read and delivered
+	// cursors of many conversation-list rows, given the table: (uid,
+	// conv_id, delivered_seq, read_seq) per row; each value only grows.
+	setCursors func(table string) rowSQL
 }
 
 var sqliteDialect = dialect{
@@ -62,6 +76,12 @@ var sqliteDialect = dialect{
 	},
 	hasTable:  "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
 	retryable: func(error) bool { return false },
+	applied:   func(error) bool { return false },
+	greatest:  "MAX",
+	setCursors: func(t string) rowSQL {
+		return rowSQL{head: "UPDATE " + t + " SET delivered_seq = MAX(delivered_seq, v.column3), read_seq = MAX(read_seq, v.column4) FROM (VALUES ",
+			tuple: "(?, ?, ?, ?)", tail: ") AS v WHERE " + t + ".uid = v.column1 AND " + t + ".conv_id = v.column2"}
+	},
 }
 
 var mysqlDialect = dialect{
@@ -92,6 +112,16 @@ var mysqlDialect = dialect{
 		var me *mysql.MySQLError
 		// 1213: deadlock found; InnoDB rolled the transaction back.
 		return errors.As(err, &me) && me.Number == 1213
+	},
+	applied: func(err error) bool {
+		var me *mysql.MySQLError
+		// 1050 table exists, 1060 duplicate column, 1061 duplicate key name.
+		return errors.As(err, &me) && (me.Number == 1050 || me.Number == 1060 || me.Number == 1061)
+	},
+	greatest: "GREATEST",
+	setCursors: func(t string) rowSQL {
+		return rowSQL{head: "UPDATE " + t + " AS c JOIN (", tuple: "SELECT ? AS u, ? AS cv, ? AS d, ? AS r", sep: " UNION ALL ",
+			tail: ") AS v ON c.uid = v.u AND c.conv_id = v.cv SET c.delivered_seq = GREATEST(c.delivered_seq, v.d), c.read_seq = GREATEST(c.read_seq, v.r)"}
 	},
 }
 

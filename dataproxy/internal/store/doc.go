@@ -1,5 +1,6 @@
 // Package store keeps GoChat's durable data: messages, conversations, the
-// conversation list of each user, and users. It is the only package in
+// conversation list of each user (with the user's read and delivered
+// cursors), groups and their members, and users. It is the only package in
 // GoChat that speaks SQL. docs/DATAPROXY.md is the operator's guide to what
 // follows.
 //
@@ -22,12 +23,14 @@
 // # Layout
 //
 // The tables that grow with traffic — messages, conversations (one row per
-// conversation holding last_seq) and user_conversations (each user's list)
-// — exist in D databases x T tables ([Layout]); users live in database 0.
-// [Layout.Locate] is the one router: a conversation's messages and its
-// conversations row are placed by the conversation id, so they always share
-// a database and the sequence transaction stays local; a user's list rows
-// are placed by the user id, so a list is read from one place. The layout is
+// conversation holding last_seq), user_conversations (each user's list),
+// chat_groups and group_members — exist in D databases x T tables
+// ([Layout]); users live in database 0. [Layout.Locate] is the one router:
+// a conversation's messages and its conversations row are placed by the
+// conversation id, and so are a group's rows (by "g:<id>"), so they always
+// share a database and the sequence transaction, which also checks group
+// membership, stays local; a user's list rows are placed by the user id, so
+// a list is read from one place. The layout is
 // recorded in every database when it is created (shard_layout) and checked
 // at every start: a store refuses a configuration that disagrees, a shard
 // given in the wrong order, or a database of another cluster. One database of
@@ -49,6 +52,18 @@
 // changes nothing. A retransmission (same conversation, sender and client
 // message id) is found by a unique key and answered with the original seq.
 //
+// # Groups, recalls, cursors
+//
+// A group message is stored only if the group exists, is not dissolved and
+// has the sender as a member, judged in the append transaction after the
+// group's conversation row is locked; every membership change locks that
+// row too (groups.go). A recall (AppendItem.RecallSeq) is judged the same
+// way against the message it names, marks it recalled (emptying its body)
+// and is stored as an event message pointing at it (appendcheck.go). The
+// conversation-list rows of groups are hints, checked against
+// group_members on every read (list.go). Cursors live in the list rows and
+// only grow (cursors.go).
+//
 // # Group commit
 //
 // Appends go through a committer per database (groupcommit.go): calls that
@@ -63,7 +78,12 @@
 // A [SQLStore] is safe for concurrent use. Lock order inside an append
 // transaction: conversation-list rows (sorted), then per table, tables in
 // ascending order, the existing conversation rows in ascending conv_id and
-// after them the newly created ones, all before any message is written. Two
+// after them the newly created ones, all before any message is written
+// (group and member rows are only read, under those locks). A group change
+// locks the group's conversation row first and writes group rows only;
+// list rows are written in transactions of their own, and cursor updates
+// touch list rows only, sorted: no transaction waits for another in a
+// cycle, except the rare InnoDB deadlock, which is retried. Two
 // appends to one conversation therefore serialise on its row; batches that
 // only touch existing conversations never wait on each other in a cycle,
 // and the rare deadlock of two batches creating conversations at once is

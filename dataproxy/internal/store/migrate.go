@@ -20,14 +20,17 @@ import (
 // version, numbered from 1 with no gaps, the same versions for every dialect.
 // A file is a list of statements, each ending with ';' at the end of a line;
 // lines starting with "--" are comments. A statement naming a table as
-// messages{{t}} (conversations{{t}}, user_conversations{{t}}) is run once per
-// table of the layout (see Layout.tableSuffix). Released files are never
+// messages{{t}} (conversations{{t}}, user_conversations{{t}},
+// chat_groups{{t}}, group_members{{t}}) is run once per table of the layout
+// (see Layout.tableSuffix). Released files are never
 // changed in what they do: a change is a new file. (Version 1 gained the
 // {{t}} placeholders when sharding came; in a one-table layout it renders to
 // exactly the statements it always ran.) MySQL commits every DDL statement
 // on its own, so a migration that stops halfway is run again from its start
 // next time; write its statements so that running them twice is harmless
-// (IF NOT EXISTS, or a check of information_schema).
+// (IF NOT EXISTS; an ALTER that adds columns or indexes in one statement,
+// whose second run fails with "duplicate column" or "duplicate key name",
+// which the runner takes as done — see dialect.applied).
 //
 //go:embed migrations
 var migrationFiles embed.FS
@@ -273,6 +276,12 @@ func (d *shardDB) apply(ctx context.Context, conn *sql.Conn, m migration) error 
 	}
 	for i, st := range m.render(d.layout) {
 		if _, err := tx.ExecContext(ctx, st); err != nil {
+			if d.d.applied(err) {
+				// Done by an earlier run that stopped halfway (MySQL
+				// commits DDL statement by statement).
+				d.log.Info("migration statement already applied", "db", d.name, "version", m.version, "statement", i+1, "err", err)
+				continue
+			}
 			return fmt.Errorf("migrate %s %d (%s) statement %d: %w", d.name, m.version, m.name, i+1, err)
 		}
 	}

@@ -7,12 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/gochat-im/gochat/pkg/ids"
+	"github.com/gochat-im/gochat/pkg/protocol"
 )
 
 // SQLStore is the Store over one or more SQL databases (SQLite files or
@@ -113,7 +112,13 @@ func (s *SQLStore) AppendMessages(ctx context.Context, items []AppendItem) ([]Ap
 			r = &appendReq{ctx: ctx, now: now, done: make(chan struct{})}
 			reqs[db] = r
 		}
-		r.items = append(r.items, items[i])
+		it := items[i]
+		if it.RecallSeq > 0 {
+			it.ContentType = protocol.ContentTypeRecall
+		} else {
+			it.RecallWindowMs = 0
+		}
+		r.items = append(r.items, it)
 		r.pos = append(r.pos, i)
 	}
 
@@ -197,7 +202,8 @@ func (s *SQLStore) run(ctx context.Context, reqs []*appendReq) error {
 }
 
 // members returns the conversation-list rows an item implies: both users of
-// a one-to-one conversation, the sender of a group message.
+// a one-to-one conversation. (A group's rows are written when members
+// join, see CreateGroup.)
 func members(it *AppendItem, now int64) []indexRow {
 	if a, b, ok := ids.ParseP2P(it.ConvID); ok {
 		return []indexRow{
@@ -205,7 +211,7 @@ func members(it *AppendItem, now int64) []indexRow {
 			{uid: b, conv: it.ConvID, kind: ids.KindP2P, peer: a, created: now},
 		}
 	}
-	return []indexRow{{uid: it.Sender, conv: it.ConvID, kind: ids.KindGroup, created: now}}
+	return nil
 }
 
 // SyncMessages implements Store. It reads the conversation's last_seq on
@@ -277,8 +283,12 @@ func (d *shardDB) readMessages(ctx context.Context, db *sql.DB, ts tableSQL, con
 	out := make([]Message, 0, min(int64(limit), lastSeq-afterSeq))
 	err := scanRows(d.query(ctx, db, ts.sync, conv, afterSeq, lastSeq, limit))(func(rows *sql.Rows) error {
 		m := Message{ConvID: conv}
-		if err := rows.Scan(&m.Seq, &m.Sender, &m.Recipient, &m.ClientMsgID, &m.ContentType, &m.Body, &m.CreatedAtMs); err != nil {
+		var recalled int
+		if err := rows.Scan(&m.Seq, &m.Sender, &m.Recipient, &m.ClientMsgID, &m.ContentType, &m.Body, &m.CreatedAtMs, &recalled, &m.RefSeq); err != nil {
 			return err
+		}
+		if recalled != 0 {
+			m.Recalled, m.Body = true, ""
 		}
 		out = append(out, m)
 		return nil
@@ -302,105 +312,6 @@ func (s *SQLStore) readAny(d *shardDB, fn func(db *sql.DB) error) error {
 		d.log.Debug("replica read failed", "db", d.name, "err", err)
 	}
 	return fn(d.r)
-}
-
-// ListConversations implements Store. The list is read where the user's
-// rows live (the database and table of the uid), then each conversation's
-// last_seq and time where the conversation lives; replicas serve both
-// when configured, so the answer may lag the primaries by the replication
-// delay (SyncMessages never does).
-func (s *SQLStore) ListConversations(ctx context.Context, uid string, limit int) ([]Conversation, error) {
-	if !ids.ValidUID(uid) {
-		return nil, badField("uid %q is not valid", clip(uid))
-	}
-	limit, err := convLimit(limit)
-	if err != nil {
-		return nil, err
-	}
-	var out []Conversation
-	if s.layout == (Layout{1, 1}) {
-		d := s.dbs[0]
-		err := s.readAny(d, func(db *sql.DB) error {
-			out = out[:0]
-			return scanRows(d.query(ctx, db, listJoin, uid, limit))(func(rows *sql.Rows) error {
-				var c Conversation
-				if err := rows.Scan(&c.ConvID, &c.Kind, &c.Peer, &c.LastSeq, &c.UpdatedAtMs); err != nil {
-					return err
-				}
-				out = append(out, c)
-				return nil
-			})
-		})
-		if err != nil {
-			return nil, fmt.Errorf("list conversations of %s: %w", uid, err)
-		}
-		return out, nil
-	}
-
-	udb, ut := s.layout.Locate(uid)
-	d := s.dbs[udb]
-	var list []Conversation
-	err = s.readAny(d, func(db *sql.DB) error {
-		list = list[:0]
-		return scanRows(d.query(ctx, db, d.t[ut].listIndex, uid))(func(rows *sql.Rows) error {
-			var c Conversation
-			if err := rows.Scan(&c.ConvID, &c.Kind, &c.Peer); err != nil {
-				return err
-			}
-			list = append(list, c)
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list conversations of %s: %w", uid, err)
-	}
-	// Where each conversation lives.
-	type place struct{ db, table int }
-	byPlace := make(map[place][]string)
-	for _, c := range list {
-		db, t := s.layout.Locate(c.ConvID)
-		byPlace[place{db, t}] = append(byPlace[place{db, t}], c.ConvID)
-	}
-	type seqTime struct{ last, updated int64 }
-	found := make(map[string]seqTime, len(list))
-	for p, convs := range byPlace {
-		cd := s.dbs[p.db]
-		for lo := 0; lo < len(convs); lo += rowsPerStmt {
-			part := convs[lo:min(lo+rowsPerStmt, len(convs))]
-			q := "SELECT conv_id, last_seq, updated_at_ms FROM " + cd.t[p.table].convs + " WHERE conv_id IN (" + placeholders(len(part)) + ") AND last_seq > 0"
-			args := make([]any, len(part))
-			for i, c := range part {
-				args[i] = c
-			}
-			err := s.readAny(cd, func(db *sql.DB) error {
-				return scanRows(db.QueryContext(ctx, q, args...))(func(rows *sql.Rows) error {
-					var c string
-					var v seqTime
-					if err := rows.Scan(&c, &v.last, &v.updated); err != nil {
-						return err
-					}
-					found[c] = v
-					return nil
-				})
-			})
-			if err != nil {
-				return nil, fmt.Errorf("list conversations of %s: %w", uid, err)
-			}
-		}
-	}
-	for _, c := range list {
-		if v, ok := found[c.ConvID]; ok {
-			c.LastSeq, c.UpdatedAtMs = v.last, v.updated
-			out = append(out, c)
-		}
-	}
-	slices.SortFunc(out, func(a, b Conversation) int {
-		return cmp.Or(cmp.Compare(b.UpdatedAtMs, a.UpdatedAtMs), strings.Compare(a.ConvID, b.ConvID))
-	})
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
 }
 
 // UpsertUsers implements Store. Users live in shard 0 (see the package doc).

@@ -40,6 +40,41 @@ type Store interface {
 	// GetUsers returns those of uids that exist, in the order asked.
 	GetUsers(ctx context.Context, uids []string) ([]User, error)
 
+	// GetMessage finds a message by its sender's client message id; ok is
+	// false when there is none. It reads the primary, so a message whose
+	// append has returned is found.
+	GetMessage(ctx context.Context, conv, sender, clientMsgID string) (m Message, ok bool, err error)
+
+	// UpdateCursors raises the delivered and read cursors of (uid, conv)
+	// pairs: each value only grows, and is cut to the conversation's
+	// last_seq. A pair with no conversation-list row (the user is not in
+	// the conversation) is ignored. It returns the cursors after the
+	// update, one per input (zeros for ignored ones).
+	UpdateCursors(ctx context.Context, ups []CursorUpdate) ([]CursorUpdate, error)
+
+	// UserConversations returns the conversation ids each user is in (one
+	// to one conversations with a list row, groups the user is a member of,
+	// dissolved ones included), for the inbox cursor.
+	UserConversations(ctx context.Context, uids []string) (map[string][]string, error)
+
+	// LastSeqs returns the last_seq of each conversation that exists.
+	LastSeqs(ctx context.Context, convs []string) (map[string]int64, error)
+
+	// Groups (groups.go).
+	CreateGroup(ctx context.Context, g Group, members []string) (Group, error)
+	AddGroupMembers(ctx context.Context, groupID string, uids []string, atMs int64) (int, Group, error)
+	RemoveGroupMembers(ctx context.Context, groupID string, uids []string) (int, Group, error)
+	DissolveGroup(ctx context.Context, groupID string, atMs int64) error
+	GetGroup(ctx context.Context, groupID string) (Group, error)
+	ListGroupMembers(ctx context.Context, groupID, afterUID string, limit int) ([]GroupMember, bool, error)
+	ListUserGroups(ctx context.Context, uid string) ([]Group, error)
+	// UserGroupIDs returns, per user, the ids of the groups the user is a
+	// member of that are not dissolved: the groups whose route sets carry
+	// the user's routes.
+	UserGroupIDs(ctx context.Context, uids []string) (map[string][]string, error)
+	// MembersAmong returns those of uids that are members of the group now.
+	MembersAmong(ctx context.Context, groupID string, uids []string) ([]string, error)
+
 	// Close releases the database handles.
 	Close() error
 }
@@ -68,6 +103,22 @@ const (
 	MaxSyncLimit     = 200
 	DefaultConvLimit = 100
 	MaxConvLimit     = 1000
+	// MaxGroupName is the longest group name, in characters.
+	MaxGroupName = 255
+	// DefaultMaxGroupMembers is the default of Options.MaxGroupMembers.
+	DefaultMaxGroupMembers = 100_000
+	// DefaultMemberLimit and MaxMemberLimit bound a ListGroupMembers page.
+	DefaultMemberLimit = 100
+	MaxMemberLimit     = 1000
+	// MaxGroupChange is the most users one CreateGroup, AddGroupMembers or
+	// RemoveGroupMembers call may name.
+	MaxGroupChange = 1000
+)
+
+// Roles of group members.
+const (
+	RoleOwner  = "owner"
+	RoleMember = "member"
 )
 
 // Options are the settings both implementations share.
@@ -83,6 +134,9 @@ type Options struct {
 	// as written (per generation, see indexCache); 0 means
 	// DefaultIndexCache, a negative number turns the cache off.
 	IndexCache int
+	// MaxGroupMembers is the most members a group may have; 0 means
+	// DefaultMaxGroupMembers.
+	MaxGroupMembers int
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -97,6 +151,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.IndexCache == 0 {
 		o.IndexCache = DefaultIndexCache
+	}
+	if o.MaxGroupMembers == 0 {
+		o.MaxGroupMembers = DefaultMaxGroupMembers
+	}
+	if o.MaxGroupMembers < 1 {
+		return o, errors.New("store: max group members must be positive")
 	}
 	g := o.GroupCommit
 	if g.MaxItems < 0 || g.Writers < 0 || g.TxTimeout < 0 || g.MaxWait < 0 || g.MaxWait > MaxGroupWait {
@@ -114,6 +174,11 @@ type AppendItem struct {
 	ContentType string
 	Body        string
 	CreatedAtMs int64 // 0 means now
+	// RecallSeq > 0 makes the item a recall of that message of the same
+	// conversation (see AppendMessages); RecallWindowMs is how old the
+	// message may be, measured from CreatedAtMs.
+	RecallSeq      int64
+	RecallWindowMs int64
 }
 
 // AppendResult answers one AppendItem.
@@ -133,8 +198,10 @@ type Message struct {
 	Recipient   string
 	ClientMsgID string
 	ContentType string
-	Body        string
+	Body        string // empty once recalled
 	CreatedAtMs int64
+	Recalled    bool
+	RefSeq      int64 // for a recall event, the seq it recalls
 }
 
 // SyncResult is a page of a conversation.
@@ -150,7 +217,38 @@ type Conversation struct {
 	Kind        string // ids.KindP2P or ids.KindGroup
 	Peer        string // the other user of a one-to-one conversation
 	LastSeq     int64
-	UpdatedAtMs int64 // created_at_ms of its newest message
+	UpdatedAtMs int64 // created_at_ms of its newest message (a group's creation time before its first)
+	// The user's cursors, and last_seq - read_seq (never negative).
+	ReadSeq      int64
+	DeliveredSeq int64
+	Unread       int64
+	Name         string // a group's name
+}
+
+// CursorUpdate is the delivered and read cursors of one user in one
+// conversation.
+type CursorUpdate struct {
+	UID          string
+	ConvID       string
+	DeliveredSeq int64
+	ReadSeq      int64
+}
+
+// Group describes a group. Its conversation id is "g:" + ID.
+type Group struct {
+	ID            string
+	Name          string
+	Owner         string
+	CreatedAtMs   int64 // 0 on input means now
+	DissolvedAtMs int64 // 0 while the group is active
+	MemberCount   int
+}
+
+// GroupMember is one member of a group.
+type GroupMember struct {
+	UID        string
+	Role       string // RoleOwner or RoleMember
+	JoinedAtMs int64
 }
 
 // User is a user record.

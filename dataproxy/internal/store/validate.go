@@ -7,6 +7,7 @@ import (
 
 	"github.com/gochat-im/gochat/pkg/errcode"
 	"github.com/gochat-im/gochat/pkg/ids"
+	"github.com/gochat-im/gochat/pkg/protocol"
 )
 
 // validateItem checks one AppendItem; nil means it may be stored.
@@ -37,6 +38,14 @@ func validateItem(it *AppendItem, maxBody int) *errcode.Error {
 	}
 	if it.CreatedAtMs < 0 {
 		return errcode.New(errcode.BadField, "created_at_ms is negative")
+	}
+	switch {
+	case it.RecallSeq < 0:
+		return errcode.New(errcode.BadField, "recall_seq is negative")
+	case it.RecallSeq > 0 && it.RecallWindowMs < 0:
+		return errcode.New(errcode.BadField, "recall_window_ms is negative")
+	case it.RecallSeq == 0 && it.ContentType == protocol.ContentTypeRecall:
+		return errcode.New(errcode.BadField, "content type %q is for recalls (recall_seq > 0) only", protocol.ContentTypeRecall)
 	}
 	return nil
 }

@@ -90,7 +90,7 @@ func testManyConversations(t *testing.T, open Factory) {
 			}
 		}
 		last := got.Messages[len(got.Messages)-1]
-		want = append(want, store.Conversation{ConvID: conv, Kind: ids.KindP2P, Peer: peers[c], LastSeq: got.LastSeq, UpdatedAtMs: last.CreatedAtMs})
+		want = append(want, store.Conversation{ConvID: conv, Kind: ids.KindP2P, Peer: peers[c], LastSeq: got.LastSeq, UpdatedAtMs: last.CreatedAtMs, Unread: got.LastSeq})
 	}
 	slices.SortFunc(want, func(a, b store.Conversation) int { return int(b.UpdatedAtMs - a.UpdatedAtMs) })
 	list, err := s.ListConversations(ctxT(t), hub, 0)
@@ -166,30 +166,34 @@ func testConcurrentDuplicates(t *testing.T, open Factory) {
 	}
 }
 
-// testGroupConversation: a group's members are its senders; each sees the
-// group in their list, with no peer.
+// testGroupConversation: a group's members send to it and see it in their
+// lists, with its name and no peer; others cannot send and do not see it.
 func testGroupConversation(t *testing.T, open Factory) {
 	s := handle(t, open)
-	group := "g:" + uid("team")
 	a, b, c := uid("alice"), uid("bob"), uid("carol")
+	group := uid("team")
+	conv := "g:" + group
+	createGroup(t, s, group, a, b)
+	users(t, s, c)
 	item := func(from, cmid string) store.AppendItem {
-		return store.AppendItem{ConvID: group, Sender: from, ClientMsgID: cmid, Body: from + cmid}
+		return store.AppendItem{ConvID: conv, Sender: from, ClientMsgID: cmid, Body: from + cmid}
 	}
 	wantSeqs(t, appendOK(t, s, item(a, "1"), item(b, "1"), item(a, "2")), 1, 2, 3)
-	res := appendOK(t, s, item(b, "1"), item(a, "3"))
-	if !res[0].Duplicate || res[0].Seq != 2 || res[1].Seq != 4 {
+	res := appendOK(t, s, item(b, "1"), item(c, "1"), item(a, "3"))
+	if !res[0].Duplicate || res[0].Seq != 2 || res[1].ErrorCode != int32(errcode.Forbidden) || res[1].Seq != 0 || res[2].Seq != 4 {
 		t.Fatalf("second batch: %+v", res)
 	}
 	for _, u := range []string{a, b} {
 		list, err := s.ListConversations(ctxT(t), u, 0)
-		if err != nil || len(list) != 1 || list[0].ConvID != group || list[0].Kind != ids.KindGroup || list[0].Peer != "" || list[0].LastSeq != 4 {
+		if err != nil || len(list) != 1 || list[0].ConvID != conv || list[0].Kind != ids.KindGroup || list[0].Peer != "" || list[0].LastSeq != 4 ||
+			list[0].Name != "name of "+group {
 			t.Fatalf("%s's conversations: %+v %v", u, list, err)
 		}
 	}
 	if list, err := s.ListConversations(ctxT(t), c, 0); err != nil || len(list) != 0 {
 		t.Fatalf("a non-member's conversations: %+v %v", list, err)
 	}
-	got := syncAll(t, s, group)
+	got := syncAll(t, s, conv)
 	if len(got.Messages) != 4 || got.Messages[3].Body != a+"3" || got.Messages[1].Sender != b || got.Messages[1].Recipient != "" {
 		t.Fatalf("group sync: %+v", got)
 	}

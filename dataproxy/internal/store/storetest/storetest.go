@@ -49,6 +49,15 @@ func Run(t *testing.T, open Factory) {
 		{"ConcurrentDuplicates", testConcurrentDuplicates},
 		{"GroupConversation", testGroupConversation},
 		{"MixedBatch", testMixedBatch},
+		{"Groups", testGroups},
+		{"GroupErrors", testGroupErrors},
+		{"GroupMembershipInAppend", testGroupMembershipInAppend},
+		{"GroupChangesDuringAppends", testGroupChangesDuringAppends},
+		{"GroupLists", testGroupLists},
+		{"Cursors", testCursors},
+		{"Recall", testRecall},
+		{"RecallInBatch", testRecallInBatch},
+		{"GetMessage", testGetMessage},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -236,6 +245,7 @@ func testItemValidation(t *testing.T, open Factory) {
 		p2pItem(b, a, "ok2", strings.Repeat("b", store.DefaultMaxBody)),
 		{ConvID: group, Sender: c, ClientMsgID: "g1", Body: "to the group"},
 	}
+	createGroup(t, s, group[2:], c)
 	res := appendOK(t, s, items...)
 	codes := []errcode.Code{0, errcode.BadField, errcode.BadField, errcode.BadField, errcode.BadField, errcode.BadField,
 		errcode.BadField, errcode.BadField, errcode.BadField, errcode.TooLarge, errcode.BadField, errcode.BadField, 0, 0}
@@ -443,10 +453,11 @@ func testListConversations(t *testing.T, open Factory) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Nobody has read anything: everything is unread.
 	want := []store.Conversation{
-		{ConvID: ids.P2P(a, b), Kind: ids.KindP2P, Peer: b, LastSeq: 4, UpdatedAtMs: base + 4000},
-		{ConvID: ids.P2P(a, c), Kind: ids.KindP2P, Peer: c, LastSeq: 2, UpdatedAtMs: base + 3000},
-		{ConvID: ids.P2P(a, d), Kind: ids.KindP2P, Peer: d, LastSeq: 1, UpdatedAtMs: base + 2000},
+		{ConvID: ids.P2P(a, b), Kind: ids.KindP2P, Peer: b, LastSeq: 4, UpdatedAtMs: base + 4000, Unread: 4},
+		{ConvID: ids.P2P(a, c), Kind: ids.KindP2P, Peer: c, LastSeq: 2, UpdatedAtMs: base + 3000, Unread: 2},
+		{ConvID: ids.P2P(a, d), Kind: ids.KindP2P, Peer: d, LastSeq: 1, UpdatedAtMs: base + 2000, Unread: 1},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("alice's conversations:\n got %+v\nwant %+v", got, want)

@@ -1,0 +1,504 @@
+// Package inbox answers users' inbox cursors from Redis, exactly, with SQL
+// as the truth.
+//
+// A user's inbox cursor is the sum of last_seq over the conversations the
+// user is in (DESIGN.md section 3, point 5: a client that sums its own
+// highest seq per conversation and finds less has missed a push). Reading
+// it from SQL would cost a scan of the user's list and a lookup per
+// conversation on every heartbeat; instead two kinds of Redis keys hold
+// what the sum needs:
+//
+//	<prefix>cseq:<conv>         string  the conversation's last_seq                 TTL SeqTTL (24 h), renewed on every append
+//	<prefix>uconvs:<uid>        set     the user's conversation ids, and ""         TTL SetTTL (1 h) from its fill
+//	<prefix>fill:uconvs:<uid>   string  the token of a fill in progress             10 s
+//
+// cseq is written after every committed append with "set if greater"
+// (appends of one conversation may finish out of order across instances),
+// and created if missing: the value written is the last_seq of a committed
+// transaction, and every later commit writes a larger one. A reader that
+// finds it missing reads last_seq from SQL and writes it with SET NX, then
+// takes whatever the key holds: an append that committed meanwhile has
+// written a value at least as large.
+//
+// uconvs is filled from SQL on a miss (the "" member marks a filled set, so
+// that a user in no conversation is not read from SQL every time). A
+// one-to-one conversation is added after the append that wrote its list
+// rows ("add if the set exists"); a group membership change deletes the
+// set. Both also delete the fill marker: a fill stores what it read only if
+// its marker is still there, so a fill that read SQL before the change
+// never stores the old answer. Each process remembers (bounded) the pairs
+// it has added, since any set filled afterwards holds them anyway.
+//
+// Nothing here is needed for correctness: after a FLUSHALL every key is
+// rebuilt from SQL on its next use, with the same answers. An update that
+// fails after its commit (Redis unreachable) queues its keys for deletion
+// (package repair); until then a cursor may be low, never high.
+//
+// Concurrency: an Inbox is safe for concurrent use. Cursors costs one round
+// trip (one script) when the keys are there.
+package inbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gochat-im/gochat/dataproxy/internal/repair"
+	"github.com/gochat-im/gochat/dataproxy/internal/rscript"
+	"github.com/gochat-im/gochat/pkg/ids"
+)
+
+// Defaults of Config.
+const (
+	DefaultSeqTTL    = 24 * time.Hour
+	DefaultSetTTL    = time.Hour
+	DefaultKnownSize = 200_000
+	DefaultPrefix    = "gochat:"
+)
+
+const fillTTL = 10 * time.Second
+
+// Source is the SQL truth (the store).
+type Source interface {
+	// UserConversations returns the conversations each user is in.
+	UserConversations(ctx context.Context, uids []string) (map[string][]string, error)
+	// LastSeqs returns the last_seq of the conversations that exist.
+	LastSeqs(ctx context.Context, convs []string) (map[string]int64, error)
+}
+
+// Config configures an Inbox.
+type Config struct {
+	Prefix string        // "" means DefaultPrefix
+	SeqTTL time.Duration // life of a cseq key; 0 means DefaultSeqTTL
+	SetTTL time.Duration // life of a uconvs set; 0 means DefaultSetTTL
+	// KnownSize bounds the (user, conversation) pairs remembered as added
+	// (per generation); 0 means DefaultKnownSize, negative turns it off.
+	KnownSize int
+	// Repair receives the keys of failed updates; nil: none.
+	Repair *repair.Queue
+}
+
+// Inbox answers inbox cursors.
+type Inbox struct {
+	rdb    redis.UniversalClient
+	src    Source
+	prefix string
+	seqTTL time.Duration
+	setTTL time.Duration
+	repair *repair.Queue
+	known  *pairCache
+}
+
+// New returns an Inbox.
+func New(cfg Config, rdb redis.UniversalClient, src Source) (*Inbox, error) {
+	if rdb == nil || src == nil {
+		return nil, errors.New("inbox: redis client and source are required")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if cfg.SeqTTL == 0 {
+		cfg.SeqTTL = DefaultSeqTTL
+	}
+	if cfg.SetTTL == 0 {
+		cfg.SetTTL = DefaultSetTTL
+	}
+	if cfg.KnownSize == 0 {
+		cfg.KnownSize = DefaultKnownSize
+	}
+	if cfg.SeqTTL < time.Millisecond || cfg.SetTTL < time.Millisecond {
+		return nil, fmt.Errorf("inbox: ttls %v, %v are too short", cfg.SeqTTL, cfg.SetTTL)
+	}
+	return &Inbox{rdb: rdb, src: src, prefix: cfg.Prefix, seqTTL: cfg.SeqTTL, setTTL: cfg.SetTTL, repair: cfg.Repair,
+		known: newPairCache(cfg.KnownSize)}, nil
+}
+
+// SeqKey is the Redis key of a conversation's last_seq.
+func (b *Inbox) SeqKey(conv string) string { return b.prefix + "cseq:" + conv }
+
+// SetKey is the Redis key of a user's conversation set.
+func (b *Inbox) SetKey(uid string) string { return b.prefix + "uconvs:" + uid }
+
+func (b *Inbox) fillKey(uid string) string { return b.prefix + "fill:uconvs:" + uid }
+
+// advanceScript sets each KEYS[i] to ARGV[i+1] unless it holds more, with
+// TTL ARGV[1] ms.
+var advanceScript = redis.NewScript(`
+for i, k in ipairs(KEYS) do
+  local v = tonumber(ARGV[i+1])
+  local cur = tonumber(redis.call('GET', k))
+  if not cur or cur < v then redis.call('SET', k, ARGV[i+1], 'PX', ARGV[1]) else redis.call('PEXPIRE', k, ARGV[1]) end
+end
+return 1
+`)
+
+// addScript adds ARGV[i] to the set KEYS[2i-1] if the set exists, and
+// deletes the fill marker KEYS[2i].
+var addScript = redis.NewScript(`
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('SADD', KEYS[i], ARGV[(i+1)/2]) end
+  redis.call('DEL', KEYS[i+1])
+end
+return 1
+`)
+
+// Pair is a user taking part in a conversation.
+type Pair struct{ UID, Conv string }
+
+// Appended updates Redis after a committed append: seqs holds, per
+// conversation, the highest seq the append returned (its last_seq then),
+// pairs the one-to-one conversations' users (whose list rows the append
+// made sure of). It never fails: a failed update queues its keys for
+// deletion, and the returned error is only for the log.
+func (b *Inbox) Appended(ctx context.Context, seqs map[string]int64, pairs []Pair) error {
+	var calls []rscript.Call
+	if len(seqs) > 0 {
+		keys := make([]string, 0, len(seqs))
+		args := make([]any, 0, len(seqs)+1)
+		args = append(args, b.seqTTL.Milliseconds())
+		for c, s := range seqs {
+			keys = append(keys, b.SeqKey(c))
+			args = append(args, s)
+		}
+		calls = append(calls, rscript.Call{Script: advanceScript, Keys: keys, Args: args})
+	}
+	var fresh []Pair
+	for _, p := range pairs {
+		if !b.known.has(p) {
+			fresh = append(fresh, p)
+		}
+	}
+	if len(fresh) > 0 {
+		keys := make([]string, 0, 2*len(fresh))
+		args := make([]any, 0, len(fresh))
+		for _, p := range fresh {
+			keys = append(keys, b.SetKey(p.UID), b.fillKey(p.UID))
+			args = append(args, p.Conv)
+		}
+		calls = append(calls, rscript.Call{Script: addScript, Keys: keys, Args: args})
+	}
+	if len(calls) == 0 {
+		return nil
+	}
+	cmds, err := rscript.Exec(ctx, b.rdb, calls)
+	if err == nil {
+		for _, c := range cmds {
+			if err = c.Err(); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		var keys []string
+		for c := range seqs {
+			keys = append(keys, b.SeqKey(c))
+		}
+		for _, p := range fresh {
+			keys = append(keys, b.SetKey(p.UID), b.fillKey(p.UID))
+		}
+		b.toRepair(keys...)
+		return fmt.Errorf("inbox: after append: %w", err)
+	}
+	b.known.add(fresh)
+	return nil
+}
+
+// Forget deletes the conversation sets of uids (their group memberships
+// changed): the next Cursors reads them from SQL.
+func (b *Inbox) Forget(ctx context.Context, uids []string) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, 2*len(uids))
+	for _, u := range uids {
+		keys = append(keys, b.SetKey(u), b.fillKey(u))
+	}
+	if err := b.rdb.Del(ctx, keys...).Err(); err != nil {
+		b.toRepair(keys...)
+		return fmt.Errorf("inbox: forget: %w", err)
+	}
+	return nil
+}
+
+func (b *Inbox) toRepair(keys ...string) {
+	if b.repair != nil {
+		b.repair.Add(keys...)
+	}
+}
+
+// sumScript returns, per user set KEYS[i], {-1} if the set is missing, else
+// {sum of the cseq keys there are, conversations without one...}.
+// ARGV[1] is the prefix.
+var sumScript = redis.NewScript(`
+local out = {}
+for i, k in ipairs(KEYS) do
+  local ms = redis.call('SMEMBERS', k)
+  if #ms == 0 then
+    out[i] = {-1}
+  else
+    local r = {0}
+    local sum = 0
+    local convs, keys = {}, {}
+    for _, c in ipairs(ms) do
+      if c ~= '' then
+        convs[#convs+1] = c
+        keys[#keys+1] = ARGV[1] .. 'cseq:' .. c
+      end
+    end
+    for lo = 1, #keys, 500 do
+      local hi = math.min(lo + 499, #keys)
+      local vs = redis.call('MGET', unpack(keys, lo, hi))
+      for j = lo, hi do
+        local v = vs[j - lo + 1]
+        if v then sum = sum + tonumber(v) else r[#r+1] = convs[j] end
+      end
+    end
+    r[1] = sum
+    out[i] = r
+  end
+end
+return out
+`)
+
+// fillScript stores the set KEYS[1] (members ARGV[3..], TTL ARGV[2] ms) if
+// the fill marker KEYS[2] still holds this fill's token ARGV[1].
+var fillScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2], KEYS[1])
+redis.call('SADD', KEYS[1], '')
+for i = 3, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`)
+
+// setNXScript sets each missing KEYS[i] to ARGV[i+1] (TTL ARGV[1] ms) and
+// returns what every key holds.
+var setNXScript = redis.NewScript(`
+local out = {}
+for i, k in ipairs(KEYS) do
+  redis.call('SET', k, ARGV[i+1], 'NX', 'PX', ARGV[1])
+  out[i] = tonumber(redis.call('GET', k))
+end
+return out
+`)
+
+// Cursors returns the inbox cursor of each user (0 for a user in no
+// conversation, or a malformed uid). One script when everything is cached;
+// missing sets and seqs are read from SQL and cached.
+func (b *Inbox) Cursors(ctx context.Context, uids []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(uids))
+	var want []string
+	for _, u := range uids {
+		if _, dup := out[u]; dup {
+			continue
+		}
+		out[u] = 0
+		if ids.ValidUID(u) {
+			want = append(want, u)
+		}
+	}
+	if len(want) == 0 {
+		return out, nil
+	}
+	keys := make([]string, len(want))
+	for i, u := range want {
+		keys[i] = b.SetKey(u)
+	}
+	cmds, err := rscript.Exec(ctx, b.rdb, []rscript.Call{{Script: sumScript, Keys: keys, Args: []any{b.prefix}}})
+	if err != nil {
+		return nil, fmt.Errorf("inbox cursors: %w", err)
+	}
+	res, err := cmds[0].Slice()
+	if err != nil || len(res) != len(want) {
+		return nil, fmt.Errorf("inbox cursors: %d answers for %d users: %w", len(res), len(want), err)
+	}
+	need := map[string][]string{} // conversation without cseq -> users in it
+	var missing []string
+	for i, u := range want {
+		r, _ := res[i].([]any)
+		if len(r) == 0 {
+			return nil, fmt.Errorf("inbox cursors: bad answer %v", res[i])
+		}
+		sum, _ := r[0].(int64)
+		if sum < 0 {
+			missing = append(missing, u)
+			continue
+		}
+		out[u] = sum
+		for _, c := range r[1:] {
+			if s, ok := c.(string); ok {
+				need[s] = append(need[s], u)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		if err := b.fillUsers(ctx, missing, out, need); err != nil {
+			return nil, err
+		}
+	}
+	if len(need) > 0 {
+		if err := b.fillSeqs(ctx, out, need); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// fillUsers reads the conversation sets of uids from SQL, stores them
+// unless a change overtook the read, and adds the cached seqs of their
+// conversations to out (the missing ones to need).
+func (b *Inbox) fillUsers(ctx context.Context, uids []string, out map[string]int64, need map[string][]string) error {
+	tok := token()
+	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, u := range uids {
+			p.Set(ctx, b.fillKey(u), tok, fillTTL)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("inbox cursors: %w", err)
+	}
+	lists, err := b.src.UserConversations(ctx, uids)
+	if err != nil {
+		return fmt.Errorf("inbox cursors: %w", err)
+	}
+	calls := make([]rscript.Call, len(uids))
+	var convs []string
+	var owners [][]string
+	index := map[string]int{}
+	for i, u := range uids {
+		args := []any{tok, b.setTTL.Milliseconds()}
+		for _, c := range lists[u] {
+			args = append(args, c)
+			j, ok := index[c]
+			if !ok {
+				j = len(convs)
+				index[c] = j
+				convs = append(convs, c)
+				owners = append(owners, nil)
+			}
+			owners[j] = append(owners[j], u)
+		}
+		calls[i] = rscript.Call{Script: fillScript, Keys: []string{b.SetKey(u), b.fillKey(u)}, Args: args}
+	}
+	if _, err := rscript.Exec(ctx, b.rdb, calls); err != nil {
+		return fmt.Errorf("inbox cursors: %w", err)
+	}
+	if len(convs) == 0 {
+		return nil
+	}
+	keys := make([]string, len(convs))
+	for i, c := range convs {
+		keys[i] = b.SeqKey(c)
+	}
+	vals, err := b.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return fmt.Errorf("inbox cursors: %w", err)
+	}
+	for i, v := range vals {
+		s, ok := v.(string)
+		n, perr := strconv.ParseInt(s, 10, 64)
+		if !ok || perr != nil {
+			need[convs[i]] = append(need[convs[i]], owners[i]...)
+			continue
+		}
+		for _, u := range owners[i] {
+			out[u] += n
+		}
+	}
+	return nil
+}
+
+// fillSeqs reads the last_seq of the conversations in need from SQL,
+// caches them (a value written meanwhile by an append wins) and adds the
+// cached values to their users' sums.
+func (b *Inbox) fillSeqs(ctx context.Context, out map[string]int64, need map[string][]string) error {
+	convs := make([]string, 0, len(need))
+	for c := range need {
+		convs = append(convs, c)
+	}
+	seqs, err := b.src.LastSeqs(ctx, convs)
+	if err != nil {
+		return fmt.Errorf("inbox cursors: %w", err)
+	}
+	keys := make([]string, len(convs))
+	args := make([]any, 0, len(convs)+1)
+	args = append(args, b.seqTTL.Milliseconds())
+	for i, c := range convs {
+		keys[i] = b.SeqKey(c)
+		args = append(args, seqs[c])
+	}
+	cmds, err := rscript.Exec(ctx, b.rdb, []rscript.Call{{Script: setNXScript, Keys: keys, Args: args}})
+	if err != nil {
+		return fmt.Errorf("inbox cursors: %w", err)
+	}
+	vals, err := cmds[0].Int64Slice()
+	if err != nil || len(vals) != len(convs) {
+		return fmt.Errorf("inbox cursors: %d seqs for %d conversations: %w", len(vals), len(convs), err)
+	}
+	for i, c := range convs {
+		for _, u := range need[c] {
+			out[u] += vals[i]
+		}
+	}
+	return nil
+}
+
+func token() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// pairCache remembers the pairs added to their users' sets, in two
+// generations (an approximate LRU, as the store's list-row cache).
+type pairCache struct {
+	mu       sync.Mutex
+	cur, old map[Pair]struct{}
+	limit    int
+}
+
+func newPairCache(limit int) *pairCache {
+	return &pairCache{cur: map[Pair]struct{}{}, old: map[Pair]struct{}{}, limit: max(limit, 0)}
+}
+
+func (c *pairCache) has(p Pair) bool {
+	if c.limit == 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.cur[p]; ok {
+		return true
+	}
+	if _, ok := c.old[p]; ok {
+		c.addLocked(p)
+		return true
+	}
+	return false
+}
+
+func (c *pairCache) add(ps []Pair) {
+	if c.limit == 0 || len(ps) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range ps {
+		c.addLocked(p)
+	}
+}
+
+func (c *pairCache) addLocked(p Pair) {
+	if len(c.cur) >= c.limit {
+		c.old, c.cur = c.cur, make(map[Pair]struct{}, c.limit/4)
+	}
+	c.cur[p] = struct{}{}
+}

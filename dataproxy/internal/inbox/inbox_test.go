@@ -1,0 +1,332 @@
+package inbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gochat-im/gochat/dataproxy/internal/repair"
+)
+
+const redisAddr = "127.0.0.1:6379"
+
+// truth is a Source over maps, counting its reads; during, if set, runs
+// once inside the next UserConversations read, as a concurrent change
+// would.
+type truth struct {
+	mu      sync.Mutex
+	convs   map[string][]string
+	last    map[string]int64
+	reads   int
+	seqRead int
+	during  func()
+}
+
+func newTruth() *truth { return &truth{convs: map[string][]string{}, last: map[string]int64{}} }
+
+func (s *truth) UserConversations(_ context.Context, uids []string) (map[string][]string, error) {
+	s.mu.Lock()
+	s.reads++
+	out := map[string][]string{}
+	for _, u := range uids {
+		out[u] = slices.Clone(s.convs[u])
+	}
+	during := s.during
+	s.during = nil
+	s.mu.Unlock()
+	if during != nil {
+		during()
+	}
+	return out, nil
+}
+
+func (s *truth) LastSeqs(_ context.Context, convs []string) (map[string]int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seqRead++
+	out := map[string]int64{}
+	for _, c := range convs {
+		if v, ok := s.last[c]; ok {
+			out[c] = v
+		}
+	}
+	return out, nil
+}
+
+// append records a committed message in the truth and tells the inbox, as
+// the handler does.
+func (s *truth) append(t *testing.T, b *Inbox, conv string, users ...string) int64 {
+	t.Helper()
+	s.mu.Lock()
+	s.last[conv]++
+	seq := s.last[conv]
+	var pairs []Pair
+	for _, u := range users {
+		if !slices.Contains(s.convs[u], conv) {
+			s.convs[u] = append(s.convs[u], conv)
+		}
+		pairs = append(pairs, Pair{u, conv})
+	}
+	s.mu.Unlock()
+	if err := b.Appended(context.Background(), map[string]int64{conv: seq}, pairs); err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+// expected computes the cursors from the truth.
+func (s *truth) expected(uids ...string) map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int64{}
+	for _, u := range uids {
+		out[u] = 0
+		for _, c := range s.convs[u] {
+			out[u] += s.last[c]
+		}
+	}
+	return out
+}
+
+func realRedis(t testing.TB) (*redis.Client, string) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("Redis at %s: %v", redisAddr, err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	prefix := "gochat_test_" + hex.EncodeToString(b[:]) + ":"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		var keys []string
+		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		for lo := 0; lo < len(keys); lo += 1000 {
+			_ = rdb.Del(ctx, keys[lo:min(lo+1000, len(keys))]...).Err()
+		}
+		_ = rdb.Close()
+	})
+	return rdb, prefix
+}
+
+var backends = []struct {
+	name string
+	open func(t *testing.T) (*redis.Client, string, func())
+}{
+	{"redis", func(t *testing.T) (*redis.Client, string, func()) {
+		rdb, prefix := realRedis(t)
+		return rdb, prefix, func() { deletePrefix(t, rdb, prefix) }
+	}},
+	{"miniredis", func(t *testing.T) (*redis.Client, string, func()) {
+		m := miniredis.RunT(t)
+		rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+		t.Cleanup(func() { _ = rdb.Close() })
+		return rdb, "", m.FlushAll
+	}},
+}
+
+func deletePrefix(t *testing.T, rdb *redis.Client, prefix string) {
+	keys, err := rdb.Keys(context.Background(), prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) > 0 {
+		if err := rdb.Del(context.Background(), keys...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func wantCursors(t *testing.T, b *Inbox, s *truth, uids ...string) {
+	t.Helper()
+	got, err := b.Cursors(context.Background(), uids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := s.expected(uids...); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("cursors %v, want %v", got, want)
+	}
+}
+
+func TestInbox(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Run("Cursors", func(t *testing.T) { testCursors(t, be.open) })
+			t.Run("FillOvertaken", func(t *testing.T) { testFillOvertaken(t, be.open) })
+			t.Run("OutOfOrder", func(t *testing.T) { testOutOfOrder(t, be.open) })
+		})
+	}
+}
+
+// Cursors follow appends, cost one script when cached, are rebuilt from
+// SQL after the keys are lost, and give the same answers.
+func testCursors(t *testing.T, open func(t *testing.T) (*redis.Client, string, func())) {
+	rdb, prefix, flush := open(t)
+	s := newTruth()
+	b, err := New(Config{Prefix: prefix}, rdb, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := []string{"alice", "bob", "carol", "dave", "nobody", "bad uid"}
+	wantCursors(t, b, s, users...) // all zero; sets filled (empty)
+	for i := range 5 {
+		s.append(t, b, "p:alice:bob", "alice", "bob")
+		if i%2 == 0 {
+			s.append(t, b, "p:alice:carol", "alice", "carol")
+		}
+	}
+	s.mu.Lock()
+	s.convs["dave"] = []string{"g:team"}
+	s.convs["alice"] = append(s.convs["alice"], "g:team")
+	s.mu.Unlock()
+	if err := b.Forget(context.Background(), []string{"dave", "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	s.append(t, b, "g:team")
+	s.append(t, b, "g:team")
+	wantCursors(t, b, s, users...)
+	reads, seqReads := s.reads, s.seqRead
+	wantCursors(t, b, s, users...)
+	if s.reads != reads || s.seqRead != seqReads {
+		t.Fatal("cached cursors read SQL")
+	}
+	if got, _ := b.Cursors(context.Background(), []string{"alice"}); got["alice"] != 5+3+2 {
+		t.Fatalf("alice's cursor %d", got["alice"])
+	}
+	flush()
+	wantCursors(t, b, s, users...)
+	// A conversation whose key is gone is read alone.
+	if err := rdb.Del(context.Background(), b.SeqKey("p:alice:bob")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	reads = s.reads
+	wantCursors(t, b, s, users...)
+	if s.reads != reads {
+		t.Fatal("a missing seq key made the sets be read again")
+	}
+	if ttl, _ := rdb.PTTL(context.Background(), b.SeqKey("p:alice:bob")).Result(); ttl <= 0 || ttl > DefaultSeqTTL {
+		t.Fatalf("seq TTL %v", ttl)
+	}
+	if ttl, _ := rdb.PTTL(context.Background(), b.SetKey("alice")).Result(); ttl <= 0 || ttl > DefaultSetTTL {
+		t.Fatalf("set TTL %v", ttl)
+	}
+}
+
+// A new conversation committed while a user's set is being filled from an
+// older read is not lost: the fill does not store the old answer.
+func testFillOvertaken(t *testing.T, open func(t *testing.T) (*redis.Client, string, func())) {
+	rdb, prefix, _ := open(t)
+	s := newTruth()
+	b, err := New(Config{Prefix: prefix}, rdb, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.append(t, b, "p:erin:fay", "erin", "fay")
+	s.during = func() { s.append(t, b, "p:erin:gus", "erin", "gus") }
+	got, err := b.Cursors(context.Background(), []string{"erin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["erin"] != 1 {
+		t.Fatalf("cursor during the change %d, want the answer read (1)", got["erin"])
+	}
+	if ex, _ := rdb.Exists(context.Background(), b.SetKey("erin")).Result(); ex != 0 {
+		t.Fatal("an overtaken fill stored its answer")
+	}
+	wantCursors(t, b, s, "erin", "fay", "gus")
+}
+
+// Appends of one conversation reported out of order leave the highest seq.
+func testOutOfOrder(t *testing.T, open func(t *testing.T) (*redis.Client, string, func())) {
+	rdb, prefix, _ := open(t)
+	s := newTruth()
+	b, err := New(Config{Prefix: prefix, KnownSize: -1}, rdb, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s.convs["hal"] = []string{"p:hal:ida"}
+	s.last["p:hal:ida"] = 7
+	for _, seq := range []int64{5, 7, 6} {
+		if err := b.Appended(ctx, map[string]int64{"p:hal:ida": seq}, []Pair{{"hal", "p:hal:ida"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _ := rdb.Get(ctx, b.SeqKey("p:hal:ida")).Int64(); v != 7 {
+		t.Fatalf("seq key %d, want 7", v)
+	}
+	wantCursors(t, b, s, "hal")
+}
+
+// With Redis unreachable, Appended queues its keys for deletion and the
+// queue deletes them once Redis is back, so a stale value cannot stay.
+func TestAppendedRepair(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer rdb.Close()
+	q, err := repair.New(repair.Config{Interval: 20 * time.Millisecond}, rdb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	s := newTruth()
+	b, err := New(Config{Repair: q}, rdb, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s.append(t, b, "p:a:b", "a", "b")
+	wantCursors(t, b, s, "a", "b")
+	m.Close()
+	s.last["p:a:b"]++
+	if err := b.Appended(ctx, map[string]int64{"p:a:b": 2}, []Pair{{"a", "p:a:b"}}); err == nil {
+		t.Fatal("Appended without Redis succeeded")
+	}
+	if q.Pending() == 0 {
+		t.Fatal("nothing queued for repair")
+	}
+	// Redis comes back with its old data (a network cut, not a restart).
+	if err := m.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for q.Pending() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d keys still queued", q.Pending())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wantCursors(t, b, s, "a", "b")
+}
+
+// Redis down: Cursors fails (the caller answers without a cursor), it
+// never guesses.
+func TestCursorsRedisDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	_ = ln.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: dead, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer rdb.Close()
+	b, err := New(Config{}, rdb, newTruth())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Cursors(context.Background(), []string{"a"}); err == nil {
+		t.Fatal("Cursors without Redis succeeded")
+	}
+}

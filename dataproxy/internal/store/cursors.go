@@ -1,0 +1,147 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/gochat-im/gochat/pkg/ids"
+)
+
+// GetMessage implements Store.
+func (s *SQLStore) GetMessage(ctx context.Context, conv, sender, clientMsgID string) (Message, bool, error) {
+	if !ids.ValidConv(conv) {
+		return Message{}, false, badConv(conv)
+	}
+	if !ids.ValidUID(sender) {
+		return Message{}, false, badField("sender %q is not a valid user id", clip(sender))
+	}
+	if n := len(clientMsgID); n == 0 || n > MaxClientMsgID {
+		return Message{}, false, badField("client_msg_id must be 1-%d bytes, got %d", MaxClientMsgID, n)
+	}
+	db, t := s.layout.Locate(conv)
+	d := s.dbs[db]
+	m := Message{ConvID: conv, Sender: sender, ClientMsgID: clientMsgID}
+	var recalled int
+	err := d.queryRow(ctx, d.r, d.t[t].getMsg, conv, sender, clientMsgID).
+		Scan(&m.Seq, &m.Recipient, &m.ContentType, &m.Body, &m.CreatedAtMs, &recalled, &m.RefSeq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Message{}, false, nil
+	}
+	if err != nil {
+		return Message{}, false, fmt.Errorf("get message of %s in %s: %w", sender, conv, err)
+	}
+	if recalled != 0 {
+		m.Recalled, m.Body = true, ""
+	}
+	return m, true, nil
+}
+
+type cursorKey struct{ uid, conv string }
+
+// UpdateCursors implements Store. The conversations' last_seq are read
+// where they live (primaries), then, per database of the users' list rows,
+// one transaction raises the cursors with one statement per table and
+// reads them back. Values above last_seq are cut to it (so a conversation
+// with no message keeps zeros); a lower value than the stored one changes
+// nothing. Negative values are BadField.
+func (s *SQLStore) UpdateCursors(ctx context.Context, ups []CursorUpdate) ([]CursorUpdate, error) {
+	want := make(map[cursorKey]*CursorUpdate)
+	var convs []string
+	for _, u := range ups {
+		if u.DeliveredSeq < 0 || u.ReadSeq < 0 {
+			return nil, badField("cursors of %q in %q are negative", clip(u.UID), clip(u.ConvID))
+		}
+		if !ids.ValidUID(u.UID) || !ids.ValidConv(u.ConvID) {
+			continue // no list row can match: answered with zeros
+		}
+		k := cursorKey{u.UID, u.ConvID}
+		if w := want[k]; w != nil {
+			w.DeliveredSeq, w.ReadSeq = max(w.DeliveredSeq, u.DeliveredSeq), max(w.ReadSeq, u.ReadSeq)
+			continue
+		}
+		c := u
+		want[k] = &c
+		convs = append(convs, u.ConvID)
+	}
+	out := make([]CursorUpdate, len(ups))
+	for i, u := range ups {
+		out[i] = CursorUpdate{UID: u.UID, ConvID: u.ConvID}
+	}
+	if len(want) == 0 {
+		return out, nil
+	}
+	seqs, err := s.lastSeqs(ctx, slices.Compact(slices.Sorted(slices.Values(convs))), false)
+	if err != nil {
+		return nil, fmt.Errorf("update cursors: %w", err)
+	}
+	// Per database, the rows in table order, then (uid, conv) order, so
+	// that concurrent updates lock rows in one order.
+	per := make(map[int][]cursorRow)
+	for k, w := range want {
+		last := seqs[k.conv].last
+		db, t := s.layout.Locate(k.uid)
+		per[db] = append(per[db], cursorRow{table: t, key: k, delivered: min(w.DeliveredSeq, last), read: min(w.ReadSeq, last)})
+	}
+	got := make(map[cursorKey]CursorUpdate, len(want))
+	for db, rows := range per {
+		d := s.dbs[db]
+		slices.SortFunc(rows, func(a, b cursorRow) int {
+			return cmp.Or(cmp.Compare(a.table, b.table), strings.Compare(a.key.uid, b.key.uid), strings.Compare(a.key.conv, b.key.conv))
+		})
+		err := d.inTx(ctx, func(tx *sql.Tx) error { return d.setCursors(ctx, tx, rows, got) })
+		if err != nil {
+			return nil, fmt.Errorf("update cursors in %s: %w", d.name, err)
+		}
+	}
+	for i := range out {
+		if c, ok := got[cursorKey{out[i].UID, out[i].ConvID}]; ok {
+			out[i] = c
+		}
+	}
+	return out, nil
+}
+
+type cursorRow struct {
+	table           int
+	key             cursorKey
+	delivered, read int64
+}
+
+// setCursors raises the cursors of rows (sorted by table) and records the
+// values they hold afterwards in got.
+func (d *shardDB) setCursors(ctx context.Context, tx *sql.Tx, rows []cursorRow, got map[cursorKey]CursorUpdate) error {
+	for lo := 0; lo < len(rows); {
+		t := rows[lo].table
+		hi := lo
+		for hi < len(rows) && rows[hi].table == t {
+			hi++
+		}
+		set := make([]any, 0, 4*(hi-lo))
+		keys := make([]any, 0, 2*(hi-lo))
+		for _, r := range rows[lo:hi] {
+			set = append(set, r.key.uid, r.key.conv, r.delivered, r.read)
+			keys = append(keys, r.key.uid, r.key.conv)
+		}
+		if err := d.execRows(ctx, tx, d.t[t].setCursors, 4, set, nil); err != nil {
+			return err
+		}
+		err := d.queryEach(ctx, tx, d.t[t].getCursors, 2, keys, func(rs *sql.Rows) error {
+			var c CursorUpdate
+			if err := rs.Scan(&c.UID, &c.ConvID, &c.DeliveredSeq, &c.ReadSeq); err != nil {
+				return err
+			}
+			got[cursorKey{c.UID, c.ConvID}] = c
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		lo = hi
+	}
+	return nil
+}
