@@ -46,16 +46,18 @@ type pushOptions struct {
 	brokers string
 	// reference: run this many minimal netpoll servers (refserver)
 	// instead of pushing through gateways.
-	reference  int
-	refWriters int
-	refWrite   string
-	refProcs   int
-	size       int
-	rounds     int
-	burst      int
-	batch      int
-	timeout    time.Duration
-	pause      time.Duration
+	// roundKeepalives: clients keep sending heartbeats during rounds.
+	roundKeepalives bool
+	reference       int
+	refWriters      int
+	refWrite        string
+	refProcs        int
+	size            int
+	rounds          int
+	burst           int
+	batch           int
+	timeout         time.Duration
+	pause           time.Duration
 }
 
 func main() {
@@ -93,6 +95,7 @@ func run() error {
 	fs.IntVar(&po.batch, "batch", 5000, "targets per downstream record")
 	fs.DurationVar(&po.timeout, "round-timeout", time.Minute, "give up waiting for a round's frames after this long")
 	fs.DurationVar(&po.pause, "pause", 2*time.Second, "pause between rounds")
+	fs.BoolVar(&po.roundKeepalives, "round-keepalives", false, "let clients send their heartbeats during measured rounds too (default: they pause for the round, at most 30 s, so the figure is the push alone)")
 	fs.IntVar(&po.reference, "reference", 0, "instead of gateways, start this many minimal netpoll push servers (the yardstick for the gateway's figure; no Kafka, no token check) and push through them")
 	fs.IntVar(&po.refWriters, "ref-writers", 0, "with -reference: goroutines per server writing a push (0: GOMAXPROCS)")
 	fs.StringVar(&po.refWrite, "ref-write", refserver.WriteNetpoll, "with -reference: how a server writes each frame: netpoll (Malloc+Flush, one sendmsg) or raw (one write(2))")
@@ -215,7 +218,7 @@ func run() error {
 		if refs != nil {
 			fmt.Printf(" (servers done writing after %s)", wsload.Dur(res.serverWrite))
 		}
-		fmt.Println()
+		fmt.Printf("; other load %.0f%%\n", 100*res.otherCPU)
 		if r < po.rounds {
 			if err := sleep(ctx, po.pause); err != nil {
 				return err
@@ -327,6 +330,7 @@ type result struct {
 	p50, p99    time.Duration
 	gatewayCPU  time.Duration
 	clientCPU   time.Duration
+	otherCPU    float64 // share of the machine's CPU other work used during the round
 	records     int
 }
 
@@ -342,10 +346,15 @@ func round(ctx context.Context, fleet *wsload.Fleet, trigger func() error, want 
 	po pushOptions, gwPIDs, clientPIDs []int) (result, error) {
 	// Workers measure arrivals from the mark time, so mark a moment just
 	// ahead, wait for it, and produce exactly then.
+	var quiet time.Duration
+	if !po.roundKeepalives {
+		quiet = min(po.timeout, 30*time.Second)
+		defer func() { _ = fleet.Resume() }()
+	}
 	var t0 time.Time
 	for lead := 50 * time.Millisecond; ; lead *= 2 {
 		t0 = time.Now().Add(lead)
-		if err := fleet.Mark(ctx, t0.UnixNano()); err != nil {
+		if err := fleet.Mark(ctx, t0.UnixNano(), quiet); err != nil {
 			return result{}, err
 		}
 		if time.Now().Before(t0) {
@@ -354,6 +363,8 @@ func round(ctx context.Context, fleet *wsload.Fleet, trigger func() error, want 
 	}
 	time.Sleep(time.Until(t0))
 	cpu0, ccpu0 := wsload.TotalCPU(gwPIDs), wsload.TotalCPU(clientPIDs)
+	own0, _ := wsload.CPUTime(os.Getpid())
+	busy0, box0, _ := wsload.BoxCPU()
 	if err := trigger(); err != nil {
 		return result{}, err
 	}
@@ -369,12 +380,20 @@ func round(ctx context.Context, fleet *wsload.Fleet, trigger func() error, want 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	own1, _ := wsload.CPUTime(os.Getpid())
+	busy1, box1, _ := wsload.BoxCPU()
 	res := result{
 		delivered:  t.MarkFrames,
 		gatewayCPU: wsload.TotalCPU(gwPIDs) - cpu0,
 		clientCPU:  wsload.TotalCPU(clientPIDs) - ccpu0,
 		p50:        t.Push.Quantile(0.5),
 		p99:        t.Push.Quantile(0.99),
+	}
+	if box1 > box0 {
+		// What other work used: busy time not spent by the processes
+		// under test or this tool, as a share of all CPU time.
+		other := (busy1 - busy0) - (res.gatewayCPU + res.clientCPU) - (own1 - own0)
+		res.otherCPU = max(0, float64(other)/float64(box1-box0))
 	}
 	if t.FirstNS > 0 {
 		res.first = time.Duration(t.FirstNS - t0.UnixNano())
@@ -399,7 +418,7 @@ func report(o wsload.Options, po pushOptions, targets int, rs []result, final ws
 	fmt.Printf("%d frames per round (%d message(s) to each target) on %d gateways, %d-byte body, %d targets per record; times from the produce call\n\n",
 		targets, po.burst, len(o.Gateways), po.size, po.batch)
 	var t wsload.Table
-	t.Row("round", "delivered", "records", "first frame", "p50", "p99", "last frame", "frames/s", "gateway CPU/frame", "client CPU/frame", "target")
+	t.Row("round", "delivered", "records", "first frame", "p50", "p99", "last frame", "frames/s", "gateway CPU/frame", "client CPU/frame", "other load", "target")
 	perFrame := func(d time.Duration, n int64) string {
 		if n == 0 {
 			return "-"
@@ -409,15 +428,16 @@ func report(o wsload.Options, po pushOptions, targets int, rs []result, final ws
 	for _, r := range rs {
 		t.Row(r.n, fmt.Sprintf("%d/%d", r.delivered, targets), r.records, wsload.Dur(r.first), wsload.Dur(r.p50),
 			wsload.Dur(r.p99), wsload.Dur(r.last), fmt.Sprintf("%.0f", r.rate()), perFrame(r.gatewayCPU, r.delivered),
-			perFrame(r.clientCPU, r.delivered), ">= 150000 frames/s (DESIGN.md section 7)")
+			perFrame(r.clientCPU, r.delivered), fmt.Sprintf("%.0f%%", 100*r.otherCPU), ">= 150000 frames/s (DESIGN.md section 7)")
 	}
 	rates := make([]float64, len(rs))
 	for i, r := range rs {
 		rates[i] = r.rate()
 	}
 	slices.Sort(rates)
-	t.Row("median", "", "", "", "", "", "", fmt.Sprintf("%.0f", rates[len(rates)/2]), "", "", "")
+	t.Row("median", "", "", "", "", "", "", fmt.Sprintf("%.0f", rates[len(rates)/2]), "", "", "", "")
 	t.Print(os.Stdout)
+	fmt.Println("\nother load: the share of the machine's CPU time that processes other than the servers, the client workers and this tool used during the round")
 	if final.Closed > 0 || len(final.Errors) > 0 {
 		fmt.Printf("\nconnections closed by the gateways: %d; errors: %s\n", final.Closed, wsload.TopErrors(final.Errors, 5))
 	}

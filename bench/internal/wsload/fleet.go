@@ -180,12 +180,23 @@ func (f *Fleet) waitAll(ctx context.Context, ok func(Report) bool) error {
 // Mark starts a push measurement: every worker resets its push counters
 // and measures arrivals from at (unix nanos). It returns once every worker
 // has acknowledged, so frames produced after Mark returns are all counted.
-func (f *Fleet) Mark(ctx context.Context, at int64) error {
+// If quiet is positive, workers send no keepalives for that long or until
+// Resume.
+func (f *Fleet) Mark(ctx context.Context, at int64, quiet time.Duration) error {
 	seq := f.nextSeq()
-	if err := f.send(command{Cmd: "mark", Seq: seq, NS: at}); err != nil {
+	c := command{Cmd: "mark", Seq: seq, NS: at}
+	if quiet > 0 {
+		c.Until = time.Now().Add(quiet).UnixNano()
+	}
+	if err := f.send(c); err != nil {
 		return err
 	}
 	return f.waitAll(ctx, func(r Report) bool { return r.Mark == seq })
+}
+
+// Resume lets workers send keepalives again after a quiet Mark.
+func (f *Fleet) Resume() error {
+	return f.send(command{Cmd: "resume"})
 }
 
 // Target is one open connection as the gateway knows it.

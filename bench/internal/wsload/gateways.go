@@ -223,3 +223,35 @@ func GatewayPIDs(gs []Gateway) []int {
 	}
 	return out
 }
+
+// BoxCPU returns the CPU time the whole machine has spent busy (not idle
+// or waiting for I/O) and in total, summed over all CPUs, from /proc/stat.
+// The difference of two readings, less the time of the processes under
+// test, is what other work took during a measurement.
+func BoxCPU() (busy, total time.Duration, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fs := strings.Fields(line)
+	if len(fs) < 5 || fs[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var idle, sum int64
+	for i, f := range fs[1:] {
+		if i >= 8 { // guest times are already counted in user
+			break
+		}
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		sum += v
+		if i == 3 || i == 4 { // idle, iowait
+			idle += v
+		}
+	}
+	tick := 10 * time.Millisecond // USER_HZ is 100 on Linux
+	return time.Duration(sum-idle) * tick, time.Duration(sum) * tick, nil
+}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,6 +51,11 @@ type loop struct {
 	open  []*conn // established connections, for keepalives and targets
 	rbuf  []byte
 	evs   []unix.EpollEvent
+	// recvmsg arguments, set up once: every read lands in rbuf, and the
+	// kernel's receive timestamp of the data in oob.
+	msg unix.Msghdr
+	iov unix.Iovec
+	oob [64]byte
 
 	dsts    []unix.SockaddrInet4
 	srcs    []netip.Addr
@@ -63,6 +69,9 @@ type loop struct {
 	setup *Histogram // dial -> hello times
 	kaPos int        // keepalive cursor into open
 	kaAt  time.Time
+	// quietUntil: no keepalives before this time (unix nanos), so a
+	// measured push round is not mixed with heartbeat traffic.
+	quietUntil int64
 }
 
 func newLoop(p *Plan) (*loop, error) {
@@ -87,6 +96,11 @@ func newLoop(p *Plan) (*loop, error) {
 		}
 		l.srcs = append(l.srcs, a)
 	}
+	l.iov.Base = &l.rbuf[0]
+	l.iov.SetLen(len(l.rbuf))
+	l.msg.Iov = &l.iov
+	l.msg.SetIovlen(1)
+	l.msg.Control = &l.oob[0]
 	binary.LittleEndian.PutUint32(l.mask[:], rand.Uint32()|1)
 	l.stats.Worker = p.Worker
 	l.stats.OpenByGW = make([]int64, len(p.Gateways))
@@ -140,6 +154,9 @@ func (l *loop) dial(user int) error {
 		_ = unix.Close(fd)
 		return err
 	}
+	// The kernel stamps each read with the time the data arrived, so
+	// arrival times do not depend on when this loop gets to read them.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
 	dst := l.dsts[gw]
 	if err := unix.Connect(fd, &dst); err != nil && err != unix.EINPROGRESS {
 		_ = unix.Close(fd)
@@ -162,11 +179,12 @@ func (l *loop) dial(user int) error {
 	return nil
 }
 
-// poll waits up to ms milliseconds and handles what is ready.
-func (l *loop) poll(ms int) {
+// poll waits up to ms milliseconds and handles what is ready; it returns
+// how many connections were ready.
+func (l *loop) poll(ms int) int {
 	n, err := unix.EpollWait(l.ep, l.evs, ms)
 	if err != nil {
-		return // EINTR
+		return 0 // EINTR
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -191,6 +209,7 @@ func (l *loop) poll(ms int) {
 			l.readable(c, now)
 		}
 	}
+	return n
 }
 
 func (l *loop) connected(c *conn) {
@@ -237,9 +256,11 @@ func (l *loop) drop(c *conn) {
 	l.conns[c.fd] = nil
 }
 
+// readable reads what c has; now is the time the poll returned, used for
+// data without a kernel timestamp.
 func (l *loop) readable(c *conn, now int64) {
 	for {
-		n, err := unix.Read(int(c.fd), l.rbuf)
+		n, at, err := l.recv(int(c.fd))
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return
 		}
@@ -247,12 +268,15 @@ func (l *loop) readable(c *conn, now int64) {
 			l.closed(c, "eof")
 			return
 		}
+		if at == 0 {
+			at = now
+		}
 		data := l.rbuf[:n]
 		if len(c.buf) > 0 {
 			c.buf = append(c.buf, data...)
 			data = c.buf
 		}
-		rest, ok := l.consume(c, data, now)
+		rest, ok := l.consume(c, data, at)
 		if !ok {
 			return
 		}
@@ -265,6 +289,38 @@ func (l *loop) readable(c *conn, now int64) {
 			return
 		}
 	}
+}
+
+// recv reads from fd into rbuf with recvmsg and returns the byte count
+// and the kernel's receive timestamp of the data (unix nanos; 0 if none
+// came), without allocating.
+func (l *loop) recv(fd int) (int, int64, error) {
+	l.msg.SetControllen(len(l.oob))
+	l.msg.Flags = 0
+	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&l.msg)), 0)
+	if e != 0 {
+		return -1, 0, e
+	}
+	return int(r), l.stamp(), nil
+}
+
+// stamp finds an SCM_TIMESTAMPNS message in the control data recv got.
+func (l *loop) stamp() int64 {
+	oob := l.oob[:min(int(l.msg.Controllen), len(l.oob))]
+	const hdr = int(unsafe.Sizeof(unix.Cmsghdr{}))
+	for len(oob) >= hdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		clen := int(h.Len)
+		if clen < hdr || clen > len(oob) {
+			return 0
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && clen >= hdr+int(unsafe.Sizeof(unix.Timespec{})) {
+			ts := (*unix.Timespec)(unsafe.Pointer(&oob[hdr]))
+			return ts.Nano()
+		}
+		oob = oob[min(len(oob), (clen+7)&^7):]
+	}
+	return 0
 }
 
 // closed handles a connection the server closed or that failed.
@@ -411,7 +467,7 @@ func (l *loop) pong(c *conn) {
 // Keepalive interval, spread evenly: every call covers the share of the
 // connections due since the last call.
 func (l *loop) keepalive(now time.Time) {
-	if l.plan.Keepalive <= 0 || len(l.open) == 0 {
+	if l.plan.Keepalive <= 0 || len(l.open) == 0 || now.UnixNano() < l.quietUntil {
 		l.kaAt = now
 		return
 	}

@@ -31,6 +31,8 @@ type Options struct {
 	UIDPrefix    string
 	Device       string
 	Keepalive    time.Duration
+	ReadEvery    time.Duration
+	WorkerProcs  int
 	SetupTimeout time.Duration
 	Progress     time.Duration
 
@@ -52,6 +54,8 @@ func (o *Options) Register(fs *flag.FlagSet) {
 	fs.StringVar(&o.UIDPrefix, "uid-prefix", "", "user ids are <prefix><i> (default: a random prefix per run)")
 	fs.StringVar(&o.Device, "device", "bench", "device id in the tokens")
 	fs.DurationVar(&o.Keepalive, "keepalive", 20*time.Second, "each connection sends a heartbeat (an empty pong frame) this often; 0 disables")
+	fs.DurationVar(&o.ReadEvery, "read-every", 0, "once its connections are open, a client worker polls at most this often while frames arrive, instead of waking for each one (arrival times are the kernel's receive timestamps either way); 0: at once")
+	fs.IntVar(&o.WorkerProcs, "worker-procs", 1, "GOMAXPROCS of each client worker process (0: Go's default); a worker runs one busy goroutine")
 	fs.DurationVar(&o.SetupTimeout, "setup-timeout", 10*time.Minute, "give up opening connections after this long")
 	fs.DurationVar(&o.Progress, "progress", time.Second, "progress line interval")
 
@@ -123,6 +127,7 @@ func (o *Options) Plans() ([]Plan, error) {
 			Worker: w, Gateways: o.Gateways, Sources: srcs, First: first, Count: count,
 			UIDPrefix: o.UIDPrefix, Device: o.Device, Secret: o.secret, TokenTTL: 24 * time.Hour,
 			Concurrency: max(1, o.Concurrency/o.Procs), Rate: rate, Keepalive: o.Keepalive,
+			ReadEvery: o.ReadEvery, MaxProcs: o.WorkerProcs,
 		})
 		first += count
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -40,6 +41,15 @@ type Plan struct {
 	Rate        float64
 	// Keepalive is how often each connection sends a heartbeat (0: never).
 	Keepalive time.Duration
+	// ReadEvery, once every connection is open, is the least time between
+	// two polls that found work: the worker sleeps instead of waking for
+	// every frame, so it costs the shared CPUs a read per frame and not a
+	// wake-up per frame too. Arrival times are the kernel's receive
+	// timestamps, so they do not move. 0: poll again at once.
+	ReadEvery time.Duration
+	// MaxProcs sets the worker's GOMAXPROCS (0: Go's default). The worker
+	// runs one busy goroutine.
+	MaxProcs int
 	// Report is the interval of progress reports.
 	Report time.Duration
 
@@ -94,10 +104,13 @@ func (r *Report) note(why string) {
 
 // command is what the parent sends a worker, one JSON line each.
 type command struct {
-	Cmd  string // "mark", "targets"
+	Cmd  string // "mark", "resume", "targets"
 	Seq  int64
 	NS   int64
 	Path string
+	// Until (mark): no keepalives until this time (unix nanos), or until
+	// "resume".
+	Until int64 `json:",omitempty"`
 }
 
 // RunWorker runs one worker: it reads its Plan and then commands from in,
@@ -119,6 +132,9 @@ func RunWorker(in io.Reader, out io.Writer) error {
 	}
 	if p.Report <= 0 {
 		p.Report = 500 * time.Millisecond
+	}
+	if p.MaxProcs > 0 {
+		runtime.GOMAXPROCS(p.MaxProcs)
 	}
 	l, err := newLoop(&p)
 	if err != nil {
@@ -178,7 +194,10 @@ func RunWorker(in io.Reader, out io.Writer) error {
 		if l.next < p.Count || l.pending > 0 {
 			wait = 5
 		}
-		l.poll(wait)
+		ready := l.poll(wait)
+		if p.ReadEvery > 0 && ready > 0 && ready < len(l.evs) && l.next >= p.Count && l.pending == 0 {
+			time.Sleep(p.ReadEvery)
+		}
 		now = time.Now()
 		l.mu.Lock()
 		l.keepalive(now)
@@ -203,6 +222,9 @@ func (l *loop) command(c command) {
 		l.stats.Mark, l.stats.MarkNS = c.Seq, c.NS
 		l.stats.MarkFrames, l.stats.FirstNS, l.stats.LastNS = 0, 0, 0
 		l.hist.Reset()
+		l.quietUntil = c.Until
+	case "resume":
+		l.quietUntil = 0
 	case "targets":
 		if err := l.writeTargets(c.Path); err != nil {
 			l.stats.note("targets: " + err.Error())

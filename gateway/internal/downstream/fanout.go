@@ -9,6 +9,8 @@
 // straight from the Kafka message (Record), so a record for 10,000 targets
 // costs the allocations of its one frame, not two per target. Queuing never
 // blocks: a client too slow to take the frame is disconnected by its session.
+// When the Lookup is a Batcher, the writers of a record's targets are
+// started together once the frame is queued to all of them.
 //
 // Concurrency: Fanout is safe for concurrent use. Consumer.Run is one
 // goroutine that polls Kafka and delivers.
@@ -44,6 +46,22 @@ type Lookup interface {
 	PushBytes(uid []byte, connID int64) (Conn, bool)
 }
 
+// Batcher is a Lookup whose connections' writers can be started together
+// once a record's frame is queued to every target, instead of one at a
+// time as each is queued (session.Batch): one hand-off to the writers per
+// chunk of targets rather than per target.
+type Batcher interface {
+	Batch() Batch
+}
+
+// Batch queues frames to connections of one Lookup; Flush starts their
+// writers. A Batch is used for one record by one goroutine, and not after
+// Flush.
+type Batch interface {
+	Send(c Conn, frame []byte) error
+	Flush()
+}
+
 // Observer receives counts for metrics.
 type Observer interface {
 	Record(kind string)
@@ -68,6 +86,7 @@ type tally struct {
 	kick       uint16
 	reason     string
 	sent, miss int
+	batch      Batch // nil: each Send starts its connection's writer
 }
 
 func (t *tally) deliver(c Conn, ok bool) {
@@ -75,7 +94,13 @@ func (t *tally) deliver(c Conn, ok bool) {
 		t.miss++
 		return
 	}
-	if c.Send(t.frame) != nil {
+	var err error
+	if t.batch != nil {
+		err = t.batch.Send(c, t.frame)
+	} else {
+		err = c.Send(t.frame)
+	}
+	if err != nil {
 		t.miss++
 		return
 	}
@@ -138,6 +163,9 @@ func (f *Fanout) prepare(rec *events.DownRecord) (*tally, error) {
 		}
 		t.kick, t.reason = uint16(rec.CloseCode), rec.CloseReason
 	}
+	if b, ok := f.lookup.(Batcher); ok {
+		t.batch = b.Batch()
+	}
 	return t, nil
 }
 
@@ -150,6 +178,9 @@ func validKick(code int32) bool {
 }
 
 func (f *Fanout) done(t *tally) {
+	if t.batch != nil {
+		t.batch.Flush()
+	}
 	if f.obs != nil {
 		f.obs.Pushed(t.sent)
 		f.obs.Missed(t.miss)

@@ -8,21 +8,25 @@
 // calling while input remains) and hands complete text messages to the
 // Handler on that goroutine.
 //
-// Writes: netpoll's Writer is not safe for concurrent use, and Flush blocks
-// while the socket is full. Every write therefore goes through Send, which
-// appends an already encoded frame to a bounded per-connection queue and
-// schedules the session on the shared writer pool; one writer at a time
-// drains a session's queue into one netpoll buffer node and flushes it
-// once per batch (one sendmsg however many frames waited). A full queue
-// means the client reads too slowly: the frames still waiting are replaced
-// by a close frame with code 1008 and the connection closes, so it never
-// grows memory; a flush the client does not drain fails after the write
-// timeout. Frames are never modified after Send, so one encoded push is
-// shared by every target.
+// Writes: every write goes through Send (or a Batch), which appends an
+// already encoded frame to a bounded per-connection queue; one writer at a
+// time drains a session's queue (see writer.go). The writer sends what
+// waits with one write(2) or writev(2) straight to the non-blocking
+// socket, so the common case costs one system call and no copy; only
+// when the socket is full do the rest go into netpoll's output buffer, to
+// be sent by a blocking Flush on a goroutine of its own, which fails after
+// the write timeout for a client that does not read. A full queue means
+// the client reads too slowly: the frames still waiting are replaced by a
+// close frame with code 1008 and the connection closes, so it never grows
+// memory. Frames are never modified after Send, so one encoded push is
+// shared by every target. A Batch (the fan-out of one downstream record)
+// starts the writers of all its targets at once, a chunk of sessions per
+// pool task, instead of one pool task and one wake-up per target.
 //
 // Lock order: wmu before nothing; ioMu before nothing (they are never held
-// together). ioMu orders writes into netpoll's output buffer against
-// Close, which releases that buffer.
+// together). ioMu orders writes to the socket and into netpoll's output
+// buffer against closing, which closes the socket and releases that
+// buffer: Kill and OnClosed set ioClosed under it before either happens.
 package session
 
 import (
@@ -31,7 +35,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cloudwego/netpoll"
@@ -122,6 +125,9 @@ type Env struct {
 	// Now returns the time in unix nanoseconds.
 	Now func() int64
 	Log *slog.Logger
+
+	chunks  sync.Pool // *chunk, Batch's pool tasks
+	batches sync.Pool // *Batch
 }
 
 // Session is one client connection.
@@ -163,6 +169,8 @@ type Session struct {
 	// once the queue is flushed; no frame is accepted after that.
 	scheduled  bool
 	closeAfter bool
+	// wbits (ioClosed, backlog) is guarded by ioMu.
+	wbits uint8
 	// typingAt is when the last typing indicator was let through, in
 	// milliseconds of the session clock modulo 2^32 (AllowTyping). Read
 	// side; it sits here to fill the padding after the flags.
@@ -173,6 +181,15 @@ const (
 	flagRegistered = 1 << iota
 	flagDiscQueued
 	flagFinished
+)
+
+// wbits.
+const (
+	// ioClosed: the connection is closing; nothing may be written.
+	ioClosed = 1 << iota
+	// backlog: netpoll's output buffer holds bytes the socket did not
+	// take; a blocking Flush must send them before anything else.
+	backlog
 )
 
 func (s *Session) setFlag(f uint32) bool {
@@ -346,150 +363,19 @@ func (s *Session) finish(last []byte, st State) {
 	}
 }
 
-// Kill closes the connection at once, without a close frame.
+// Kill closes the connection at once, without a close frame. Writes
+// stop first (under ioMu), so none touches the socket or netpoll's output
+// buffer once the connection starts closing; only the first Kill (or
+// netpoll's own close, see OnClosed) closes it.
 func (s *Session) Kill() {
 	s.advance(StateClosed)
 	s.ioMu.Lock()
-	_ = s.conn.Close()
+	first := s.wbits&ioClosed == 0
+	s.wbits |= ioClosed
 	s.ioMu.Unlock()
-}
-
-// Send queues one encoded frame (or raw bytes during the handshake). It
-// never blocks on the network. If the connection already has WriteQueue
-// frames waiting, the client reads too slowly: the frames still waiting
-// are dropped, a close frame with code 1008 is queued in their place, the
-// disconnect is counted and ErrSlow returned.
-func (s *Session) Send(frame []byte) error {
-	s.wmu.Lock()
-	if s.closeAfter || s.State() >= StateClosing {
-		s.wmu.Unlock()
-		return ErrClosed
+	if first {
+		_ = s.conn.Close()
 	}
-	if len(s.wq) >= s.env.WriteQueue {
-		clear(s.wq)
-		s.wq = append(s.wq[:0], s.env.SlowClose)
-		s.closeAfter = true
-		sched := !s.scheduled
-		s.scheduled = true
-		s.wmu.Unlock()
-		s.advance(StateClosing)
-		s.env.Obs.SlowClient()
-		s.env.Log.Debug("client too slow; disconnecting", "conn", s.id, "uid", s.UID())
-		if sched && !s.env.Writers.Submit(s) {
-			s.Kill()
-		}
-		return ErrSlow
-	}
-	s.wq = append(s.wq, frame)
-	sched := !s.scheduled
-	s.scheduled = true
-	s.wmu.Unlock()
-	if sched && !s.env.Writers.Submit(s) {
-		s.Kill()
-		return ErrClosed
-	}
-	return nil
-}
-
-// SendHandshake sends the 101 response. Call it only from
-// Handler.Handshake, on the OnRequest goroutine, before anything else is
-// sent: then netpoll keeps the socket open until the call returns, and
-// nothing can be waiting in its output buffer, so the response goes
-// straight to the socket with one write(2). It never blocks (the socket is
-// non-blocking, and a fresh one has room for a response); whatever is not
-// written at once goes through Send. netpoll's output buffer thus starts
-// with the first frame, so an idle connection keeps a smaller output node
-// for ever.
-func (s *Session) SendHandshake(resp []byte) error {
-	fc, ok := s.conn.(interface{ Fd() int })
-	s.wmu.Lock()
-	if ok && !s.scheduled && len(s.wq) == 0 && !s.closeAfter && s.conn.IsActive() {
-		n, _ := syscall.Write(fc.Fd(), resp)
-		if n == len(resp) {
-			s.wmu.Unlock()
-			s.env.Obs.FramesOut(1)
-			return nil
-		}
-		if n > 0 {
-			resp = resp[n:]
-		}
-	}
-	s.wmu.Unlock()
-	return s.Send(resp)
-}
-
-// Run drains the write queue; the writer pool calls it. Frames queued for
-// one connection while a flush is in progress go out together in the next
-// flush. The queue's array is handed back and forth between Send and Run,
-// so a steady stream of pushes allocates nothing here.
-func (s *Session) Run() {
-	for {
-		s.wmu.Lock()
-		q := s.wq
-		if len(q) == 0 {
-			s.scheduled = false
-			closeNow := s.closeAfter
-			s.wmu.Unlock()
-			if closeNow {
-				s.Kill()
-			}
-			return
-		}
-		s.wq = nil
-		s.wmu.Unlock()
-
-		err := s.write(q)
-		clear(q)
-		s.wmu.Lock()
-		if s.wq == nil && cap(q) <= 64 && !s.closeAfter {
-			s.wq = q[:0] // keep the array for the next frames
-		}
-		if err != nil {
-			s.wq = nil
-			s.closeAfter = true
-			s.wmu.Unlock()
-			if errors.Is(err, netpoll.ErrWriteTimeout) {
-				s.env.Obs.SlowClient()
-				s.env.Log.Debug("write timeout; disconnecting", "conn", s.id, "uid", s.UID())
-			}
-			s.Kill()
-			return
-		}
-		s.wmu.Unlock()
-	}
-}
-
-func (s *Session) write(q [][]byte) error {
-	s.ioMu.Lock()
-	if !s.conn.IsActive() {
-		s.ioMu.Unlock()
-		return ErrClosed
-	}
-	// One Malloc for the whole batch puts it in a single buffer node, so
-	// the flush below is one sendmsg with one iovec however many frames
-	// waited.
-	w := s.conn.Writer()
-	total := 0
-	for _, f := range q {
-		total += len(f)
-	}
-	buf, err := w.Malloc(total)
-	if err != nil {
-		s.ioMu.Unlock()
-		return err
-	}
-	off := 0
-	for _, f := range q {
-		off += copy(buf[off:], f)
-	}
-	s.ioMu.Unlock()
-	// Flush may block until the client reads (up to the connection's write
-	// timeout); only this session's writer waits.
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	s.env.Obs.FramesOut(len(q))
-	return nil
 }
 
 // OnClosed must be registered as the connection's close callback. It runs
@@ -499,6 +385,12 @@ func (s *Session) OnClosed(netpoll.Connection) error {
 		return nil
 	}
 	s.advance(StateClosed)
+	// netpoll runs this callback before its own, which closes the socket
+	// and frees the output buffer: a writer holding ioMu finishes first,
+	// and none starts after.
+	s.ioMu.Lock()
+	s.wbits |= ioClosed
+	s.ioMu.Unlock()
 	s.wmu.Lock()
 	s.wq, s.closeAfter = nil, true
 	s.wmu.Unlock()
