@@ -11,6 +11,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/gochat-im/gochat/pkg/wsclient"
 )
 
 // wsClient is a plain WebSocket client for tests: one goroutine reads
@@ -41,8 +43,11 @@ func (f frame) decode(t *testing.T, v any) {
 }
 
 func dial(ctx context.Context, url string) (net.Conn, error) {
-	conn, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, url)
-	return conn, err
+	conn, br, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	return wsclient.Buffered(conn, br), nil // hello may have come with the 101
 }
 
 func connect(t *testing.T, name, url string) *wsClient {

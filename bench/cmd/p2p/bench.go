@@ -20,6 +20,7 @@ import (
 	logicsvc "github.com/gochat-im/gochat/idl/kitex_gen/logic/logic"
 	"github.com/gochat-im/gochat/pkg/protocol"
 	"github.com/gochat-im/gochat/pkg/rpcx"
+	"github.com/gochat-im/gochat/pkg/wsclient"
 )
 
 // bench holds the connected pairs and the counters of the current run.
@@ -80,10 +81,11 @@ func setup(ctx context.Context, o options, urls []string) (*bench, error) {
 		if err != nil {
 			return nil, fmt.Errorf("token for %s: %w", uid, err)
 		}
-		c, _, _, err := ws.Dialer{Timeout: 10 * time.Second}.Dial(ctx, urls[i%len(urls)]+"?token="+tok.Token)
+		c, br, _, err := ws.Dialer{Timeout: 10 * time.Second}.Dial(ctx, urls[i%len(urls)]+"?token="+tok.Token)
 		if err != nil {
 			return nil, fmt.Errorf("connect %s: %w", uid, err)
 		}
+		c = wsclient.Buffered(c, br) // hello may have come with the 101
 		// Wait for hello: the connection is routable from then on.
 		for {
 			data, _, err := wsutil.ReadServerData(c)

@@ -17,17 +17,18 @@ import (
 
 	"github.com/gochat-im/gochat/pkg/ids"
 	"github.com/gochat-im/gochat/pkg/protocol"
+	"github.com/gochat-im/gochat/pkg/wsclient"
 )
 
 // wsConn is the minimal WebSocket client the chat commands use.
 type wsConn struct{ c net.Conn }
 
 func dialWS(ctx context.Context, url, token string) (*wsConn, error) {
-	c, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, url+"?token="+token)
+	c, br, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, url+"?token="+token)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", url, err)
 	}
-	w := &wsConn{c: c}
+	w := &wsConn{c: wsclient.Buffered(c, br)} // hello may have come with the 101
 	// Wait for hello: from then on pushes reach us.
 	for {
 		f, err := w.read()
