@@ -24,6 +24,7 @@ func main() {
 		wsPort int
 		quiet  bool
 		logLvl string
+		pprofL string
 	)
 	exe, _ := os.Executable()
 	fs.StringVar(&cfg.BinDir, "bin-dir", filepath.Dir(exe), "directory holding the service binaries")
@@ -48,6 +49,7 @@ func main() {
 	})
 	fs.BoolVar(&quiet, "quiet", false, "write service logs to <data-dir>/logs instead of the terminal")
 	fs.StringVar(&logLvl, "log-level", "info", "launcher log level")
+	fs.StringVar(&pprofL, "pprof-listen", "", "serve Go's /debug/pprof profiles of this process (embedded etcd, Kafka and Redis) on this address (empty: off; keep it on loopback)")
 	svc.Parse(fs, os.Args[1:])
 
 	log, err := obs.NewLogger(os.Stderr, "text", logLvl, "gochat-dev")
@@ -57,6 +59,9 @@ func main() {
 	}
 	if !quiet {
 		cfg.Logs = os.Stderr
+	}
+	if pprofL != "" {
+		obs.StartPprof(pprofL, log)
 	}
 	cfg.Ports.Gateway = []int{wsPort}
 	abs, err := filepath.Abs(cfg.DataDir)

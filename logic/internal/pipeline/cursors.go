@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
@@ -46,24 +48,139 @@ func cursorChanges(items []*item) *dataproxy.UpdateCursorsReq {
 	return req
 }
 
-// SaveCursors stores a prepared batch's cursor changes. Cursors only grow,
-// so it may run alongside the batch's produce and after later batches'
-// saves. Cursors are advisory (unread counts, receipts): a refused update
-// is counted and dropped, never holding the partition; a transient failure
-// is retried until ctx ends.
+// SaveCursors stores a prepared batch's cursor changes and returns when
+// they are stored (or refused). Cursors are advisory (unread counts,
+// receipts): a refused update is counted and dropped, never holding the
+// partition; a transient failure is retried until ctx ends.
 func (p *Processor) SaveCursors(ctx context.Context, prep *Prepared) error {
 	if prep.cursors == nil {
 		return nil
 	}
-	err := retry(ctx, p.log, "update cursors", func() error {
-		_, err := p.dp.UpdateCursors(ctx, prep.cursors)
+	done := make(chan error, 1)
+	p.cursors.save(ctx, p, prep.cursors.Updates, func(err error) { done <- err })
+	select {
+	case err := <-done:
 		return err
-	})
-	var pe *permanentError
-	if errors.As(err, &pe) {
-		p.log.Debug("cursor update refused", "err", err)
-		p.m.cursorFailures.Inc()
-		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return err
+}
+
+// saveCursorsAsync is SaveCursors that calls done instead of waiting.
+func (p *Processor) saveCursorsAsync(ctx context.Context, prep *Prepared, done func(error)) {
+	if prep.cursors == nil {
+		done(nil)
+		return
+	}
+	p.cursors.save(ctx, p, prep.cursors.Updates, done)
+}
+
+// maxCursorUpdates bounds the updates of one UpdateCursors call (dataproxy
+// refuses calls over its -max-batch).
+const maxCursorUpdates = 500
+
+// cursorSaver merges the cursor changes of concurrent batches into few
+// UpdateCursors calls: at most one call is in flight per Processor, and
+// the changes that arrive meanwhile wait for the next one, merged per
+// (user, conversation). Every store write of a cursor is a transaction
+// on the user's database; under load one call now carries the changes of
+// many batches instead of one transaction per batch. Cursors only grow,
+// so merging (keeping the highest) and reordering are harmless.
+type cursorSaver struct {
+	mu      sync.Mutex
+	running bool
+	pending map[cursorKey]*dataproxy.CursorUpdate
+	order   []*dataproxy.CursorUpdate // pending, in arrival order
+	waiters []cursorWaiter
+}
+
+type cursorWaiter struct {
+	ctx  context.Context
+	done func(error)
+}
+
+type cursorKey struct{ uid, conv string }
+
+func (s *cursorSaver) save(ctx context.Context, p *Processor, ups []*dataproxy.CursorUpdate, done func(error)) {
+	s.mu.Lock()
+	if s.pending == nil {
+		s.pending = make(map[cursorKey]*dataproxy.CursorUpdate)
+	}
+	for _, u := range ups {
+		k := cursorKey{u.Uid, u.ConvId}
+		if m, ok := s.pending[k]; ok {
+			m.DeliveredSeq = max(m.DeliveredSeq, u.DeliveredSeq)
+			m.ReadSeq = max(m.ReadSeq, u.ReadSeq)
+			continue
+		}
+		c := *u
+		s.pending[k] = &c
+		s.order = append(s.order, &c)
+	}
+	s.waiters = append(s.waiters, cursorWaiter{ctx, done})
+	start := !s.running
+	s.running = true
+	s.mu.Unlock()
+	if start {
+		go s.run(p)
+	}
+}
+
+// run makes calls until nothing is pending. A call (with its retries)
+// goes on while any of the saves it carries still has a live context.
+func (s *cursorSaver) run(p *Processor) {
+	for {
+		s.mu.Lock()
+		ups, waiters := s.order, s.waiters
+		if len(waiters) == 0 {
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+		s.order, s.waiters = nil, nil
+		clear(s.pending)
+		s.mu.Unlock()
+
+		ctx, cancel := context.WithCancel(context.WithoutCancel(waiters[0].ctx))
+		var live atomic.Int64
+		live.Store(int64(len(waiters)))
+		stops := make([]func() bool, len(waiters))
+		for i, w := range waiters {
+			stops[i] = context.AfterFunc(w.ctx, func() {
+				if live.Add(-1) == 0 {
+					cancel()
+				}
+			})
+		}
+		err := p.updateCursors(ctx, ups)
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+		for _, w := range waiters {
+			w.done(err)
+		}
+	}
+}
+
+// updateCursors stores ups in calls of at most maxCursorUpdates.
+func (p *Processor) updateCursors(ctx context.Context, ups []*dataproxy.CursorUpdate) error {
+	for len(ups) > 0 {
+		part := ups[:min(len(ups), maxCursorUpdates)]
+		ups = ups[len(part):]
+		err := retry(ctx, p.log, "update cursors", func() error {
+			_, err := p.dp.UpdateCursors(ctx, &dataproxy.UpdateCursorsReq{Updates: part})
+			return err
+		})
+		var pe *permanentError
+		if errors.As(err, &pe) {
+			p.log.Debug("cursor update refused", "err", err)
+			p.m.cursorFailures.Inc()
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

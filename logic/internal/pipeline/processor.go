@@ -59,6 +59,7 @@ type Processor struct {
 	now    func() time.Time
 	// recallWindow is how long after sending a message may be recalled.
 	recallWindow time.Duration
+	cursors      cursorSaver
 }
 
 // DefaultRecallWindow is the recall window unless configured.

@@ -134,14 +134,15 @@ func (w *worker) handle(ctx context.Context, msgs []*kafka.Message) bool {
 	w.mu.Lock()
 	w.inflight = append(w.inflight, b)
 	w.mu.Unlock()
-	go func() {
-		// The cursor save runs beside the produce; the batch's offsets
-		// wait for it too. If ctx ends first the batch never completes
-		// and is replayed (cursor updates are idempotent).
-		if w.proc.SaveCursors(ctx, prep) == nil {
+	// The cursor save runs beside the produce (merged with other batches'
+	// saves); the batch's offsets wait for it too. If ctx ends first the
+	// batch never completes and is replayed (cursor updates are
+	// idempotent).
+	w.proc.saveCursorsAsync(ctx, prep, func(err error) {
+		if err == nil {
 			w.done(b)
 		}
-	}()
+	})
 	for _, o := range prep.Msgs {
 		w.produce(ctx, b, o, 0)
 	}
