@@ -37,6 +37,10 @@ type bench struct {
 	acked     atomic.Int64
 	delivery  latency.Recorder
 	ack       latency.Recorder
+
+	stopPings chan struct{}
+	closed    atomic.Int64 // connections that closed before the end
+	closing   atomic.Bool
 }
 
 type conn struct {
@@ -112,10 +116,41 @@ func setup(ctx context.Context, o options, urls []string) (*bench, error) {
 		go b.readSender(s)
 		go b.readReceiver(r)
 	}
+	b.stopPings = make(chan struct{})
+	go b.keepAlive(20*time.Second, b.stopPings)
 	return b, nil
 }
 
+// keepAlive pings every connection every d: receivers never send, and the
+// gateway closes connections silent for three heartbeat intervals.
+func (b *bench) keepAlive(d time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			for _, c := range append(b.senders[:len(b.senders):len(b.senders)], b.receivers...) {
+				_ = c.write([]byte(`{"type":"ping"}`))
+			}
+		}
+	}
+}
+
+// lostConn counts a connection that closed during the run: its
+// messages would not be delivered, and the figures would be wrong.
+func (b *bench) lostConn(err error) {
+	if !b.closing.Load() && b.closed.Add(1) == 1 {
+		fmt.Printf("warning: a connection closed during the run (%v); deliveries to it are missing from the figures\n", err)
+	}
+}
+
 func (b *bench) close() {
+	b.closing.Store(true)
+	if b.stopPings != nil {
+		close(b.stopPings)
+	}
 	for _, c := range append(b.senders, b.receivers...) {
 		c.c.Close()
 	}
@@ -141,6 +176,7 @@ func (b *bench) readReceiver(c *conn) {
 	for {
 		data, _, err := wsutil.ReadServerData(c.c)
 		if err != nil {
+			b.lostConn(err)
 			return
 		}
 		var m protocol.Message
@@ -158,6 +194,7 @@ func (b *bench) readSender(c *conn) {
 	for {
 		data, _, err := wsutil.ReadServerData(c.c)
 		if err != nil {
+			b.lostConn(err)
 			return
 		}
 		var a protocol.Ack

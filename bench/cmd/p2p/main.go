@@ -136,13 +136,16 @@ func run(o options) error {
 			f.Close()
 		}
 	}
-	fmt.Printf("\n| target rate msg/s | achieved msg/s | sent | delivered | lost | delivery p50 ms | p99 ms | p99.9 ms | max ms | ack p50 ms | ack p99 ms |\n")
+	fmt.Printf("\n| target rate msg/s | achieved msg/s | sent | delivered | not delivered within -drain | delivery p50 ms | p99 ms | p99.9 ms | max ms | ack p50 ms | ack p99 ms |\n")
 	fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range results {
 		d, a := r.delivery, r.ack
 		fmt.Printf("| %d | %.0f | %d | %d | %d | %s | %s | %s | %s | %s | %s |\n", r.rate, r.achieved, r.sent, r.delivered, r.sent-r.delivered,
 			latency.Ms(d.Quantile(.5)), latency.Ms(d.Quantile(.99)), latency.Ms(d.Quantile(.999)), latency.Ms(d.Max()),
 			latency.Ms(a.Quantile(.5)), latency.Ms(a.Quantile(.99)))
+	}
+	if n := b.closed.Load(); n > 0 {
+		fmt.Printf("\n%d connection(s) closed during the run: the figures are incomplete\n", n)
 	}
 	if o.plot != "" {
 		fmt.Printf("\nhistogram of the last run: %s\n", o.plot)
