@@ -48,6 +48,7 @@ func run() int {
 	fset := flag.NewFlagSet("dataproxy", flag.ExitOnError)
 	var common svc.Common
 	common.Register(fset, "127.0.0.1:9191")
+	common.RegisterGC(fset, 64)
 	var cfg settings
 	cfg.register(fset)
 	svc.Parse(fset, os.Args[1:])
@@ -73,6 +74,7 @@ func run() int {
 func serve(cfg settings, common svc.Common, log *slog.Logger) error {
 	ctx, stop := obs.SignalContext()
 	defer stop()
+	common.StartGCFloor(ctx)
 	reg := obs.NewRegistry()
 	admin, err := obs.StartAdmin(common.AdminListen, reg, log)
 	if err != nil {

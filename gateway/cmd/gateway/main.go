@@ -41,6 +41,7 @@ func run() error {
 	)
 	fs := flag.NewFlagSet("gateway", flag.ExitOnError)
 	common.Register(fs, "127.0.0.1:9180")
+	common.RegisterGC(fs, 0) // memory per connection first; see docs/TUNING.md
 	fs.StringVar(&sc.ID, "id", defaultID(), "gateway instance id (names its downstream topic and routes)")
 	fs.StringVar(&sc.Listen, "listen", "127.0.0.1:8080", "WebSocket listen address host:port")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "address published in etcd (default: the listen address)")
@@ -97,6 +98,7 @@ func run() error {
 	}
 	ctx, stop := obs.SignalContext()
 	defer stop()
+	common.StartGCFloor(ctx)
 	if err := a.Start(ctx); err != nil {
 		return err
 	}

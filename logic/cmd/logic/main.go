@@ -52,6 +52,7 @@ func main() {
 	var o options
 	fs := flag.NewFlagSet("logic", flag.ExitOnError)
 	o.common.Register(fs, "127.0.0.1:9190")
+	o.common.RegisterGC(fs, 64)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8900", "Kitex listen address")
 	fs.StringVar(&o.advertise, "advertise", "", "address published in etcd (default: the listen address)")
 	fs.DurationVar(&o.registryTTL, "registry-ttl", 10*time.Second, "etcd lease TTL: how long a dead instance stays listed")
@@ -89,6 +90,7 @@ func run(o options) error {
 	}
 	ctx, stop := obs.SignalContext()
 	defer stop()
+	o.common.StartGCFloor(ctx)
 
 	reg := obs.NewRegistry()
 	admin, err := obs.StartAdmin(o.common.AdminListen, reg, log)

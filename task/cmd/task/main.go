@@ -49,6 +49,7 @@ type settings struct {
 
 func (s *settings) register(fs *flag.FlagSet) {
 	s.common.Register(fs, "127.0.0.1:9192")
+	s.common.RegisterGC(fs, 32)
 	fs.StringVar(&s.group, "group", "gochat.task", "Kafka consumer group of the task consumers")
 	fs.IntVar(&s.workers, "workers", 16, "goroutines running task attempts concurrently")
 	fs.IntVar(&s.maxInflight, "max-inflight", 1024, "tasks consumed and not finished (retries waiting included) before fetching pauses")
@@ -82,6 +83,7 @@ func main() {
 func run(s settings, log *slog.Logger) error {
 	ctx, stop := obs.SignalContext()
 	defer stop()
+	s.common.StartGCFloor(ctx)
 
 	kcommon, err := s.common.KafkaCommon()
 	if err != nil {
