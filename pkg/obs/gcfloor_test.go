@@ -2,6 +2,7 @@ package obs
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"testing"
 	"time"
@@ -36,6 +37,7 @@ func TestGCFloorPercent(t *testing.T) {
 func TestGCFloorRunRaisesAndRestores(t *testing.T) {
 	old := debug.SetGCPercent(40)
 	defer debug.SetGCPercent(old)
+	runtime.GC() // the live heap is known after a first collection
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
