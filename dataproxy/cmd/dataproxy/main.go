@@ -20,8 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"time"
 
@@ -82,7 +80,7 @@ func serve(cfg settings, common svc.Common, log *slog.Logger) error {
 	}
 	defer admin.Close()
 	if cfg.pprofListen != "" {
-		startPprof(cfg.pprofListen, log)
+		obs.StartPprof(cfg.pprofListen, log)
 	}
 
 	startCtx, cancel := context.WithTimeout(ctx, cfg.startupTimeout)
@@ -156,20 +154,6 @@ func serve(cfg settings, common svc.Common, log *slog.Logger) error {
 		log.Warn("kitex stop", "err", err)
 	}
 	return nil
-}
-
-// startPprof serves the runtime profiles on addr until the process exits.
-func startPprof(addr string, log *slog.Logger) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.ListenAndServe(); err != nil {
-			log.Warn("pprof server stopped", "err", err)
-		}
-	}()
 }
 
 // serverOptions are rpcx's (etcd registration, TTHeader for business
