@@ -63,6 +63,7 @@ func run() error {
 	fs.IntVar(&sc.MsgRate, "max-msg-rate", 1000, "most messages per second one connection may send (more get a rate_limited error); negative disables")
 	fs.IntVar(&gcPct, "gc-percent", 25, "Go GC target percentage (like GOGC): lower keeps memory per idle connection closer to the live heap at some CPU cost; 0 leaves GOGC/Go's default")
 	fs.StringVar(&cfg.DebugListen, "debug-listen", "", "serve Go's /debug/pprof profiles on this address (empty: off; keep it on loopback)")
+	fs.IntVar(&cfg.DropPushes, "drop-pushes", 0, "TESTS ONLY: drop the first N message pushes read from the downstream topic, as if lost (clients must notice by the heartbeat cursor)")
 	fs.BoolVar(&cfg.Standalone, "standalone", false, "BENCHMARKS ONLY: accept every connection without registering it with logic (no logic service needed; sync/conversations answer unavailable)")
 	svc.Parse(fs, os.Args[1:])
 

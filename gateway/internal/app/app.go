@@ -64,6 +64,8 @@ type Config struct {
 	// Standalone replaces the logic service with internal/standalone, for
 	// load tests of the gateway alone. Never set it in production.
 	Standalone bool
+	// DropPushes is for tests only (downstream.ConsumerConfig.DropPushes).
+	DropPushes int
 }
 
 // App is a running gateway.
@@ -155,7 +157,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	// topic before anything can be addressed to this gateway, and the
 	// gateway is listed in etcd (logic routes only to listed gateways)
 	// before the first client can connect.
-	a.consumer, err = downstream.NewConsumer(downstream.ConsumerConfig{GatewayID: id, Kafka: a.cfg.Kafka},
+	a.consumer, err = downstream.NewConsumer(downstream.ConsumerConfig{GatewayID: id, Kafka: a.cfg.Kafka, DropPushes: a.cfg.DropPushes},
 		a.srv.Fanout(), m.DownstreamError.Inc, a.log)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/pkg/kafkax"
 )
 
@@ -17,6 +18,10 @@ type ConsumerConfig struct {
 	Kafka     kafkax.Common
 	// PollMS is the poll timeout in milliseconds; default 100.
 	PollMS int
+	// DropPushes is for tests only: the first DropPushes message pushes
+	// read are dropped, as if their records had been lost, so that a test
+	// can watch clients notice the gap (DESIGN.md section 3, point 5).
+	DropPushes int
 }
 
 // Group is the consumer group of the gateway with the given id.
@@ -30,6 +35,8 @@ type Consumer struct {
 	obs  func()
 	log  *slog.Logger
 	done chan struct{}
+	// drop counts down DropPushes; only Run's goroutine uses it.
+	drop int
 }
 
 // NewConsumer assigns itself every partition of kafkax.DownTopic(cfg.GatewayID)
@@ -62,7 +69,7 @@ func NewConsumer(cfg ConsumerConfig, fan *Fanout, onError func(), log *slog.Logg
 		_ = c.Close()
 		return nil, err
 	}
-	return &Consumer{cfg: cfg, c: c, fan: fan, obs: onError, log: log, done: make(chan struct{})}, nil
+	return &Consumer{cfg: cfg, c: c, fan: fan, obs: onError, log: log, done: make(chan struct{}), drop: cfg.DropPushes}, nil
 }
 
 // assignAtEnd assigns every partition of topic at its high watermark.
@@ -112,6 +119,14 @@ func (c *Consumer) Run(ctx context.Context) {
 }
 
 func (c *Consumer) handle(msg *kafka.Message) {
+	if c.drop > 0 {
+		var rec Record
+		if rec.Parse(msg.Value) == nil && rec.Kind == events.DownKind_PUSH {
+			c.drop--
+			c.log.Warn("dropped a push record on purpose (-drop-pushes, for tests)", "offset", msg.TopicPartition.Offset, "left", c.drop)
+			return
+		}
+	}
 	if _, err := c.fan.DeliverRaw(msg.Value); err != nil {
 		c.log.Warn("bad downstream record; skipped", "offset", msg.TopicPartition.Offset, "err", err)
 		if c.obs != nil {
