@@ -19,11 +19,19 @@ import (
 // socket does not take goes into netpoll's output buffer (the backlog),
 // and a blocking Flush sends it before anything else.
 //
-// Writing to the socket directly is safe because netpoll only writes to
-// it from Flush (which only our writer calls) and closes it only after
-// every close callback has run: OnClosed, registered after netpoll's own
-// callback, runs first and sets ioClosed under ioMu, which every write
-// holds, so no write can reach a closed (or reused) file descriptor.
+// Writing to the socket directly is safe because netpoll writes to it
+// only on behalf of a Flush (Flush itself, or its poller while that Flush
+// waits for the socket to drain; only our writer calls Flush, and a nil
+// return means the output buffer is empty and the poller done with it),
+// and closes it only after every close callback has run: close callbacks
+// run last-registered first, and OnClosed, added in the gateway's
+// OnPrepare after netpoll's own callback (netpoll v0.7.2
+// connection_impl.go init, connection_onevent.go), runs before the one
+// that closes the fd and frees the buffers. It sets ioClosed under ioMu,
+// which every write holds, so no write can reach a closed (or reused)
+// file descriptor. A Flush that fails (the write timeout) may leave the
+// poller still sending: the connection is always killed then, and nothing
+// is written to it again.
 
 // maxIovecs bounds the frames one writev(2) sends.
 const maxIovecs = 64
@@ -77,7 +85,7 @@ func (s *Session) Send(frame []byte) error {
 // nothing can be waiting in its output buffer, so the response goes
 // straight to the socket with one write(2). It never blocks (the socket is
 // non-blocking, and a fresh one has room for a response); whatever is not
-// written at once goes through Send.
+// written at once is queued first, for the writer.
 func (s *Session) SendHandshake(resp []byte) error {
 	fc, ok := s.conn.(interface{ Fd() int })
 	s.wmu.Lock()
@@ -91,6 +99,16 @@ func (s *Session) SendHandshake(resp []byte) error {
 		if n > 0 {
 			resp = resp[n:]
 		}
+		// Queue the rest while still holding wmu, so that no frame can
+		// be queued ahead of it, and start the writer.
+		s.wq = append(s.wq, resp)
+		s.scheduled = true
+		s.wmu.Unlock()
+		if !s.env.Writers.Submit(s) {
+			s.Kill()
+			return ErrClosed
+		}
+		return nil
 	}
 	s.wmu.Unlock()
 	return s.Send(resp)
