@@ -2,6 +2,7 @@ package handler
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -45,6 +46,12 @@ func (h *Handler) AddGroupMembers(ctx context.Context, req *dataproxy.GroupMembe
 	}
 	n, g, err := h.st.AddGroupMembers(ctx, req.GroupId, req.Uids, req.AtMs)
 	if err != nil {
+		var ac *store.AfterCommitError
+		if errors.As(err, &ac) {
+			// The members are in: Redis must follow even though the call
+			// fails (the caller's retry completes the rest).
+			h.joined(ctx, req.GroupId, uniq(req.Uids))
+		}
 		return nil, h.fail("AddGroupMembers", err)
 	}
 	h.joined(ctx, g.ID, uniq(req.Uids))
@@ -66,7 +73,10 @@ func (h *Handler) joined(ctx context.Context, group string, uids []string) {
 	}
 	in, err := h.st.MembersAmong(ctx, group, uids)
 	if err != nil {
-		h.log.Warn("membership not read again after a join", "group", group, "err", err)
+		// A removal racing with this join may have had its routes copied
+		// back in: drop the whole route set (refreshes rebuild it).
+		h.log.Warn("membership not read again after a join; the group's route set is queued for repair", "group", group, "err", err)
+		h.rt.RepairGroup(group)
 		return
 	}
 	if gone := slices.DeleteFunc(slices.Clone(uids), func(u string) bool { return slices.Contains(in, u) }); len(gone) > 0 {
@@ -103,6 +113,9 @@ func (h *Handler) left(ctx context.Context, group string, uids []string) {
 	}
 }
 
+// dissolveTimeout bounds the Redis follow-up of dissolving a group.
+const dissolveTimeout = 30 * time.Second
+
 // DissolveGroup implements dataproxy.DataProxy.
 func (h *Handler) DissolveGroup(ctx context.Context, req *dataproxy.DissolveGroupReq) (resp *dataproxy.DissolveGroupResp, err error) {
 	defer h.m.observe("DissolveGroup", time.Now(), &err)
@@ -112,15 +125,16 @@ func (h *Handler) DissolveGroup(ctx context.Context, req *dataproxy.DissolveGrou
 	if err := h.st.DissolveGroup(ctx, req.GroupId, req.AtMs); err != nil {
 		return nil, h.fail("DissolveGroup", err)
 	}
-	// The group takes no more messages: its route set goes, and its
-	// members' group sets are forgotten so that route refreshes stop
-	// writing into it. Their conversation sets keep it (its history still
-	// counts in their inbox cursors).
-	ctx, cancel := detached(ctx)
+	// The group takes no more messages: its members' group sets are
+	// forgotten so that route refreshes stop writing into its route set,
+	// and then the route set goes (a refresh reads a user's group set and
+	// writes the route sets in one script, and a group set filled again
+	// from SQL leaves dissolved groups out, so nothing writes into it
+	// after that). Their conversation sets keep it (its history still
+	// counts in their inbox cursors). Paging through 100,000 members takes
+	// more than one Redis timeout: the whole follow-up has its own budget.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dissolveTimeout)
 	defer cancel()
-	if err := h.rt.DropGroup(ctx, req.GroupId); err != nil {
-		h.log.Warn("route set of a dissolved group not deleted; queued for repair", "group", req.GroupId, "err", err)
-	}
 	for after := ""; ; {
 		page, more, err := h.st.ListGroupMembers(ctx, req.GroupId, after, store.MaxMemberLimit)
 		if err != nil {
@@ -138,6 +152,9 @@ func (h *Handler) DissolveGroup(ctx context.Context, req *dataproxy.DissolveGrou
 			break
 		}
 		after = page[len(page)-1].UID
+	}
+	if err := h.rt.DropGroup(ctx, req.GroupId); err != nil {
+		h.log.Warn("route set of a dissolved group not deleted; queued for repair", "group", req.GroupId, "err", err)
 	}
 	return &dataproxy.DissolveGroupResp{}, nil
 }

@@ -48,6 +48,7 @@ type RouteTable interface {
 	LeaveGroup(ctx context.Context, group string, uids []string) error
 	DropGroup(ctx context.Context, group string) error
 	ForgetUserGroups(ctx context.Context, uids []string) error
+	RepairGroup(group string)
 }
 
 // Inbox is the part of inbox.Inbox the handler uses.

@@ -45,8 +45,14 @@ func start(t *testing.T) *env { return startCfg(t, handler.Config{MaxBatch: 10})
 // startCfg is start with a handler configuration.
 func startCfg(t testing.TB, cfg handler.Config) *env {
 	t.Helper()
+	return startAt(t, cfg, filepath.Join(t.TempDir(), "gochat.db"))
+}
+
+// startAt is startCfg with the SQLite file at path.
+func startAt(t testing.TB, cfg handler.Config, path string) *env {
+	t.Helper()
 	ctx := context.Background()
-	st, err := store.OpenSQLite(store.SQLiteConfig{Path: filepath.Join(t.TempDir(), "gochat.db"), Options: store.Options{MaxBody: 1024}}, nil)
+	st, err := store.OpenSQLite(store.SQLiteConfig{Path: path, Options: store.Options{MaxBody: 1024}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -280,6 +280,12 @@ func (t *Table) userKeys(uids []string) []string {
 	return keys
 }
 
+// RepairGroup queues the group's whole route set for deletion, for when
+// it may hold routes of users who are no longer members: the members'
+// next route refreshes build it again (until then they find the group's
+// messages by sync, guided by the inbox cursor).
+func (t *Table) RepairGroup(group string) { t.toRepair(t.GroupKey(group)) }
+
 func (t *Table) toRepair(keys ...string) {
 	if t.repair != nil {
 		t.repair.Add(keys...)

@@ -36,9 +36,12 @@ func validGroupID(id string) error {
 }
 
 // groupUIDs checks uids, drops repeats and returns them in the order given.
-func groupUIDs(uids []string) ([]string, error) {
-	if len(uids) > MaxGroupChange {
-		return nil, errcode.New(errcode.BadRequest, "%d users in one call; the limit is %d", len(uids), MaxGroupChange)
+func groupUIDs(uids []string) ([]string, error) { return uniqueUIDs(uids, MaxGroupChange) }
+
+// uniqueUIDs is groupUIDs with the limit max.
+func uniqueUIDs(uids []string, max int) ([]string, error) {
+	if len(uids) > max {
+		return nil, errcode.New(errcode.BadRequest, "%d users in one call; the limit is %d", len(uids), max)
 	}
 	out := make([]string, 0, len(uids))
 	seen := make(map[string]bool, len(uids))
@@ -229,7 +232,10 @@ func (s *SQLStore) CreateGroup(ctx context.Context, g Group, members []string) (
 	if g.CreatedAtMs == 0 {
 		g.CreatedAtMs = s.now().UnixMilli()
 	}
-	all, err := groupUIDs(append([]string{g.Owner}, members...))
+	if len(members) > MaxGroupChange { // the owner is not counted
+		return Group{}, errcode.New(errcode.BadRequest, "%d members in one call; the limit is %d", len(members), MaxGroupChange)
+	}
+	all, err := uniqueUIDs(append([]string{g.Owner}, members...), MaxGroupChange+1)
 	if err != nil {
 		return Group{}, err
 	}
@@ -267,11 +273,37 @@ func (s *SQLStore) CreateGroup(ctx context.Context, g Group, members []string) (
 	if err != nil {
 		return Group{}, wrapGroup("create", g.ID, d, err)
 	}
-	if err := s.writeGroupRows(ctx, g.ID, all, g.CreatedAtMs); err != nil {
-		return Group{}, err
+	// The rows were written before the commit; this second write only
+	// covers a removal racing with the creation, so a failure here is
+	// logged, not returned (the group exists: a retry would be refused).
+	actx, cancel := afterCommit(ctx)
+	defer cancel()
+	if err := s.writeGroupRows(actx, g.ID, all, g.CreatedAtMs); err != nil {
+		s.log.Warn("list rows not written again after creating a group", "group", g.ID, "err", err)
 	}
 	return g, nil
 }
+
+// afterCommitTimeout bounds the steps that follow a committed group change
+// (list rows in the users' databases, reading the membership again).
+const afterCommitTimeout = 10 * time.Second
+
+// afterCommit is ctx without its cancellation, bounded by
+// afterCommitTimeout: once a group change has committed, the steps that
+// follow must not be cut short because the caller stopped waiting.
+func afterCommit(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), afterCommitTimeout)
+}
+
+// AfterCommitError is a failure after a group change committed: the
+// change stands, but a step that follows it did not happen (a member's
+// list row was not written). Calling again with the same arguments
+// completes it. Callers that keep caches in step with the membership must
+// update them as for a success.
+type AfterCommitError struct{ Err error }
+
+func (e *AfterCommitError) Error() string { return "the change committed, then: " + e.Err.Error() }
+func (e *AfterCommitError) Unwrap() error { return e.Err }
 
 // wrapGroup adds context to a database error; a coded error is returned as
 // it is.
@@ -362,8 +394,13 @@ func (s *SQLStore) AddGroupMembers(ctx context.Context, id string, uids []string
 	if err != nil {
 		return 0, Group{}, wrapGroup("add to", id, d, err)
 	}
-	if err := s.writeGroupRows(ctx, id, uids, atMs); err != nil {
-		return 0, Group{}, err
+	actx, cancel := afterCommit(ctx)
+	defer cancel()
+	if err := s.writeGroupRows(actx, id, uids, atMs); err != nil {
+		// A member without a list row is not found from the uid's side:
+		// the caller must call again (adding members who are in changes
+		// nothing but writes their rows).
+		return len(added), g, &AfterCommitError{err}
 	}
 	return len(added), g, nil
 }
@@ -419,17 +456,24 @@ func (s *SQLStore) RemoveGroupMembers(ctx context.Context, id string, uids []str
 		return 0, Group{}, wrapGroup("remove from", id, d, err)
 	}
 	// The list rows go after the membership. A user added back meanwhile
-	// must keep one: write theirs again.
-	if err := s.dropGroupRows(ctx, id, uids); err != nil {
-		return 0, Group{}, err
+	// must keep one: write theirs again. A list row is only a hint (every
+	// read checks the membership), so these steps never fail the call: a
+	// row left behind costs nothing, and when the membership cannot be
+	// read again every named user keeps a row rather than risk a member
+	// without one.
+	actx, cancel := afterCommit(ctx)
+	defer cancel()
+	if err := s.dropGroupRows(actx, id, uids); err != nil {
+		s.log.Warn("list rows of removed members not deleted (they are only hints)", "group", id, "err", err)
 	}
-	back, err := membersAmong(ctx, d.r, ts, id, uids)
+	back, err := membersAmong(actx, d.r, ts, id, uids)
 	if err != nil {
-		return 0, Group{}, wrapGroup("remove from", id, d, err)
+		s.log.Warn("membership not read again after a removal; keeping list rows for every named user", "group", id, "err", err)
+		back = uids
 	}
 	if len(back) > 0 {
-		if err := s.writeGroupRows(ctx, id, back, s.now().UnixMilli()); err != nil {
-			return 0, Group{}, err
+		if err := s.writeGroupRows(actx, id, back, s.now().UnixMilli()); err != nil {
+			s.log.Warn("list rows of members added back not written", "group", id, "uids", len(back), "err", err)
 		}
 	}
 	return len(gone), g, nil
