@@ -81,6 +81,9 @@ func (d *shardDB) appendTx(ctx context.Context, reqs []*appendReq) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
+	if d.d.uninterrupted {
+		ctx = context.WithoutCancel(ctx)
+	}
 	if err := d.writeIndex(ctx, tx, reqs); err != nil {
 		return err
 	}

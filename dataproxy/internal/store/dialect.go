@@ -39,6 +39,14 @@ type dialect struct {
 
 	hasTable string // one parameter: the table name; returns a count
 
+	// uninterrupted: statements of a write transaction run with a context
+	// that cannot be cancelled (the transaction itself still is, by its
+	// own context). modernc's SQLite driver starts a goroutine per
+	// statement to interrupt it when a cancellable context ends, which
+	// costs more than the statements of an append; a local SQLite write is
+	// short and bounded by the busy timeout anyway.
+	uninterrupted bool
+
 	// lockMigrations returns 1 once this session holds the migration lock of
 	// the current database (empty: not needed).
 	lockMigrations   string
@@ -74,10 +82,11 @@ var sqliteDialect = dialect{
 		return rowSQL{head: "UPDATE " + t + " SET last_seq = v.column2, updated_at_ms = v.column3 FROM (VALUES ", tuple: "(?, ?, ?)",
 			tail: ") AS v WHERE " + t + ".conv_id = v.column1"}
 	},
-	hasTable:  "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
-	retryable: func(error) bool { return false },
-	applied:   func(error) bool { return false },
-	greatest:  "MAX",
+	hasTable:      "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+	uninterrupted: true,
+	retryable:     func(error) bool { return false },
+	applied:       func(error) bool { return false },
+	greatest:      "MAX",
 	setCursors: func(t string) rowSQL {
 		return rowSQL{head: "UPDATE " + t + " SET delivered_seq = MAX(delivered_seq, v.column3), read_seq = MAX(read_seq, v.column4) FROM (VALUES ",
 			tuple: "(?, ?, ?, ?)", tail: ") AS v WHERE " + t + ".uid = v.column1 AND " + t + ".conv_id = v.column2"}
