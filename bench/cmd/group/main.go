@@ -16,7 +16,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -30,6 +29,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/gochat-im/gochat/bench/internal/devstate"
 	"github.com/gochat-im/gochat/bench/internal/latency"
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
@@ -44,16 +44,6 @@ type options struct {
 	members, online       int
 	rounds, size, dialers int
 	timeout, pause        time.Duration
-}
-
-// devState is what we read from a `make run` data directory's dev.json.
-type devState struct {
-	Ports struct {
-		Logic   int
-		Gateway []int
-	} `json:"ports"`
-	AdminSecret string `json:"admin_secret"`
-	TokenSecret string `json:"token_secret"`
 }
 
 func main() {
@@ -83,15 +73,11 @@ func run(o options) error {
 	if o.online > o.members || o.members < 2 {
 		return fmt.Errorf("need 2 <= -online <= -members")
 	}
-	b, err := os.ReadFile(o.dataDir + "/dev.json")
+	st, err := devstate.Load(o.dataDir)
 	if err != nil {
 		return err
 	}
-	var st devState
-	if err := json.Unmarshal(b, &st); err != nil {
-		return err
-	}
-	opts, err := rpcx.ClientOptions(rpcx.ClientConfig{Service: rpcx.LogicService, HostPorts: []string{"127.0.0.1:" + strconv.Itoa(st.Ports.Logic)},
+	opts, err := rpcx.ClientOptions(rpcx.ClientConfig{Service: rpcx.LogicService, HostPorts: []string{st.LogicAddr()},
 		Caller: "bench", Timeout: 30 * time.Second})
 	if err != nil {
 		return err
@@ -191,7 +177,7 @@ type receivers struct {
 	rec  latency.Recorder
 }
 
-func (r *receivers) connect(o options, st devState, uid func(int) string) error {
+func (r *receivers) connect(o options, st devstate.State, uid func(int) string) error {
 	var (
 		mu   sync.Mutex
 		errs []error
@@ -247,12 +233,12 @@ func (r *receivers) connect(o options, st devState, uid func(int) string) error 
 	return nil
 }
 
-func dialMember(st devState, uid string, i int) (net.Conn, error) {
+func dialMember(st devstate.State, uid string, i int) (net.Conn, error) {
 	tok, err := auth.Sign([]byte(st.TokenSecret), auth.Claims{UID: uid, Device: "bench", Expires: time.Now().Add(time.Hour)})
 	if err != nil {
 		return nil, err
 	}
-	url := "ws://127.0.0.1:" + strconv.Itoa(st.Ports.Gateway[i%len(st.Ports.Gateway)]) + "/ws?token=" + tok
+	url := st.GatewayURL(i%len(st.Ports.Gateway)) + "?token=" + tok
 	c, br, _, err := ws.Dialer{Timeout: 30 * time.Second}.Dial(context.Background(), url)
 	if err != nil {
 		return nil, err

@@ -15,7 +15,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gochat-im/gochat/bench/internal/devstate"
 	"github.com/gochat-im/gochat/bench/internal/latency"
 	"github.com/gochat-im/gochat/pkg/config"
 )
@@ -57,39 +57,22 @@ func main() {
 	}
 }
 
-// devState is the part of a `make run` data directory's dev.json we use.
-type devState struct {
-	Ports struct {
-		Logic   int
-		Gateway []int
-	} `json:"ports"`
-	AdminSecret string `json:"admin_secret"`
-}
-
 func (o *options) fromDataDir() error {
 	if o.dataDir == "" {
 		return nil
 	}
-	b, err := os.ReadFile(o.dataDir + "/dev.json")
+	st, err := devstate.Load(o.dataDir)
 	if err != nil {
-		return err
-	}
-	var st devState
-	if err := json.Unmarshal(b, &st); err != nil {
 		return err
 	}
 	if o.adminSecret == "" {
 		o.adminSecret = st.AdminSecret
 	}
 	if o.logic == "" {
-		o.logic = "127.0.0.1:" + strconv.Itoa(st.Ports.Logic)
+		o.logic = st.LogicAddr()
 	}
 	if o.wsList == "" {
-		var urls []string
-		for _, p := range st.Ports.Gateway {
-			urls = append(urls, "ws://127.0.0.1:"+strconv.Itoa(p)+"/ws")
-		}
-		o.wsList = strings.Join(urls, ",")
+		o.wsList = strings.Join(st.GatewayURLs(), ",")
 	}
 	return nil
 }
