@@ -45,11 +45,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gochat-im/gochat/dataproxy/internal/genset"
 	"github.com/gochat-im/gochat/dataproxy/internal/repair"
 	"github.com/gochat-im/gochat/dataproxy/internal/rscript"
 	"github.com/gochat-im/gochat/pkg/ids"
@@ -93,7 +93,7 @@ type Inbox struct {
 	seqTTL time.Duration
 	setTTL time.Duration
 	repair *repair.Queue
-	known  *pairCache
+	known  *genset.Set[Pair]
 }
 
 // New returns an Inbox.
@@ -117,7 +117,7 @@ func New(cfg Config, rdb redis.UniversalClient, src Source) (*Inbox, error) {
 		return nil, fmt.Errorf("inbox: ttls %v, %v are too short", cfg.SeqTTL, cfg.SetTTL)
 	}
 	return &Inbox{rdb: rdb, src: src, prefix: cfg.Prefix, seqTTL: cfg.SeqTTL, setTTL: cfg.SetTTL, repair: cfg.Repair,
-		known: newPairCache(cfg.KnownSize)}, nil
+		known: genset.New[Pair](cfg.KnownSize)}, nil
 }
 
 // SeqKey is the Redis key of a conversation's last_seq.
@@ -171,7 +171,7 @@ func (b *Inbox) Appended(ctx context.Context, seqs map[string]int64, pairs []Pai
 	}
 	var fresh []Pair
 	for _, p := range pairs {
-		if !b.known.has(p) {
+		if !b.known.Has(p) {
 			fresh = append(fresh, p)
 		}
 	}
@@ -206,7 +206,7 @@ func (b *Inbox) Appended(ctx context.Context, seqs map[string]int64, pairs []Pai
 		b.toRepair(keys...)
 		return fmt.Errorf("inbox: after append: %w", err)
 	}
-	b.known.add(fresh)
+	b.known.Add(fresh...)
 	return nil
 }
 
@@ -455,50 +455,4 @@ func token() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// pairCache remembers the pairs added to their users' sets, in two
-// generations (an approximate LRU, as the store's list-row cache).
-type pairCache struct {
-	mu       sync.Mutex
-	cur, old map[Pair]struct{}
-	limit    int
-}
-
-func newPairCache(limit int) *pairCache {
-	return &pairCache{cur: map[Pair]struct{}{}, old: map[Pair]struct{}{}, limit: max(limit, 0)}
-}
-
-func (c *pairCache) has(p Pair) bool {
-	if c.limit == 0 {
-		return false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.cur[p]; ok {
-		return true
-	}
-	if _, ok := c.old[p]; ok {
-		c.addLocked(p)
-		return true
-	}
-	return false
-}
-
-func (c *pairCache) add(ps []Pair) {
-	if c.limit == 0 || len(ps) == 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, p := range ps {
-		c.addLocked(p)
-	}
-}
-
-func (c *pairCache) addLocked(p Pair) {
-	if len(c.cur) >= c.limit {
-		c.old, c.cur = c.cur, make(map[Pair]struct{}, c.limit/4)
-	}
-	c.cur[p] = struct{}{}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gochat-im/gochat/dataproxy/internal/genset"
 	"github.com/gochat-im/gochat/pkg/ids"
 	"github.com/gochat-im/gochat/pkg/protocol"
 )
@@ -25,7 +26,7 @@ type SQLStore struct {
 	log    *slog.Logger
 	now    func() time.Time
 	stats  *counters
-	index  *indexCache
+	index  *genset.Set[string]
 
 	migrations []migration
 	closeOnce  sync.Once
@@ -41,7 +42,7 @@ func newSQLStore(dbs []*shardDB, d dialect, opts Options, stats *counters, log *
 	}
 	s := &SQLStore{
 		layout: dbs[0].layout, dbs: dbs, d: d, opts: opts, log: log, now: time.Now, stats: stats,
-		index: newIndexCache(opts.IndexCache), migrations: migs,
+		index: genset.New[string](opts.IndexCache), migrations: migs,
 	}
 	gc := opts.GroupCommit.withDefaults(d, len(dbs))
 	for _, db := range dbs {
@@ -133,7 +134,7 @@ func (s *SQLStore) AppendMessages(ctx context.Context, items []AppendItem) ([]Ap
 		for k := range r.items {
 			for _, row := range members(&r.items[k], now) {
 				key := indexKey(row.uid, row.conv)
-				if seen[key] || s.index.has(key) {
+				if seen[key] || s.index.Has(key) {
 					continue
 				}
 				seen[key] = true
@@ -160,7 +161,7 @@ func (s *SQLStore) AppendMessages(ctx context.Context, items []AppendItem) ([]Ap
 	if err := s.run(ctx, reqs); err != nil {
 		return nil, fmt.Errorf("append messages: %w", err)
 	}
-	s.index.add(keys)
+	s.index.Add(keys...)
 	for _, r := range reqs {
 		if r == nil {
 			continue

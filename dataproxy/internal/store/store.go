@@ -131,7 +131,7 @@ type Options struct {
 	// GroupCommit tunes the batching of appends.
 	GroupCommit GroupCommit
 	// IndexCache is how many conversation-list rows the process remembers
-	// as written (per generation, see indexCache); 0 means
+	// as written (per generation, see genset); 0 means
 	// DefaultIndexCache, a negative number turns the cache off.
 	IndexCache int
 	// MaxGroupMembers is the most members a group may have; 0 means
