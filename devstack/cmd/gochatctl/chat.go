@@ -14,6 +14,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"golang.org/x/sys/unix"
 
 	"github.com/gochat-im/gochat/pkg/ids"
 	"github.com/gochat-im/gochat/pkg/protocol"
@@ -124,14 +125,26 @@ func cmdSend(ctx context.Context, url, token, to, body string) error {
 }
 
 // cmdListen prints pushes until interrupted; lines typed as "@user text"
-// are sent.
+// are sent. At the end of a terminal's input (Ctrl-D) it quits; when its
+// input is a file or a pipe (or /dev/null, as for a background job) it
+// sends the lines there and then goes on listening until interrupted.
 func cmdListen(ctx context.Context, url, token string) error {
 	w, err := dialWS(ctx, url, token)
 	if err != nil {
 		return err
 	}
 	defer w.c.Close()
-	fmt.Println("connected; type \"@user message\" to send, Ctrl-D to quit")
+	_, err = unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS)
+	interactive := err == nil // a terminal (not a file, pipe or /dev/null)
+	if interactive {
+		fmt.Println("connected; type \"@user message\" to send, Ctrl-D to quit")
+	} else {
+		fmt.Println("connected; listening until interrupted")
+	}
+	go func() {
+		<-ctx.Done()
+		w.c.Close()
+	}()
 	go func() {
 		sc := bufio.NewScanner(os.Stdin)
 		n := 0
@@ -148,7 +161,9 @@ func cmdListen(ctx context.Context, url, token string) error {
 				fmt.Println("write:", err)
 			}
 		}
-		w.c.Close()
+		if interactive {
+			w.c.Close()
+		}
 	}()
 	// Keep the connection alive while idle.
 	go func() {

@@ -19,7 +19,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/gochat-im/gochat/devstack/internal/stack"
@@ -110,7 +112,9 @@ func main() {
 		err = cmdSend(ctx, *wsURL, token(args[1]), args[2], args[3])
 	case "listen":
 		need(1)
-		err = cmdListen(context.Background(), *wsURL, token(args[1]))
+		lctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = cmdListen(lctx, *wsURL, token(args[1]))
+		stop()
 	case "history":
 		need(2)
 		err = cmdHistory(ctx, *wsURL, token(args[1]), args[1], args[2])
