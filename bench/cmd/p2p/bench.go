@@ -40,7 +40,10 @@ type bench struct {
 
 	stopPings chan struct{}
 	closed    atomic.Int64 // connections that closed before the end
-	closing   atomic.Bool
+	// outOfOrder counts pushes whose seq was not above the last one the
+	// receiver had for that conversation (a reordering or a duplicate).
+	outOfOrder atomic.Int64
+	closing    atomic.Bool
 }
 
 type conn struct {
@@ -173,6 +176,7 @@ func (b *bench) since(s string) (time.Duration, bool) {
 }
 
 func (b *bench) readReceiver(c *conn) {
+	last := map[string]int64{} // conversation -> highest seq received
 	for {
 		data, _, err := wsutil.ReadServerData(c.c)
 		if err != nil {
@@ -182,6 +186,11 @@ func (b *bench) readReceiver(c *conn) {
 		var m protocol.Message
 		if json.Unmarshal(data, &m) != nil || m.Type != protocol.TypeMsg {
 			continue
+		}
+		if m.Seq <= last[m.Conv] {
+			b.outOfOrder.Add(1)
+		} else {
+			last[m.Conv] = m.Seq
 		}
 		if d, ok := b.since(m.ClientMsgID); ok {
 			b.delivery.Add(d)

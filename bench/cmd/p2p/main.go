@@ -127,6 +127,7 @@ func run(o options) error {
 			latency.Ms(d.Quantile(.5)), latency.Ms(d.Quantile(.99)), latency.Ms(d.Quantile(.999)), latency.Ms(d.Max()),
 			latency.Ms(a.Quantile(.5)), latency.Ms(a.Quantile(.99)))
 	}
+	fmt.Printf("\npushes out of order or repeated, per conversation, over the whole run: %d\n", b.outOfOrder.Load())
 	if n := b.closed.Load(); n > 0 {
 		fmt.Printf("\n%d connection(s) closed during the run: the figures are incomplete\n", n)
 	}
