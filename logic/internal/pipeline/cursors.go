@@ -12,21 +12,12 @@ import (
 
 // cursorChanges collects a batch's cursor changes: READ and DELIVERED
 // records, and each sender's own new messages (what you wrote you have
-// read). Several changes to one (user, conversation) are merged.
-func cursorChanges(items []*item) *dataproxy.UpdateCursorsReq {
-	type key struct{ uid, conv string }
-	merged := map[key]*dataproxy.CursorUpdate{}
-	req := &dataproxy.UpdateCursorsReq{}
+// read). Changes to one (user, conversation) are merged by the
+// cursorSaver, with those of other batches.
+func cursorChanges(items []*item) []*dataproxy.CursorUpdate {
+	var ups []*dataproxy.CursorUpdate
 	bump := func(uid, conv string, delivered, read int64) {
-		k := key{uid, conv}
-		u, ok := merged[k]
-		if !ok {
-			u = &dataproxy.CursorUpdate{Uid: uid, ConvId: conv}
-			merged[k] = u
-			req.Updates = append(req.Updates, u)
-		}
-		u.DeliveredSeq = max(u.DeliveredSeq, delivered)
-		u.ReadSeq = max(u.ReadSeq, read)
+		ups = append(ups, &dataproxy.CursorUpdate{Uid: uid, ConvId: conv, DeliveredSeq: delivered, ReadSeq: read})
 	}
 	for _, it := range items {
 		if it.errCode != 0 {
@@ -42,10 +33,7 @@ func cursorChanges(items []*item) *dataproxy.UpdateCursorsReq {
 			bump(r.Sender, r.ConvId, r.Seq, 0)
 		}
 	}
-	if len(req.Updates) == 0 {
-		return nil
-	}
-	return req
+	return ups
 }
 
 // SaveCursors stores a prepared batch's cursor changes and returns when
@@ -53,11 +41,8 @@ func cursorChanges(items []*item) *dataproxy.UpdateCursorsReq {
 // receipts): a refused update is counted and dropped, never holding the
 // partition; a transient failure is retried until ctx ends.
 func (p *Processor) SaveCursors(ctx context.Context, prep *Prepared) error {
-	if prep.cursors == nil {
-		return nil
-	}
 	done := make(chan error, 1)
-	p.cursors.save(ctx, p, prep.cursors.Updates, func(err error) { done <- err })
+	p.saveCursorsAsync(ctx, prep, func(err error) { done <- err })
 	select {
 	case err := <-done:
 		return err
@@ -68,11 +53,11 @@ func (p *Processor) SaveCursors(ctx context.Context, prep *Prepared) error {
 
 // saveCursorsAsync is SaveCursors that calls done instead of waiting.
 func (p *Processor) saveCursorsAsync(ctx context.Context, prep *Prepared, done func(error)) {
-	if prep.cursors == nil {
+	if len(prep.cursors) == 0 {
 		done(nil)
 		return
 	}
-	p.cursors.save(ctx, p, prep.cursors.Updates, done)
+	p.cursors.save(ctx, p, prep.cursors, done)
 }
 
 // maxCursorUpdates bounds the updates of one UpdateCursors call (dataproxy

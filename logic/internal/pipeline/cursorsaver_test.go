@@ -41,7 +41,7 @@ func (g *gatedDP) ncalls() int {
 }
 
 func cursorPrep(ups ...*dataproxy.CursorUpdate) *Prepared {
-	return &Prepared{cursors: &dataproxy.UpdateCursorsReq{Updates: ups}}
+	return &Prepared{cursors: ups}
 }
 
 func TestCursorSavesMergeWhileACallIsInFlight(t *testing.T) {

@@ -118,7 +118,7 @@ type Prepared struct {
 	// order that keeps each conversation's records in seq order.
 	Msgs []kafkax.Msg
 	// cursors are the batch's cursor changes, for SaveCursors.
-	cursors *dataproxy.UpdateCursorsReq
+	cursors []*dataproxy.CursorUpdate
 }
 
 // Prepare does everything for recs except producing and saving cursors: it
