@@ -63,7 +63,7 @@ func (h *Handler) AddGroupMembers(ctx context.Context, req *dataproxy.GroupMembe
 // does; so the membership is read again afterwards, and whoever is no
 // longer a member is taken out of the route set again.
 func (h *Handler) joined(ctx context.Context, group string, uids []string) {
-	ctx, cancel := detached(ctx)
+	ctx, cancel := detached(ctx, redisTimeout)
 	defer cancel()
 	if err := h.rt.JoinGroup(ctx, group, uids); err != nil {
 		h.log.Warn("group route set not updated; its keys are queued for repair", "group", group, "err", err)
@@ -97,7 +97,7 @@ func (h *Handler) RemoveGroupMembers(ctx context.Context, req *dataproxy.GroupMe
 	if err != nil {
 		return nil, h.fail("RemoveGroupMembers", err)
 	}
-	ctx, cancel := detached(ctx)
+	ctx, cancel := detached(ctx, redisTimeout)
 	defer cancel()
 	h.left(ctx, g.ID, uniq(req.Uids))
 	return &dataproxy.GroupMembersResp{Changed: int32(n), Group: groupOut(g)}, nil
@@ -133,7 +133,7 @@ func (h *Handler) DissolveGroup(ctx context.Context, req *dataproxy.DissolveGrou
 	// after that). Their conversation sets keep it (its history still
 	// counts in their inbox cursors). Paging through 100,000 members takes
 	// more than one Redis timeout: the whole follow-up has its own budget.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dissolveTimeout)
+	ctx, cancel := detached(ctx, dissolveTimeout)
 	defer cancel()
 	for after := ""; ; {
 		page, more, err := h.st.ListGroupMembers(ctx, req.GroupId, after, store.MaxMemberLimit)

@@ -168,17 +168,17 @@ func (h *Handler) afterAppend(ctx context.Context, items []*dataproxy.AppendItem
 	if len(seqs) == 0 {
 		return
 	}
-	ctx, cancel := detached(ctx)
+	ctx, cancel := detached(ctx, redisTimeout)
 	defer cancel()
 	if err := h.ib.Appended(ctx, seqs, pairs); err != nil {
 		h.log.Warn("inbox cursors not updated; their keys are queued for deletion", "err", err)
 	}
 }
 
-// detached is ctx without its cancellation, bounded by redisTimeout: for
-// the cache updates that follow a commit.
-func detached(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
+// detached is ctx without its cancellation, bounded by d: for the cache
+// updates that follow a commit (redisTimeout, or more for long ones).
+func detached(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }
 
 // redisTimeout bounds the cache updates after a commit: while Redis does
