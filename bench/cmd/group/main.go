@@ -26,17 +26,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/gochat-im/gochat/bench/internal/devstate"
 	"github.com/gochat-im/gochat/bench/internal/latency"
+	"github.com/gochat-im/gochat/bench/internal/wsdial"
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
 	logicsvc "github.com/gochat-im/gochat/idl/kitex_gen/logic/logic"
 	"github.com/gochat-im/gochat/pkg/auth"
 	"github.com/gochat-im/gochat/pkg/rpcx"
-	"github.com/gochat-im/gochat/pkg/wsclient"
 )
 
 type options struct {
@@ -239,21 +238,7 @@ func dialMember(st devstate.State, uid string, i int) (net.Conn, error) {
 		return nil, err
 	}
 	url := st.GatewayURL(i%len(st.Ports.Gateway)) + "?token=" + tok
-	c, br, _, err := ws.Dialer{Timeout: 30 * time.Second}.Dial(context.Background(), url)
-	if err != nil {
-		return nil, err
-	}
-	c = wsclient.Buffered(c, br) // hello may have come with the 101
-	for {
-		data, _, err := wsutil.ReadServerData(c)
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		if strings.Contains(string(data), `"type":"hello"`) {
-			return c, nil
-		}
-	}
+	return wsdial.Hello(context.Background(), url, 30*time.Second)
 }
 
 // arm starts a round: arrivals of the message with cmid are timed from now.

@@ -11,16 +11,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/gochat-im/gochat/bench/internal/latency"
+	"github.com/gochat-im/gochat/bench/internal/wsdial"
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
 	logicsvc "github.com/gochat-im/gochat/idl/kitex_gen/logic/logic"
 	"github.com/gochat-im/gochat/pkg/protocol"
 	"github.com/gochat-im/gochat/pkg/rpcx"
-	"github.com/gochat-im/gochat/pkg/wsclient"
 )
 
 // bench holds the connected pairs and the counters of the current run.
@@ -88,21 +87,11 @@ func setup(ctx context.Context, o options, urls []string) (*bench, error) {
 		if err != nil {
 			return nil, fmt.Errorf("token for %s: %w", uid, err)
 		}
-		c, br, _, err := ws.Dialer{Timeout: 10 * time.Second}.Dial(ctx, urls[i%len(urls)]+"?token="+tok.Token)
+		c, err := wsdial.Hello(ctx, urls[i%len(urls)]+"?token="+tok.Token, 10*time.Second)
 		if err != nil {
 			return nil, fmt.Errorf("connect %s: %w", uid, err)
 		}
-		c = wsclient.Buffered(c, br) // hello may have come with the 101
-		// Wait for hello: the connection is routable from then on.
-		for {
-			data, _, err := wsutil.ReadServerData(c)
-			if err != nil {
-				return nil, err
-			}
-			if strings.Contains(string(data), `"type":"hello"`) {
-				return &conn{c: c}, nil
-			}
-		}
+		return &conn{c: c}, nil
 	}
 	for i := range o.pairs {
 		s, err := dial(users[2*i].Uid, 2*i)
