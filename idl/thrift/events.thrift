@@ -46,6 +46,10 @@ enum DownKind {
     ERROR = 3
     // A complete client frame, encoded by logic, written as it is.
     FRAME = 4
+    // Several records for one gateway and one partition of its topic, in
+    // order (records). Logic sends it only to gateways that announce
+    // "batches" in their etcd registration.
+    BATCH = 5
 }
 
 struct Ack {
@@ -63,7 +67,8 @@ struct ErrorEvent {
 }
 
 // One record per gateway per event; the gateway encodes the client frame
-// once and writes it to every target.
+// once and writes it to every target. Records of one gateway may travel
+// together in a BATCH record.
 struct DownRecord {
     1: DownKind kind
     2: list<Target> targets
@@ -76,6 +81,8 @@ struct DownRecord {
     // code and reason after writing the frame (a kick).
     7: i32 close_code
     8: string close_reason
+    // BATCH: the records, each a Thrift-binary DownRecord (never a BATCH).
+    9: list<binary> records
 }
 
 enum TaskKind {

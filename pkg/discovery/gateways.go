@@ -28,6 +28,12 @@ type Gateway struct {
 	Addr      string `json:"addr"`
 	Topic     string `json:"topic"`
 	StartedAt int64  `json:"started_at"`
+	// Batches says the gateway takes BATCH downstream records (several
+	// records in one); DownPartitions is the partition count of its topic,
+	// which a producer needs to put a batch where its records' keys map.
+	// Gateways from before batches publish neither.
+	Batches        bool `json:"batches,omitempty"`
+	DownPartitions int  `json:"down_partitions,omitempty"`
 }
 
 // NewClient dials etcd.

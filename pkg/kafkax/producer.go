@@ -112,8 +112,14 @@ func (pr *Producer) recreate(old *kafka.Producer) {
 // goroutine when the broker has acknowledged it or it failed, so cb must
 // not block. A full local queue is retried for up to a second.
 func (pr *Producer) Produce(topic string, key, value []byte, cb Callback) error {
+	return pr.ProduceTo(topic, kafka.PartitionAny, key, value, cb)
+}
+
+// ProduceTo is Produce to one partition; kafka.PartitionAny lets the
+// partitioner choose from key.
+func (pr *Producer) ProduceTo(topic string, partition int32, key, value []byte, cb Callback) error {
 	msg := &kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
+		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: partition},
 		Key:            key,
 		Value:          value,
 		Opaque:         cb,
@@ -141,6 +147,18 @@ type Msg struct {
 	Topic string
 	Key   []byte
 	Value []byte
+	// Pinned writes the message to Partition instead of where the
+	// partitioner maps Key.
+	Pinned    bool
+	Partition int32
+}
+
+// To is the partition argument of ProduceTo for m.
+func (m Msg) To() int32 {
+	if m.Pinned {
+		return m.Partition
+	}
+	return kafka.PartitionAny
 }
 
 // SendAll produces msgs and waits until every one is acknowledged. It
@@ -164,7 +182,7 @@ func (pr *Producer) SendAll(ctx context.Context, msgs []Msg) error {
 	})
 	for _, m := range msgs {
 		wg.Add(1)
-		if err := pr.Produce(m.Topic, m.Key, m.Value, cb); err != nil {
+		if err := pr.ProduceTo(m.Topic, m.To(), m.Key, m.Value, cb); err != nil {
 			wg.Done()
 			fail(err)
 			break

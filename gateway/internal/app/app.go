@@ -182,6 +182,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	a.regn, err = discovery.Register(ctx, a.etcd, discovery.Gateway{
 		ID: id, Addr: adv, Topic: kafkax.DownTopic(id), StartedAt: time.Now().Unix(),
+		Batches: true, DownPartitions: a.consumer.Partitions(),
 	}, a.cfg.RegistryTTL, a.log)
 	if err != nil {
 		return err

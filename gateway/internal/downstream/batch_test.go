@@ -1,7 +1,11 @@
 package downstream
 
 import (
+	"log/slog"
+	"strings"
 	"testing"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
@@ -78,5 +82,76 @@ func TestDeliverThroughBatch(t *testing.T) {
 	}
 	if len(a.frames) != 3 || len(b.frames) != 2 {
 		t.Fatalf("frames: %d and %d", len(a.frames), len(b.frames))
+	}
+}
+
+// A BATCH record's records are delivered in order through one batch,
+// flushed once at the end; a malformed record, an unknown kind and a
+// batch nested in the batch are reported and skipped, the others still
+// delivered.
+func TestBatchRecord(t *testing.T) {
+	a, b := &fakeConn{uid: "u1", routable: true}, &fakeConn{uid: "u2", routable: true}
+	conns := map[int64]*fakeConn{1: a, 2: b}
+	l := &batchLookup{funcLookup: func(uid string, id int64) (Conn, bool) {
+		c, ok := conns[id]
+		if !ok || c.uid != uid {
+			return nil, false
+		}
+		return c, true
+	}}
+	f := NewFanout(l, nil)
+	push := func(seq int64, targets ...*events.Target) []byte {
+		return kafkax.Encode(&events.DownRecord{Kind: events.DownKind_PUSH, Targets: targets,
+			Message: &common.Message{ConvId: "p:u1:u2", Seq: seq, Sender: "u1", Body: "x"}})
+	}
+	ack := kafkax.Encode(&events.DownRecord{Kind: events.DownKind_ACK, Targets: []*events.Target{{Uid: "u1", ConnId: 1}},
+		Ack: &events.Ack{ClientMsgId: "c1", ConvId: "p:u1:u2", Seq: 1}})
+	nested := kafkax.Encode(&events.DownRecord{Kind: events.DownKind_BATCH, Records: [][]byte{push(9, &events.Target{Uid: "u2", ConnId: 2})}})
+	recs := [][]byte{
+		ack,
+		push(1, &events.Target{Uid: "u2", ConnId: 2}),
+		[]byte{0xff, 0x00}, // malformed
+		kafkax.Encode(&events.DownRecord{Kind: 77, Targets: []*events.Target{{Uid: "u2", ConnId: 2}}}),
+		nested,
+		push(2, &events.Target{Uid: "u2", ConnId: 2}, &events.Target{Uid: "u1", ConnId: 1}),
+	}
+	n, err := f.DeliverRaw(kafkax.Encode(&events.DownRecord{Kind: events.DownKind_BATCH, Records: recs}))
+	if n != 4 {
+		t.Fatalf("delivered %d frames, want 4", n)
+	}
+	if err == nil {
+		t.Fatal("no error for the bad records")
+	}
+	for _, want := range []string{"ReadFieldBegin", "unknown downstream kind 77", "inside a batch"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if len(l.batches) != 1 || l.batches[0].flushed != 1 || len(l.batches[0].sent) != 4 {
+		t.Fatalf("batches: %d, first flushed %d times with %d sends", len(l.batches), l.batches[0].flushed, len(l.batches[0].sent))
+	}
+	if len(a.frames) != 2 || decode(t, a.frames[0])["type"] != "ack" || decode(t, a.frames[1])["seq"] != 2.0 {
+		t.Fatalf("u1 frames: %d", len(a.frames))
+	}
+	if len(b.frames) != 2 || decode(t, b.frames[0])["seq"] != 1.0 || decode(t, b.frames[1])["seq"] != 2.0 {
+		t.Fatalf("u2 frames: %d", len(b.frames))
+	}
+}
+
+// The test-only push dropping works inside batches: the first push is
+// dropped, the ack and the later push are delivered.
+func TestDropPushInsideBatch(t *testing.T) {
+	a := &fakeConn{uid: "u1", routable: true}
+	f := NewFanout(funcLookup(func(uid string, id int64) (Conn, bool) { return a, uid == "u1" && id == 1 }), nil)
+	c := &Consumer{fan: f, drop: 1, log: slog.New(slog.DiscardHandler)}
+	to := []*events.Target{{Uid: "u1", ConnId: 1}}
+	rec := kafkax.Encode(&events.DownRecord{Kind: events.DownKind_BATCH, Records: [][]byte{
+		kafkax.Encode(&events.DownRecord{Kind: events.DownKind_ACK, Targets: to, Ack: &events.Ack{ClientMsgId: "c", ConvId: "p:u1:u2", Seq: 1}}),
+		kafkax.Encode(&events.DownRecord{Kind: events.DownKind_PUSH, Targets: to, Message: &common.Message{ConvId: "p:u1:u2", Seq: 1}}),
+		kafkax.Encode(&events.DownRecord{Kind: events.DownKind_PUSH, Targets: to, Message: &common.Message{ConvId: "p:u1:u2", Seq: 2}}),
+	}})
+	c.handle(&kafka.Message{Value: rec})
+	if len(a.frames) != 2 || decode(t, a.frames[0])["type"] != "ack" || decode(t, a.frames[1])["seq"] != 2.0 || c.drop != 0 {
+		t.Fatalf("%d frames, %d drops left", len(a.frames), c.drop)
 	}
 }

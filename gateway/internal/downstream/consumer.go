@@ -37,6 +37,8 @@ type Consumer struct {
 	done chan struct{}
 	// drop counts down DropPushes; only Run's goroutine uses it.
 	drop int
+	// parts is the topic's partition count, all of them assigned.
+	parts int
 }
 
 // NewConsumer assigns itself every partition of kafkax.DownTopic(cfg.GatewayID)
@@ -65,35 +67,41 @@ func NewConsumer(cfg ConsumerConfig, fan *Fanout, onError func(), log *slog.Logg
 		return nil, fmt.Errorf("kafka consumer: %w", err)
 	}
 	topic := kafkax.DownTopic(cfg.GatewayID)
-	if err := assignAtEnd(c, topic); err != nil {
+	parts, err := assignAtEnd(c, topic)
+	if err != nil {
 		_ = c.Close()
 		return nil, err
 	}
-	return &Consumer{cfg: cfg, c: c, fan: fan, obs: onError, log: log, done: make(chan struct{}), drop: cfg.DropPushes}, nil
+	return &Consumer{cfg: cfg, c: c, fan: fan, obs: onError, log: log, done: make(chan struct{}), drop: cfg.DropPushes, parts: parts}, nil
 }
 
-// assignAtEnd assigns every partition of topic at its high watermark.
-func assignAtEnd(c *kafka.Consumer, topic string) error {
+// Partitions is the partition count of the downstream topic (every
+// partition is read).
+func (c *Consumer) Partitions() int { return c.parts }
+
+// assignAtEnd assigns every partition of topic at its high watermark and
+// returns how many there are.
+func assignAtEnd(c *kafka.Consumer, topic string) (int, error) {
 	md, err := c.GetMetadata(&topic, false, 10000)
 	if err != nil {
-		return fmt.Errorf("metadata of %s: %w", topic, err)
+		return 0, fmt.Errorf("metadata of %s: %w", topic, err)
 	}
 	tm, ok := md.Topics[topic]
 	if !ok || tm.Error.Code() != kafka.ErrNoError || len(tm.Partitions) == 0 {
-		return fmt.Errorf("topic %s not found (%v)", topic, tm.Error)
+		return 0, fmt.Errorf("topic %s not found (%v)", topic, tm.Error)
 	}
 	tps := make([]kafka.TopicPartition, 0, len(tm.Partitions))
 	for _, p := range tm.Partitions {
 		_, high, err := c.QueryWatermarkOffsets(topic, p.ID, 10000)
 		if err != nil {
-			return fmt.Errorf("end offset of %s[%d]: %w", topic, p.ID, err)
+			return 0, fmt.Errorf("end offset of %s[%d]: %w", topic, p.ID, err)
 		}
 		tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: p.ID, Offset: kafka.Offset(high)})
 	}
 	if err := c.Assign(tps); err != nil {
-		return fmt.Errorf("assign %s: %w", topic, err)
+		return 0, fmt.Errorf("assign %s: %w", topic, err)
 	}
-	return nil
+	return len(tps), nil
 }
 
 // Run delivers records until ctx ends, then closes the consumer.
@@ -119,20 +127,26 @@ func (c *Consumer) Run(ctx context.Context) {
 }
 
 func (c *Consumer) handle(msg *kafka.Message) {
+	var skip func(*Record) bool
 	if c.drop > 0 {
-		var rec Record
-		if rec.Parse(msg.Value) == nil && rec.Kind == events.DownKind_PUSH {
-			c.drop--
-			c.log.Warn("dropped a push record on purpose (-drop-pushes, for tests)", "offset", msg.TopicPartition.Offset, "left", c.drop)
-			return
-		}
+		skip = c.dropPush
 	}
-	if _, err := c.fan.DeliverRaw(msg.Value); err != nil {
+	if _, err := c.fan.deliverRaw(msg.Value, skip); err != nil {
 		c.log.Warn("bad downstream record; skipped", "offset", msg.TopicPartition.Offset, "err", err)
 		if c.obs != nil {
 			c.obs()
 		}
 	}
+}
+
+// dropPush drops the first DropPushes pushes (tests only).
+func (c *Consumer) dropPush(rec *Record) bool {
+	if c.drop == 0 || rec.Kind != events.DownKind_PUSH {
+		return false
+	}
+	c.drop--
+	c.log.Warn("dropped a push on purpose (-drop-pushes, for tests)", "conv", rec.Message.GetConvId(), "seq", rec.Message.GetSeq(), "left", c.drop)
+	return true
 }
 
 // Done is closed when Run has returned and the consumer is closed.

@@ -111,14 +111,68 @@ func (t *tally) deliver(c Conn, ok bool) {
 }
 
 // DeliverRaw parses a Thrift-binary events.DownRecord and queues its frame
-// to each of its targets, reading the targets in place. It returns how many
-// accepted the frame.
-func (f *Fanout) DeliverRaw(b []byte) (int, error) {
+// to each of its targets, reading the targets in place. A BATCH record's
+// records are delivered in order, and every frame is queued before any
+// writer starts, so a connection several of them address gets its frames
+// in one write. One bad record of a batch is reported and skipped; the
+// rest are delivered. It returns how many frames were accepted.
+func (f *Fanout) DeliverRaw(b []byte) (int, error) { return f.deliverRaw(b, nil) }
+
+// deliverRaw is DeliverRaw leaving out the records (inside a batch or not)
+// that skip, when set, returns true for.
+func (f *Fanout) deliverRaw(b []byte, skip func(*Record) bool) (int, error) {
 	var rec Record
 	if err := rec.Parse(b); err != nil {
 		return 0, err
 	}
-	t, err := f.prepare(&rec.DownRecord)
+	if rec.Kind != events.DownKind_BATCH {
+		if skip != nil && skip(&rec) {
+			return 0, nil
+		}
+		batch := f.batch()
+		n, err := f.deliverRecord(&rec, batch)
+		if batch != nil {
+			batch.Flush()
+		}
+		return n, err
+	}
+	if f.obs != nil {
+		f.obs.Record("batch")
+	}
+	batch := f.batch()
+	var (
+		sent  int
+		errs  []error
+		inner Record
+	)
+	err := rec.EachRecord(func(b []byte) {
+		if err := inner.Parse(b); err != nil {
+			errs = append(errs, err)
+			return
+		}
+		if inner.Kind == events.DownKind_BATCH {
+			errs = append(errs, errors.New("downstream: a batch record inside a batch"))
+			return
+		}
+		if skip != nil && skip(&inner) {
+			return
+		}
+		n, err := f.deliverRecord(&inner, batch)
+		sent += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	})
+	if batch != nil {
+		batch.Flush()
+	}
+	return sent, errors.Join(append(errs, err)...)
+}
+
+// deliverRecord queues rec's frame to its targets through batch (nil: each
+// target's writer starts as it is queued).
+func (f *Fanout) deliverRecord(rec *Record, batch Batch) (int, error) {
+	t, err := f.prepare(&rec.DownRecord, batch)
 	if err != nil {
 		return 0, err
 	}
@@ -126,14 +180,15 @@ func (f *Fanout) DeliverRaw(b []byte) (int, error) {
 		c, ok := f.lookup.PushBytes(uid, id)
 		t.deliver(c, ok)
 	})
-	f.done(t)
+	f.count(t)
 	return t.sent, err
 }
 
 // Deliver queues rec's frame to each of its targets and returns how many
 // accepted it.
 func (f *Fanout) Deliver(rec *events.DownRecord) (int, error) {
-	t, err := f.prepare(rec)
+	batch := f.batch()
+	t, err := f.prepare(rec, batch)
 	if err != nil {
 		return 0, err
 	}
@@ -144,11 +199,22 @@ func (f *Fanout) Deliver(rec *events.DownRecord) (int, error) {
 		c, ok := f.lookup.Push(tg.Uid, tg.ConnId)
 		t.deliver(c, ok)
 	}
-	f.done(t)
+	if batch != nil {
+		batch.Flush()
+	}
+	f.count(t)
 	return t.sent, nil
 }
 
-func (f *Fanout) prepare(rec *events.DownRecord) (*tally, error) {
+// batch returns a new Batch when the lookup makes them, else nil.
+func (f *Fanout) batch() Batch {
+	if b, ok := f.lookup.(Batcher); ok {
+		return b.Batch()
+	}
+	return nil
+}
+
+func (f *Fanout) prepare(rec *events.DownRecord, batch Batch) (*tally, error) {
 	frame, kind, err := Encode(rec)
 	if f.obs != nil {
 		f.obs.Record(kind)
@@ -156,15 +222,12 @@ func (f *Fanout) prepare(rec *events.DownRecord) (*tally, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &tally{frame: frame}
+	t := &tally{frame: frame, batch: batch}
 	if rec.CloseCode != 0 {
 		if !validKick(rec.CloseCode) {
 			return nil, fmt.Errorf("close code %d is not one a server may send", rec.CloseCode)
 		}
 		t.kick, t.reason = uint16(rec.CloseCode), rec.CloseReason
-	}
-	if b, ok := f.lookup.(Batcher); ok {
-		t.batch = b.Batch()
 	}
 	return t, nil
 }
@@ -177,10 +240,7 @@ func validKick(code int32) bool {
 		c != ws.StatusNoMeaningYet && (!c.IsProtocolSpec() || c.IsProtocolDefined())
 }
 
-func (f *Fanout) done(t *tally) {
-	if t.batch != nil {
-		t.batch.Flush()
-	}
+func (f *Fanout) count(t *tally) {
 	if f.obs != nil {
 		f.obs.Pushed(t.sent)
 		f.obs.Missed(t.miss)
@@ -225,6 +285,8 @@ func Encode(rec *events.DownRecord) ([]byte, string, error) {
 			Type: protocol.TypeError, Code: e.Code, Reason: errcode.Code(e.Code).String(),
 			Message: e.Message, ClientMsgID: e.ClientMsgId,
 		}
+	case events.DownKind_BATCH:
+		return nil, "batch", errors.New("a batch record has no frame of its own")
 	case events.DownKind_FRAME:
 		// Logic encoded the client frame (one JSON object); it is written
 		// as it is, in one text frame.

@@ -16,12 +16,18 @@ import (
 // allocations per target just to look it up and drop it. Targets walks
 // them in place instead; everything else is decoded as usual.
 type Record struct {
-	events.DownRecord // every field but Targets
+	events.DownRecord // every field but Targets and Records
 	targets           []byte
 	count             int
+	// A BATCH record's records, also left encoded.
+	records []byte
+	nrec    int
 }
 
-var errBadTargets = errors.New("downstream: malformed target list")
+var (
+	errBadTargets = errors.New("downstream: malformed target list")
+	errBadRecords = errors.New("downstream: malformed record list")
+)
 
 // Parse decodes b (a Thrift-binary events.DownRecord) into r. r's targets
 // refer to b, which must not change while r is used.
@@ -45,13 +51,31 @@ func (r *Record) Parse(b []byte) (err error) {
 				return fmt.Errorf("downstream record targets: %w", err)
 			}
 			off += l
+			// A list of anything else would be taken for empty; the
+			// generated decoder reads it as empty targets.
+			if et != thrift.STRUCT {
+				return errBadTargets
+			}
 			n, err := skipList(b[off:], et, size)
 			if err != nil {
 				return errBadTargets
 			}
-			if et == thrift.STRUCT {
-				r.targets, r.count = b[off:off+n], size
+			r.targets, r.count = b[off:off+n], size
+			off += n
+		case id == 9 && typ == thrift.LIST:
+			et, size, l, err := thrift.Binary.ReadListBegin(b[off:])
+			if err != nil {
+				return fmt.Errorf("downstream record list: %w", err)
 			}
+			off += l
+			if et != thrift.STRING {
+				return errBadRecords
+			}
+			n, err := skipList(b[off:], et, size)
+			if err != nil {
+				return errBadRecords
+			}
+			r.records, r.nrec = b[off:off+n], size
 			off += n
 		default:
 			n, err := r.readField(b[off:], typ, id)
@@ -159,6 +183,27 @@ func (r *Record) Targets(fn func(uid []byte, connID int64)) (err error) {
 			}
 		}
 		fn(uid, conn)
+	}
+	return nil
+}
+
+// Records is the number of records a BATCH record holds.
+func (r *Record) Records() int { return r.nrec }
+
+// EachRecord calls fn with each record of a BATCH record, encoded (a slice
+// of the record, valid while the record is), in order.
+func (r *Record) EachRecord(fn func(rec []byte)) error {
+	b := r.records
+	for i := 0; i < r.nrec; i++ {
+		if len(b) < 4 {
+			return errBadRecords
+		}
+		n := int(binary.BigEndian.Uint32(b))
+		if n < 0 || len(b) < 4+n {
+			return errBadRecords
+		}
+		fn(b[4 : 4+n])
+		b = b[4+n:]
 	}
 	return nil
 }

@@ -107,11 +107,14 @@ func FuzzRecord(f *testing.F) {
 	f.Add(kafkax.Encode(&events.DownRecord{Kind: events.DownKind_FRAME, Frame: []byte("{}"), CloseCode: 1000}))
 	f.Add([]byte{0x0f, 0x00, 0x02, 0x0c, 0x7f, 0xff, 0xff, 0xff})
 	f.Add(binary.BigEndian.AppendUint32([]byte{0x0f, 0x00, 0x02, 0x0c}, 3))
+	f.Add(kafkax.Encode(&events.DownRecord{Kind: events.DownKind_BATCH, Records: [][]byte{{1, 2, 3}, {}, []byte("x")}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var r Record
 		if r.Parse(b) != nil {
 			return
 		}
+		var recs [][]byte
+		recErr := r.EachRecord(func(rec []byte) { recs = append(recs, rec) })
 		var got []target
 		if r.Targets(func(uid []byte, id int64) { got = append(got, target{string(uid), id}) }) != nil {
 			return
@@ -122,6 +125,14 @@ func FuzzRecord(f *testing.F) {
 		}
 		if len(got) != len(ref.Targets) {
 			t.Fatalf("%d targets, generated decoder %d", len(got), len(ref.Targets))
+		}
+		if recErr != nil || len(recs) != len(ref.Records) {
+			t.Fatalf("%d records (%v), generated decoder %d", len(recs), recErr, len(ref.Records))
+		}
+		for i, rec := range ref.Records {
+			if string(recs[i]) != string(rec) {
+				t.Fatalf("record %d: %x vs %x", i, recs[i], rec)
+			}
 		}
 		for i, tg := range ref.Targets {
 			if got[i] != (target{tg.Uid, tg.ConnId}) {

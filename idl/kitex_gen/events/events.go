@@ -73,6 +73,7 @@ const (
 	DownKind_ACK   DownKind = 2
 	DownKind_ERROR DownKind = 3
 	DownKind_FRAME DownKind = 4
+	DownKind_BATCH DownKind = 5
 )
 
 func (p DownKind) String() string {
@@ -85,6 +86,8 @@ func (p DownKind) String() string {
 		return "ERROR"
 	case DownKind_FRAME:
 		return "FRAME"
+	case DownKind_BATCH:
+		return "BATCH"
 	}
 	return "<UNSET>"
 }
@@ -99,6 +102,8 @@ func DownKindFromString(s string) (DownKind, error) {
 		return DownKind_ERROR, nil
 	case "FRAME":
 		return DownKind_FRAME, nil
+	case "BATCH":
+		return DownKind_BATCH, nil
 	}
 	return DownKind(0), fmt.Errorf("not a valid DownKind string")
 }
@@ -442,6 +447,7 @@ type DownRecord struct {
 	Frame       []byte          `thrift:"frame,6" frugal:"6,default,binary" json:"frame"`
 	CloseCode   int32           `thrift:"close_code,7" frugal:"7,default,i32" json:"close_code"`
 	CloseReason string          `thrift:"close_reason,8" frugal:"8,default,string" json:"close_reason"`
+	Records     [][]byte        `thrift:"records,9" frugal:"9,default,list<binary>" json:"records"`
 }
 
 func NewDownRecord() *DownRecord {
@@ -497,6 +503,10 @@ func (p *DownRecord) GetCloseCode() (v int32) {
 func (p *DownRecord) GetCloseReason() (v string) {
 	return p.CloseReason
 }
+
+func (p *DownRecord) GetRecords() (v [][]byte) {
+	return p.Records
+}
 func (p *DownRecord) SetKind(val DownKind) {
 	p.Kind = val
 }
@@ -520,6 +530,9 @@ func (p *DownRecord) SetCloseCode(val int32) {
 }
 func (p *DownRecord) SetCloseReason(val string) {
 	p.CloseReason = val
+}
+func (p *DownRecord) SetRecords(val [][]byte) {
+	p.Records = val
 }
 
 func (p *DownRecord) IsSetMessage() bool {
@@ -550,6 +563,7 @@ var fieldIDToName_DownRecord = map[int16]string{
 	6: "frame",
 	7: "close_code",
 	8: "close_reason",
+	9: "records",
 }
 
 type OfflinePush struct {

@@ -153,7 +153,7 @@ func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) (*Prep
 	if audErr != nil {
 		return nil, audErr
 	}
-	return &Prepared{Msgs: p.outputs(ctx, items, aud), cursors: cursorChanges(items)}, nil
+	return &Prepared{Msgs: pack(p.outputs(ctx, items, aud), p.router.Batches), cursors: cursorChanges(items)}, nil
 }
 
 func (p *Processor) validate(it *item) {

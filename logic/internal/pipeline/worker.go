@@ -16,7 +16,9 @@ import (
 // AsyncProducer queues a record and reports its delivery later (a
 // *kafkax.Producer).
 type AsyncProducer interface {
-	Produce(topic string, key, value []byte, cb kafkax.Callback) error
+	// ProduceTo writes to partition, or where key maps for
+	// kafka.PartitionAny.
+	ProduceTo(topic string, partition int32, key, value []byte, cb kafkax.Callback) error
 }
 
 // OffsetStore records that messages are fully handled (the Kafka consumer).
@@ -155,7 +157,7 @@ func (w *worker) handle(ctx context.Context, msgs []*kafka.Message) bool {
 // after a later one of its conversation; clients see the gap and sync,
 // which is always complete.)
 func (w *worker) produce(ctx context.Context, b *batch, o kafkax.Msg, attempt int) {
-	err := w.prod.Produce(o.Topic, o.Key, o.Value, func(err error) {
+	err := w.prod.ProduceTo(o.Topic, o.To(), o.Key, o.Value, func(err error) {
 		if err == nil {
 			w.done(b)
 			return

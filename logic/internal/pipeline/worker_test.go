@@ -23,7 +23,7 @@ type heldProducer struct {
 	failing int // fail this many deliveries first
 }
 
-func (p *heldProducer) Produce(topic string, _, _ []byte, cb kafkax.Callback) error {
+func (p *heldProducer) ProduceTo(topic string, _ int32, _, _ []byte, cb kafkax.Callback) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.held = append(p.held, cb)

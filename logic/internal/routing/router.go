@@ -38,6 +38,16 @@ func (r *Router) Alive(id string) bool {
 	return ok
 }
 
+// Batches returns the partition count of the downstream topic of the
+// gateway with id when the gateway takes BATCH records.
+func (r *Router) Batches(id string) (partitions int, ok bool) {
+	g, ok := r.gws.Get(id)
+	if !ok || !g.Batches || g.DownPartitions <= 0 {
+		return 0, false
+	}
+	return g.DownPartitions, true
+}
+
 // SenderAlive reports whether the gateway that produced a record is still
 // registered, asking etcd when the watch lags behind a gateway that has
 // just started.
