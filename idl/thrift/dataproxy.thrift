@@ -35,7 +35,11 @@ struct AppendResult {
 }
 
 // AppendMessages stores the valid items in order in one transaction, all or
-// none of them; results[i] answers items[i].
+// none of them; results[i] answers items[i]. A sender has read what they
+// wrote: each stored message also raises its sender's delivered and read
+// cursors in that conversation to its seq (in the same transaction when
+// the sender's list row is in the conversation's database, just after it
+// otherwise).
 struct AppendMessagesReq {
     1: list<AppendItem> items
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -15,8 +16,11 @@ import (
 // Rows per multi-row statement, small enough to keep one statement's work
 // short.
 const (
-	rowsPerStmt  = 500
-	keysPerQuery = 100 // lookups by key (an IN list, or OR terms)
+	rowsPerStmt = 500
+	// maxPreparedRows is the most rows (or keys) of a prepared write
+	// statement; see shardDB.writes.
+	maxPreparedRows = 64
+	keysPerQuery    = 100 // lookups by key (an IN list, or OR terms)
 )
 
 // indexRow is one user_conversations row: uid takes part in conv.
@@ -162,7 +166,88 @@ func (d *shardDB) appendTx(ctx context.Context, reqs []*appendReq) error {
 			return err
 		}
 	}
+	own := d.senderCursors(reqs)
+	if err := d.writeCursors(ctx, tx, reqs, own); err != nil {
+		return err
+	}
 	return tx.Commit()
+}
+
+// senderCursors returns the cursor rows that raise each sender's delivered
+// and read cursors to the seq of the message stored for them (what you
+// wrote you have read) when the sender's list row lives in this database;
+// the others are left in each call's remote for AppendMessages to write
+// after the commit.
+func (d *shardDB) senderCursors(reqs []*appendReq) []cursorRow {
+	var own []cursorRow
+	for _, r := range reqs {
+		r.remote = r.remote[:0]
+		for k := range r.items {
+			res := r.res[k]
+			if res.ErrorCode != 0 || res.Duplicate || res.Seq == 0 {
+				continue
+			}
+			it := &r.items[k]
+			db, t := d.layout.Locate(it.Sender)
+			c := cursorRow{table: t, key: cursorKey{it.Sender, it.ConvID}, delivered: res.Seq, read: res.Seq}
+			if db == d.index {
+				own = append(own, c)
+			} else {
+				r.remote = append(r.remote, c)
+			}
+		}
+	}
+	return own
+}
+
+// writeCursors raises the cursors the batch's UpdateCursors calls carry and
+// the senders' own (own), merged (the highest values per list row) and in
+// table and key order, and gives every UpdateCursors call the values they
+// hold afterwards.
+func (d *shardDB) writeCursors(ctx context.Context, tx *sql.Tx, reqs []*appendReq, own []cursorRow) error {
+	var (
+		rows []cursorRow
+		at   map[cursorKey]int
+	)
+	all := make([][]cursorRow, 0, len(reqs)+1)
+	for _, r := range reqs {
+		all = append(all, r.cursors)
+	}
+	for _, cs := range append(all, own) {
+		for _, c := range cs {
+			if at == nil {
+				at = make(map[cursorKey]int)
+			}
+			if i, ok := at[c.key]; ok {
+				rows[i].delivered, rows[i].read = max(rows[i].delivered, c.delivered), max(rows[i].read, c.read)
+				continue
+			}
+			at[c.key] = len(rows)
+			rows = append(rows, c)
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	sortCursorRows(rows)
+	// The values are read back only for UpdateCursors calls, which answer
+	// with them.
+	var got map[cursorKey]CursorUpdate
+	for _, r := range reqs {
+		if len(r.cursors) > 0 {
+			got = make(map[cursorKey]CursorUpdate, len(rows))
+			break
+		}
+	}
+	if err := d.setCursors(ctx, tx, rows, got); err != nil {
+		return fmt.Errorf("update cursors in %s: %w", d.name, err)
+	}
+	for _, r := range reqs {
+		if len(r.cursors) > 0 {
+			r.got = got
+		}
+	}
+	return nil
 }
 
 // number gives the batch's messages their seqs, in batch order, and fills
@@ -441,7 +526,15 @@ func (d *shardDB) execRows(ctx context.Context, tx *sql.Tx, q rowSQL, ncols int,
 	n := len(args) / ncols
 	for lo := 0; lo < n; {
 		hi := d.chunkEnd(q, lo, n, size)
-		if _, err := tx.ExecContext(ctx, values(q, hi-lo), args[lo*ncols:hi*ncols]...); err != nil {
+		text, a := values(q, hi-lo), args[lo*ncols:hi*ncols]
+		var err error
+		if st := d.writes[text]; st != nil {
+			_, err = tx.StmtContext(ctx, st).ExecContext(ctx, a...)
+		} else {
+			d.unprepared(text)
+			_, err = tx.ExecContext(ctx, text, a...)
+		}
+		if err != nil {
 			return err
 		}
 		lo = hi
@@ -450,9 +543,15 @@ func (d *shardDB) execRows(ctx context.Context, tx *sql.Tx, q rowSQL, ncols int,
 }
 
 // chunkEnd returns the end of the statement that starts at row lo of n.
+// With prepared write statements (d.writes), statements have a power of
+// two rows up to maxPreparedRows, the sizes prepared.
 func (d *shardDB) chunkEnd(q rowSQL, lo, n int, size func(row int) int) int {
+	limit := rowsPerStmt
+	if d.writes != nil {
+		limit = maxPreparedRows
+	}
 	hi, bytes := lo, len(q.head)
-	for hi < n && hi-lo < rowsPerStmt {
+	for hi < n && hi-lo < limit {
 		if size != nil {
 			s := size(hi)
 			if hi > lo && bytes+s > d.maxStmtBytes {
@@ -462,8 +561,22 @@ func (d *shardDB) chunkEnd(q rowSQL, lo, n int, size func(row int) int) int {
 		}
 		hi++
 	}
+	if d.writes != nil {
+		hi = lo + floorPow2(hi-lo)
+	}
 	return hi
 }
+
+// unprepared tells a test that a statement of the append path was sent
+// as text.
+func (d *shardDB) unprepared(text string) {
+	if d.testUnprepared != nil {
+		d.testUnprepared(text)
+	}
+}
+
+// floorPow2 is the largest power of two not above n (n >= 1).
+func floorPow2(n int) int { return 1 << (bits.Len(uint(n)) - 1) }
 
 // querier is a transaction or a pool.
 type querier interface {
@@ -472,8 +585,31 @@ type querier interface {
 
 // queryEach runs q for keys of ncols values each, keysPerQuery keys per
 // query, and calls each for every row.
+//
+// In a write transaction with prepared write statements (d.writes), a
+// query has a power of two keys up to maxPreparedRows and runs prepared.
 func (d *shardDB) queryEach(ctx context.Context, db querier, q keySQL, ncols int, args []any, each func(*sql.Rows) error) error {
-	return queryKeys(ctx, db, q, nil, ncols, args, each)
+	tx, ok := db.(*sql.Tx)
+	if !ok || d.writes == nil {
+		return queryKeys(ctx, db, q, nil, ncols, args, each)
+	}
+	n := len(args) / ncols
+	for lo := 0; lo < n; {
+		k := floorPow2(min(n-lo, maxPreparedRows))
+		text, a := q.head+q.join(k)+q.tail, args[lo*ncols:(lo+k)*ncols]
+		var err error
+		if st := d.writes[text]; st != nil {
+			err = scanRows(tx.StmtContext(ctx, st).QueryContext(ctx, a...))(each)
+		} else {
+			d.unprepared(text)
+			err = scanRows(tx.QueryContext(ctx, text, a...))(each)
+		}
+		if err != nil {
+			return err
+		}
+		lo += k
+	}
+	return nil
 }
 
 // queryKeys runs q with the arguments first (placed before the key

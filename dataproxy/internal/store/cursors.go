@@ -88,14 +88,36 @@ func (s *SQLStore) UpdateCursors(ctx context.Context, ups []CursorUpdate) ([]Cur
 		per[db] = append(per[db], cursorRow{table: t, key: k, delivered: min(w.DeliveredSeq, last), read: min(w.ReadSeq, last)})
 	}
 	got := make(map[cursorKey]CursorUpdate, len(want))
+	var queued []*appendReq
 	for db, rows := range per {
 		d := s.dbs[db]
-		slices.SortFunc(rows, func(a, b cursorRow) int {
-			return cmp.Or(cmp.Compare(a.table, b.table), strings.Compare(a.key.uid, b.key.uid), strings.Compare(a.key.conv, b.key.conv))
-		})
+		if d.d.cursorsInCommit && d.gc != nil {
+			r := &appendReq{ctx: ctx, cursors: rows, now: s.now().UnixMilli(), done: make(chan struct{})}
+			if err := d.gc.submit(r); err != nil {
+				return nil, fmt.Errorf("update cursors in %s: %w", d.name, err)
+			}
+			queued = append(queued, r)
+			continue
+		}
+		sortCursorRows(rows)
 		err := d.inTx(ctx, func(tx *sql.Tx) error { return d.setCursors(ctx, tx, rows, got) })
 		if err != nil {
 			return nil, fmt.Errorf("update cursors in %s: %w", d.name, err)
+		}
+	}
+	for _, r := range queued {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, ctx.Err() // the update may still be written; it is idempotent
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+		for _, c := range r.cursors {
+			if v, ok := r.got[c.key]; ok {
+				got[c.key] = v
+			}
 		}
 	}
 	for i := range out {
@@ -106,6 +128,14 @@ func (s *SQLStore) UpdateCursors(ctx context.Context, ups []CursorUpdate) ([]Cur
 	return out, nil
 }
 
+// sortCursorRows sorts rows in table, then (uid, conv) order, so that
+// concurrent updates lock rows in one order.
+func sortCursorRows(rows []cursorRow) {
+	slices.SortFunc(rows, func(a, b cursorRow) int {
+		return cmp.Or(cmp.Compare(a.table, b.table), strings.Compare(a.key.uid, b.key.uid), strings.Compare(a.key.conv, b.key.conv))
+	})
+}
+
 type cursorRow struct {
 	table           int
 	key             cursorKey
@@ -113,7 +143,7 @@ type cursorRow struct {
 }
 
 // setCursors raises the cursors of rows (sorted by table) and records the
-// values they hold afterwards in got.
+// values they hold afterwards in got (unless got is nil).
 func (d *shardDB) setCursors(ctx context.Context, tx *sql.Tx, rows []cursorRow, got map[cursorKey]CursorUpdate) error {
 	for lo := 0; lo < len(rows); {
 		t := rows[lo].table
@@ -129,6 +159,10 @@ func (d *shardDB) setCursors(ctx context.Context, tx *sql.Tx, rows []cursorRow, 
 		}
 		if err := d.execRows(ctx, tx, d.t[t].setCursors, 4, set, nil); err != nil {
 			return err
+		}
+		if got == nil {
+			lo = hi
+			continue
 		}
 		err := d.queryEach(ctx, tx, d.t[t].getCursors, 2, keys, func(rs *sql.Rows) error {
 			var c CursorUpdate

@@ -33,12 +33,21 @@ type shardDB struct {
 	// prepared holds statements prepared on r, filled by prepare and only
 	// read afterwards.
 	prepared map[string]*sql.Stmt
+	// writes, when the dialect has prepareWrites, holds the multi-row
+	// statements of the append transaction prepared on w for every power of
+	// two rows (or keys) up to maxPreparedRows, by their text; execRows
+	// and queryEach then cut their statements to those sizes. Filled by
+	// prepare and only read afterwards; nil: statements are sent as text.
+	writes map[string]*sql.Stmt
 
 	gc *committer
 
 	// testFail, when set by a test, runs at the start of every append
 	// transaction; an error it returns fails the transaction.
 	testFail func(reqs []*appendReq) error
+	// testUnprepared, when set by a test, is called with each statement of
+	// the append path that had to be sent as text (not prepared).
+	testUnprepared func(text string)
 }
 
 // tableSQL is the SQL naming one of the database's tables (table number t
@@ -134,19 +143,48 @@ func (d *shardDB) prepare(ctx context.Context, single bool) error {
 	if single {
 		qs = append(qs, listJoin)
 	}
+	p, err := prepareAll(ctx, d.r, qs)
+	if err != nil {
+		return fmt.Errorf("prepare on %s: %w", d.name, err)
+	}
+	d.prepared = p
+	if !d.d.prepareWrites {
+		return nil
+	}
+	var ws []string
+	for _, t := range d.t {
+		for n := 1; n <= maxPreparedRows; n *= 2 {
+			for _, q := range []rowSQL{t.insIndex, t.insConv, t.insMsg, t.saveConv, t.setCursors} {
+				ws = append(ws, values(q, n))
+			}
+			for _, q := range []keySQL{t.lockConv, t.findMsg, t.groupState, t.memberCheck, t.recallTarget, t.getCursors} {
+				ws = append(ws, q.head+q.join(n)+q.tail)
+			}
+		}
+	}
+	if d.writes, err = prepareAll(ctx, d.w, ws); err != nil {
+		return fmt.Errorf("prepare writes on %s: %w", d.name, err)
+	}
+	return nil
+}
+
+// prepareAll prepares qs on db (each text once).
+func prepareAll(ctx context.Context, db *sql.DB, qs []string) (map[string]*sql.Stmt, error) {
 	p := make(map[string]*sql.Stmt, len(qs))
 	for _, q := range qs {
-		st, err := d.r.PrepareContext(ctx, q)
+		if p[q] != nil {
+			continue
+		}
+		st, err := db.PrepareContext(ctx, q)
 		if err != nil {
 			for _, st := range p {
 				_ = st.Close()
 			}
-			return fmt.Errorf("prepare %q on %s: %w", q, d.name, err)
+			return nil, fmt.Errorf("prepare %q: %w", q, err)
 		}
 		p[q] = st
 	}
-	d.prepared = p
-	return nil
+	return p, nil
 }
 
 // queryRow runs query on db, through its prepared statement when db is the
@@ -181,6 +219,9 @@ func (d *shardDB) close() error {
 	}
 	var err error
 	for _, st := range d.prepared {
+		_ = st.Close()
+	}
+	for _, st := range d.writes {
 		_ = st.Close()
 	}
 

@@ -46,6 +46,21 @@ type dialect struct {
 	// costs more than the statements of an append; a local SQLite write is
 	// short and bounded by the busy timeout anyway.
 	uninterrupted bool
+	// cursorsInCommit: cursor updates are written by the group committer,
+	// in the transaction of the next append batch, instead of in their own
+	// transaction. On SQLite, where every write queues for the one writer
+	// connection, an update then costs a statement instead of a commit
+	// (with its fsync). MySQL writes them on their own: its transactions
+	// run side by side, and one that locked list rows both to add them and
+	// to raise cursors could deadlock with another.
+	cursorsInCommit bool
+	// prepareWrites: the statements of the append transaction are prepared
+	// once (see shardDB.writes). SQLite parses and plans every statement
+	// text it is given in the process, a sizable share of an append's
+	// CPU; a MySQL server keeps no plan for a text either, but parsing is
+	// the server's work there, and server-side statements would cost a
+	// round trip each.
+	prepareWrites bool
 
 	// lockMigrations returns 1 once this session holds the migration lock of
 	// the current database (empty: not needed).
@@ -82,11 +97,13 @@ var sqliteDialect = dialect{
 		return rowSQL{head: "UPDATE " + t + " SET last_seq = v.column2, updated_at_ms = v.column3 FROM (VALUES ", tuple: "(?, ?, ?)",
 			tail: ") AS v WHERE " + t + ".conv_id = v.column1"}
 	},
-	hasTable:      "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
-	uninterrupted: true,
-	retryable:     func(error) bool { return false },
-	applied:       func(error) bool { return false },
-	greatest:      "MAX",
+	hasTable:        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+	uninterrupted:   true,
+	cursorsInCommit: true,
+	prepareWrites:   true,
+	retryable:       func(error) bool { return false },
+	applied:         func(error) bool { return false },
+	greatest:        "MAX",
 	setCursors: func(t string) rowSQL {
 		return rowSQL{head: "UPDATE " + t + " SET delivered_seq = MAX(delivered_seq, v.column3), read_seq = MAX(read_seq, v.column4) FROM (VALUES ",
 			tuple: "(?, ?, ?, ?)", tail: ") AS v WHERE " + t + ".uid = v.column1 AND " + t + ".conv_id = v.column2"}

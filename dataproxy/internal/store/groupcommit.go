@@ -59,21 +59,25 @@ func (g GroupCommit) withDefaults(d dialect, dbs int) GroupCommit {
 var errClosed = errors.New("store: closed")
 
 // appendReq is one call's share of the work in one database: its messages
-// (valid, in call order) and the conversation-list rows to write with them.
+// (valid, in call order) and the conversation-list rows to write with them,
+// or cursors to raise (UpdateCursors, when the dialect has cursorsInCommit).
 type appendReq struct {
-	ctx   context.Context
-	items []AppendItem
-	pos   []int // pos[k] is the index of items[k] in the caller's call
-	index []indexRow
-	now   int64
+	ctx     context.Context
+	items   []AppendItem
+	pos     []int // pos[k] is the index of items[k] in the caller's call
+	index   []indexRow
+	cursors []cursorRow
+	now     int64
 
 	// Filled by the committer before done is closed.
-	res  []AppendResult
-	err  error
-	done chan struct{}
+	res    []AppendResult
+	remote []cursorRow                // senders' cursors to raise in other databases
+	got    map[cursorKey]CursorUpdate // the cursors' values after the commit (shared by the batch)
+	err    error
+	done   chan struct{}
 }
 
-func (r *appendReq) size() int { return len(r.items) + len(r.index) }
+func (r *appendReq) size() int { return len(r.items) + len(r.index) + len(r.cursors) }
 
 // committer runs the append transactions of one database. Calls queue up;
 // each writer goroutine takes everything queued (up to MaxItems, waiting at

@@ -260,3 +260,71 @@ func TestAppendAcrossDatabasesRetry(t *testing.T) {
 		t.Fatalf("alice's conversations: %+v %v", list, err)
 	}
 }
+
+// On SQLite, cursor updates queued behind a transaction share the next one
+// with the appends queued meanwhile: one commit for both, each caller
+// answered with its own cursors, merged with the other calls' updates of
+// the same list rows.
+func TestCursorUpdatesShareTheAppendCommit(t *testing.T) {
+	s := newTestStore(t, SQLiteConfig{})
+	ctx := context.Background()
+	for _, peer := range []string{"bob", "carol"} {
+		for i := range 3 {
+			if _, err := s.AppendMessages(ctx, []AppendItem{item("alice", peer, fmt.Sprint(peer, i))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	d := s.dbs[0]
+	before := s.Stats()
+	g := holdWriter(d, nil)
+	first := goAppend(ctx, s, item("alice", "dave", "first"))
+	<-g.entered
+	type answer struct {
+		got []CursorUpdate
+		err error
+	}
+	update := func(ups ...CursorUpdate) <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			got, err := s.UpdateCursors(ctx, ups)
+			ch <- answer{got, err}
+		}()
+		return ch
+	}
+	bob, carol := ids.P2P("alice", "bob"), ids.P2P("alice", "carol")
+	u1 := update(CursorUpdate{UID: "bob", ConvID: bob, DeliveredSeq: 2, ReadSeq: 1})
+	waitQueued(t, d, 1)
+	u2 := update(CursorUpdate{UID: "bob", ConvID: bob, DeliveredSeq: 3}, CursorUpdate{UID: "carol", ConvID: carol, DeliveredSeq: 9, ReadSeq: 9})
+	waitQueued(t, d, 2)
+	app := goAppend(ctx, s, item("bob", "alice", "reply"))
+	waitQueued(t, d, 3)
+	close(g.release)
+	if c := <-first; c.err != nil {
+		t.Fatal(c.err)
+	}
+	if c := <-app; c.err != nil || c.res[0].Seq != 4 {
+		t.Fatalf("append: %+v", c)
+	}
+	a1, a2 := <-u1, <-u2
+	if a1.err != nil || a2.err != nil {
+		t.Fatal(a1.err, a2.err)
+	}
+	// Both calls raised bob's row, and so did bob's reply in the same
+	// transaction (a sender has read what they wrote: seq 4); each call
+	// sees the merged result. carol's cursors are cut to the
+	// conversation's last seq (3).
+	want1 := []CursorUpdate{{UID: "bob", ConvID: bob, DeliveredSeq: 4, ReadSeq: 4}}
+	want2 := []CursorUpdate{{UID: "bob", ConvID: bob, DeliveredSeq: 4, ReadSeq: 4}, {UID: "carol", ConvID: carol, DeliveredSeq: 3, ReadSeq: 3}}
+	if fmt.Sprint(a1.got) != fmt.Sprint(want1) || fmt.Sprint(a2.got) != fmt.Sprint(want2) {
+		t.Fatalf("answers %+v and %+v, want %+v and %+v", a1.got, a2.got, want1, want2)
+	}
+	st := s.Stats()
+	if c := st.Commits - before.Commits; c != 2 {
+		t.Fatalf("%d commits for the held append, then two cursor updates and an append; want 2", c)
+	}
+	list, err := s.ListConversations(ctx, "bob", 0)
+	if err != nil || len(list) != 1 || list[0].DeliveredSeq != 4 || list[0].ReadSeq != 4 || list[0].Unread != 0 {
+		t.Fatalf("bob's list: %+v %v", list, err)
+	}
+}

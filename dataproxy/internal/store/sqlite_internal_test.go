@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 )
@@ -110,5 +111,48 @@ func TestMigrationFiles(t *testing.T) {
 	got := splitSQL("-- c\nCREATE TABLE a (\n  x INT -- note\n);\n\n-- d\nCREATE INDEX i ON a (x);\n")
 	if len(got) != 2 || got[1] != "CREATE INDEX i ON a (x)" {
 		t.Fatalf("splitSQL: %q", got)
+	}
+}
+
+// On SQLite the append transaction's statements are prepared once, for
+// every power of two rows up to maxPreparedRows, and an append of any size
+// runs only those: after appends of 1 to 150 messages (one call each, so
+// statements of many sizes), the writer connection has prepared nothing
+// but them.
+func TestSQLitePreparedWrites(t *testing.T) {
+	s := newTestStore(t, SQLiteConfig{})
+	d := s.dbs[0]
+	if len(d.writes) == 0 {
+		t.Fatal("no prepared write statements")
+	}
+	for _, n := range []int{1, 2, 3, 63, 64, 65, 100, 127, 500} {
+		for lo := 0; lo < n; {
+			hi := d.chunkEnd(d.t[0].insMsg, lo, n, nil)
+			if k := hi - lo; k < 1 || k > maxPreparedRows || k&(k-1) != 0 {
+				t.Fatalf("%d rows: a statement of %d", n, k)
+			}
+			lo = hi
+		}
+	}
+	var prepared int
+	d.testUnprepared = func(string) { prepared++ }
+	ctx := context.Background()
+	for n := 1; n <= 150; n += 7 {
+		var items []AppendItem
+		for i := range n {
+			items = append(items, item(fmt.Sprintf("u%03d", i), fmt.Sprintf("v%03d", i%40), fmt.Sprint(n, "-", i)))
+		}
+		res, err := s.AppendMessages(ctx, items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res {
+			if r.ErrorCode != 0 || r.Seq == 0 {
+				t.Fatalf("append of %d, item %d: %+v", n, i, r)
+			}
+		}
+	}
+	if prepared != 0 {
+		t.Fatalf("%d statements were parsed during the appends", prepared)
 	}
 }

@@ -162,12 +162,24 @@ func (s *SQLStore) AppendMessages(ctx context.Context, items []AppendItem) ([]Ap
 		return nil, fmt.Errorf("append messages: %w", err)
 	}
 	s.index.Add(keys...)
+	var remote []CursorUpdate
 	for _, r := range reqs {
 		if r == nil {
 			continue
 		}
 		for k, i := range r.pos {
 			results[i] = r.res[k]
+		}
+		for _, c := range r.remote {
+			remote = append(remote, CursorUpdate{UID: c.key.uid, ConvID: c.key.conv, DeliveredSeq: c.delivered, ReadSeq: c.read})
+		}
+	}
+	if len(remote) > 0 {
+		// The messages are stored: a cursor that could not be raised is
+		// only an unread count too high, not a reason to fail the call.
+		if _, err := s.UpdateCursors(ctx, remote); err != nil {
+			s.stats.cursorFails.Add(1)
+			s.log.Warn("senders' cursors in other databases not raised", "err", err)
 		}
 	}
 	return results, nil

@@ -12,6 +12,7 @@ type counters struct {
 	replicaMisses atomic.Uint64
 	indexRows     atomic.Uint64
 	dedupLookups  atomic.Uint64
+	cursorFails   atomic.Uint64
 }
 
 // Stats are totals since the store was opened, for metrics and tests.
@@ -36,6 +37,10 @@ type Stats struct {
 	// DedupLookups counts transactions that met an already stored message
 	// (a retransmission) and numbered their messages again without it.
 	DedupLookups uint64
+	// SenderCursorFailures counts appends whose senders' cursors, kept in
+	// another database, could not be raised after the commit (the messages
+	// were stored; only those unread counts stay high).
+	SenderCursorFailures uint64
 }
 
 // Stats returns the totals so far.
@@ -44,5 +49,6 @@ func (s *SQLStore) Stats() Stats {
 	return Stats{
 		Commits: c.commits.Load(), BatchedCalls: c.batchedCalls.Load(), Splits: c.splits.Load(), Retries: c.retries.Load(),
 		ReplicaReads: c.replicaReads.Load(), ReplicaMisses: c.replicaMisses.Load(), IndexRows: c.indexRows.Load(), DedupLookups: c.dedupLookups.Load(),
+		SenderCursorFailures: c.cursorFails.Load(),
 	}
 }

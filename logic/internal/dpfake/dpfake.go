@@ -99,6 +99,9 @@ func (f *DP) AppendMessages(_ context.Context, req *dataproxy.AppendMessagesReq,
 		f.msgs[it.ConvId] = append(f.msgs[it.ConvId], &common.Message{ConvId: it.ConvId, Seq: f.last[it.ConvId], Sender: it.Sender,
 			Recipient: it.Recipient, ClientMsgId: it.ClientMsgId, ContentType: it.ContentType, Body: it.Body, CreatedAtMs: it.CreatedAtMs,
 			RefSeq: it.RecallSeq})
+		// Like dataproxy, the append raises the sender's own cursors.
+		ck := it.Sender + "|" + it.ConvId
+		f.read[ck], f.delivered[ck] = max(f.read[ck], f.last[it.ConvId]), max(f.delivered[ck], f.last[it.ConvId])
 		resp.Results = append(resp.Results, &dataproxy.AppendResult_{Seq: f.last[it.ConvId], CreatedAtMs: it.CreatedAtMs})
 	}
 	return resp, nil

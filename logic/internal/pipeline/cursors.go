@@ -11,9 +11,10 @@ import (
 )
 
 // cursorChanges collects a batch's cursor changes: READ and DELIVERED
-// records, and each sender's own new messages (what you wrote you have
-// read). Changes to one (user, conversation) are merged by the
-// cursorSaver, with those of other batches.
+// records. (A sender's own new messages count as read too, but dataproxy
+// raises those cursors itself, in the append.) Changes to one (user,
+// conversation) are merged by the cursorSaver, with those of other
+// batches.
 func cursorChanges(items []*item) []*dataproxy.CursorUpdate {
 	var ups []*dataproxy.CursorUpdate
 	bump := func(uid, conv string, delivered, read int64) {
@@ -25,8 +26,6 @@ func cursorChanges(items []*item) []*dataproxy.CursorUpdate {
 		}
 		r := it.rec
 		switch {
-		case it.appends() && it.res != nil && !it.res.Duplicate:
-			bump(r.Sender, r.ConvId, it.res.Seq, it.res.Seq)
 		case r.Kind == events.UpKind_READ:
 			bump(r.Sender, r.ConvId, r.Seq, r.Seq)
 		case r.Kind == events.UpKind_DELIVERED:

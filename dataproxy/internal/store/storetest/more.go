@@ -90,7 +90,15 @@ func testManyConversations(t *testing.T, open Factory) {
 			}
 		}
 		last := got.Messages[len(got.Messages)-1]
-		want = append(want, store.Conversation{ConvID: conv, Kind: ids.KindP2P, Peer: peers[c], LastSeq: got.LastSeq, UpdatedAtMs: last.CreatedAtMs, Unread: got.LastSeq})
+		// hub wrote every message, so has read them all (the append raises
+		// the sender's cursors, in whichever database hub's list lives).
+		want = append(want, store.Conversation{ConvID: conv, Kind: ids.KindP2P, Peer: peers[c], LastSeq: got.LastSeq, UpdatedAtMs: last.CreatedAtMs,
+			ReadSeq: got.LastSeq, DeliveredSeq: got.LastSeq})
+		// ... and the peer none.
+		pl, err := s.ListConversations(ctxT(t), peers[c], 0)
+		if err != nil || len(pl) != 1 || pl[0].Unread != got.LastSeq || pl[0].ReadSeq != 0 {
+			t.Fatalf("%s's conversations: %+v %v", peers[c], pl, err)
+		}
 	}
 	slices.SortFunc(want, func(a, b store.Conversation) int { return int(b.UpdatedAtMs - a.UpdatedAtMs) })
 	list, err := s.ListConversations(ctxT(t), hub, 0)

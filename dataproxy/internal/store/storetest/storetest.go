@@ -453,11 +453,13 @@ func testListConversations(t *testing.T, open Factory) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Nobody has read anything: everything is unread.
+	// Nobody has read anything but what they wrote (an append raises its
+	// sender's cursors): alice's newest message is the last of each of her
+	// conversations, so she has nothing unread.
 	want := []store.Conversation{
-		{ConvID: ids.P2P(a, b), Kind: ids.KindP2P, Peer: b, LastSeq: 4, UpdatedAtMs: base + 4000, Unread: 4},
-		{ConvID: ids.P2P(a, c), Kind: ids.KindP2P, Peer: c, LastSeq: 2, UpdatedAtMs: base + 3000, Unread: 2},
-		{ConvID: ids.P2P(a, d), Kind: ids.KindP2P, Peer: d, LastSeq: 1, UpdatedAtMs: base + 2000, Unread: 1},
+		{ConvID: ids.P2P(a, b), Kind: ids.KindP2P, Peer: b, LastSeq: 4, UpdatedAtMs: base + 4000, ReadSeq: 4, DeliveredSeq: 4},
+		{ConvID: ids.P2P(a, c), Kind: ids.KindP2P, Peer: c, LastSeq: 2, UpdatedAtMs: base + 3000, ReadSeq: 2, DeliveredSeq: 2},
+		{ConvID: ids.P2P(a, d), Kind: ids.KindP2P, Peer: d, LastSeq: 1, UpdatedAtMs: base + 2000, ReadSeq: 1, DeliveredSeq: 1},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("alice's conversations:\n got %+v\nwant %+v", got, want)
@@ -466,8 +468,9 @@ func testListConversations(t *testing.T, open Factory) {
 	if err != nil || len(got) != 2 || got[1].Peer != c {
 		t.Fatalf("limit 2: %+v %v", got, err)
 	}
+	// carol wrote seq 1, alice seq 2: one unread.
 	got, err = s.ListConversations(ctxT(t), c, 0)
-	if err != nil || len(got) != 1 || got[0].Peer != a || got[0].LastSeq != 2 {
+	if err != nil || len(got) != 1 || got[0].Peer != a || got[0].LastSeq != 2 || got[0].ReadSeq != 1 || got[0].DeliveredSeq != 1 || got[0].Unread != 1 {
 		t.Fatalf("carol's conversations: %+v %v", got, err)
 	}
 	got, err = s.ListConversations(ctxT(t), uid("stranger"), 0)
