@@ -45,6 +45,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -94,6 +95,10 @@ type Inbox struct {
 	setTTL time.Duration
 	repair *repair.Queue
 	known  *genset.Set[Pair]
+
+	mu      sync.Mutex
+	writing bool    // a write goroutine is running
+	pending *update // merged calls waiting for the next write
 }
 
 // New returns an Inbox.
@@ -155,25 +160,100 @@ type Pair struct{ UID, Conv string }
 // Appended updates Redis after a committed append: seqs holds, per
 // conversation, the highest seq the append returned (its last_seq then),
 // pairs the one-to-one conversations' users (whose list rows the append
-// made sure of). It never fails: a failed update queues its keys for
-// deletion, and the returned error is only for the log.
+// made sure of). It returns once the update is written or has failed; a
+// failed update queues its keys for deletion, and the returned error is
+// only for the log.
+//
+// Concurrent calls are merged: one update runs at a time per Inbox, and
+// the calls that arrive meanwhile are written together by the next one
+// (the highest seq per conversation, every pair), so under load a script
+// serves many appends instead of one each. If ctx ends first Appended
+// returns, and the update is still written.
 func (b *Inbox) Appended(ctx context.Context, seqs map[string]int64, pairs []Pair) error {
-	var calls []rscript.Call
-	if len(seqs) > 0 {
-		keys := make([]string, 0, len(seqs))
-		args := make([]any, 0, len(seqs)+1)
-		args = append(args, b.seqTTL.Milliseconds())
-		for c, s := range seqs {
-			keys = append(keys, b.SeqKey(c))
-			args = append(args, s)
-		}
-		calls = append(calls, rscript.Call{Script: advanceScript, Keys: keys, Args: args})
-	}
 	var fresh []Pair
 	for _, p := range pairs {
 		if !b.known.Has(p) {
 			fresh = append(fresh, p)
 		}
+	}
+	if len(seqs) == 0 && len(fresh) == 0 {
+		return nil
+	}
+	done := make(chan error, 1)
+	b.mu.Lock()
+	if b.pending == nil {
+		b.pending = &update{seqs: make(map[string]int64), pairs: make(map[Pair]bool)}
+	}
+	u := b.pending
+	for c, s := range seqs {
+		u.seqs[c] = max(u.seqs[c], s)
+	}
+	for _, p := range fresh {
+		u.pairs[p] = true
+	}
+	u.done = append(u.done, done)
+	start := !b.writing
+	b.writing = true
+	b.mu.Unlock()
+	if start {
+		go b.write()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// update is the merged work of the Appended calls waiting for a write.
+type update struct {
+	seqs  map[string]int64
+	pairs map[Pair]bool
+	done  []chan error
+}
+
+// writeTimeout bounds one merged update.
+const writeTimeout = 2 * time.Second
+
+// write writes pending updates until there are none.
+func (b *Inbox) write() {
+	for {
+		b.mu.Lock()
+		u := b.pending
+		b.pending = nil
+		if u == nil {
+			b.writing = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		err := b.apply(ctx, u)
+		cancel()
+		for _, d := range u.done {
+			d <- err
+		}
+	}
+}
+
+// apply runs one merged update: a script for the seqs and one for the
+// pairs, in one round trip.
+func (b *Inbox) apply(ctx context.Context, u *update) error {
+	var calls []rscript.Call
+	if len(u.seqs) > 0 {
+		keys := make([]string, 0, len(u.seqs))
+		args := make([]any, 0, len(u.seqs)+1)
+		args = append(args, b.seqTTL.Milliseconds())
+		for c, s := range u.seqs {
+			keys = append(keys, b.SeqKey(c))
+			args = append(args, s)
+		}
+		calls = append(calls, rscript.Call{Script: advanceScript, Keys: keys, Args: args})
+	}
+	fresh := make([]Pair, 0, len(u.pairs))
+	for p := range u.pairs {
+		fresh = append(fresh, p)
 	}
 	if len(fresh) > 0 {
 		keys := make([]string, 0, 2*len(fresh))
@@ -183,9 +263,6 @@ func (b *Inbox) Appended(ctx context.Context, seqs map[string]int64, pairs []Pai
 			args = append(args, p.Conv)
 		}
 		calls = append(calls, rscript.Call{Script: addScript, Keys: keys, Args: args})
-	}
-	if len(calls) == 0 {
-		return nil
 	}
 	cmds, err := rscript.Exec(ctx, b.rdb, calls)
 	if err == nil {
@@ -197,7 +274,7 @@ func (b *Inbox) Appended(ctx context.Context, seqs map[string]int64, pairs []Pai
 	}
 	if err != nil {
 		var keys []string
-		for c := range seqs {
+		for c := range u.seqs {
 			keys = append(keys, b.SeqKey(c))
 		}
 		for _, p := range fresh {

@@ -330,3 +330,91 @@ func TestCursorsRedisDown(t *testing.T) {
 		t.Fatal("Cursors without Redis succeeded")
 	}
 }
+
+// holdHook blocks the first pipeline until release is closed and counts
+// pipelines.
+type holdHook struct {
+	entered, release chan struct{}
+	once             sync.Once
+	mu               sync.Mutex
+	pipelines        int
+}
+
+func (h *holdHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *holdHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *holdHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.mu.Lock()
+		h.pipelines++
+		h.mu.Unlock()
+		h.once.Do(func() {
+			close(h.entered)
+			<-h.release
+		})
+		return next(ctx, cmds)
+	}
+}
+
+// Appended calls made while an update is being written are merged into
+// the next one: one more round trip for all of them, with the highest seq
+// of each conversation and every pair.
+func TestAppendedMerges(t *testing.T) {
+	rdb, prefix := realRedis(t)
+	b, err := New(Config{Prefix: prefix}, rdb, newTruth())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Load the scripts (the first run of a script costs a second round
+	// trip), then count.
+	if err := b.Appended(ctx, map[string]int64{"c0": 1}, []Pair{{UID: "u", Conv: "c0"}}); err != nil {
+		t.Fatal(err)
+	}
+	h := &holdHook{entered: make(chan struct{}), release: make(chan struct{})}
+	rdb.AddHook(h)
+	errs := make(chan error, 10)
+	go func() { errs <- b.Appended(ctx, map[string]int64{"c1": 1}, nil) }()
+	<-h.entered
+	for i := range 9 {
+		conv := fmt.Sprintf("c%d", 1+i%3)
+		go func() {
+			errs <- b.Appended(ctx, map[string]int64{conv: int64(10 + i)}, []Pair{{UID: fmt.Sprint("u", i), Conv: conv}})
+		}()
+	}
+	// Wait until the nine are merged behind the held write.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.mu.Lock()
+		n := 0
+		if b.pending != nil {
+			n = len(b.pending.done)
+		}
+		b.mu.Unlock()
+		if n == 9 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls waiting, want 9", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(h.release)
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h.pipelines != 2 {
+		t.Fatalf("%d round trips for 10 calls, want 2", h.pipelines)
+	}
+	for conv, want := range map[string]string{"c1": "16", "c2": "17", "c3": "18"} {
+		if got, err := rdb.Get(ctx, b.SeqKey(conv)).Result(); err != nil || got != want {
+			t.Errorf("%s: %q %v, want %s", conv, got, err, want)
+		}
+	}
+	for i := range 9 {
+		if !b.known.Has(Pair{UID: fmt.Sprint("u", i), Conv: fmt.Sprintf("c%d", 1+i%3)}) {
+			t.Errorf("pair %d not recorded as added", i)
+		}
+	}
+}

@@ -25,6 +25,7 @@ func main() {
 		quiet  bool
 		logLvl string
 		pprofL string
+		gcMin  int
 	)
 	exe, _ := os.Executable()
 	fs.StringVar(&cfg.BinDir, "bin-dir", filepath.Dir(exe), "directory holding the service binaries")
@@ -50,6 +51,7 @@ func main() {
 	fs.BoolVar(&quiet, "quiet", false, "write service logs to <data-dir>/logs instead of the terminal")
 	fs.StringVar(&logLvl, "log-level", "info", "launcher log level")
 	fs.StringVar(&pprofL, "pprof-listen", "", "serve Go's /debug/pprof profiles of this process (embedded etcd, Kafka and Redis) on this address (empty: off; keep it on loopback)")
+	fs.IntVar(&gcMin, "gc-min-heap", 64, "MiB: the Go heap size below which this process (embedded etcd, Kafka and Redis) does not collect; 0: plain GOGC (see docs/TUNING.md)")
 	svc.Parse(fs, os.Args[1:])
 
 	log, err := obs.NewLogger(os.Stderr, "text", logLvl, "gochat-dev")
@@ -71,6 +73,9 @@ func main() {
 
 	ctx, stop := obs.SignalContext()
 	defer stop()
+	// The embedded servers keep a few MB live and turn over a lot of
+	// garbage per message; without a floor they collect many times a second.
+	go obs.GCFloor{Min: uint64(gcMin) << 20}.Run(ctx)
 	log.Info("starting GoChat", "data", cfg.DataDir)
 	st, err := stack.Start(ctx, cfg, log)
 	if err != nil {
