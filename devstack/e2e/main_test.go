@@ -20,6 +20,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -197,4 +199,29 @@ func (w *webhook) waitCall(t *testing.T, d time.Duration, what string, match fun
 			t.Fatalf("webhook: no %s within %v (calls: %v)", what, d, w.calls)
 		}
 	}
+}
+
+// gatewayMetric reads one sample (name with its labels, as the exposition
+// format writes it) from the admin endpoint of gateway i; 0 if absent.
+func (e *env) gatewayMetric(t *testing.T, i int, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", e.st.State().Ports.GatewayAdmin[i]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", sample, err)
+			}
+			return f
+		}
+	}
+	return 0
 }

@@ -64,6 +64,12 @@ func TestConcurrentSendersKeepOrder(t *testing.T) {
 			}
 		}
 	}
+	// The pushes above went through batched downstream records (an ack
+	// and a push, or a push and a copy, for one gateway travel in one
+	// record): the order checks covered the batch path.
+	if n := e.gatewayMetric(t, 1, `gochat_gateway_downstream_records_total{kind="batch"}`); n == 0 {
+		t.Fatal("gateway 2 read no batch record")
+	}
 	r := e.syncRPC("alice", ids.P2P("alice", "bob"), 0)
 	if len(r.Messages) != 100 || !r.HasMore {
 		t.Fatalf("sync page: %d messages, has_more %v", len(r.Messages), r.HasMore)
