@@ -176,6 +176,11 @@ func TestGatewayEndToEnd(t *testing.T) {
 	if g.Topic != kafkax.DownTopic(id) || g.Addr != a.Addr().String() {
 		t.Fatalf("registered %+v", g)
 	}
+	// ... announcing that it takes batch records, with its topic's
+	// partition count (what logic needs to pin a batch to a partition).
+	if !g.Batches || g.DownPartitions != a.cfg.DownPartitions {
+		t.Fatalf("registered %+v, want batches and %d partitions", g, a.cfg.DownPartitions)
+	}
 
 	// A client connects with a token signed by the older secret (rotation)
 	// and gets hello once logic (over Kitex, found through etcd) has the
