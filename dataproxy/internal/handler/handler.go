@@ -170,7 +170,9 @@ func (h *Handler) afterAppend(ctx context.Context, items []*dataproxy.AppendItem
 	}
 	ctx, cancel := detached(ctx, redisTimeout)
 	defer cancel()
-	if err := h.ib.Appended(ctx, seqs, pairs); err != nil {
+	if err := h.ib.Appended(ctx, seqs, pairs); errors.Is(err, inbox.ErrPending) {
+		h.log.Warn("inbox cursor update late (Redis slow); answering without waiting for it", "err", err)
+	} else if err != nil {
 		h.log.Warn("inbox cursors not updated; their keys are queued for deletion", "err", err)
 	}
 }

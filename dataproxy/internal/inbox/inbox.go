@@ -202,9 +202,14 @@ func (b *Inbox) Appended(ctx context.Context, seqs map[string]int64, pairs []Pai
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("%w: %w", ErrPending, ctx.Err())
 	}
 }
+
+// ErrPending is returned by Appended when its context ends before the
+// update is written: the update is still queued, and is written (or its
+// keys queued for deletion) later.
+var ErrPending = errors.New("inbox: update still queued")
 
 // update is the merged work of the Appended calls waiting for a write.
 type update struct {

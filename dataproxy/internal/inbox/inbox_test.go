@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -398,6 +399,13 @@ func TestAppendedMerges(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	// A call whose time runs out first says its update is still queued;
+	// the update is written with the others.
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	if err := b.Appended(short, map[string]int64{"c4": 40}, nil); !errors.Is(err, ErrPending) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("late call: %v, want ErrPending", err)
+	}
 	close(h.release)
 	for range 10 {
 		if err := <-errs; err != nil {
@@ -407,7 +415,7 @@ func TestAppendedMerges(t *testing.T) {
 	if h.pipelines != 2 {
 		t.Fatalf("%d round trips for 10 calls, want 2", h.pipelines)
 	}
-	for conv, want := range map[string]string{"c1": "16", "c2": "17", "c3": "18"} {
+	for conv, want := range map[string]string{"c1": "16", "c2": "17", "c3": "18", "c4": "40"} {
 		if got, err := rdb.Get(ctx, b.SeqKey(conv)).Result(); err != nil || got != want {
 			t.Errorf("%s: %q %v, want %s", conv, got, err, want)
 		}

@@ -175,22 +175,27 @@ func (d *shardDB) appendTx(ctx context.Context, reqs []*appendReq) error {
 
 // senderCursors returns the cursor rows that raise each sender's delivered
 // and read cursors to the seq of the message stored for them (what you
-// wrote you have read) when the sender's list row lives in this database;
-// the others are left in each call's remote for AppendMessages to write
-// after the commit.
+// wrote you have read) when the sender's list row lives in this database
+// and the dialect writes cursors in the append transaction
+// (cursorsInCommit); the others are left in each call's remote for
+// AppendMessages to write after the commit. (On MySQL, locking list rows
+// after the conversation rows could deadlock with a transaction that
+// locked them the other way round.) A retransmission raises them too:
+// harmless when its original did, and it repairs a raise lost to a crash
+// after the original's commit.
 func (d *shardDB) senderCursors(reqs []*appendReq) []cursorRow {
 	var own []cursorRow
 	for _, r := range reqs {
 		r.remote = r.remote[:0]
 		for k := range r.items {
 			res := r.res[k]
-			if res.ErrorCode != 0 || res.Duplicate || res.Seq == 0 {
+			if res.ErrorCode != 0 || res.Seq == 0 {
 				continue
 			}
 			it := &r.items[k]
 			db, t := d.layout.Locate(it.Sender)
 			c := cursorRow{table: t, key: cursorKey{it.Sender, it.ConvID}, delivered: res.Seq, read: res.Seq}
-			if db == d.index {
+			if db == d.index && d.d.cursorsInCommit {
 				own = append(own, c)
 			} else {
 				r.remote = append(r.remote, c)

@@ -46,13 +46,15 @@ type dialect struct {
 	// costs more than the statements of an append; a local SQLite write is
 	// short and bounded by the busy timeout anyway.
 	uninterrupted bool
-	// cursorsInCommit: cursor updates are written by the group committer,
-	// in the transaction of the next append batch, instead of in their own
+	// cursorsInCommit: cursor updates (UpdateCursors, and the senders'
+	// own cursors an append raises) are written by the group committer in
+	// the transaction of an append batch, instead of in their own
 	// transaction. On SQLite, where every write queues for the one writer
 	// connection, an update then costs a statement instead of a commit
 	// (with its fsync). MySQL writes them on their own: its transactions
-	// run side by side, and one that locked list rows both to add them and
-	// to raise cursors could deadlock with another.
+	// run side by side, and an append that locked list rows (to add them)
+	// before its conversation rows and others (to raise cursors) after
+	// them could deadlock with another transaction.
 	cursorsInCommit bool
 	// prepareWrites: the statements of the append transaction are prepared
 	// once (see shardDB.writes). SQLite parses and plans every statement

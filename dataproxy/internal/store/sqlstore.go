@@ -27,6 +27,9 @@ type SQLStore struct {
 	now    func() time.Time
 	stats  *counters
 	index  *genset.Set[string]
+	// senders writes the senders' cursors appends leave to after their
+	// commit.
+	senders senderCursors
 
 	migrations []migration
 	closeOnce  sync.Once
@@ -177,12 +180,91 @@ func (s *SQLStore) AppendMessages(ctx context.Context, items []AppendItem) ([]Ap
 	if len(remote) > 0 {
 		// The messages are stored: a cursor that could not be raised is
 		// only an unread count too high, not a reason to fail the call.
-		if _, err := s.UpdateCursors(ctx, remote); err != nil {
+		if err := s.senders.raise(ctx, s, remote); err != nil {
 			s.stats.cursorFails.Add(1)
-			s.log.Warn("senders' cursors in other databases not raised", "err", err)
+			s.log.Warn("senders' cursors not raised after an append", "err", err)
 		}
 	}
 	return results, nil
+}
+
+// senderCursors writes the senders' cursors that appends could not write
+// in their own transactions (see shardDB.senderCursors): one UpdateCursors
+// at a time, carrying every update that arrived meanwhile (the highest
+// values per list row), so that under load many appends share one
+// transaction per database instead of adding one each.
+type senderCursors struct {
+	mu      sync.Mutex
+	running bool
+	pending map[cursorKey]int // index in order
+	order   []CursorUpdate
+	waiters []chan error
+}
+
+// raise queues ups and waits until a call carrying them has been made (or
+// ctx ends; the update is still made).
+func (m *senderCursors) raise(ctx context.Context, s *SQLStore, ups []CursorUpdate) error {
+	done := make(chan error, 1)
+	m.mu.Lock()
+	if m.pending == nil {
+		m.pending = make(map[cursorKey]int)
+	}
+	for _, u := range ups {
+		k := cursorKey{u.UID, u.ConvID}
+		if i, ok := m.pending[k]; ok {
+			m.order[i].DeliveredSeq = max(m.order[i].DeliveredSeq, u.DeliveredSeq)
+			m.order[i].ReadSeq = max(m.order[i].ReadSeq, u.ReadSeq)
+			continue
+		}
+		m.pending[k] = len(m.order)
+		m.order = append(m.order, u)
+	}
+	m.waiters = append(m.waiters, done)
+	start := !m.running
+	m.running = true
+	m.mu.Unlock()
+	if start {
+		go m.run(s)
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// senderCursorAttempts bounds the tries of one merged update.
+const senderCursorAttempts = 3
+
+func (m *senderCursors) run(s *SQLStore) {
+	for {
+		m.mu.Lock()
+		ups, waiters := m.order, m.waiters
+		if len(waiters) == 0 {
+			m.running = false
+			m.mu.Unlock()
+			return
+		}
+		m.order, m.waiters = nil, nil
+		clear(m.pending)
+		m.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultTxTimeout)
+		var err error
+		for attempt := 1; attempt <= senderCursorAttempts; attempt++ {
+			if _, err = s.UpdateCursors(ctx, ups); err == nil || errors.Is(err, errClosed) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+			}
+		}
+		cancel()
+		for _, w := range waiters {
+			w <- err
+		}
+	}
 }
 
 // run hands each non-nil reqs[db] to database db's committer and waits for

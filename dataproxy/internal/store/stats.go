@@ -37,9 +37,10 @@ type Stats struct {
 	// DedupLookups counts transactions that met an already stored message
 	// (a retransmission) and numbered their messages again without it.
 	DedupLookups uint64
-	// SenderCursorFailures counts appends whose senders' cursors, kept in
-	// another database, could not be raised after the commit (the messages
-	// were stored; only those unread counts stay high).
+	// SenderCursorFailures counts appends whose senders' cursors, raised
+	// after the commit (MySQL, or a list row in another database), could
+	// not be raised (the messages were stored; only those unread counts
+	// stay high until the sender's next message there).
 	SenderCursorFailures uint64
 }
 

@@ -1,6 +1,7 @@
 package downstream
 
 import (
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -153,5 +154,38 @@ func TestDropPushInsideBatch(t *testing.T) {
 	c.handle(&kafka.Message{Value: rec})
 	if len(a.frames) != 2 || decode(t, a.frames[0])["type"] != "ack" || decode(t, a.frames[1])["seq"] != 2.0 || c.drop != 0 {
 		t.Fatalf("%d frames, %d drops left", len(a.frames), c.drop)
+	}
+}
+
+// A long BATCH record starts its connections' writers every flushEvery
+// records, so that the frames waiting for a writer never pile up to a
+// connection's write queue limit.
+func TestLongBatchFlushesAsItGoes(t *testing.T) {
+	a := &fakeConn{uid: "u1", routable: true}
+	l := &batchLookup{funcLookup: func(uid string, id int64) (Conn, bool) { return a, uid == "u1" && id == 1 }}
+	f := NewFanout(l, nil)
+	const n = 2*flushEvery + 3
+	var recs [][]byte
+	for i := range n {
+		recs = append(recs, kafkax.Encode(&events.DownRecord{Kind: events.DownKind_PUSH, Targets: []*events.Target{{Uid: "u1", ConnId: 1}},
+			Message: &common.Message{ConvId: "p:u1:u2", Seq: int64(i + 1)}}))
+	}
+	if sent, err := f.DeliverRaw(kafkax.Encode(&events.DownRecord{Kind: events.DownKind_BATCH, Records: recs})); sent != n || err != nil {
+		t.Fatalf("delivered %d (%v), want %d", sent, err, n)
+	}
+	var sends []int
+	for _, b := range l.batches {
+		if b.flushed != 1 {
+			t.Fatalf("a batch flushed %d times", b.flushed)
+		}
+		sends = append(sends, len(b.sent))
+	}
+	if fmt.Sprint(sends) != fmt.Sprint([]int{flushEvery, flushEvery, 3}) {
+		t.Fatalf("frames per flush %v", sends)
+	}
+	for i, fr := range a.frames {
+		if decode(t, fr)["seq"] != float64(i+1) {
+			t.Fatalf("frame %d out of order", i)
+		}
 	}
 }

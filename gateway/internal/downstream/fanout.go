@@ -112,10 +112,11 @@ func (t *tally) deliver(c Conn, ok bool) {
 
 // DeliverRaw parses a Thrift-binary events.DownRecord and queues its frame
 // to each of its targets, reading the targets in place. A BATCH record's
-// records are delivered in order, and every frame is queued before any
-// writer starts, so a connection several of them address gets its frames
-// in one write. One bad record of a batch is reported and skipped; the
-// rest are delivered. It returns how many frames were accepted.
+// records are delivered in order, and the frames of up to flushEvery of
+// them are queued before their writers start, so a connection several of
+// them address gets its frames in one write. One bad record of a batch is
+// reported and skipped; the rest are delivered. It returns how many frames
+// were accepted.
 func (f *Fanout) DeliverRaw(b []byte) (int, error) { return f.deliverRaw(b, nil) }
 
 // deliverRaw is DeliverRaw leaving out the records (inside a batch or not)
@@ -141,9 +142,9 @@ func (f *Fanout) deliverRaw(b []byte, skip func(*Record) bool) (int, error) {
 	}
 	batch := f.batch()
 	var (
-		sent  int
-		errs  []error
-		inner Record
+		sent, held int
+		errs       []error
+		inner      Record
 	)
 	err := rec.EachRecord(func(b []byte) {
 		if err := inner.Parse(b); err != nil {
@@ -162,12 +163,26 @@ func (f *Fanout) deliverRaw(b []byte, skip func(*Record) bool) (int, error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
+		// Start the writers every flushEvery records: frames queued to a
+		// connection whose writer has not started count against its
+		// write queue, and a long batch must not fill it.
+		if held++; held == flushEvery && batch != nil {
+			batch.Flush()
+			batch, held = f.batch(), 0
+		}
 	})
 	if batch != nil {
 		batch.Flush()
 	}
 	return sent, errors.Join(append(errs, err)...)
 }
+
+// flushEvery is how many records of a BATCH record are queued before the
+// writers of their connections are started: well below the smallest
+// sensible per-connection write queue (-write-queue), so that a batch
+// holding many records for one connection cannot fill its queue before
+// its writer runs.
+const flushEvery = 16
 
 // deliverRecord queues rec's frame to its targets through batch (nil: each
 // target's writer starts as it is queued).
