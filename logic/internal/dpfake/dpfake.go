@@ -67,6 +67,7 @@ func (f *DP) AppendMessages(_ context.Context, req *dataproxy.AppendMessagesReq,
 			continue
 		}
 		if seq, ok := f.seen[key]; ok {
+			f.raiseSender(it.Sender, it.ConvId, seq)
 			resp.Results = append(resp.Results, &dataproxy.AppendResult_{Seq: seq, Duplicate: true})
 			continue
 		}
@@ -99,12 +100,17 @@ func (f *DP) AppendMessages(_ context.Context, req *dataproxy.AppendMessagesReq,
 		f.msgs[it.ConvId] = append(f.msgs[it.ConvId], &common.Message{ConvId: it.ConvId, Seq: f.last[it.ConvId], Sender: it.Sender,
 			Recipient: it.Recipient, ClientMsgId: it.ClientMsgId, ContentType: it.ContentType, Body: it.Body, CreatedAtMs: it.CreatedAtMs,
 			RefSeq: it.RecallSeq})
-		// Like dataproxy, the append raises the sender's own cursors.
-		ck := it.Sender + "|" + it.ConvId
-		f.read[ck], f.delivered[ck] = max(f.read[ck], f.last[it.ConvId]), max(f.delivered[ck], f.last[it.ConvId])
+		f.raiseSender(it.Sender, it.ConvId, f.last[it.ConvId])
 		resp.Results = append(resp.Results, &dataproxy.AppendResult_{Seq: f.last[it.ConvId], CreatedAtMs: it.CreatedAtMs})
 	}
 	return resp, nil
+}
+
+// raiseSender raises a sender's cursors to seq, as dataproxy's append does
+// (for a retransmission too). f.mu is held.
+func (f *DP) raiseSender(uid, conv string, seq int64) {
+	k := uid + "|" + conv
+	f.read[k], f.delivered[k] = max(f.read[k], seq), max(f.delivered[k], seq)
 }
 
 func (f *DP) GetUsers(_ context.Context, req *dataproxy.GetUsersReq, _ ...callopt.Option) (*dataproxy.GetUsersResp, error) {
