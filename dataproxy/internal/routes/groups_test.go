@@ -321,3 +321,45 @@ func TestGroupScriptsAfterScriptFlush(t *testing.T) {
 		wantGroup(t, tab, "g", r)
 	}
 }
+
+// A user's devices registered with different TTLs: the user's hash lives
+// as long as the longest, so removing the user from a group still finds
+// (and takes out of the group's route set) a device registered with a long
+// TTL after a later call for another device with a short one has expired.
+func TestLeaveGroupAfterMixedTTLs(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	tab, err := New(Config{TTL: time.Minute}, rdb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &groupsOf{of: map[string][]string{}}
+	tab.groups = src
+	src.set("alice", "g1")
+	ctx := context.Background()
+	long := Route{UID: "alice", Device: "desktop", GatewayID: "gw-a", ConnID: 1}
+	short := Route{UID: "alice", Device: "phone", GatewayID: "gw-b", ConnID: 2}
+	if err := tab.SetRoutes(ctx, []Route{long}, 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.SetRoutes(ctx, []Route{short}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	wantGroup(t, tab, "g1", long, short)
+	// Past the short TTL: the phone's route has expired, the desktop's
+	// has not, and the hash that lists it is still there.
+	m.FastForward(2 * time.Minute)
+	tab.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	if !m.Exists(tab.Key("alice")) {
+		t.Fatal("the user's routes expired before the desktop's route")
+	}
+	src.set("alice")
+	if err := tab.LeaveGroup(ctx, "g1", []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	wantGroup(t, tab, "g1")
+	if n, _ := rdb.HLen(ctx, tab.GroupKey("g1")).Result(); n != 0 {
+		t.Fatalf("the group's route set still holds %d entries of alice", n)
+	}
+}

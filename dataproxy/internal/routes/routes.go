@@ -187,14 +187,19 @@ func decode(v string) (conn, expiresAt int64, gateway string, ok bool) {
 }
 
 // setScript records a user's routes (ARGV[4..]: device, value pairs) in
-// KEYS[1] with TTL ARGV[2] ms, and in the route set of every group in the
-// user's group set KEYS[2] (ARGV[1]: prefix, ARGV[3]: uid). It returns 0
-// when the group set is missing (then nothing was written to any group
-// set), 1 otherwise. With KEYS[2] absent, only the user's hash is written.
+// KEYS[1], and in the route set of every group in the user's group set
+// KEYS[2] (ARGV[1]: prefix, ARGV[3]: uid). Each key's TTL becomes ARGV[2]
+// ms unless it already has a longer one: a key outlives every route in it
+// (each route carries its own expiry, checked on read), so a later call
+// with a shorter TTL for another device cannot make the user's hash, which
+// a group removal reads to find the devices to take out of the group's
+// route set, expire before a route it lists. It returns 0 when the group
+// set is missing (then nothing was written to any group set), 1 otherwise.
+// With KEYS[2] absent, only the user's hash is written.
 var setScript = redis.NewScript(`
 local ttl = tonumber(ARGV[2])
 for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
-redis.call('PEXPIRE', KEYS[1], ttl)
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 if not KEYS[2] then return 1 end
 local gs = redis.call('SMEMBERS', KEYS[2])
 if #gs == 0 then return 0 end

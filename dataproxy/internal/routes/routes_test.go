@@ -199,11 +199,32 @@ func TestTTL(t *testing.T) {
 	if err != nil || ttl <= DefaultTTL-time.Minute || ttl > DefaultTTL {
 		t.Fatalf("default TTL: %v %v", ttl, err)
 	}
-	if err := tab.SetRoutes(ctx, []Route{r}, 30*time.Second); err != nil {
+	// A call with a shorter TTL, for the same or another device, leaves the
+	// key's longer TTL (the key outlives every route it lists; each route
+	// carries its own expiry).
+	phone2 := Route{UID: "alice", Device: "pad", GatewayID: "gw-b", ConnID: 2}
+	if err := tab.SetRoutes(ctx, []Route{r, phone2}, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if ttl, _ := rdb.PTTL(ctx, tab.Key("alice")).Result(); ttl <= 20*time.Second || ttl > 30*time.Second {
-		t.Fatalf("TTL of a call: %v", ttl)
+	if ttl, _ := rdb.PTTL(ctx, tab.Key("alice")).Result(); ttl <= DefaultTTL-time.Minute {
+		t.Fatalf("TTL after a shorter call: %v", ttl)
+	}
+	// A longer one extends it.
+	if err := tab.SetRoutes(ctx, []Route{phone2}, 2*DefaultTTL); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, _ := rdb.PTTL(ctx, tab.Key("alice")).Result(); ttl <= 2*DefaultTTL-time.Minute {
+		t.Fatalf("TTL after a longer call: %v", ttl)
+	}
+	// A key without TTL (as if created by hand) gets one.
+	if err := rdb.HSet(ctx, tab.Key("carol"), "x", "1:1:gw").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.SetRoutes(ctx, []Route{{UID: "carol", Device: "phone", GatewayID: "gw", ConnID: 3}}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, _ := rdb.PTTL(ctx, tab.Key("carol")).Result(); ttl <= 20*time.Second || ttl > 30*time.Second {
+		t.Fatalf("TTL of a key that had none: %v", ttl)
 	}
 
 	// A short configured default, and expiry of one device while another
