@@ -62,7 +62,8 @@
 // and is stored as an event message pointing at it (appendcheck.go). The
 // conversation-list rows of groups are hints, checked against
 // group_members on every read (list.go). Cursors live in the list rows and
-// only grow (cursors.go).
+// only grow (cursors.go); an append raises its sender's cursors to the seq
+// it stored (append.go, senderCursors).
 //
 // # Group commit
 //
@@ -71,7 +72,11 @@
 // with multi-row statements, and committed together, each keeping its own
 // all-or-nothing result. A call whose messages live in several databases is
 // all-or-nothing per database only; if one database fails the call returns
-// an error and its retry returns what the others stored as duplicates.
+// an error and its retry returns what the others stored as duplicates. On
+// SQLite the committer also writes the cursor updates queued meanwhile
+// (UpdateCursors, and senders' own cursors) in the same transaction, and
+// runs the append's statements prepared once per power-of-two size (db.go,
+// shardDB.writes).
 //
 // # Concurrency
 //
@@ -82,8 +87,11 @@
 // (group and member rows are only read, under those locks). A group change
 // locks the group's conversation row first and writes group rows only;
 // list rows are written in transactions of their own, and cursor updates
-// touch list rows only, sorted: no transaction waits for another in a
-// cycle, except the rare InnoDB deadlock, which is retried. Two
+// touch list rows only, sorted (on MySQL in transactions of their own, also
+// the senders' cursors an append raises after its commit; on SQLite, with
+// its one writer connection, order does not matter): no transaction waits
+// for another in a cycle, except the rare InnoDB deadlock, which is
+// retried. Two
 // appends to one conversation therefore serialise on its row; batches that
 // only touch existing conversations never wait on each other in a cycle,
 // and the rare deadlock of two batches creating conversations at once is
