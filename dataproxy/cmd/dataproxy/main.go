@@ -153,6 +153,10 @@ func serve(cfg settings, common svc.Common, log *slog.Logger) error {
 	if err := svr.Stop(); err != nil {
 		log.Warn("kitex stop", "err", err)
 	}
+	// Write the inbox updates the last appends queued before Redis closes.
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ib.Settle(sctx)
+	cancel()
 	return nil
 }
 

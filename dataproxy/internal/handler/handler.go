@@ -150,6 +150,13 @@ func (h *Handler) AppendMessages(ctx context.Context, req *dataproxy.AppendMessa
 // afterAppend brings the inbox cursors up to date with a committed append:
 // each conversation's highest seq, and the users of its one-to-one
 // conversations. It runs even if the caller has gone (the commit stands).
+//
+// The answer does not wait for Redis: the update is queued (merged with
+// the other appends' into one script) and written right after. This
+// process's own cursor reads wait for what it has queued (inbox.Settle);
+// another instance may meanwhile read a cursor a few milliseconds low,
+// which a client's heartbeat check reads as nothing missed yet (an inbox
+// cursor may be low, never high), and the next heartbeat sees it.
 func (h *Handler) afterAppend(ctx context.Context, items []*dataproxy.AppendItem, res []store.AppendResult) {
 	seqs := make(map[string]int64)
 	var pairs []inbox.Pair
@@ -168,13 +175,15 @@ func (h *Handler) afterAppend(ctx context.Context, items []*dataproxy.AppendItem
 	if len(seqs) == 0 {
 		return
 	}
-	ctx, cancel := detached(ctx, redisTimeout)
-	defer cancel()
-	if err := h.ib.Appended(ctx, seqs, pairs); errors.Is(err, inbox.ErrPending) {
-		h.log.Warn("inbox cursor update late (Redis slow); answering without waiting for it", "err", err)
-	} else if err != nil {
-		h.log.Warn("inbox cursors not updated; their keys are queued for deletion", "err", err)
-	}
+	go func() {
+		ctx, cancel := detached(ctx, redisTimeout)
+		defer cancel()
+		if err := h.ib.Appended(ctx, seqs, pairs); errors.Is(err, inbox.ErrPending) {
+			h.log.Warn("inbox cursor update late (Redis slow); still queued", "err", err)
+		} else if err != nil {
+			h.log.Warn("inbox cursors not updated; their keys are queued for deletion", "err", err)
+		}
+	}()
 }
 
 // detached is ctx without its cancellation, bounded by d: for the cache

@@ -99,6 +99,7 @@ type Inbox struct {
 	mu      sync.Mutex
 	writing bool    // a write goroutine is running
 	pending *update // merged calls waiting for the next write
+	current *update // the update being written (finished once written)
 }
 
 // New returns an Inbox.
@@ -179,10 +180,9 @@ func (b *Inbox) Appended(ctx context.Context, seqs map[string]int64, pairs []Pai
 	if len(seqs) == 0 && len(fresh) == 0 {
 		return nil
 	}
-	done := make(chan error, 1)
 	b.mu.Lock()
 	if b.pending == nil {
-		b.pending = &update{seqs: make(map[string]int64), pairs: make(map[Pair]bool)}
+		b.pending = &update{seqs: make(map[string]int64), pairs: make(map[Pair]bool), finished: make(chan struct{})}
 	}
 	u := b.pending
 	for c, s := range seqs {
@@ -191,7 +191,6 @@ func (b *Inbox) Appended(ctx context.Context, seqs map[string]int64, pairs []Pai
 	for _, p := range fresh {
 		u.pairs[p] = true
 	}
-	u.done = append(u.done, done)
 	start := !b.writing
 	b.writing = true
 	b.mu.Unlock()
@@ -199,8 +198,8 @@ func (b *Inbox) Appended(ctx context.Context, seqs map[string]int64, pairs []Pai
 		go b.write()
 	}
 	select {
-	case err := <-done:
-		return err
+	case <-u.finished:
+		return u.err
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", ErrPending, ctx.Err())
 	}
@@ -215,7 +214,9 @@ var ErrPending = errors.New("inbox: update still queued")
 type update struct {
 	seqs  map[string]int64
 	pairs map[Pair]bool
-	done  []chan error
+	// err is the outcome, set before finished is closed.
+	err      error
+	finished chan struct{}
 }
 
 // writeTimeout bounds one merged update.
@@ -226,7 +227,7 @@ func (b *Inbox) write() {
 	for {
 		b.mu.Lock()
 		u := b.pending
-		b.pending = nil
+		b.pending, b.current = nil, u
 		if u == nil {
 			b.writing = false
 			b.mu.Unlock()
@@ -234,11 +235,29 @@ func (b *Inbox) write() {
 		}
 		b.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-		err := b.apply(ctx, u)
+		u.err = b.apply(ctx, u)
 		cancel()
-		for _, d := range u.done {
-			d <- err
-		}
+		close(u.finished)
+	}
+}
+
+// Settle waits until every update Appended has queued so far is written
+// (or has failed), or ctx ends. Cursors calls it first, so that a process
+// reads its own appends' updates even when their callers did not wait for
+// them; a service calls it before closing its Redis client.
+func (b *Inbox) Settle(ctx context.Context) {
+	b.mu.Lock()
+	u := b.pending
+	if u == nil {
+		u = b.current
+	}
+	b.mu.Unlock()
+	if u == nil {
+		return
+	}
+	select {
+	case <-u.finished:
+	case <-ctx.Done():
 	}
 }
 
@@ -375,6 +394,7 @@ return out
 // conversation, or a malformed uid). One script when everything is cached;
 // missing sets and seqs are read from SQL and cached.
 func (b *Inbox) Cursors(ctx context.Context, uids []string) (map[string]int64, error) {
+	b.Settle(ctx)
 	out := make(map[string]int64, len(uids))
 	var want []string
 	for _, u := range uids {

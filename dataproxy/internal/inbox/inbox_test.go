@@ -388,7 +388,7 @@ func TestAppendedMerges(t *testing.T) {
 		b.mu.Lock()
 		n := 0
 		if b.pending != nil {
-			n = len(b.pending.done)
+			n = len(b.pending.pairs) // one new pair per call
 		}
 		b.mu.Unlock()
 		if n == 9 {
@@ -424,5 +424,47 @@ func TestAppendedMerges(t *testing.T) {
 		if !b.known.Has(Pair{UID: fmt.Sprint("u", i), Conv: fmt.Sprintf("c%d", 1+i%3)}) {
 			t.Errorf("pair %d not recorded as added", i)
 		}
+	}
+}
+
+// Cursors waits for the updates Appended has queued in this process, so a
+// caller that did not wait for its Appended (the handler answers first)
+// still reads its own appends.
+func TestCursorsSettlesQueuedUpdates(t *testing.T) {
+	rdb, prefix := realRedis(t)
+	src := newTruth()
+	b, err := New(Config{Prefix: prefix}, rdb, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := b.Appended(ctx, map[string]int64{"c0": 1}, []Pair{{UID: "u", Conv: "c0"}}); err != nil {
+		t.Fatal(err) // loads the scripts
+	}
+	// SQL says 5 (as if it had been read before the last commit); the
+	// queued update says 7.
+	src.mu.Lock()
+	src.convs["alice"], src.last["c1"] = []string{"c1"}, 5
+	src.mu.Unlock()
+	h := &holdHook{entered: make(chan struct{}), release: make(chan struct{})}
+	rdb.AddHook(h)
+	go func() { _ = b.Appended(ctx, map[string]int64{"c1": 7}, nil) }()
+	<-h.entered
+	got := make(chan map[string]int64, 1)
+	go func() {
+		c, err := b.Cursors(ctx, []string{"alice"})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- c
+	}()
+	select {
+	case c := <-got:
+		t.Fatalf("Cursors answered %v while an update was still being written", c)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(h.release)
+	if c := <-got; c["alice"] != 7 {
+		t.Fatalf("alice's cursor %d, want 7 (the queued update)", c["alice"])
 	}
 }
