@@ -53,7 +53,7 @@ type RouteTable interface {
 
 // Inbox is the part of inbox.Inbox the handler uses.
 type Inbox interface {
-	Appended(ctx context.Context, seqs map[string]int64, pairs []inbox.Pair) error
+	Queue(seqs map[string]int64, pairs []inbox.Pair) (wait func(ctx context.Context) error)
 	Forget(ctx context.Context, uids []string) error
 	Cursors(ctx context.Context, uids []string) (map[string]int64, error)
 }
@@ -175,10 +175,11 @@ func (h *Handler) afterAppend(ctx context.Context, items []*dataproxy.AppendItem
 	if len(seqs) == 0 {
 		return
 	}
+	wait := h.ib.Queue(seqs, pairs) // queued before the answer: a shutdown's Settle covers it
 	go func() {
 		ctx, cancel := detached(ctx, redisTimeout)
 		defer cancel()
-		if err := h.ib.Appended(ctx, seqs, pairs); errors.Is(err, inbox.ErrPending) {
+		if err := wait(ctx); errors.Is(err, inbox.ErrPending) {
 			h.log.Warn("inbox cursor update late (Redis slow); still queued", "err", err)
 		} else if err != nil {
 			h.log.Warn("inbox cursors not updated; their keys are queued for deletion", "err", err)

@@ -171,6 +171,14 @@ type Pair struct{ UID, Conv string }
 // serves many appends instead of one each. If ctx ends first Appended
 // returns, and the update is still written.
 func (b *Inbox) Appended(ctx context.Context, seqs map[string]int64, pairs []Pair) error {
+	return b.Queue(seqs, pairs)(ctx)
+}
+
+// Queue is Appended in two steps: it queues the update at once and returns
+// the wait for it, which a caller that answers first can run later (or in
+// another goroutine). Settle and Cursors see the update from the moment
+// Queue returns.
+func (b *Inbox) Queue(seqs map[string]int64, pairs []Pair) (wait func(ctx context.Context) error) {
 	var fresh []Pair
 	for _, p := range pairs {
 		if !b.known.Has(p) {
@@ -178,7 +186,7 @@ func (b *Inbox) Appended(ctx context.Context, seqs map[string]int64, pairs []Pai
 		}
 	}
 	if len(seqs) == 0 && len(fresh) == 0 {
-		return nil
+		return func(context.Context) error { return nil }
 	}
 	b.mu.Lock()
 	if b.pending == nil {
@@ -197,11 +205,13 @@ func (b *Inbox) Appended(ctx context.Context, seqs map[string]int64, pairs []Pai
 	if start {
 		go b.write()
 	}
-	select {
-	case <-u.finished:
-		return u.err
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrPending, ctx.Err())
+	return func(ctx context.Context) error {
+		select {
+		case <-u.finished:
+			return u.err
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrPending, ctx.Err())
+		}
 	}
 }
 
