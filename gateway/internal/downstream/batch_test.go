@@ -47,13 +47,7 @@ func (b *fakeBatch) Flush() { b.flushed++ }
 func TestDeliverThroughBatch(t *testing.T) {
 	a, b := &fakeConn{uid: "u1", routable: true}, &fakeConn{uid: "u2", routable: true}
 	conns := map[int64]*fakeConn{1: a, 2: b}
-	l := &batchLookup{funcLookup: func(uid string, id int64) (Conn, bool) {
-		c, ok := conns[id]
-		if !ok || c.uid != uid {
-			return nil, false
-		}
-		return c, true
-	}}
+	l := &batchLookup{funcLookup: byConn(conns)}
 	f := NewFanout(l, nil)
 	rec := &events.DownRecord{Kind: events.DownKind_PUSH,
 		Targets: []*events.Target{{Uid: "u1", ConnId: 1}, {Uid: "u2", ConnId: 2}, {Uid: "u3", ConnId: 3}},
@@ -93,13 +87,7 @@ func TestDeliverThroughBatch(t *testing.T) {
 func TestBatchRecord(t *testing.T) {
 	a, b := &fakeConn{uid: "u1", routable: true}, &fakeConn{uid: "u2", routable: true}
 	conns := map[int64]*fakeConn{1: a, 2: b}
-	l := &batchLookup{funcLookup: func(uid string, id int64) (Conn, bool) {
-		c, ok := conns[id]
-		if !ok || c.uid != uid {
-			return nil, false
-		}
-		return c, true
-	}}
+	l := &batchLookup{funcLookup: byConn(conns)}
 	f := NewFanout(l, nil)
 	push := func(seq int64, targets ...*events.Target) []byte {
 		return kafkax.Encode(&events.DownRecord{Kind: events.DownKind_PUSH, Targets: targets,
@@ -143,7 +131,7 @@ func TestBatchRecord(t *testing.T) {
 // dropped, the ack and the later push are delivered.
 func TestDropPushInsideBatch(t *testing.T) {
 	a := &fakeConn{uid: "u1", routable: true}
-	f := NewFanout(funcLookup(func(uid string, id int64) (Conn, bool) { return a, uid == "u1" && id == 1 }), nil)
+	f := NewFanout(byConn(map[int64]*fakeConn{1: a}), nil)
 	c := &Consumer{fan: f, drop: 1, log: slog.New(slog.DiscardHandler)}
 	to := []*events.Target{{Uid: "u1", ConnId: 1}}
 	rec := kafkax.Encode(&events.DownRecord{Kind: events.DownKind_BATCH, Records: [][]byte{
@@ -162,7 +150,7 @@ func TestDropPushInsideBatch(t *testing.T) {
 // connection's write queue limit.
 func TestLongBatchFlushesAsItGoes(t *testing.T) {
 	a := &fakeConn{uid: "u1", routable: true}
-	l := &batchLookup{funcLookup: func(uid string, id int64) (Conn, bool) { return a, uid == "u1" && id == 1 }}
+	l := &batchLookup{funcLookup: byConn(map[int64]*fakeConn{1: a})}
 	f := NewFanout(l, nil)
 	const n = 2*flushEvery + 3
 	var recs [][]byte

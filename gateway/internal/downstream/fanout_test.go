@@ -91,14 +91,7 @@ func TestDeliverChecksUIDAndShareFrame(t *testing.T) {
 		3: {uid: "c", routable: false}, // hello not sent yet
 		4: {uid: "d", routable: true, err: errors.New("closed")},
 	}
-	lookup := funcLookup(func(uid string, id int64) (Conn, bool) {
-		c, ok := conns[id]
-		if !ok || c.uid != uid {
-			return nil, false
-		}
-		return c, true
-	})
-	f := NewFanout(lookup, nil)
+	f := NewFanout(byConn(conns), nil)
 	rec := &events.DownRecord{Kind: events.DownKind_PUSH,
 		Targets: []*events.Target{{Uid: "a", ConnId: 1}, {Uid: "b", ConnId: 2}, {Uid: "a", ConnId: 2}, {Uid: "c", ConnId: 3}, {Uid: "d", ConnId: 4}, nil},
 		Message: &common.Message{ConvId: "g:x", Seq: 1, Body: "x"}}
@@ -120,13 +113,7 @@ func TestDeliverChecksUIDAndShareFrame(t *testing.T) {
 func TestDeliverFrameAndKick(t *testing.T) {
 	a, b := &fakeConn{uid: "u1", routable: true}, &fakeConn{uid: "u2", routable: true}
 	conns := map[int64]*fakeConn{1: a, 2: b}
-	f := NewFanout(funcLookup(func(uid string, id int64) (Conn, bool) {
-		c, ok := conns[id]
-		if !ok || c.uid != uid {
-			return nil, false
-		}
-		return c, true
-	}), nil)
+	f := NewFanout(byConn(conns), nil)
 	rec := &events.DownRecord{Kind: events.DownKind_FRAME, Frame: []byte(`{"type":"typing","conv":"p:u1:u2","from":"u3"}`),
 		Targets: []*events.Target{{Uid: "u1", ConnId: 1}, {Uid: "u2", ConnId: 2}}}
 	if n, err := f.Deliver(rec); err != nil || n != 2 {
@@ -150,6 +137,18 @@ func TestDeliverFrameAndKick(t *testing.T) {
 
 // funcLookup adapts a function to Lookup.
 type funcLookup func(uid string, id int64) (Conn, bool)
+
+// byConn finds connections by conn id, checking the uid as the gateway's
+// table does.
+func byConn(conns map[int64]*fakeConn) funcLookup {
+	return func(uid string, id int64) (Conn, bool) {
+		c, ok := conns[id]
+		if !ok || c.uid != uid {
+			return nil, false
+		}
+		return c, true
+	}
+}
 
 func (f funcLookup) Push(uid string, id int64) (Conn, bool)      { return f(uid, id) }
 func (f funcLookup) PushBytes(uid []byte, id int64) (Conn, bool) { return f(string(uid), id) }

@@ -71,12 +71,7 @@ func TestRecordParse(t *testing.T) {
 // not send is refused.
 func TestFrameRecordRaw(t *testing.T) {
 	a := &fakeConn{uid: "a", routable: true}
-	f := NewFanout(funcLookup(func(uid string, id int64) (Conn, bool) {
-		if uid == "a" && id == 1 {
-			return a, true
-		}
-		return nil, false
-	}), nil)
+	f := NewFanout(byConn(map[int64]*fakeConn{1: a}), nil)
 	rec := &events.DownRecord{Kind: events.DownKind_FRAME, Frame: []byte(`{"type":"kicked"}`), CloseCode: 4001, CloseReason: "bye",
 		Targets: []*events.Target{{Uid: "a", ConnId: 1}}}
 	if n, err := f.DeliverRaw(kafkax.Encode(rec)); err != nil || n != 1 {
