@@ -149,6 +149,19 @@ func (d *shardDB) lockGroup(ctx context.Context, tx *sql.Tx, ts tableSQL, id str
 	return g, ok, nil
 }
 
+// lockActiveGroup is lockGroup for a change that needs the group to exist
+// and not be dissolved (groupGone otherwise).
+func (d *shardDB) lockActiveGroup(ctx context.Context, tx *sql.Tx, ts tableSQL, id string) (Group, error) {
+	g, ok, err := d.lockGroup(ctx, tx, ts, id)
+	if err != nil {
+		return Group{}, err
+	}
+	if !ok || g.DissolvedAtMs != 0 {
+		return Group{}, groupGone(id)
+	}
+	return g, nil
+}
+
 // membersAmong returns those of uids that are members of the group, read
 // with q.
 func membersAmong(ctx context.Context, q querier, ts tableSQL, id string, uids []string) ([]string, error) {
@@ -365,13 +378,9 @@ func (s *SQLStore) AddGroupMembers(ctx context.Context, id string, uids []string
 	var g Group
 	var added []string
 	err = d.inTx(ctx, func(tx *sql.Tx) error {
-		var ok bool
 		var err error
-		if g, ok, err = d.lockGroup(ctx, tx, ts, id); err != nil {
+		if g, err = d.lockActiveGroup(ctx, tx, ts, id); err != nil {
 			return err
-		}
-		if !ok || g.DissolvedAtMs != 0 {
-			return groupGone(id)
 		}
 		have, err := membersAmong(ctx, tx, ts, id, uids)
 		if err != nil {
@@ -421,13 +430,9 @@ func (s *SQLStore) RemoveGroupMembers(ctx context.Context, id string, uids []str
 	var g Group
 	var gone []string
 	err = d.inTx(ctx, func(tx *sql.Tx) error {
-		var ok bool
 		var err error
-		if g, ok, err = d.lockGroup(ctx, tx, ts, id); err != nil {
+		if g, err = d.lockActiveGroup(ctx, tx, ts, id); err != nil {
 			return err
-		}
-		if !ok || g.DissolvedAtMs != 0 {
-			return groupGone(id)
 		}
 		if slices.Contains(uids, g.Owner) {
 			return errcode.New(errcode.Forbidden, "the owner of group %q cannot be removed", id)

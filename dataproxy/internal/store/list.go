@@ -152,13 +152,7 @@ func (s *SQLStore) lastSeqs(ctx context.Context, convs []string, lag bool) (map[
 				return nil
 			})
 		}
-		var err error
-		if lag {
-			err = s.readAny(d, read)
-		} else {
-			err = read(d.r)
-		}
-		if err != nil {
+		if err := s.read(d, lag, read); err != nil {
 			return nil, fmt.Errorf("read conversations in %s.%s: %w", d.name, d.t[p.table].convs, err)
 		}
 	}
@@ -208,13 +202,7 @@ func (s *SQLStore) memberGroups(ctx context.Context, pairs []memberPair, lag boo
 				return nil
 			})
 		}
-		var err error
-		if lag {
-			err = s.readAny(d, read)
-		} else {
-			err = read(d.r)
-		}
-		if err != nil {
+		if err := s.read(d, lag, read); err != nil {
 			return nil, fmt.Errorf("read groups in %s.%s: %w", d.name, d.t[p.table].groups, err)
 		}
 		for _, m := range found {

@@ -394,6 +394,14 @@ func (d *shardDB) readMessages(ctx context.Context, db *sql.DB, ts tableSQL, con
 	return out, nil
 }
 
+// read runs fn on d's primary, or, when lag is allowed, as readAny does.
+func (s *SQLStore) read(d *shardDB, lag bool, fn func(db *sql.DB) error) error {
+	if lag {
+		return s.readAny(d, fn)
+	}
+	return fn(d.r)
+}
+
 // readAny runs fn on a replica of d if it has one, and on the primary if it
 // has none or the replica fails. For reads that may lag.
 func (s *SQLStore) readAny(d *shardDB, fn func(db *sql.DB) error) error {
