@@ -45,11 +45,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gochat-im/gochat/dataproxy/internal/coalesce"
 	"github.com/gochat-im/gochat/dataproxy/internal/genset"
 	"github.com/gochat-im/gochat/dataproxy/internal/repair"
 	"github.com/gochat-im/gochat/dataproxy/internal/rscript"
@@ -96,10 +96,9 @@ type Inbox struct {
 	repair *repair.Queue
 	known  *genset.Set[Pair]
 
-	mu      sync.Mutex
-	writing bool    // a write goroutine is running
-	pending *update // merged calls waiting for the next write
-	current *update // the update being written (finished once written)
+	// updates merges the Appended calls that arrive while an update is
+	// being written; one is written at a time.
+	updates *coalesce.Runner[*update]
 }
 
 // New returns an Inbox.
@@ -122,8 +121,10 @@ func New(cfg Config, rdb redis.UniversalClient, src Source) (*Inbox, error) {
 	if cfg.SeqTTL < time.Millisecond || cfg.SetTTL < time.Millisecond {
 		return nil, fmt.Errorf("inbox: ttls %v, %v are too short", cfg.SeqTTL, cfg.SetTTL)
 	}
-	return &Inbox{rdb: rdb, src: src, prefix: cfg.Prefix, seqTTL: cfg.SeqTTL, setTTL: cfg.SetTTL, repair: cfg.Repair,
-		known: genset.New[Pair](cfg.KnownSize)}, nil
+	b := &Inbox{rdb: rdb, src: src, prefix: cfg.Prefix, seqTTL: cfg.SeqTTL, setTTL: cfg.SetTTL, repair: cfg.Repair,
+		known: genset.New[Pair](cfg.KnownSize)}
+	b.updates = coalesce.New(newUpdate, b.apply, writeTimeout)
+	return b, nil
 }
 
 // SeqKey is the Redis key of a conversation's last_seq.
@@ -188,88 +189,37 @@ func (b *Inbox) Queue(seqs map[string]int64, pairs []Pair) (wait func(ctx contex
 	if len(seqs) == 0 && len(fresh) == 0 {
 		return func(context.Context) error { return nil }
 	}
-	b.mu.Lock()
-	if b.pending == nil {
-		b.pending = &update{seqs: make(map[string]int64), pairs: make(map[Pair]bool), finished: make(chan struct{})}
-	}
-	u := b.pending
-	for c, s := range seqs {
-		u.seqs[c] = max(u.seqs[c], s)
-	}
-	for _, p := range fresh {
-		u.pairs[p] = true
-	}
-	start := !b.writing
-	b.writing = true
-	b.mu.Unlock()
-	if start {
-		go b.write()
-	}
-	return func(ctx context.Context) error {
-		select {
-		case <-u.finished:
-			return u.err
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %w", ErrPending, ctx.Err())
+	return b.updates.Add(func(u *update) {
+		for c, s := range seqs {
+			u.seqs[c] = max(u.seqs[c], s)
 		}
-	}
+		for _, p := range fresh {
+			u.pairs[p] = true
+		}
+	})
 }
 
 // ErrPending is returned by Appended when its context ends before the
 // update is written: the update is still queued, and is written (or its
 // keys queued for deletion) later.
-var ErrPending = errors.New("inbox: update still queued")
+var ErrPending = coalesce.ErrPending
 
 // update is the merged work of the Appended calls waiting for a write.
 type update struct {
 	seqs  map[string]int64
 	pairs map[Pair]bool
-	// err is the outcome, set before finished is closed.
-	err      error
-	finished chan struct{}
 }
+
+func newUpdate() *update { return &update{seqs: make(map[string]int64), pairs: make(map[Pair]bool)} }
 
 // writeTimeout bounds one merged update.
 const writeTimeout = 2 * time.Second
-
-// write writes pending updates until there are none.
-func (b *Inbox) write() {
-	for {
-		b.mu.Lock()
-		u := b.pending
-		b.pending, b.current = nil, u
-		if u == nil {
-			b.writing = false
-			b.mu.Unlock()
-			return
-		}
-		b.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-		u.err = b.apply(ctx, u)
-		cancel()
-		close(u.finished)
-	}
-}
 
 // Settle waits until every update Appended has queued so far is written
 // (or has failed), or ctx ends. Cursors calls it first, so that a process
 // reads its own appends' updates even when their callers did not wait for
 // them; a service calls it before closing its Redis client.
-func (b *Inbox) Settle(ctx context.Context) {
-	b.mu.Lock()
-	u := b.pending
-	if u == nil {
-		u = b.current
-	}
-	b.mu.Unlock()
-	if u == nil {
-		return
-	}
-	select {
-	case <-u.finished:
-	case <-ctx.Done():
-	}
-}
+func (b *Inbox) Settle(ctx context.Context) { b.updates.Settle(ctx) }
 
 // apply runs one merged update: a script for the seqs and one for the
 // pairs, in one round trip.

@@ -376,28 +376,12 @@ func TestAppendedMerges(t *testing.T) {
 	errs := make(chan error, 10)
 	go func() { errs <- b.Appended(ctx, map[string]int64{"c1": 1}, nil) }()
 	<-h.entered
+	// Nine calls behind the held write: each is queued (merged) when Queue
+	// returns, and waits in a goroutine of its own.
 	for i := range 9 {
 		conv := fmt.Sprintf("c%d", 1+i%3)
-		go func() {
-			errs <- b.Appended(ctx, map[string]int64{conv: int64(10 + i)}, []Pair{{UID: fmt.Sprint("u", i), Conv: conv}})
-		}()
-	}
-	// Wait until the nine are merged behind the held write.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b.mu.Lock()
-		n := 0
-		if b.pending != nil {
-			n = len(b.pending.pairs) // one new pair per call
-		}
-		b.mu.Unlock()
-		if n == 9 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d calls waiting, want 9", n)
-		}
-		time.Sleep(time.Millisecond)
+		wait := b.Queue(map[string]int64{conv: int64(10 + i)}, []Pair{{UID: fmt.Sprint("u", i), Conv: conv}})
+		go func() { errs <- wait(ctx) }()
 	}
 	// A call whose time runs out first says its update is still queued;
 	// the update is written with the others.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gochat-im/gochat/dataproxy/internal/coalesce"
 	"github.com/gochat-im/gochat/dataproxy/internal/genset"
 	"github.com/gochat-im/gochat/pkg/ids"
 	"github.com/gochat-im/gochat/pkg/protocol"
@@ -29,7 +30,7 @@ type SQLStore struct {
 	index  *genset.Set[string]
 	// senders writes the senders' cursors appends leave to after their
 	// commit.
-	senders senderCursors
+	senders *coalesce.Runner[*senderCursors]
 
 	migrations []migration
 	closeOnce  sync.Once
@@ -47,6 +48,7 @@ func newSQLStore(dbs []*shardDB, d dialect, opts Options, stats *counters, log *
 		layout: dbs[0].layout, dbs: dbs, d: d, opts: opts, log: log, now: time.Now, stats: stats,
 		index: genset.New[string](opts.IndexCache), migrations: migs,
 	}
+	s.senders = coalesce.New(newSenderCursors, s.raiseSenders, DefaultTxTimeout)
 	gc := opts.GroupCommit.withDefaults(d, len(dbs))
 	for _, db := range dbs {
 		db.gc = newCommitter(db, gc)
@@ -180,7 +182,7 @@ func (s *SQLStore) AppendMessages(ctx context.Context, items []AppendItem) ([]Ap
 	if len(remote) > 0 {
 		// The messages are stored: a cursor that could not be raised is
 		// only an unread count too high, not a reason to fail the call.
-		if err := s.senders.raise(ctx, s, remote); err != nil {
+		if err := s.senders.Add(func(m *senderCursors) { m.add(remote) })(ctx); err != nil {
 			s.stats.cursorFails.Add(1)
 			s.log.Warn("senders' cursors not raised after an append", "err", err)
 		}
@@ -188,83 +190,49 @@ func (s *SQLStore) AppendMessages(ctx context.Context, items []AppendItem) ([]Ap
 	return results, nil
 }
 
-// senderCursors writes the senders' cursors that appends could not write
-// in their own transactions (see shardDB.senderCursors): one UpdateCursors
-// at a time, carrying every update that arrived meanwhile (the highest
-// values per list row), so that under load many appends share one
-// transaction per database instead of adding one each.
+// senderCursors is the merged work of the appends waiting for their
+// senders' cursors to be raised after their commits (see
+// shardDB.senderCursors): one UpdateCursors at a time carries every raise
+// that arrived meanwhile (the highest values per list row), so that under
+// load many appends share one transaction per database instead of adding
+// one each (SQLStore.senders).
 type senderCursors struct {
-	mu      sync.Mutex
-	running bool
-	pending map[cursorKey]int // index in order
-	order   []CursorUpdate
-	waiters []chan error
+	at    map[cursorKey]int // index in order
+	order []CursorUpdate
 }
 
-// raise queues ups and waits until a call carrying them has been made (or
-// ctx ends; the update is still made).
-func (m *senderCursors) raise(ctx context.Context, s *SQLStore, ups []CursorUpdate) error {
-	done := make(chan error, 1)
-	m.mu.Lock()
-	if m.pending == nil {
-		m.pending = make(map[cursorKey]int)
-	}
+func newSenderCursors() *senderCursors { return &senderCursors{at: make(map[cursorKey]int)} }
+
+// add merges ups.
+func (m *senderCursors) add(ups []CursorUpdate) {
 	for _, u := range ups {
 		k := cursorKey{u.UID, u.ConvID}
-		if i, ok := m.pending[k]; ok {
+		if i, ok := m.at[k]; ok {
 			m.order[i].DeliveredSeq = max(m.order[i].DeliveredSeq, u.DeliveredSeq)
 			m.order[i].ReadSeq = max(m.order[i].ReadSeq, u.ReadSeq)
 			continue
 		}
-		m.pending[k] = len(m.order)
+		m.at[k] = len(m.order)
 		m.order = append(m.order, u)
-	}
-	m.waiters = append(m.waiters, done)
-	start := !m.running
-	m.running = true
-	m.mu.Unlock()
-	if start {
-		go m.run(s)
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
 // senderCursorAttempts bounds the tries of one merged update.
 const senderCursorAttempts = 3
 
-func (m *senderCursors) run(s *SQLStore) {
-	for {
-		m.mu.Lock()
-		ups, waiters := m.order, m.waiters
-		if len(waiters) == 0 {
-			m.running = false
-			m.mu.Unlock()
-			return
+// raiseSenders writes one merged batch of senders' cursors.
+func (s *SQLStore) raiseSenders(ctx context.Context, m *senderCursors) error {
+	var err error
+	for attempt := 1; attempt <= senderCursorAttempts; attempt++ {
+		if _, err = s.UpdateCursors(ctx, m.order); err == nil || errors.Is(err, errClosed) {
+			return err
 		}
-		m.order, m.waiters = nil, nil
-		clear(m.pending)
-		m.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), DefaultTxTimeout)
-		var err error
-		for attempt := 1; attempt <= senderCursorAttempts; attempt++ {
-			if _, err = s.UpdateCursors(ctx, ups); err == nil || errors.Is(err, errClosed) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
-			}
-		}
-		cancel()
-		for _, w := range waiters {
-			w <- err
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
 		}
 	}
+	return err
 }
 
 // run hands each non-nil reqs[db] to database db's committer and waits for
