@@ -2,8 +2,6 @@ package handler_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net"
 	"path/filepath"
 	"strings"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/gochat-im/gochat/dataproxy/internal/handler"
 	"github.com/gochat-im/gochat/dataproxy/internal/inbox"
+	"github.com/gochat-im/gochat/dataproxy/internal/redistest"
 	"github.com/gochat-im/gochat/dataproxy/internal/repair"
 	"github.com/gochat-im/gochat/dataproxy/internal/routes"
 	"github.com/gochat-im/gochat/dataproxy/internal/store"
@@ -28,7 +27,8 @@ import (
 	"github.com/gochat-im/gochat/pkg/rpcx"
 )
 
-const redisAddr = "127.0.0.1:6379"
+// redisAddr is the Redis the tests use.
+const redisAddr = redistest.Addr
 
 type env struct {
 	st  *store.SQLStore
@@ -60,20 +60,7 @@ func startAt(t testing.TB, cfg handler.Config, path string) *env {
 	if err := st.Ready(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		t.Fatalf("Redis at %s: %v", redisAddr, err)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	prefix := "gochat_test_" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() {
-		keys, _ := rdb.Keys(context.Background(), prefix+"*").Result()
-		if len(keys) > 0 {
-			_ = rdb.Del(context.Background(), keys...).Err()
-		}
-		_ = rdb.Close()
-	})
+	rdb, prefix := redistest.Client(t)
 	reg := prometheus.NewRegistry()
 	h := build(t, cfg, st, rdb, prefix, reg)
 	return &env{st: st, rdb: rdb, reg: reg, cli: serve(t, h)}

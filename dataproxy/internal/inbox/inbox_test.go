@@ -2,8 +2,6 @@ package inbox
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -15,10 +13,9 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gochat-im/gochat/dataproxy/internal/redistest"
 	"github.com/gochat-im/gochat/dataproxy/internal/repair"
 )
-
-const redisAddr = "127.0.0.1:6379"
 
 // truth is a Source over maps, counting its reads; during, if set, runs
 // once inside the next UserConversations read, as a concurrent change
@@ -98,29 +95,9 @@ func (s *truth) expected(uids ...string) map[string]int64 {
 	return out
 }
 
-func realRedis(t testing.TB) (*redis.Client, string) {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
-	if err := rdb.Ping(context.Background()).Err(); err != nil {
-		t.Fatalf("Redis at %s: %v", redisAddr, err)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	prefix := "gochat_test_" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		var keys []string
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		for lo := 0; lo < len(keys); lo += 1000 {
-			_ = rdb.Del(ctx, keys[lo:min(lo+1000, len(keys))]...).Err()
-		}
-		_ = rdb.Close()
-	})
-	return rdb, prefix
-}
+// realRedis is a client of the real Redis under a key prefix of the test's
+// own (see redistest.Client).
+func realRedis(t testing.TB) (*redis.Client, string) { return redistest.Client(t) }
 
 var backends = []struct {
 	name string
@@ -139,14 +116,8 @@ var backends = []struct {
 }
 
 func deletePrefix(t *testing.T, rdb *redis.Client, prefix string) {
-	keys, err := rdb.Keys(context.Background(), prefix+"*").Result()
-	if err != nil {
+	if err := redistest.DeletePrefix(context.Background(), rdb, prefix); err != nil {
 		t.Fatal(err)
-	}
-	if len(keys) > 0 {
-		if err := rdb.Del(context.Background(), keys...).Err(); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 

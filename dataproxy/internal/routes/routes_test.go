@@ -2,18 +2,15 @@ package routes
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
-)
 
-// redisAddr is the Redis every developer machine and CI run has.
-const redisAddr = "127.0.0.1:6379"
+	"github.com/gochat-im/gochat/dataproxy/internal/redistest"
+)
 
 // backends are the Redis servers the table must work with: the real Redis
 // of production, and miniredis, the embedded server of `make run`.
@@ -51,33 +48,7 @@ func newMiniTable(t *testing.T, ttl time.Duration) (*Table, *redis.Client) {
 // keys are deleted when the test ends.
 func newTable(t testing.TB, ttl time.Duration) (*Table, *redis.Client) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		_ = rdb.Close()
-		t.Fatalf("Redis at %s: %v", redisAddr, err)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	prefix := "gochat_test_" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		var keys []string
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Errorf("scan %s*: %v", prefix, err)
-		}
-		if len(keys) > 0 {
-			if err := rdb.Del(ctx, keys...).Err(); err != nil {
-				t.Errorf("del test keys: %v", err)
-			}
-		}
-		_ = rdb.Close()
-	})
+	rdb, prefix := redistest.Client(t)
 	tab, err := New(Config{Prefix: prefix, TTL: ttl}, rdb)
 	if err != nil {
 		t.Fatal(err)
