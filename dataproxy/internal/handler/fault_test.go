@@ -24,6 +24,7 @@ import (
 	"github.com/gochat-im/gochat/dataproxy/internal/tcpproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
+	dpsvc "github.com/gochat-im/gochat/idl/kitex_gen/dataproxy/dataproxy"
 	"github.com/gochat-im/gochat/pkg/errcode"
 	"github.com/gochat-im/gochat/pkg/ids"
 )
@@ -188,25 +189,32 @@ func wantBizCode(t *testing.T, err error, want errcode.Code) {
 	wantCode(t, err, want)
 }
 
-// Redis loses everything (FLUSHALL, and its script cache with it) in the
-// middle of appends: sequence numbers carry on from the database with no
-// reuse and no gap; the routes are gone until the gateways set them again,
-// which then works as before.
-func TestRedisFlushMidAppends(t *testing.T) {
+// flushableEnv serves a handler over a sharded SQLite store (2 databases x
+// 2 tables) and a miniredis that the test may flush.
+func flushableEnv(t *testing.T) (*miniredis.Miniredis, *redis.Client, dpsvc.Client) {
+	t.Helper()
 	m := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	defer rdb.Close()
+	t.Cleanup(func() { _ = rdb.Close() })
 	st, err := store.OpenSQLite(store.SQLiteConfig{Path: filepath.Join(t.TempDir(), "gochat.db"), DBs: 2, Sync: "normal",
 		Options: store.Options{Tables: 2}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	ctx := context.Background()
-	if err := st.Ready(ctx); err != nil {
+	t.Cleanup(func() { _ = st.Close() })
+	if err := st.Ready(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	cli := serve(t, build(t, handler.Config{}, st, rdb, "", nil))
+	return m, rdb, serve(t, build(t, handler.Config{}, st, rdb, "", nil))
+}
+
+// Redis loses everything (FLUSHALL, and its script cache with it) in the
+// middle of appends: sequence numbers carry on from the database with no
+// reuse and no gap; the routes are gone until the gateways set them again,
+// which then works as before.
+func TestRedisFlushMidAppends(t *testing.T) {
+	m, rdb, cli := flushableEnv(t)
+	ctx := context.Background()
 
 	const writers, perWriter = 4, 60
 	routesOf := func() []*common.Route {

@@ -3,17 +3,11 @@ package handler_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-
-	"github.com/gochat-im/gochat/dataproxy/internal/handler"
-	"github.com/gochat-im/gochat/dataproxy/internal/store"
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	dpsvc "github.com/gochat-im/gochat/idl/kitex_gen/dataproxy/dataproxy"
@@ -208,20 +202,8 @@ func TestCursorsOverKitex(t *testing.T) {
 // values, and the group route sets come back with the gateways' next
 // refresh, with the same routes.
 func TestRedisFlushCursorsAndGroupRoutes(t *testing.T) {
-	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	defer rdb.Close()
-	st, err := store.OpenSQLite(store.SQLiteConfig{Path: filepath.Join(t.TempDir(), "gochat.db"), DBs: 2, Sync: "normal",
-		Options: store.Options{Tables: 2}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	m, rdb, cli := flushableEnv(t)
 	ctx := context.Background()
-	if err := st.Ready(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cli := serve(t, build(t, handler.Config{}, st, rdb, "", nil))
 	var uids []string
 	var rs []*common.Route
 	for i := range 12 {
