@@ -214,11 +214,7 @@ func (d *shardDB) writeCursors(ctx context.Context, tx *sql.Tx, reqs []*appendRe
 		rows []cursorRow
 		at   map[cursorKey]int
 	)
-	all := make([][]cursorRow, 0, len(reqs)+1)
-	for _, r := range reqs {
-		all = append(all, r.cursors)
-	}
-	for _, cs := range append(all, own) {
+	merge := func(cs []cursorRow) {
 		for _, c := range cs {
 			if at == nil {
 				at = make(map[cursorKey]int)
@@ -231,6 +227,10 @@ func (d *shardDB) writeCursors(ctx context.Context, tx *sql.Tx, reqs []*appendRe
 			rows = append(rows, c)
 		}
 	}
+	for _, r := range reqs {
+		merge(r.cursors)
+	}
+	merge(own)
 	if len(rows) == 0 {
 		return nil
 	}
