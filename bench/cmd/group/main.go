@@ -18,15 +18,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gobwas/ws/wsutil"
 
 	"github.com/gochat-im/gochat/bench/internal/devstate"
 	"github.com/gochat-im/gochat/bench/internal/latency"
@@ -167,7 +164,7 @@ func run(o options) error {
 // receivers are the online members' connections.
 type receivers struct {
 	cmu   sync.Mutex // guards conns while connecting
-	conns []net.Conn
+	conns []*wsdial.Conn
 
 	mu   sync.Mutex
 	cmid string
@@ -232,7 +229,7 @@ func (r *receivers) connect(o options, st devstate.State, uid func(int) string) 
 	return nil
 }
 
-func dialMember(st devstate.State, uid string, i int) (net.Conn, error) {
+func dialMember(st devstate.State, uid string, i int) (*wsdial.Conn, error) {
 	tok, err := auth.Sign([]byte(st.TokenSecret), auth.Claims{UID: uid, Device: "bench", Expires: time.Now().Add(time.Hour)})
 	if err != nil {
 		return nil, err
@@ -250,9 +247,9 @@ func (r *receivers) arm(cmid string) {
 	r.rec.Reset()
 }
 
-func (r *receivers) read(c net.Conn) {
+func (r *receivers) read(c *wsdial.Conn) {
 	for {
-		data, _, err := wsutil.ReadServerData(c)
+		data, err := c.ReadMessage()
 		if err != nil {
 			return
 		}
@@ -279,7 +276,7 @@ func (r *receivers) keepAlive(d time.Duration) (stop func()) {
 				return
 			case <-t.C:
 				for _, c := range r.snapshot() {
-					_ = wsutil.WriteClientText(c, []byte(`{"type":"ping"}`))
+					_ = c.WriteText([]byte(`{"type":"ping"}`))
 				}
 			}
 		}
@@ -288,7 +285,7 @@ func (r *receivers) keepAlive(d time.Duration) (stop func()) {
 }
 
 // snapshot returns the connections open so far.
-func (r *receivers) snapshot() []net.Conn {
+func (r *receivers) snapshot() []*wsdial.Conn {
 	r.cmu.Lock()
 	defer r.cmu.Unlock()
 	return r.conns[:len(r.conns):len(r.conns)]

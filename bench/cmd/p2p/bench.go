@@ -4,14 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gobwas/ws/wsutil"
 
 	"github.com/gochat-im/gochat/bench/internal/latency"
 	"github.com/gochat-im/gochat/bench/internal/wsdial"
@@ -45,16 +41,9 @@ type bench struct {
 	closing    atomic.Bool
 }
 
-type conn struct {
-	c  net.Conn
-	mu sync.Mutex // serialises writes
-}
+type conn struct{ c *wsdial.Conn }
 
-func (c *conn) write(b []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return wsutil.WriteClientText(c.c, b)
-}
+func (c *conn) write(b []byte) error { return c.c.WriteText(b) }
 
 type result struct {
 	rate            int
@@ -167,7 +156,7 @@ func (b *bench) since(s string) (time.Duration, bool) {
 func (b *bench) readReceiver(c *conn) {
 	last := map[string]int64{} // conversation -> highest seq received
 	for {
-		data, _, err := wsutil.ReadServerData(c.c)
+		data, err := c.c.ReadMessage()
 		if err != nil {
 			b.lostConn(err)
 			return
@@ -190,7 +179,7 @@ func (b *bench) readReceiver(c *conn) {
 
 func (b *bench) readSender(c *conn) {
 	for {
-		data, _, err := wsutil.ReadServerData(c.c)
+		data, err := c.c.ReadMessage()
 		if err != nil {
 			b.lostConn(err)
 			return

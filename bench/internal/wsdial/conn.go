@@ -1,0 +1,155 @@
+package wsdial
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+
+	"github.com/gobwas/ws"
+)
+
+// Conn is a bench client's WebSocket connection, built to cost the box as
+// little as a real client on another machine would (the load generator
+// shares the CPUs with the servers it measures):
+//
+//   - WriteText sends a whole frame, header, mask and payload, with one
+//     write(2). wsutil.WriteClientText writes the header and the payload
+//     separately, which over a TCP_NODELAY socket is two segments and,
+//     on the gateway's side, often two wake-ups for one frame.
+//   - ReadMessage reads through a buffer, so one read(2) usually brings a
+//     whole frame or several; wsutil.ReadServerData reads the header and
+//     the payload of each frame with separate calls.
+//
+// Writes may come from several goroutines; reads from one at a time.
+type Conn struct {
+	net.Conn
+	br *bufio.Reader
+
+	wmu  sync.Mutex
+	wbuf []byte
+
+	msg []byte // the message ReadMessage returned last, reused
+}
+
+// readBuffer is the read buffer per connection: a push frame with a
+// 100-byte body is about 300 bytes.
+const readBuffer = 4096
+
+// maxMessage bounds a message ReadMessage accepts (the gateway's frames
+// are far smaller).
+const maxMessage = 16 << 20
+
+func newConn(c net.Conn, br *bufio.Reader) *Conn {
+	if br != nil && br.Size() >= readBuffer {
+		return &Conn{Conn: c, br: br}
+	}
+	var src io.Reader = c
+	if br != nil && br.Buffered() > 0 {
+		src = io.MultiReader(br, c) // bytes that came with the 101 first
+	}
+	return &Conn{Conn: c, br: bufio.NewReaderSize(src, readBuffer)}
+}
+
+// WriteText sends p as one masked text frame.
+func (c *Conn) WriteText(p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf = AppendClientFrame(c.wbuf[:0], ws.OpText, p)
+	_, err := c.Conn.Write(c.wbuf)
+	return err
+}
+
+// AppendClientFrame appends p as one final, masked client frame of opcode
+// op to dst.
+func AppendClientFrame(dst []byte, op ws.OpCode, p []byte) []byte {
+	dst = append(dst, 0x80|byte(op))
+	switch n := len(p); {
+	case n < 126:
+		dst = append(dst, 0x80|byte(n))
+	case n <= 0xffff:
+		dst = append(dst, 0x80|126)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
+	default:
+		dst = append(dst, 0x80|127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	var mask [4]byte
+	binary.LittleEndian.PutUint32(mask[:], rand.Uint32())
+	dst = append(dst, mask[:]...)
+	off := len(dst)
+	dst = append(dst, p...)
+	ws.Cipher(dst[off:], mask, 0)
+	return dst
+}
+
+// ErrClosed is returned by ReadMessage when the server closed the
+// WebSocket (after the close frame has been answered).
+var ErrClosed = errors.New("websocket closed by the server")
+
+// ReadMessage returns the next text or binary message, reassembled from
+// its fragments. It answers pings with pongs and a close frame with a
+// close frame. The returned slice is valid until the next call.
+func (c *Conn) ReadMessage() ([]byte, error) {
+	c.msg = c.msg[:0]
+	inMessage := false
+	for {
+		h, err := ws.ReadHeader(c.br)
+		if err != nil {
+			return nil, err
+		}
+		if h.Length > maxMessage || int64(len(c.msg))+h.Length > maxMessage {
+			return nil, fmt.Errorf("websocket message over %d bytes", maxMessage)
+		}
+		if h.OpCode.IsControl() {
+			payload := make([]byte, h.Length)
+			if _, err := io.ReadFull(c.br, payload); err != nil {
+				return nil, err
+			}
+			if h.Masked {
+				ws.Cipher(payload, h.Mask, 0)
+			}
+			switch h.OpCode {
+			case ws.OpPing:
+				if err := c.writeControl(ws.OpPong, payload); err != nil {
+					return nil, err
+				}
+			case ws.OpClose:
+				_ = c.writeControl(ws.OpClose, payload)
+				return nil, ErrClosed
+			}
+			continue
+		}
+		switch {
+		case h.OpCode == ws.OpContinuation && !inMessage:
+			return nil, errors.New("websocket continuation frame without a message")
+		case h.OpCode != ws.OpContinuation && inMessage:
+			return nil, errors.New("websocket message started inside another")
+		}
+		inMessage = true
+		off := len(c.msg)
+		c.msg = slices.Grow(c.msg, int(h.Length))[:off+int(h.Length)]
+		if _, err := io.ReadFull(c.br, c.msg[off:]); err != nil {
+			return nil, err
+		}
+		if h.Masked {
+			ws.Cipher(c.msg[off:], h.Mask, 0)
+		}
+		if h.Fin {
+			return c.msg, nil
+		}
+	}
+}
+
+func (c *Conn) writeControl(op ws.OpCode, p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf = AppendClientFrame(c.wbuf[:0], op, p)
+	_, err := c.Conn.Write(c.wbuf)
+	return err
+}
