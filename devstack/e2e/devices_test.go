@@ -1,6 +1,10 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gochat-im/gochat/devstack/internal/stack"
@@ -11,7 +15,36 @@ import (
 // of the user's own sends; a new phone login kicks the old phone, and other
 // device kinds stay connected.
 func TestMultiDevice(t *testing.T) {
-	e := startStack(t, stack.Config{Gateways: 2})
+	// Every service of this stack also restarts itself at start-up to take
+	// a timer slack (-timer-slack): the test checks that each has it, and
+	// the rest of the test runs on the restarted processes.
+	const slack = "500us"
+	extra := map[string][]string{}
+	for _, kind := range []string{"gateway", "logic", "task", "dataproxy"} {
+		extra[kind] = []string{"-timer-slack", slack}
+	}
+	e := startStack(t, stack.Config{Gateways: 2, Extra: extra})
+	t.Run("every thread of every service has the timer slack", func(t *testing.T) {
+		pids := e.st.PIDs()
+		if len(pids) != 5 {
+			t.Fatalf("services %v, want dataproxy, logic, 2 gateways, task", pids)
+		}
+		for name, pid := range pids {
+			tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+			if err != nil || len(tasks) == 0 {
+				t.Fatalf("%s: threads of pid %d: %v", name, pid, err)
+			}
+			for _, task := range tasks {
+				b, err := os.ReadFile(filepath.Join("/proc", filepath.Base(task), "timerslack_ns"))
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				if got := strings.TrimSpace(string(b)); got != "500000" {
+					t.Fatalf("%s thread %s: timer slack %s ns, want 500000", name, filepath.Base(task), got)
+				}
+			}
+		}
+	})
 	phoneA := connect(t, "alice/phone-a", e.url(0, e.token("alice", "phone-a")))
 	web := connect(t, "alice/web", e.url(1, e.token("alice", "web")))
 	bob := connect(t, "bob", e.url(1, e.token("bob", "phone")))

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/gochat-im/gochat/pkg/config"
 	"github.com/gochat-im/gochat/pkg/kafkax"
 	"github.com/gochat-im/gochat/pkg/obs"
+	"github.com/gochat-im/gochat/pkg/timerslack"
 )
 
 // Common are the shared settings.
@@ -72,11 +74,28 @@ func (c *Common) Logger(service string) (*slog.Logger, error) {
 	return log, nil
 }
 
+// TimerSlackFlag is the flag (GOCHAT_TIMER_SLACK in the environment) every
+// service gets from Parse: the Linux timer slack of the whole process (see
+// package timerslack and docs/TUNING.md).
+const TimerSlackFlag = "timer-slack"
+
 // Parse loads fs from file, environment and args; on error it prints the
-// reason and exits with status 2, as flag.ExitOnError does.
+// reason and exits with status 2, as flag.ExitOnError does. It adds
+// -timer-slack to fs unless fs defines it (with its own default), and then
+// applies it, which may restart the program in place (timerslack.Apply).
 func Parse(fs *flag.FlagSet, args []string) {
+	if fs.Lookup(TimerSlackFlag) == nil {
+		fs.Duration(TimerSlackFlag, 0, "Linux timer slack of every thread, e.g. 500us: on small virtual machines a few hundred microseconds cut the Go runtime's wake-ups and the CPU they cost (see docs/TUNING.md); 0 keeps the slack the process was started with")
+	}
 	if err := config.Parse(fs, args); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
+	}
+	if g, ok := fs.Lookup(TimerSlackFlag).Value.(flag.Getter); ok {
+		if d, ok := g.Get().(time.Duration); ok {
+			if err := timerslack.Apply(d); err != nil {
+				fmt.Fprintln(os.Stderr, "warning: -timer-slack not applied:", err)
+			}
+		}
 	}
 }

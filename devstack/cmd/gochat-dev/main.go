@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/gochat-im/gochat/devstack/internal/stack"
 	"github.com/gochat-im/gochat/pkg/obs"
@@ -52,6 +53,9 @@ func main() {
 	fs.StringVar(&logLvl, "log-level", "info", "launcher log level")
 	fs.StringVar(&pprofL, "pprof-listen", "", "serve Go's /debug/pprof profiles of this process (embedded etcd, Kafka and Redis) on this address (empty: off; keep it on loopback)")
 	fs.IntVar(&gcMin, "gc-min-heap", 64, "MiB: the Go heap size below which this process (embedded etcd, Kafka and Redis) does not collect; 0: plain GOGC (see docs/TUNING.md)")
+	// Set here, the slack is this process's (embedded etcd, Kafka and Redis)
+	// and, inherited, every service's it starts.
+	fs.Duration(svc.TimerSlackFlag, 500*time.Microsecond, "Linux timer slack of this process and the services it starts (they inherit it): fewer wake-ups of the Go runtime on small machines, timers up to this much late (see docs/TUNING.md); 0 keeps the slack it was started with")
 	svc.Parse(fs, os.Args[1:])
 
 	log, err := obs.NewLogger(os.Stderr, "text", logLvl, "gochat-dev")

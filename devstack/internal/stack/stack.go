@@ -228,6 +228,21 @@ func (s *Stack) Stop() {
 	}
 }
 
+// PIDs returns the process id of each running service, by name.
+func (s *Stack) PIDs() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, p := range s.procs {
+		p.mu.Lock()
+		if p.cmd != nil && p.cmd.Process != nil {
+			out[p.name] = p.cmd.Process.Pid
+		}
+		p.mu.Unlock()
+	}
+	return out
+}
+
 // Kill sends SIGKILL to the named service (for fault tests); the
 // supervisor starts it again.
 func (s *Stack) Kill(name string) error {
