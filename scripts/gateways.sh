@@ -64,6 +64,13 @@ alive() {
 	[ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -q -- "$2"
 }
 
+# running PID: the process still exists. The start-up loops use this rather
+# than alive: a service given -timer-slack restarts itself in place with
+# exec at start-up, and its command line can read as empty meanwhile.
+running() {
+	kill -0 "$1" 2>/dev/null
+}
+
 # stop_pid FILE NAME: SIGTERM the process recorded in FILE, wait up to 25 s,
 # then SIGKILL; remove FILE.
 stop_pid() {
@@ -87,7 +94,7 @@ stop_pid() {
 wait_ready() { # wait_ready ADMIN-ADDR PID NAME
 	for _ in $(seq 900); do
 		if curl -fsS -o /dev/null "http://$1/readyz" 2>/dev/null; then return 0; fi
-		alive "$2" "$3" || return 1
+		running "$2" || return 1
 		sleep 0.1
 	done
 	return 1
@@ -137,7 +144,7 @@ do_start() {
 		local spid=$! ok=0
 		for _ in $(seq 1800); do
 			if grep -q "GoChat is running" "$dir/logs/stack.log" 2>/dev/null; then ok=1; break; fi
-			alive "$spid" "$bin/gochat-dev" || break
+			running "$spid" || break
 			sleep 0.1
 		done
 		[ $ok = 1 ] || { tail -20 "$dir/logs/stack.log" >&2; die "embedded stack did not start"; }
