@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/gobwas/ws"
+
+	"github.com/gochat-im/gochat/pkg/wsclient"
 )
 
 // Conn is a bench client's WebSocket connection, built to cost the box as
@@ -45,22 +47,20 @@ const readBuffer = 4096
 // are far smaller).
 const maxMessage = 16 << 20
 
+// newConn wraps a dialed connection; br is what ws.Dialer.Dial returned
+// (it holds the bytes that came with the 101, if any).
 func newConn(c net.Conn, br *bufio.Reader) *Conn {
-	if br != nil && br.Size() >= readBuffer {
-		return &Conn{Conn: c, br: br}
-	}
-	var src io.Reader = c
-	if br != nil && br.Buffered() > 0 {
-		src = io.MultiReader(br, c) // bytes that came with the 101 first
-	}
-	return &Conn{Conn: c, br: bufio.NewReaderSize(src, readBuffer)}
+	return &Conn{Conn: c, br: bufio.NewReaderSize(wsclient.Buffered(c, br), readBuffer)}
 }
 
 // WriteText sends p as one masked text frame.
-func (c *Conn) WriteText(p []byte) error {
+func (c *Conn) WriteText(p []byte) error { return c.writeFrame(ws.OpText, p) }
+
+// writeFrame sends p as one masked frame of opcode op, with one write.
+func (c *Conn) writeFrame(op ws.OpCode, p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.wbuf = AppendClientFrame(c.wbuf[:0], ws.OpText, p)
+	c.wbuf = AppendClientFrame(c.wbuf[:0], op, p)
 	_, err := c.Conn.Write(c.wbuf)
 	return err
 }
@@ -116,11 +116,11 @@ func (c *Conn) ReadMessage() ([]byte, error) {
 			}
 			switch h.OpCode {
 			case ws.OpPing:
-				if err := c.writeControl(ws.OpPong, payload); err != nil {
+				if err := c.writeFrame(ws.OpPong, payload); err != nil {
 					return nil, err
 				}
 			case ws.OpClose:
-				_ = c.writeControl(ws.OpClose, payload)
+				_ = c.writeFrame(ws.OpClose, payload)
 				return nil, ErrClosed
 			}
 			continue
@@ -144,12 +144,4 @@ func (c *Conn) ReadMessage() ([]byte, error) {
 			return c.msg, nil
 		}
 	}
-}
-
-func (c *Conn) writeControl(op ws.OpCode, p []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.wbuf = AppendClientFrame(c.wbuf[:0], op, p)
-	_, err := c.Conn.Write(c.wbuf)
-	return err
 }
