@@ -91,7 +91,7 @@ stop_pid() {
 	rm -f "$f"
 }
 
-wait_ready() { # wait_ready ADMIN-ADDR PID NAME
+wait_ready() { # wait_ready ADMIN-ADDR PID
 	for _ in $(seq 900); do
 		if curl -fsS -o /dev/null "http://$1/readyz" 2>/dev/null; then return 0; fi
 		running "$2" || return 1
@@ -173,7 +173,7 @@ do_start() {
 		echo "$id $ws $adm $pid" >>"$dir/gateways.txt.tmp"
 	done
 	while read -r id ws adm pid; do
-		if ! wait_ready "$adm" "$pid" "$bin/gateway"; then
+		if ! wait_ready "$adm" "$pid"; then
 			tail -20 "$dir/logs/$id.log" >&2
 			mv "$dir/gateways.txt.tmp" "$dir/gateways.txt"
 			die "gateway $id did not become ready (stop the rest with: scripts/gateways.sh stop -dir $dir)"
