@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
+	"time"
 
 	"github.com/gochat-im/gochat/devstack/internal/stack"
 	"github.com/gochat-im/gochat/pkg/protocol"
+	"github.com/gochat-im/gochat/pkg/timerslack"
 )
 
 // TestMultiDevice: every device of a user gets incoming messages and copies
@@ -18,10 +16,10 @@ func TestMultiDevice(t *testing.T) {
 	// Every service of this stack also restarts itself at start-up to take
 	// a timer slack (-timer-slack): the test checks that each has it, and
 	// the rest of the test runs on the restarted processes.
-	const slack = "500us"
+	const slack = 500 * time.Microsecond
 	extra := map[string][]string{}
 	for _, kind := range []string{"gateway", "logic", "task", "dataproxy"} {
-		extra[kind] = []string{"-timer-slack", slack}
+		extra[kind] = []string{"-timer-slack", slack.String()}
 	}
 	e := startStack(t, stack.Config{Gateways: 2, Extra: extra})
 	t.Run("every thread of every service has the timer slack", func(t *testing.T) {
@@ -30,17 +28,13 @@ func TestMultiDevice(t *testing.T) {
 			t.Fatalf("services %v, want dataproxy, logic, 2 gateways, task", pids)
 		}
 		for name, pid := range pids {
-			tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
-			if err != nil || len(tasks) == 0 {
+			threads, err := timerslack.Threads(pid)
+			if err != nil || len(threads) == 0 {
 				t.Fatalf("%s: threads of pid %d: %v", name, pid, err)
 			}
-			for _, task := range tasks {
-				b, err := os.ReadFile(filepath.Join("/proc", filepath.Base(task), "timerslack_ns"))
-				if err != nil {
-					t.Fatalf("%s: %v", name, err)
-				}
-				if got := strings.TrimSpace(string(b)); got != "500000" {
-					t.Fatalf("%s thread %s: timer slack %s ns, want 500000", name, filepath.Base(task), got)
+			for tid, got := range threads {
+				if got != slack {
+					t.Fatalf("%s thread %d: timer slack %v, want %v", name, tid, got, slack)
 				}
 			}
 		}

@@ -44,3 +44,7 @@ func Apply(d time.Duration) error {
 
 // Current returns the calling thread's timer slack.
 func Current() (time.Duration, error) { return current() }
+
+// Threads returns the timer slack of every thread of process pid, by
+// thread id.
+func Threads(pid int) (map[int]time.Duration, error) { return threads(pid) }

@@ -3,9 +3,13 @@
 package timerslack
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -26,6 +30,35 @@ func current() (time.Duration, error) {
 		return 0, fmt.Errorf("timer slack: %w", e)
 	}
 	return time.Duration(r), nil
+}
+
+func threads(pid int) (map[int]time.Duration, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil, fmt.Errorf("timer slack: %w", err)
+	}
+	out := make(map[int]time.Duration, len(tasks))
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		// A thread's own file is /proc/<tid>/timerslack_ns (task
+		// directories have none).
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/timerslack_ns", tid))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the thread has exited
+		}
+		if err != nil {
+			return nil, fmt.Errorf("timer slack: %w", err)
+		}
+		ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("timer slack of thread %d: %w", tid, err)
+		}
+		out[tid] = time.Duration(ns)
+	}
+	return out, nil
 }
 
 func apply(d time.Duration) error {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -47,17 +46,16 @@ func TestHelperProcess(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	tids, _ := filepath.Glob("/proc/self/task/*")
-	var slacks []string
-	for _, p := range tids {
-		b, err := os.ReadFile(filepath.Join("/proc", filepath.Base(p), "timerslack_ns"))
-		if err != nil {
-			fmt.Println("read:", err)
-			os.Exit(3)
-		}
-		slacks = append(slacks, strings.TrimSpace(string(b)))
+	byThread, err := Threads(os.Getpid())
+	if err != nil {
+		fmt.Println("read:", err)
+		os.Exit(3)
 	}
-	fmt.Printf("threads=%d restarted_env=%q slacks=%s\n", len(tids), os.Getenv(restartedEnv), strings.Join(slacks, ","))
+	var slacks []string
+	for _, d := range byThread {
+		slacks = append(slacks, strconv.FormatInt(d.Nanoseconds(), 10))
+	}
+	fmt.Printf("threads=%d restarted_env=%q slacks=%s\n", len(byThread), os.Getenv(restartedEnv), strings.Join(slacks, ","))
 	close(hold)
 	os.Exit(0)
 }
