@@ -318,7 +318,7 @@ func TestRedisFlushMidAppends(t *testing.T) {
 	// that is not rebuilt.
 	for _, k := range m.Keys() {
 		ok := false
-		for _, kind := range []string{"route:", "groute:", "ugroups:", "uconvs:", "cseq:", "fill:"} {
+		for _, kind := range []string{"route:", "groute:", "ugroups:", "uconvs:", "lastseq:", "fill:"} {
 			ok = ok || strings.HasPrefix(k, routes.DefaultPrefix+kind)
 		}
 		if !ok {

@@ -8,17 +8,22 @@
 // conversation on every heartbeat; instead two kinds of Redis keys hold
 // what the sum needs:
 //
-//	<prefix>cseq:<conv>         string  the conversation's last_seq                 TTL SeqTTL (24 h), renewed on every append
-//	<prefix>uconvs:<uid>        set     the user's conversation ids, and ""         TTL SetTTL (1 h) from its fill
-//	<prefix>fill:uconvs:<uid>   string  the token of a fill in progress             10 s
+//	<prefix>lastseq:<conv>      zset    one member "s" scored with the conversation's last_seq   TTL SeqTTL (24 h), renewed on every append
+//	<prefix>uconvs:<uid>        set     the user's conversation ids, and ""                      TTL SetTTL (1 h) from its fill
+//	<prefix>fill:uconvs:<uid>   string  the token of a fill in progress                          10 s
 //
-// cseq is written after every committed append with "set if greater"
+// lastseq is written after every committed append with "set if greater"
 // (appends of one conversation may finish out of order across instances),
 // and created if missing: the value written is the last_seq of a committed
-// transaction, and every later commit writes a larger one. A reader that
-// finds it missing reads last_seq from SQL and writes it with SET NX, then
+// transaction, and every later commit writes a larger one. "Set if
+// greater" is ZADD GT, a plain command: the key is a sorted set only for
+// that, since Redis has no compare-and-set for strings, and a plain
+// command costs far less than a script (on the embedded server, which
+// compiles every script it runs, several times less). A reader that finds
+// the key missing reads last_seq from SQL and writes it the same way, then
 // takes whatever the key holds: an append that committed meanwhile has
-// written a value at least as large.
+// written a value at least as large. Scores are float64, exact for every
+// seq below 2^53.
 //
 // uconvs is filled from SQL on a miss (the "" member marks a filled set, so
 // that a user in no conversation is not read from SQL every time). A
@@ -44,7 +49,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -77,7 +81,7 @@ type Source interface {
 // Config configures an Inbox.
 type Config struct {
 	Prefix string        // "" means DefaultPrefix
-	SeqTTL time.Duration // life of a cseq key; 0 means DefaultSeqTTL
+	SeqTTL time.Duration // life of a lastseq key; 0 means DefaultSeqTTL
 	SetTTL time.Duration // life of a uconvs set; 0 means DefaultSetTTL
 	// KnownSize bounds the (user, conversation) pairs remembered as added
 	// (per generation); 0 means DefaultKnownSize, negative turns it off.
@@ -128,23 +132,26 @@ func New(cfg Config, rdb redis.UniversalClient, src Source) (*Inbox, error) {
 }
 
 // SeqKey is the Redis key of a conversation's last_seq.
-func (b *Inbox) SeqKey(conv string) string { return b.prefix + "cseq:" + conv }
+func (b *Inbox) SeqKey(conv string) string { return b.prefix + seqKind + conv }
+
+// seqKind names the last_seq keys; seqMember is their one member.
+const (
+	seqKind   = "lastseq:"
+	seqMember = "s"
+)
+
+// raiseSeq queues "set key to seq unless it holds more, and renew its TTL".
+func (b *Inbox) raiseSeq(ctx context.Context, p redis.Pipeliner, key string, seq int64) []redis.Cmder {
+	return []redis.Cmder{
+		p.ZAddGT(ctx, key, redis.Z{Score: float64(seq), Member: seqMember}),
+		p.PExpire(ctx, key, b.seqTTL),
+	}
+}
 
 // SetKey is the Redis key of a user's conversation set.
 func (b *Inbox) SetKey(uid string) string { return b.prefix + "uconvs:" + uid }
 
 func (b *Inbox) fillKey(uid string) string { return b.prefix + "fill:uconvs:" + uid }
-
-// advanceScript sets each KEYS[i] to ARGV[i+1] unless it holds more, with
-// TTL ARGV[1] ms.
-var advanceScript = redis.NewScript(`
-for i, k in ipairs(KEYS) do
-  local v = tonumber(ARGV[i+1])
-  local cur = tonumber(redis.call('GET', k))
-  if not cur or cur < v then redis.call('SET', k, ARGV[i+1], 'PX', ARGV[1]) else redis.call('PEXPIRE', k, ARGV[1]) end
-end
-return 1
-`)
 
 // addScript adds ARGV[i] to the set KEYS[2i-1] if the set exists, and
 // deletes the fill marker KEYS[2i].
@@ -221,19 +228,20 @@ const writeTimeout = 2 * time.Second
 // them; a service calls it before closing its Redis client.
 func (b *Inbox) Settle(ctx context.Context) { b.updates.Settle(ctx) }
 
-// apply runs one merged update: a script for the seqs and one for the
-// pairs, in one round trip.
+// apply runs one merged update in one round trip: ZADD GT and PEXPIRE per
+// conversation, and a script for the pairs if there are any.
 func (b *Inbox) apply(ctx context.Context, u *update) error {
-	var calls []rscript.Call
+	var (
+		calls []rscript.Call
+		plain func(redis.Pipeliner)
+		seqs  []redis.Cmder
+	)
 	if len(u.seqs) > 0 {
-		keys := make([]string, 0, len(u.seqs))
-		args := make([]any, 0, len(u.seqs)+1)
-		args = append(args, b.seqTTL.Milliseconds())
-		for c, s := range u.seqs {
-			keys = append(keys, b.SeqKey(c))
-			args = append(args, s)
+		plain = func(p redis.Pipeliner) {
+			for c, s := range u.seqs {
+				seqs = append(seqs, b.raiseSeq(ctx, p, b.SeqKey(c), s)...)
+			}
 		}
-		calls = append(calls, rscript.Call{Script: advanceScript, Keys: keys, Args: args})
 	}
 	fresh := make([]Pair, 0, len(u.pairs))
 	for p := range u.pairs {
@@ -248,7 +256,14 @@ func (b *Inbox) apply(ctx context.Context, u *update) error {
 		}
 		calls = append(calls, rscript.Call{Script: addScript, Keys: keys, Args: args})
 	}
-	cmds, err := rscript.Exec(ctx, b.rdb, calls)
+	cmds, err := rscript.ExecWith(ctx, b.rdb, plain, calls)
+	if err == nil {
+		for _, c := range seqs {
+			if err = c.Err(); err != nil {
+				break
+			}
+		}
+	}
 	if err == nil {
 		for _, c := range cmds {
 			if err = c.Err(); err != nil {
@@ -295,8 +310,8 @@ func (b *Inbox) toRepair(keys ...string) {
 }
 
 // sumScript returns, per user set KEYS[i], {-1} if the set is missing, else
-// {sum of the cseq keys there are, conversations without one...}.
-// ARGV[1] is the prefix.
+// {sum of the lastseq keys there are, conversations without one...}.
+// ARGV[1] is the prefix and kind of the lastseq keys, ARGV[2] their member.
 var sumScript = redis.NewScript(`
 local out = {}
 for i, k in ipairs(KEYS) do
@@ -306,19 +321,10 @@ for i, k in ipairs(KEYS) do
   else
     local r = {0}
     local sum = 0
-    local convs, keys = {}, {}
     for _, c in ipairs(ms) do
       if c ~= '' then
-        convs[#convs+1] = c
-        keys[#keys+1] = ARGV[1] .. 'cseq:' .. c
-      end
-    end
-    for lo = 1, #keys, 500 do
-      local hi = math.min(lo + 499, #keys)
-      local vs = redis.call('MGET', unpack(keys, lo, hi))
-      for j = lo, hi do
-        local v = vs[j - lo + 1]
-        if v then sum = sum + tonumber(v) else r[#r+1] = convs[j] end
+        local v = redis.call('ZSCORE', ARGV[1] .. c, ARGV[2])
+        if v then sum = sum + tonumber(v) else r[#r+1] = c end
       end
     end
     r[1] = sum
@@ -337,17 +343,6 @@ redis.call('SADD', KEYS[1], '')
 for i = 3, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
-`)
-
-// setNXScript sets each missing KEYS[i] to ARGV[i+1] (TTL ARGV[1] ms) and
-// returns what every key holds.
-var setNXScript = redis.NewScript(`
-local out = {}
-for i, k in ipairs(KEYS) do
-  redis.call('SET', k, ARGV[i+1], 'NX', 'PX', ARGV[1])
-  out[i] = tonumber(redis.call('GET', k))
-end
-return out
 `)
 
 // Cursors returns the inbox cursor of each user (0 for a user in no
@@ -373,7 +368,7 @@ func (b *Inbox) Cursors(ctx context.Context, uids []string) (map[string]int64, e
 	for i, u := range want {
 		keys[i] = b.SetKey(u)
 	}
-	cmds, err := rscript.Exec(ctx, b.rdb, []rscript.Call{{Script: sumScript, Keys: keys, Args: []any{b.prefix}}})
+	cmds, err := rscript.Exec(ctx, b.rdb, []rscript.Call{{Script: sumScript, Keys: keys, Args: []any{b.prefix + seqKind, seqMember}}})
 	if err != nil {
 		return nil, fmt.Errorf("inbox cursors: %w", err)
 	}
@@ -381,7 +376,7 @@ func (b *Inbox) Cursors(ctx context.Context, uids []string) (map[string]int64, e
 	if err != nil || len(res) != len(want) {
 		return nil, fmt.Errorf("inbox cursors: %d answers for %d users: %w", len(res), len(want), err)
 	}
-	need := map[string][]string{} // conversation without cseq -> users in it
+	need := map[string][]string{} // conversation without a lastseq key -> users in it
 	var missing []string
 	for i, u := range want {
 		r, _ := res[i].([]any)
@@ -456,31 +451,35 @@ func (b *Inbox) fillUsers(ctx context.Context, uids []string, out map[string]int
 	if len(convs) == 0 {
 		return nil
 	}
-	keys := make([]string, len(convs))
-	for i, c := range convs {
-		keys[i] = b.SeqKey(c)
-	}
-	vals, err := b.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
+	scores := make([]*redis.FloatCmd, len(convs))
+	_, err = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range convs {
+			scores[i] = p.ZScore(ctx, b.SeqKey(c), seqMember)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("inbox cursors: %w", err)
 	}
-	for i, v := range vals {
-		s, ok := v.(string)
-		n, perr := strconv.ParseInt(s, 10, 64)
-		if !ok || perr != nil {
+	for i, sc := range scores {
+		n, err := sc.Result()
+		if errors.Is(err, redis.Nil) {
 			need[convs[i]] = append(need[convs[i]], owners[i]...)
 			continue
 		}
+		if err != nil {
+			return fmt.Errorf("inbox cursors: %w", err)
+		}
 		for _, u := range owners[i] {
-			out[u] += n
+			out[u] += int64(n)
 		}
 	}
 	return nil
 }
 
 // fillSeqs reads the last_seq of the conversations in need from SQL,
-// caches them (a value written meanwhile by an append wins) and adds the
-// cached values to their users' sums.
+// caches them (set if greater: a value written meanwhile by an append
+// wins) and adds the cached values to their users' sums.
 func (b *Inbox) fillSeqs(ctx context.Context, out map[string]int64, need map[string][]string) error {
 	convs := make([]string, 0, len(need))
 	for c := range need {
@@ -490,24 +489,27 @@ func (b *Inbox) fillSeqs(ctx context.Context, out map[string]int64, need map[str
 	if err != nil {
 		return fmt.Errorf("inbox cursors: %w", err)
 	}
-	keys := make([]string, len(convs))
-	args := make([]any, 0, len(convs)+1)
-	args = append(args, b.seqTTL.Milliseconds())
-	for i, c := range convs {
-		keys[i] = b.SeqKey(c)
-		args = append(args, seqs[c])
-	}
-	cmds, err := rscript.Exec(ctx, b.rdb, []rscript.Call{{Script: setNXScript, Keys: keys, Args: args}})
+	// Each conversation's raise and read are one transaction, so the read
+	// finds the key even if it expired just before.
+	scores := make([]*redis.FloatCmd, len(convs))
+	_, err = b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range convs {
+			key := b.SeqKey(c)
+			b.raiseSeq(ctx, p, key, seqs[c])
+			scores[i] = p.ZScore(ctx, key, seqMember)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("inbox cursors: %w", err)
 	}
-	vals, err := cmds[0].Int64Slice()
-	if err != nil || len(vals) != len(convs) {
-		return fmt.Errorf("inbox cursors: %d seqs for %d conversations: %w", len(vals), len(convs), err)
-	}
 	for i, c := range convs {
+		v, err := scores[i].Result()
+		if err != nil {
+			return fmt.Errorf("inbox cursors: %s: %w", c, err)
+		}
 		for _, u := range need[c] {
-			out[u] += vals[i]
+			out[u] += int64(v)
 		}
 	}
 	return nil

@@ -34,11 +34,20 @@ type Call struct {
 // error means the round trip failed (each command holds its own result
 // otherwise: a script's error is in its command).
 func Exec(ctx context.Context, rdb redis.Scripter, calls []Call) ([]*redis.Cmd, error) {
-	if len(calls) == 0 {
+	return ExecWith(ctx, rdb, nil, calls)
+}
+
+// ExecWith is Exec with plain commands too: plain queues them on the
+// pipeline ahead of the scripts, in the same round trip (they are sent once;
+// only scripts are sent again after a NOSCRIPT). The caller keeps the
+// commands plain creates and reads their results; an error reply to one of
+// them stays in its command, as for scripts.
+func ExecWith(ctx context.Context, rdb redis.Scripter, plain func(redis.Pipeliner), calls []Call) ([]*redis.Cmd, error) {
+	if len(calls) == 0 && plain == nil {
 		return nil, nil
 	}
 	cmds := make([]*redis.Cmd, len(calls))
-	if err := run(ctx, rdb, calls, cmds, nil); err != nil {
+	if err := run(ctx, rdb, plain, calls, cmds, nil); err != nil {
 		return nil, err
 	}
 	var again []int
@@ -60,19 +69,23 @@ func Exec(ctx context.Context, rdb redis.Scripter, calls []Call) ([]*redis.Cmd, 
 			}
 		}
 	}
-	if err := run(ctx, rdb, calls, cmds, again); err != nil {
+	if err := run(ctx, rdb, nil, calls, cmds, again); err != nil {
 		return nil, err
 	}
 	return cmds, nil
 }
 
-// run sends calls (only those at only, if given) and stores their commands.
-func run(ctx context.Context, rdb redis.Scripter, calls []Call, cmds []*redis.Cmd, only []int) error {
+// run sends the commands of plain (if any) and calls (only those at only,
+// if given) and stores the calls' commands.
+func run(ctx context.Context, rdb redis.Scripter, plain func(redis.Pipeliner), calls []Call, cmds []*redis.Cmd, only []int) error {
 	p, ok := rdb.(interface{ Pipeline() redis.Pipeliner })
 	if !ok {
 		return fmt.Errorf("rscript: %T cannot pipeline", rdb)
 	}
 	pipe := p.Pipeline()
+	if plain != nil {
+		plain(pipe)
+	}
 	add := func(i int) {
 		c := calls[i]
 		cmds[i] = c.Script.EvalSha(ctx, pipe, c.Keys, c.Args...)
