@@ -40,12 +40,25 @@ struct AppendResult {
 // cursors in that conversation to its seq (in the same transaction when
 // the sender's list row is in the conversation's database, just after it
 // otherwise).
+//
+// A caller that will push the stored messages can have the routes of the
+// users it pushes to read with the same call: route_uids are looked up
+// while the items are stored (as GetRoutes does), which saves a round trip
+// per batch.
 struct AppendMessagesReq {
     1: list<AppendItem> items
+    2: list<string> route_uids
 }
 
 struct AppendMessagesResp {
     1: list<AppendResult> results
+    // Every route of every user in route_uids that has one, when
+    // routes_read is true. It is false when no route_uids were given or
+    // their lookup failed: the items' results stand all the same (they are
+    // stored), and the caller asks GetRoutes itself. Retrying the append
+    // instead would turn the stored items into duplicates.
+    2: list<common.Route> routes
+    3: bool routes_read
 }
 
 struct SyncMessagesReq {

@@ -31,6 +31,7 @@ import (
 	"github.com/gochat-im/gochat/dataproxy/internal/inbox"
 	"github.com/gochat-im/gochat/dataproxy/internal/routes"
 	"github.com/gochat-im/gochat/dataproxy/internal/store"
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/pkg/errcode"
 	"github.com/gochat-im/gochat/pkg/ids"
@@ -138,13 +139,38 @@ func (h *Handler) AppendMessages(ctx context.Context, req *dataproxy.AppendMessa
 	if n := requestBytes(req.Items); n > h.maxBytes {
 		return nil, errcode.Biz(errcode.TooLarge, "the messages of this call hold %d bytes; the limit is %d", n, h.maxBytes)
 	}
+	if err := h.checkCount("route uids", len(req.RouteUids)); err != nil {
+		return nil, err
+	}
+	// The routes are read while the items are stored; the answer waits for
+	// both. A failed lookup does not fail the call (see routes_read).
+	var (
+		routes   []*common.Route
+		routesOK bool
+		looked   chan struct{}
+	)
+	if len(req.RouteUids) > 0 {
+		looked = make(chan struct{})
+		go func() {
+			defer close(looked)
+			rs, err := h.rt.GetRoutes(ctx, validUIDs(req.RouteUids))
+			if err != nil {
+				h.log.Warn("AppendMessages: route lookup failed; the caller looks them up itself", "err", err)
+				return
+			}
+			routes, routesOK = routesOut(rs), true
+		}()
+	}
 	res, err := h.st.AppendMessages(ctx, appendItems(req.Items))
+	if looked != nil {
+		<-looked
+	}
 	if err != nil {
 		return nil, h.fail("AppendMessages", err)
 	}
 	h.m.countAppend(res)
 	h.afterAppend(ctx, req.Items, res)
-	return &dataproxy.AppendMessagesResp{Results: appendResults(res)}, nil
+	return &dataproxy.AppendMessagesResp{Results: appendResults(res), Routes: routes, RoutesRead: routesOK}, nil
 }
 
 // afterAppend brings the inbox cursors up to date with a committed append:

@@ -267,6 +267,27 @@ func TestRoutesOverKitex(t *testing.T) {
 	if len(got.Routes) != 1 || got.Routes[0].GatewayId != "gw-2" || got.Routes[0].ConnId != 7 {
 		t.Fatalf("routes: %+v", got.Routes)
 	}
+	// An append can bring the routes of the users it is pushed to: the same
+	// answer as GetRoutes.
+	app, err := e.cli.AppendMessages(ctx, &dataproxy.AppendMessagesReq{
+		Items:     []*dataproxy.AppendItem{{ConvId: ids.P2P("alice", "bob"), Sender: "bob", Recipient: "alice", ClientMsgId: "r1", ContentType: "text/plain", Body: "hi"}},
+		RouteUids: []string{"alice", "bad uid", "bob"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app.Results[0].Seq != 1 || !app.RoutesRead || len(app.Routes) != 1 || app.Routes[0].GatewayId != "gw-2" || app.Routes[0].ConnId != 7 {
+		t.Fatalf("append with routes: %+v", app)
+	}
+	// Without route uids it reads none.
+	app, err = e.cli.AppendMessages(ctx, &dataproxy.AppendMessagesReq{
+		Items: []*dataproxy.AppendItem{{ConvId: ids.P2P("alice", "bob"), Sender: "bob", Recipient: "alice", ClientMsgId: "r2", ContentType: "text/plain", Body: "hi"}},
+	})
+	if err != nil || app.RoutesRead || len(app.Routes) != 0 || app.Results[0].Seq != 2 {
+		t.Fatalf("append without route uids: %+v %v", app, err)
+	}
+	_, err = e.cli.AppendMessages(ctx, &dataproxy.AppendMessagesReq{RouteUids: make([]string, 11)})
+	wantCode(t, err, errcode.BadRequest)
 
 	_, err = e.cli.SetRoutes(ctx, &dataproxy.SetRoutesReq{Routes: []*common.Route{{Uid: "alice", Device: "phone"}}})
 	wantCode(t, err, errcode.BadField)
@@ -291,9 +312,21 @@ func TestRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	if err := st.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	cli := serve(t, build(t, handler.Config{}, st, rdb, "", nil))
 	_, err = cli.GetRoutes(context.Background(), &dataproxy.GetRoutesReq{Uids: []string{"alice"}})
 	wantCode(t, err, errcode.Unavailable)
 	_, err = cli.SetRoutes(context.Background(), &dataproxy.SetRoutesReq{Routes: []*common.Route{{Uid: "a", Device: "d", GatewayId: "g"}}})
 	wantCode(t, err, errcode.Unavailable)
+	// An append whose route lookup fails still stores and answers its
+	// items; routes_read tells the caller to look the routes up itself.
+	app, err := cli.AppendMessages(context.Background(), &dataproxy.AppendMessagesReq{
+		Items:     []*dataproxy.AppendItem{{ConvId: ids.P2P("alice", "bob"), Sender: "alice", Recipient: "bob", ClientMsgId: "1", ContentType: "text/plain", Body: "hi"}},
+		RouteUids: []string{"bob"},
+	})
+	if err != nil || len(app.Results) != 1 || app.Results[0].Seq != 1 || app.RoutesRead || len(app.Routes) != 0 {
+		t.Fatalf("append with Redis down: %+v %v", app, err)
+	}
 }

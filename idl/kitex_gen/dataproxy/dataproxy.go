@@ -175,7 +175,8 @@ var fieldIDToName_AppendResult_ = map[int16]string{
 }
 
 type AppendMessagesReq struct {
-	Items []*AppendItem `thrift:"items,1" frugal:"1,default,list<AppendItem>" json:"items"`
+	Items     []*AppendItem `thrift:"items,1" frugal:"1,default,list<AppendItem>" json:"items"`
+	RouteUids []string      `thrift:"route_uids,2" frugal:"2,default,list<string>" json:"route_uids"`
 }
 
 func NewAppendMessagesReq() *AppendMessagesReq {
@@ -188,8 +189,15 @@ func (p *AppendMessagesReq) InitDefault() {
 func (p *AppendMessagesReq) GetItems() (v []*AppendItem) {
 	return p.Items
 }
+
+func (p *AppendMessagesReq) GetRouteUids() (v []string) {
+	return p.RouteUids
+}
 func (p *AppendMessagesReq) SetItems(val []*AppendItem) {
 	p.Items = val
+}
+func (p *AppendMessagesReq) SetRouteUids(val []string) {
+	p.RouteUids = val
 }
 
 func (p *AppendMessagesReq) String() string {
@@ -201,10 +209,13 @@ func (p *AppendMessagesReq) String() string {
 
 var fieldIDToName_AppendMessagesReq = map[int16]string{
 	1: "items",
+	2: "route_uids",
 }
 
 type AppendMessagesResp struct {
-	Results []*AppendResult_ `thrift:"results,1" frugal:"1,default,list<AppendResult_>" json:"results"`
+	Results    []*AppendResult_ `thrift:"results,1" frugal:"1,default,list<AppendResult_>" json:"results"`
+	Routes     []*common.Route  `thrift:"routes,2" frugal:"2,default,list<common.Route>" json:"routes"`
+	RoutesRead bool             `thrift:"routes_read,3" frugal:"3,default,bool" json:"routes_read"`
 }
 
 func NewAppendMessagesResp() *AppendMessagesResp {
@@ -217,8 +228,22 @@ func (p *AppendMessagesResp) InitDefault() {
 func (p *AppendMessagesResp) GetResults() (v []*AppendResult_) {
 	return p.Results
 }
+
+func (p *AppendMessagesResp) GetRoutes() (v []*common.Route) {
+	return p.Routes
+}
+
+func (p *AppendMessagesResp) GetRoutesRead() (v bool) {
+	return p.RoutesRead
+}
 func (p *AppendMessagesResp) SetResults(val []*AppendResult_) {
 	p.Results = val
+}
+func (p *AppendMessagesResp) SetRoutes(val []*common.Route) {
+	p.Routes = val
+}
+func (p *AppendMessagesResp) SetRoutesRead(val bool) {
+	p.RoutesRead = val
 }
 
 func (p *AppendMessagesResp) String() string {
@@ -230,6 +255,8 @@ func (p *AppendMessagesResp) String() string {
 
 var fieldIDToName_AppendMessagesResp = map[int16]string{
 	1: "results",
+	2: "routes",
+	3: "routes_read",
 }
 
 type SyncMessagesReq struct {

@@ -37,6 +37,11 @@ type DP struct {
 	Routes []*common.Route
 	// FailAppend fails this many AppendMessages calls with Unavailable.
 	FailAppend int
+	// NoAppendRoutes makes this many AppendMessages calls with route uids
+	// answer without routes (as when dataproxy's route lookup fails).
+	NoAppendRoutes int
+	// RouteLookups counts GetRoutes calls.
+	RouteLookups int
 	// Appends counts AppendMessages calls.
 	Appends int
 }
@@ -103,7 +108,29 @@ func (f *DP) AppendMessages(_ context.Context, req *dataproxy.AppendMessagesReq,
 		f.raiseSender(it.Sender, it.ConvId, f.last[it.ConvId])
 		resp.Results = append(resp.Results, &dataproxy.AppendResult_{Seq: f.last[it.ConvId], CreatedAtMs: it.CreatedAtMs})
 	}
+	if len(req.RouteUids) > 0 {
+		if f.NoAppendRoutes > 0 {
+			f.NoAppendRoutes--
+		} else {
+			resp.Routes, resp.RoutesRead = f.routesOf(req.RouteUids), true
+		}
+	}
 	return resp, nil
+}
+
+// routesOf returns the routes of uids. f.mu is held.
+func (f *DP) routesOf(uids []string) []*common.Route {
+	want := map[string]bool{}
+	for _, u := range uids {
+		want[u] = true
+	}
+	var out []*common.Route
+	for _, r := range f.Routes {
+		if want[r.Uid] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // raiseSender raises a sender's cursors to seq, as dataproxy's append does
@@ -128,17 +155,8 @@ func (f *DP) GetUsers(_ context.Context, req *dataproxy.GetUsersReq, _ ...callop
 func (f *DP) GetRoutes(_ context.Context, req *dataproxy.GetRoutesReq, _ ...callopt.Option) (*dataproxy.GetRoutesResp, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	want := map[string]bool{}
-	for _, u := range req.Uids {
-		want[u] = true
-	}
-	resp := &dataproxy.GetRoutesResp{}
-	for _, r := range f.Routes {
-		if want[r.Uid] {
-			resp.Routes = append(resp.Routes, r)
-		}
-	}
-	return resp, nil
+	f.RouteLookups++
+	return &dataproxy.GetRoutesResp{Routes: f.routesOf(req.Uids)}, nil
 }
 
 func (f *DP) SyncMessages(_ context.Context, req *dataproxy.SyncMessagesReq, _ ...callopt.Option) (*dataproxy.SyncMessagesResp, error) {

@@ -49,10 +49,19 @@ func needs(items []*item) (uids []string, groups map[string]bool) {
 	return uids, groups
 }
 
-// lookup finds the routes of uids with one call, and of each group with one
-// call on its route set whatever its size, all side by side.
-func (p *Processor) lookup(ctx context.Context, uids []string, groups map[string]bool) (audience, error) {
-	a := audience{groups: map[string][]*common.Route{}}
+// lookupUsers finds the routes of uids with one call.
+func (p *Processor) lookupUsers(ctx context.Context, uids []string) (users map[string][]*common.Route, err error) {
+	err = retry(ctx, p.log, "get routes", func() (err error) {
+		users, err = p.router.Lookup(ctx, uids)
+		return err
+	})
+	return users, err
+}
+
+// lookupGroups reads the route set of each group with one call whatever
+// its size, all side by side.
+func (p *Processor) lookupGroups(ctx context.Context, groups map[string]bool) (map[string][]*common.Route, error) {
+	out := map[string][]*common.Route{}
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -64,24 +73,6 @@ func (p *Processor) lookup(ctx context.Context, uids []string, groups map[string
 			firstErr = err
 		}
 		mu.Unlock()
-	}
-	if len(uids) > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var users map[string][]*common.Route
-			err := retry(ctx, p.log, "get routes", func() (err error) {
-				users, err = p.router.Lookup(ctx, uniq(uids))
-				return err
-			})
-			if err != nil {
-				fail(err)
-				return
-			}
-			mu.Lock()
-			a.users = users
-			mu.Unlock()
-		}()
 	}
 	for g := range groups {
 		wg.Add(1)
@@ -106,12 +97,12 @@ func (p *Processor) lookup(ctx context.Context, uids []string, groups map[string
 				}
 			}
 			mu.Lock()
-			a.groups[g] = live
+			out[g] = live
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return a, firstErr
+	return out, firstErr
 }
 
 // targets groups routes by gateway, in first-seen order, leaving out the

@@ -29,6 +29,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	dpclient "github.com/gochat-im/gochat/idl/kitex_gen/dataproxy/dataproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
@@ -122,10 +123,13 @@ type Prepared struct {
 }
 
 // Prepare does everything for recs except producing and saving cursors: it
-// validates them and has sends and recalls stored while it looks up the
-// routes of everyone involved (the two calls run side by side: the route
-// lookup does not depend on the store's answer), then builds the outputs.
-// It returns an error only when ctx ends first.
+// validates them and has sends and recalls stored while the routes of
+// everyone involved are looked up, then builds the outputs. The users'
+// routes come with the append call (dataproxy reads them while it stores
+// the batch: one round trip instead of two), or from a GetRoutes call when
+// the batch stores nothing or that lookup failed; each group's route set is
+// read by a call of its own, beside the append. It returns an error only
+// when ctx ends first.
 func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) (*Prepared, error) {
 	items := make([]*item, len(recs))
 	for i, r := range recs {
@@ -141,11 +145,16 @@ func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) (*Prep
 		done   = make(chan struct{})
 	)
 	uids, groups := needs(items)
-	go func() {
-		defer close(done)
-		aud, audErr = p.lookup(ctx, uids, groups)
-	}()
-	err := p.append(ctx, items)
+	uids = uniq(uids)
+	if len(groups) > 0 {
+		go func() {
+			defer close(done)
+			aud.groups, audErr = p.lookupGroups(ctx, groups)
+		}()
+	} else {
+		close(done)
+	}
+	users, read, err := p.append(ctx, items, uids)
 	<-done
 	if err != nil {
 		return nil, err
@@ -153,6 +162,12 @@ func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) (*Prep
 	if audErr != nil {
 		return nil, audErr
 	}
+	if !read && len(uids) > 0 {
+		if users, err = p.lookupUsers(ctx, uids); err != nil {
+			return nil, err
+		}
+	}
+	aud.users = users
 	return &Prepared{Msgs: pack(p.outputs(ctx, items, aud), p.router.Batches), cursors: cursorChanges(items)}, nil
 }
 
@@ -223,10 +238,12 @@ func (p *Processor) checkRecipients(ctx context.Context, items []*item) error {
 	return nil
 }
 
-// append stores the batch's sends and recalls, in order, in one call.
-func (p *Processor) append(ctx context.Context, items []*item) error {
+// append stores the batch's sends and recalls, in order, in one call, which
+// also reads the routes of uids. read is false when it did not (nothing to
+// store, the call was refused, or dataproxy's route lookup failed).
+func (p *Processor) append(ctx context.Context, items []*item, uids []string) (users map[string][]*common.Route, read bool, err error) {
 	var (
-		req  dataproxy.AppendMessagesReq
+		req  = dataproxy.AppendMessagesReq{RouteUids: uids}
 		sent []*item
 	)
 	now := p.now().UnixMilli()
@@ -247,10 +264,10 @@ func (p *Processor) append(ctx context.Context, items []*item) error {
 		sent = append(sent, it)
 	}
 	if len(sent) == 0 {
-		return nil
+		return nil, false, nil
 	}
 	var resp *dataproxy.AppendMessagesResp
-	err := retry(ctx, p.log, "append messages", func() (err error) {
+	err = retry(ctx, p.log, "append messages", func() (err error) {
 		resp, err = p.dp.AppendMessages(ctx, &req)
 		if err == nil && len(resp.Results) != len(req.Items) {
 			return errcode.New(errcode.Internal, "dataproxy returned %d results for %d items", len(resp.Results), len(req.Items))
@@ -265,9 +282,9 @@ func (p *Processor) append(ctx context.Context, items []*item) error {
 		for _, it := range sent {
 			it.fail(pe.code, "%s", pe.msg)
 		}
-		return nil
+		return nil, false, nil
 	case err != nil:
-		return err
+		return nil, false, err
 	}
 	for i, it := range sent {
 		res := resp.Results[i]
@@ -277,7 +294,10 @@ func (p *Processor) append(ctx context.Context, items []*item) error {
 		}
 		it.res = res
 	}
-	return nil
+	if !resp.RoutesRead || len(uids) == 0 {
+		return nil, false, nil
+	}
+	return p.router.Live(resp.Routes), true, nil
 }
 
 func preview(s string) string {

@@ -69,8 +69,18 @@ func decoded(t *testing.T, msgs []kafkax.Msg) (down map[string][]*events.DownRec
 	return down, tasks
 }
 
+// The users' routes come with the append call; when dataproxy could not
+// read them there, a GetRoutes call finds them and the outputs are the same.
 func TestProcessOnlineAndOffline(t *testing.T) {
+	t.Run("routes with the append", func(t *testing.T) { testOnlineAndOffline(t, false) })
+	t.Run("route lookup failed in the append", func(t *testing.T) { testOnlineAndOffline(t, true) })
+}
+
+func testOnlineAndOffline(t *testing.T, appendRoutesFail bool) {
 	dp := dpfake.New("alice", "bob", "carol")
+	if appendRoutesFail {
+		dp.NoAppendRoutes = 1
+	}
 	// bob on two gateways, a stale route on a dead gateway; carol offline.
 	dp.Routes = []*common.Route{
 		{Uid: "bob", Device: "phone", GatewayId: "gw1", ConnId: 1},
@@ -141,6 +151,9 @@ func TestProcessOnlineAndOffline(t *testing.T) {
 	}
 	if len(tasks) != 1 || tasks[0].OfflinePush.Uid != "carol" || tasks[0].OfflinePush.Preview != "yo" {
 		t.Fatalf("tasks = %+v", tasks)
+	}
+	if want := map[bool]int{false: 0, true: 1}[appendRoutesFail]; dp.RouteLookups != want {
+		t.Fatalf("%d GetRoutes calls, want %d", dp.RouteLookups, want)
 	}
 }
 

@@ -64,11 +64,17 @@ func (r *Router) Lookup(ctx context.Context, uids []string) (map[string][]*commo
 	if err != nil {
 		return nil, fmt.Errorf("get routes: %w", err)
 	}
-	out := make(map[string][]*common.Route, len(uids))
-	for _, rt := range resp.Routes {
+	return r.Live(resp.Routes), nil
+}
+
+// Live groups routes by user, leaving out those of gateways that are not
+// alive (routes read elsewhere, for example with an append).
+func (r *Router) Live(routes []*common.Route) map[string][]*common.Route {
+	out := make(map[string][]*common.Route)
+	for _, rt := range routes {
 		if r.Alive(rt.GatewayId) {
 			out[rt.Uid] = append(out[rt.Uid], rt)
 		}
 	}
-	return out, nil
+	return out
 }
