@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	mrand "math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
+
+	"github.com/gochat-im/gochat/pkg/ports"
 )
 
 // StateFile is where a data directory remembers its ports and secrets, so
@@ -69,67 +67,6 @@ func randomSecret() string {
 	return hex.EncodeToString(b)
 }
 
-// freePort picks an unused port on host outside the kernel's range of
-// ephemeral ports (net.ipv4.ip_local_port_range, 32768-60999 by default).
-// A port inside it could be handed to the local end of an outgoing
-// connection (a Kafka client's, a connection pool's) between this check and
-// the service binding it; that happened in a test run, when the port had
-// been picked by asking the kernel for any free one. Ports in taken are
-// not picked again.
-func freePort(host string, taken map[int]bool) (int, error) {
-	lo := ephemeralLow()
-	if lo-portFloor >= 1000 {
-		for range 500 {
-			port := portFloor + mrand.IntN(lo-portFloor)
-			if taken[port] {
-				continue
-			}
-			l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-			if err != nil {
-				continue // in use
-			}
-			l.Close()
-			return port, nil
-		}
-	}
-	// No room below the ephemeral range (or all of it busy): any port the
-	// kernel calls free.
-	for range 100 {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !taken[port] {
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free port")
-}
-
-// portFloor is the lowest port freePort picks: above the usual fixed ports
-// of servers (up to 9999, and MySQL's 33060 lies in the ephemeral range).
-const portFloor = 15000
-
-// ephemeralLow returns the first port of the kernel's ephemeral range, or
-// 32768 (Linux's default) when it cannot be read.
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 32768
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 32768
-	}
-	lo, err := strconv.Atoi(f[0])
-	if err != nil || lo <= 0 {
-		return 32768
-	}
-	return lo
-}
-
 // fill replaces every zero port with a free one.
 func (p *Ports) fill(host string, gateways int) error {
 	for len(p.Gateway) < gateways {
@@ -150,7 +87,7 @@ func (p *Ports) fill(host string, gateways int) error {
 		if *ptr != 0 {
 			continue
 		}
-		port, err := freePort(host, taken)
+		port, err := ports.Free(host, taken)
 		if err != nil {
 			return err
 		}

@@ -4,14 +4,16 @@ import (
 	"net"
 	"strconv"
 	"testing"
+
+	"github.com/gochat-im/gochat/pkg/ports"
 )
 
 // fill keeps set ports and gives every other one a distinct port that is
 // free and below the kernel's ephemeral range, where no outgoing
 // connection can take it before the service binds it.
 func TestFillPicksPortsBelowTheEphemeralRange(t *testing.T) {
-	lo := ephemeralLow()
-	if lo-portFloor < 1000 {
+	lo := ports.EphemeralLow()
+	if lo-ports.Floor < 1000 {
 		t.Fatalf("this machine's ephemeral range starts at %d: no room below it to test", lo)
 	}
 	for range 20 {
@@ -30,8 +32,8 @@ func TestFillPicksPortsBelowTheEphemeralRange(t *testing.T) {
 		}
 		seen := map[int]bool{p.Logic: true}
 		for _, port := range all {
-			if port < portFloor || port >= lo {
-				t.Fatalf("port %d outside [%d, %d)", port, portFloor, lo)
+			if port < ports.Floor || port >= lo {
+				t.Fatalf("port %d outside [%d, %d)", port, ports.Floor, lo)
 			}
 			if seen[port] {
 				t.Fatalf("port %d picked twice: %+v", port, p)

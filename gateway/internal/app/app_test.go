@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -28,6 +27,7 @@ import (
 	"github.com/gochat-im/gochat/pkg/auth"
 	"github.com/gochat-im/gochat/pkg/discovery"
 	"github.com/gochat-im/gochat/pkg/kafkax"
+	"github.com/gochat-im/gochat/pkg/ports"
 	"github.com/gochat-im/gochat/pkg/rpcx"
 )
 
@@ -35,14 +35,24 @@ import (
 // embedded etcd, an in-process Kafka broker (kfake) with real librdkafka
 // clients, and a stub logic service reached over Kitex through etcd.
 
+// taken holds the ports freePort has handed out, so none is given twice.
+var (
+	takenMu sync.Mutex
+	taken   = map[int]bool{}
+)
+
+// freePort picks a free port below the kernel's ephemeral range, where no
+// outgoing connection can take it before the server binds it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	takenMu.Lock()
+	defer takenMu.Unlock()
+	port, err := ports.Free("127.0.0.1", taken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	taken[port] = true
+	return port
 }
 
 func startEtcd(t *testing.T) string {
