@@ -143,30 +143,33 @@ func (h *Handler) AppendMessages(ctx context.Context, req *dataproxy.AppendMessa
 		return nil, err
 	}
 	// The routes are read while the items are stored; the answer waits for
-	// both. A failed lookup does not fail the call (see routes_read).
+	// both. A failed lookup does not fail the call (see routes_read). The
+	// append, which only queues the items for the committer and waits,
+	// gets the new goroutine; the Redis round trip runs on this one, whose
+	// stack has grown for such calls already.
 	var (
+		res      []store.AppendResult
+		aerr     error
 		routes   []*common.Route
 		routesOK bool
-		looked   chan struct{}
 	)
-	if len(req.RouteUids) > 0 {
-		looked = make(chan struct{})
+	if len(req.RouteUids) == 0 {
+		res, aerr = h.st.AppendMessages(ctx, appendItems(req.Items))
+	} else {
+		stored := make(chan struct{})
 		go func() {
-			defer close(looked)
-			rs, err := h.rt.GetRoutes(ctx, validUIDs(req.RouteUids))
-			if err != nil {
-				h.log.Warn("AppendMessages: route lookup failed; the caller looks them up itself", "err", err)
-				return
-			}
-			routes, routesOK = routesOut(rs), true
+			defer close(stored)
+			res, aerr = h.st.AppendMessages(ctx, appendItems(req.Items))
 		}()
+		if rs, lerr := h.rt.GetRoutes(ctx, validUIDs(req.RouteUids)); lerr != nil {
+			h.log.Warn("AppendMessages: route lookup failed; the caller looks them up itself", "err", lerr)
+		} else {
+			routes, routesOK = routesOut(rs), true
+		}
+		<-stored
 	}
-	res, err := h.st.AppendMessages(ctx, appendItems(req.Items))
-	if looked != nil {
-		<-looked
-	}
-	if err != nil {
-		return nil, h.fail("AppendMessages", err)
+	if aerr != nil {
+		return nil, h.fail("AppendMessages", aerr)
 	}
 	h.m.countAppend(res)
 	h.afterAppend(ctx, req.Items, res)
@@ -178,7 +181,7 @@ func (h *Handler) AppendMessages(ctx context.Context, req *dataproxy.AppendMessa
 // conversations. It runs even if the caller has gone (the commit stands).
 //
 // The answer does not wait for Redis: the update is queued (merged with
-// the other appends' into one script) and written right after. This
+// the other appends' into one round trip) and written right after. This
 // process's own cursor reads wait for what it has queued (inbox.Settle);
 // another instance may meanwhile read a cursor a few milliseconds low,
 // which a client's heartbeat check reads as nothing missed yet (an inbox
