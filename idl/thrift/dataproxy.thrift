@@ -53,10 +53,11 @@ struct AppendMessagesReq {
 struct AppendMessagesResp {
     1: list<AppendResult> results
     // Every route of every user in route_uids that has one, when
-    // routes_read is true. It is false when no route_uids were given or
-    // their lookup failed: the items' results stand all the same (they are
-    // stored), and the caller asks GetRoutes itself. Retrying the append
-    // instead would turn the stored items into duplicates.
+    // routes_read is true. It is false when no route_uids were given, more
+    // than a call may carry, or their lookup failed: the items' results
+    // stand all the same (they are stored), and the caller asks GetRoutes
+    // itself. Retrying the append instead would turn the stored items into
+    // duplicates.
     2: list<common.Route> routes
     3: bool routes_read
 }

@@ -139,11 +139,10 @@ func (h *Handler) AppendMessages(ctx context.Context, req *dataproxy.AppendMessa
 	if n := requestBytes(req.Items); n > h.maxBytes {
 		return nil, errcode.Biz(errcode.TooLarge, "the messages of this call hold %d bytes; the limit is %d", n, h.maxBytes)
 	}
-	if err := h.checkCount("route uids", len(req.RouteUids)); err != nil {
-		return nil, err
-	}
 	// The routes are read while the items are stored; the answer waits for
-	// both. A failed lookup does not fail the call (see routes_read). The
+	// both. A failed lookup does not fail the call (see routes_read), and
+	// neither do more route uids than a call may carry: they are not read,
+	// and the caller asks GetRoutes itself. The
 	// append, which only queues the items for the committer and waits,
 	// gets the new goroutine; the Redis round trip runs on this one, whose
 	// stack has grown for such calls already.
@@ -153,7 +152,7 @@ func (h *Handler) AppendMessages(ctx context.Context, req *dataproxy.AppendMessa
 		routes   []*common.Route
 		routesOK bool
 	)
-	if len(req.RouteUids) == 0 {
+	if len(req.RouteUids) == 0 || len(req.RouteUids) > h.max {
 		res, aerr = h.st.AppendMessages(ctx, appendItems(req.Items))
 	} else {
 		stored := make(chan struct{})

@@ -286,8 +286,15 @@ func TestRoutesOverKitex(t *testing.T) {
 	if err != nil || app.RoutesRead || len(app.Routes) != 0 || app.Results[0].Seq != 2 {
 		t.Fatalf("append without route uids: %+v %v", app, err)
 	}
-	_, err = e.cli.AppendMessages(ctx, &dataproxy.AppendMessagesReq{RouteUids: make([]string, 11)})
-	wantCode(t, err, errcode.BadRequest)
+	// More route uids than a call may carry are not read; the items are
+	// stored all the same.
+	app, err = e.cli.AppendMessages(ctx, &dataproxy.AppendMessagesReq{
+		Items:     []*dataproxy.AppendItem{{ConvId: ids.P2P("alice", "bob"), Sender: "bob", Recipient: "alice", ClientMsgId: "r3", ContentType: "text/plain", Body: "hi"}},
+		RouteUids: []string{"alice", "alice", "alice", "alice", "alice", "alice", "alice", "alice", "alice", "alice", "alice"},
+	})
+	if err != nil || app.RoutesRead || len(app.Routes) != 0 || app.Results[0].Seq != 3 {
+		t.Fatalf("append with too many route uids: %+v %v", app, err)
+	}
 
 	_, err = e.cli.SetRoutes(ctx, &dataproxy.SetRoutesReq{Routes: []*common.Route{{Uid: "alice", Device: "phone"}}})
 	wantCode(t, err, errcode.BadField)
