@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -142,30 +143,29 @@ func (h *Handler) AppendMessages(ctx context.Context, req *dataproxy.AppendMessa
 	// The routes are read while the items are stored; the answer waits for
 	// both. A failed lookup does not fail the call (see routes_read), and
 	// neither do more route uids than a call may carry: they are not read,
-	// and the caller asks GetRoutes itself. The
-	// append, which only queues the items for the committer and waits,
-	// gets the new goroutine; the Redis round trip runs on this one, whose
-	// stack has grown for such calls already.
+	// and the caller asks GetRoutes itself. The append, which only queues
+	// the items for the committer and waits, gets the new goroutine; the
+	// Redis round trip runs on this one, whose stack has grown for such
+	// calls already.
 	var (
 		res      []store.AppendResult
 		aerr     error
 		routes   []*common.Route
 		routesOK bool
 	)
-	if len(req.RouteUids) == 0 || len(req.RouteUids) > h.max {
-		res, aerr = h.st.AppendMessages(ctx, appendItems(req.Items))
+	appendBatch := func() { res, aerr = h.st.AppendMessages(ctx, appendItems(req.Items)) }
+	if n := len(req.RouteUids); n == 0 || n > h.max {
+		appendBatch()
 	} else {
-		stored := make(chan struct{})
-		go func() {
-			defer close(stored)
-			res, aerr = h.st.AppendMessages(ctx, appendItems(req.Items))
-		}()
-		if rs, lerr := h.rt.GetRoutes(ctx, validUIDs(req.RouteUids)); lerr != nil {
+		var stored sync.WaitGroup
+		stored.Go(appendBatch)
+		var lerr error
+		if routes, lerr = h.readRoutes(ctx, req.RouteUids); lerr != nil {
 			h.log.Warn("AppendMessages: route lookup failed; the caller looks them up itself", "err", lerr)
 		} else {
-			routes, routesOK = routesOut(rs), true
+			routesOK = true
 		}
-		<-stored
+		stored.Wait()
 	}
 	if aerr != nil {
 		return nil, h.fail("AppendMessages", aerr)
@@ -335,11 +335,20 @@ func (h *Handler) GetRoutes(ctx context.Context, req *dataproxy.GetRoutesReq) (r
 	if err := h.checkCount("uids", len(req.Uids)); err != nil {
 		return nil, err
 	}
-	rs, err := h.rt.GetRoutes(ctx, validUIDs(req.Uids))
+	rs, err := h.readRoutes(ctx, req.Uids)
 	if err != nil {
 		return nil, h.fail("GetRoutes", err)
 	}
-	return &dataproxy.GetRoutesResp{Routes: routesOut(rs)}, nil
+	return &dataproxy.GetRoutesResp{Routes: rs}, nil
+}
+
+// readRoutes returns every route of the valid uids among uids.
+func (h *Handler) readRoutes(ctx context.Context, uids []string) ([]*common.Route, error) {
+	rs, err := h.rt.GetRoutes(ctx, validUIDs(uids))
+	if err != nil {
+		return nil, err
+	}
+	return routesOut(rs), nil
 }
 
 // checkCount rejects a request carrying too many entries.

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -142,20 +143,15 @@ func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) (*Prep
 	var (
 		aud    audience
 		audErr error
-		done   = make(chan struct{})
+		groupW sync.WaitGroup
 	)
 	uids, groups := needs(items)
 	uids = uniq(uids)
 	if len(groups) > 0 {
-		go func() {
-			defer close(done)
-			aud.groups, audErr = p.lookupGroups(ctx, groups)
-		}()
-	} else {
-		close(done)
+		groupW.Go(func() { aud.groups, audErr = p.lookupGroups(ctx, groups) })
 	}
 	users, read, err := p.append(ctx, items, uids)
-	<-done
+	groupW.Wait()
 	if err != nil {
 		return nil, err
 	}
