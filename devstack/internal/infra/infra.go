@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -43,6 +44,7 @@ type Infra struct {
 	etcd  *embed.Etcd
 	kafka *kfake.Cluster
 	redis *miniredis.Miniredis
+	rl    *redisListener
 	stop  chan struct{}
 	log   *slog.Logger
 	cfg   Config
@@ -121,11 +123,21 @@ func (in *Infra) startKafka() error {
 }
 
 func (in *Infra) startRedis() error {
-	r := miniredis.NewMiniRedis()
-	if err := r.StartAddr(in.cfg.Host + ":" + strconv.Itoa(in.cfg.RedisPort)); err != nil {
+	l, err := net.Listen("tcp", net.JoinHostPort(in.cfg.Host, strconv.Itoa(in.cfg.RedisPort)))
+	if err != nil {
 		return fmt.Errorf("redis (miniredis): %w", err)
 	}
+	// Dial starts miniredis without a listener of its own (and the pipe it
+	// returns is not needed); its commands are served by serveRedis.
+	r := miniredis.NewMiniRedis()
+	c, err := r.Dial()
+	if err != nil {
+		_ = l.Close()
+		return fmt.Errorf("redis (miniredis): %w", err)
+	}
+	_ = c.Close()
 	in.redis = r
+	in.rl = serveRedis(r.Server(), l)
 	// miniredis only ages keys when told to: move its clock with the wall
 	// clock so TTLs expire as they would on a real server.
 	go func() {
@@ -152,7 +164,7 @@ func (in *Infra) EtcdEndpoint() string { return in.cfg.Host + ":" + strconv.Itoa
 func (in *Infra) KafkaBrokers() string { return in.kafka.ListenAddrs()[0] }
 
 // RedisAddr is the Redis address.
-func (in *Infra) RedisAddr() string { return in.redis.Addr() }
+func (in *Infra) RedisAddr() string { return in.rl.l.Addr().String() }
 
 // RestartKafka stops the Kafka broker and starts it again on the same port
 // and data (a graceful broker restart: clients reconnect).
@@ -172,6 +184,9 @@ func (in *Infra) Close() {
 		return
 	default:
 		close(in.stop)
+	}
+	if in.rl != nil {
+		in.rl.Close()
 	}
 	if in.redis != nil {
 		in.redis.Close()
