@@ -32,6 +32,9 @@ type bench struct {
 	acked     atomic.Int64
 	delivery  latency.Recorder
 	ack       latency.Recorder
+	// The two parts of a delivery, split at the time logic stamped the
+	// message (its "ts", in whole milliseconds).
+	toLogic, fromLogic latency.Recorder
 
 	stopPings chan struct{}
 	closed    atomic.Int64 // connections that closed before the end
@@ -46,10 +49,11 @@ type conn struct{ c *wsdial.Conn }
 func (c *conn) write(b []byte) error { return c.c.WriteText(b) }
 
 type result struct {
-	rate            int
-	achieved        float64
-	sent, delivered int64
-	delivery, ack   latency.Summary
+	rate               int
+	achieved           float64
+	sent, delivered    int64
+	delivery, ack      latency.Summary
+	toLogic, fromLogic latency.Summary
 }
 
 func setup(ctx context.Context, o options, urls []string) (*bench, error) {
@@ -141,16 +145,15 @@ func (b *bench) close() {
 // side keeps a table of messages in flight.
 func stamp(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }
 
-// since returns how long ago the stamped message was sent, and whether it
-// was sent during the measurement (warm-up messages arriving late are not
-// counted).
-func (b *bench) since(s string) (time.Duration, bool) {
+// sentAt returns when the stamped message was sent, and whether it was sent
+// during the measurement (warm-up messages arriving late are not counted).
+func (b *bench) sentAt(s string) (time.Time, bool) {
 	s, _, _ = strings.Cut(s, "-")
 	ns, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || !b.measuring.Load() || ns < b.start.Load() {
-		return 0, false
+		return time.Time{}, false
 	}
-	return time.Since(time.Unix(0, ns)), true
+	return time.Unix(0, ns), true
 }
 
 func (b *bench) readReceiver(c *conn) {
@@ -170,9 +173,15 @@ func (b *bench) readReceiver(c *conn) {
 		} else {
 			last[m.Conv] = m.Seq
 		}
-		if d, ok := b.since(m.ClientMsgID); ok {
-			b.delivery.Add(d)
+		if sent, ok := b.sentAt(m.ClientMsgID); ok {
+			now := time.Now()
+			b.delivery.Add(now.Sub(sent))
 			b.delivered.Add(1)
+			if m.TS > 0 {
+				stamped := time.UnixMilli(m.TS)
+				b.toLogic.Add(stamped.Sub(sent))
+				b.fromLogic.Add(now.Sub(stamped))
+			}
 		}
 	}
 }
@@ -188,8 +197,8 @@ func (b *bench) readSender(c *conn) {
 		if json.Unmarshal(data, &a) != nil || a.Type != protocol.TypeAck {
 			continue
 		}
-		if d, ok := b.since(a.ClientMsgID); ok {
-			b.ack.Add(d)
+		if sent, ok := b.sentAt(a.ClientMsgID); ok {
+			b.ack.Add(time.Since(sent))
 			b.acked.Add(1)
 		}
 	}
@@ -202,6 +211,8 @@ func (b *bench) measure(rate int, o options) result {
 	b.pace(rate, o.warmup, false)
 	b.delivery.Reset()
 	b.ack.Reset()
+	b.toLogic.Reset()
+	b.fromLogic.Reset()
 	b.sent.Store(0)
 	b.delivered.Store(0)
 	b.acked.Store(0)
@@ -216,7 +227,8 @@ func (b *bench) measure(rate int, o options) result {
 	}
 	b.measuring.Store(false)
 	return result{rate: rate, achieved: float64(b.sent.Load()) / elapsed.Seconds(), sent: b.sent.Load(),
-		delivered: b.delivered.Load(), delivery: b.delivery.Snapshot(), ack: b.ack.Snapshot()}
+		delivered: b.delivered.Load(), delivery: b.delivery.Snapshot(), ack: b.ack.Snapshot(),
+		toLogic: b.toLogic.Snapshot(), fromLogic: b.fromLogic.Snapshot()}
 }
 
 // pace sends rate messages per second for d, spread over the senders, in

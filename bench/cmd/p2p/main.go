@@ -127,6 +127,13 @@ func run(o options) error {
 			latency.Ms(d.Quantile(.5)), latency.Ms(d.Quantile(.99)), latency.Ms(d.Quantile(.999)), latency.Ms(d.Max()),
 			latency.Ms(a.Quantile(.5)), latency.Ms(a.Quantile(.99)))
 	}
+	fmt.Printf("\nWhere the time goes, split at logic's stamp of each message (\"ts\", whole milliseconds, so each part is off by up to 1 ms):\n")
+	fmt.Printf("sender -> gateway -> Kafka -> logic; logic -> dataproxy -> Kafka -> gateway -> recipient.\n\n")
+	fmt.Printf("| target rate msg/s | to logic p50 ms | p99 ms | from logic p50 ms | p99 ms |\n| --- | --- | --- | --- | --- |\n")
+	for _, r := range results {
+		fmt.Printf("| %d | %s | %s | %s | %s |\n", r.rate, latency.Ms(r.toLogic.Quantile(.5)), latency.Ms(r.toLogic.Quantile(.99)),
+			latency.Ms(r.fromLogic.Quantile(.5)), latency.Ms(r.fromLogic.Quantile(.99)))
+	}
 	fmt.Printf("\npushes out of order or repeated, per conversation, over the whole run: %d\n", b.outOfOrder.Load())
 	if n := b.closed.Load(); n > 0 {
 		fmt.Printf("\n%d connection(s) closed during the run: the figures are incomplete\n", n)
