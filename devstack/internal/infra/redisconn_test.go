@@ -69,6 +69,18 @@ func (c *client) send(t *testing.T, reqs ...string) {
 }
 
 // reply reads one reply, printed as fmt.Sprint prints it.
+// sendAsync writes reqs from another goroutine (net.Pipe and large
+// pipelines block the writer until the server reads); the error arrives on
+// the channel.
+func (c *client) sendAsync(reqs ...string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(c.c, strings.Join(reqs, ""))
+		done <- err
+	}()
+	return done
+}
+
 func (c *client) reply(t *testing.T) string {
 	t.Helper()
 	v, err := server.ParseReply(c.r)
@@ -90,7 +102,7 @@ func TestRedisPipeline(t *testing.T) {
 		reqs = append(reqs, resp("SET", fmt.Sprintf("k%d", i), strings.Repeat("v", 20)+fmt.Sprint(i)))
 	}
 	reqs = append(reqs, resp("HSET", "h", "a", "1", "b", "2"), resp("HGETALL", "h"), resp("ZADD", "z", "GT", "5", "s"), resp("ZSCORE", "z", "s"), resp("GET", "k1999"), resp("NOSUCHCMD"))
-	go func() { c.send(t, reqs...) }()
+	sent := c.sendAsync(reqs...)
 	for i := range n {
 		if v := c.reply(t); v != "OK" {
 			t.Fatalf("reply %d = %v", i, v)
@@ -105,6 +117,9 @@ func TestRedisPipeline(t *testing.T) {
 	// ParseReply returns an error reply as an error.
 	if v, err := server.ParseReply(c.r); err == nil || !strings.Contains(err.Error(), "unknown command") {
 		t.Fatalf("unknown command answered %v, %v", v, err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -139,7 +154,7 @@ func TestRedisRepliesOfAPipelineShareAWrite(t *testing.T) {
 	for i := range 10 {
 		reqs = append(reqs, resp("INCR", "n"), resp("HSET", "h", fmt.Sprint(i), "x"))
 	}
-	go c.send(t, reqs...) // net.Pipe: one write, read by the server in one go
+	sent := c.sendAsync(reqs...) // net.Pipe: one write, read by the server in one go
 	for i := range 10 {
 		if v := c.reply(t); v != fmt.Sprint(i+1) {
 			t.Fatalf("INCR %d = %v", i, v)
@@ -147,6 +162,9 @@ func TestRedisRepliesOfAPipelineShareAWrite(t *testing.T) {
 		if v := c.reply(t); v != "1" {
 			t.Fatalf("HSET %d = %v", i, v)
 		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
 	}
 	if w := sc.writes.Load(); w != 1 {
 		t.Fatalf("20 pipelined replies took %d writes, want 1", w)
