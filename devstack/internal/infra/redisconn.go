@@ -2,6 +2,7 @@ package infra
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -152,8 +153,8 @@ func readRedisCommand(r *bufio.Reader) ([]string, error) {
 		if size < 0 {
 			return nil, errRedisProtocol
 		}
-		buf := make([]byte, size+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
+		buf, err := readRedisBulk(r, size+2)
+		if err != nil {
 			return nil, err
 		}
 		if buf[size] != '\r' || buf[size+1] != '\n' {
@@ -162,6 +163,25 @@ func readRedisCommand(r *bufio.Reader) ([]string, error) {
 		args[i] = string(buf[:size])
 	}
 	return args, nil
+}
+
+// readRedisBulk reads n bytes. Up to 64 KiB it allocates them at once;
+// a longer value grows its buffer as its bytes arrive, so a length that
+// promises much and sends little does not reserve the memory it names.
+func readRedisBulk(r *bufio.Reader, n int) ([]byte, error) {
+	if n <= 64<<10 {
+		buf := make([]byte, n)
+		_, err := io.ReadFull(r, buf)
+		return buf, err
+	}
+	var buf bytes.Buffer
+	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // readRedisLen reads a "<kind><int>\r\n" line; -1 is allowed (a null).

@@ -101,6 +101,8 @@ func TestRedisPipeline(t *testing.T) {
 	for i := range n {
 		reqs = append(reqs, resp("SET", fmt.Sprintf("k%d", i), strings.Repeat("v", 20)+fmt.Sprint(i)))
 	}
+	big := strings.Repeat("0123456789abcdef", 20<<10) // 320 KiB: read in pieces
+	reqs = append(reqs, resp("SET", "big", big), resp("STRLEN", "big"))
 	reqs = append(reqs, resp("HSET", "h", "a", "1", "b", "2"), resp("HGETALL", "h"), resp("ZADD", "z", "GT", "5", "s"), resp("ZSCORE", "z", "s"), resp("GET", "k1999"), resp("NOSUCHCMD"))
 	sent := c.sendAsync(reqs...)
 	for i := range n {
@@ -108,10 +110,16 @@ func TestRedisPipeline(t *testing.T) {
 			t.Fatalf("reply %d = %v", i, v)
 		}
 	}
+	if v := c.reply(t); v != "OK" {
+		t.Fatalf("SET big = %v", v)
+	}
+	if v := c.reply(t); v != fmt.Sprint(len(big)) {
+		t.Fatalf("STRLEN big = %v, want %d", v, len(big))
+	}
 	want := []string{"2", "[a 1 b 2]", "1", "5", strings.Repeat("v", 20) + "1999"}
 	for i, w := range want {
 		if v := c.reply(t); v != w {
-			t.Fatalf("reply %d = %q, want %q", n+i, v, w)
+			t.Fatalf("reply %d = %q, want %q", n+2+i, v, w)
 		}
 	}
 	// ParseReply returns an error reply as an error.
@@ -208,6 +216,16 @@ func TestRedisBadRequests(t *testing.T) {
 		} else if os.IsTimeout(err) {
 			t.Fatalf("%.40q: still open", bad)
 		}
+	}
+	// A long value cut short by the client closing its side ends the
+	// connection (the server waits for the rest until then, as Redis does).
+	c := dial(t, addr)
+	c.send(t, "*2\r\n$3\r\nGET\r\n$1000000\r\nabc")
+	if err := c.c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := c.r.ReadByte(); err == nil || os.IsTimeout(err) {
+		t.Fatalf("truncated value: read %q, %v; want the connection closed", b, err)
 	}
 	other.send(t, resp("PING"))
 	if v := other.reply(t); v != "PONG" {
