@@ -74,7 +74,7 @@ const (
 // OnRequest goroutine and must not wait on the network.
 func (s *Server) Message(sess *session.Session, text []byte) {
 	var req request
-	if err := json.Unmarshal(text, &req); err != nil {
+	if err := decodeRequest(text, &req); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			s.clientError(sess, errcode.BadField, "field "+te.Field+" has the wrong type", req.ClientMsgID, req.RID)
