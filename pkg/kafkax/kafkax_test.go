@@ -21,6 +21,13 @@ func TestConfigSplit(t *testing.T) {
 	if p["linger.ms"] != "5" || p["socket.timeout.ms"] != "1000" || p["enable.idempotence"] != true {
 		t.Errorf("producer config: %v", p)
 	}
+	if p["go.events.channel.size"] != 10000 || p["go.produce.channel.size"] != 1000 {
+		t.Errorf("producer config: Go-side channels %v / %v, want 10000 / 1000", p["go.events.channel.size"], p["go.produce.channel.size"])
+	}
+	extra["go.events.channel.size"] = "50000"
+	if p := (Common{Brokers: "127.0.0.1:9092", Extra: extra}).ProducerConfig(); p["go.events.channel.size"] != "50000" {
+		t.Errorf("an operator's go.events.channel.size was not kept: %v", p["go.events.channel.size"])
+	}
 	cc := c.ConsumerConfig("g")
 	if cc["heartbeat.interval.ms"] != "300" || cc["group.id"] != "g" || cc["enable.auto.offset.store"] != false {
 		t.Errorf("consumer config: %v", cc)

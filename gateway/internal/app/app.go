@@ -22,7 +22,6 @@ import (
 	"net/http/pprof"
 	"time"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -135,7 +134,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if a.producer, err = kafkax.NewProducer(producerSettings(a.cfg.Kafka), a.log); err != nil {
+	if a.producer, err = kafkax.NewProducer(a.cfg.Kafka, a.log); err != nil {
 		return err
 	}
 	sink, err := upstream.NewKafka(a.producer)
@@ -259,24 +258,4 @@ func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
 	}()
 	log.Info("pprof endpoints enabled", "addr", ln.Addr().String())
 	return srv, nil
-}
-
-// producerSettings returns c with small Go-side channels for the producer,
-// unless the operator set them: confluent-kafka-go preallocates room for
-// a million delivery events and a million queued messages (about 24 MiB of
-// heap per process) while the gateway produces through Produce and drains
-// delivery reports as they come. On a box running many gateway processes
-// that was a large share of the memory not spent on connections.
-func producerSettings(c kafkax.Common) kafkax.Common {
-	extra := make(kafka.ConfigMap, len(c.Extra)+2)
-	for k, v := range c.Extra {
-		extra[k] = v
-	}
-	for k, v := range map[string]kafka.ConfigValue{"go.events.channel.size": 10000, "go.produce.channel.size": 1000} {
-		if _, set := extra[k]; !set {
-			extra[k] = v
-		}
-	}
-	c.Extra = extra
-	return c
 }
