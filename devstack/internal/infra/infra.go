@@ -127,15 +127,11 @@ func (in *Infra) startRedis() error {
 	if err != nil {
 		return fmt.Errorf("redis (miniredis): %w", err)
 	}
-	// Dial starts miniredis without a listener of its own (and the pipe it
-	// returns is not needed); its commands are served by serveRedis.
-	r := miniredis.NewMiniRedis()
-	c, err := r.Dial()
+	r, err := newMiniredis()
 	if err != nil {
 		_ = l.Close()
 		return fmt.Errorf("redis (miniredis): %w", err)
 	}
-	_ = c.Close()
 	in.redis = r
 	in.rl = serveRedis(r.Server(), l)
 	// miniredis only ages keys when told to: move its clock with the wall

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/alicebob/miniredis/v2/server"
 )
 
@@ -30,6 +31,19 @@ const (
 )
 
 var errRedisProtocol = errors.New("redis protocol error")
+
+// newMiniredis returns a miniredis with its commands registered and no
+// listener of its own: Dial starts it that way (the pipe it returns is not
+// needed). serveRedis serves its Server().
+func newMiniredis() (*miniredis.Miniredis, error) {
+	m := miniredis.NewMiniRedis()
+	c, err := m.Dial()
+	if err != nil {
+		return nil, err
+	}
+	_ = c.Close()
+	return m, nil
+}
 
 // redisListener accepts connections and serves them with srv's commands.
 type redisListener struct {

@@ -22,12 +22,10 @@ func newRedis(t *testing.T) (*miniredis.Miniredis, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := miniredis.NewMiniRedis()
-	c, err := m.Dial()
+	m, err := newMiniredis()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = c.Close()
 	rl := serveRedis(m.Server(), l)
 	t.Cleanup(func() {
 		rl.Close()
@@ -144,12 +142,10 @@ func (c *countingConn) Write(p []byte) (int, error) {
 
 // The replies to commands that arrive together leave in one write.
 func TestRedisRepliesOfAPipelineShareAWrite(t *testing.T) {
-	m := miniredis.NewMiniRedis()
-	pc, err := m.Dial()
+	m, err := newMiniredis()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = pc.Close()
 	defer m.Close()
 	cli, srvSide := net.Pipe()
 	sc := &countingConn{Conn: srvSide}
