@@ -262,23 +262,6 @@ func (f *Fanout) count(t *tally) {
 	}
 }
 
-// frameBuffer returns a buffer for a text frame of about size payload
-// bytes, with room for the largest header before the payload. The payload
-// is appended to it and textFrame puts the header in front: the frame is
-// built in one allocation.
-func frameBuffer(size int) []byte {
-	return make([]byte, wsframe.MaxHeaderSize, wsframe.MaxHeaderSize+size)
-}
-
-// textFrame writes the header of the payload appended after frameBuffer's
-// reserved bytes and returns the frame.
-func textFrame(buf []byte) []byte {
-	n := len(buf) - wsframe.MaxHeaderSize
-	start := wsframe.MaxHeaderSize - wsframe.ServerHeaderLen(n)
-	wsframe.PutHeader(buf[start:], ws.OpText, n)
-	return buf[start:]
-}
-
 // Encode returns the client frame for rec and a label for its kind. Pushes
 // and acks, one of each for every message, are encoded without reflection
 // (protocol's AppendJSON, byte for byte what encoding/json gives).
@@ -300,7 +283,7 @@ func Encode(rec *events.DownRecord) ([]byte, string, error) {
 			Recalled: m.Recalled, RefSeq: m.RefSeq,
 		}
 		size := 160 + len(m.ConvId) + len(m.Sender) + len(m.Recipient) + len(m.ClientMsgId) + len(m.ContentType) + len(m.Body)
-		return textFrame(msg.AppendJSON(frameBuffer(size))), kind, nil
+		return wsframe.FinishFrame(msg.AppendJSON(wsframe.FrameBuffer(size)), ws.OpText), kind, nil
 	case events.DownKind_ACK:
 		kind = "ack"
 		a := rec.Ack
@@ -311,7 +294,7 @@ func Encode(rec *events.DownRecord) ([]byte, string, error) {
 			Type: protocol.TypeAck, ClientMsgID: a.ClientMsgId, Conv: a.ConvId, Seq: a.Seq,
 			TS: a.CreatedAtMs, Duplicate: a.Duplicate,
 		}
-		return textFrame(ack.AppendJSON(frameBuffer(96 + len(a.ClientMsgId) + len(a.ConvId)))), kind, nil
+		return wsframe.FinishFrame(ack.AppendJSON(wsframe.FrameBuffer(96+len(a.ClientMsgId)+len(a.ConvId))), ws.OpText), kind, nil
 	case events.DownKind_ERROR:
 		kind = "error"
 		e := rec.Error

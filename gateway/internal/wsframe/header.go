@@ -171,6 +171,23 @@ func AppendFrame(dst []byte, op ws.OpCode, payload []byte) []byte {
 	return append(dst, payload...)
 }
 
+// FrameBuffer returns an empty buffer to append the payload of one
+// unmasked frame to (size is a capacity hint), with room for the longest
+// header kept in front; FinishFrame then writes the header there. The frame
+// is built in one allocation and the payload is never copied.
+func FrameBuffer(size int) []byte {
+	return make([]byte, MaxHeaderSize, MaxHeaderSize+size)
+}
+
+// FinishFrame writes the header for the payload appended to a FrameBuffer
+// and returns the frame (a suffix of buf).
+func FinishFrame(buf []byte, op ws.OpCode) []byte {
+	n := len(buf) - MaxHeaderSize
+	start := MaxHeaderSize - ServerHeaderLen(n)
+	PutHeader(buf[start:], op, n)
+	return buf[start:]
+}
+
 // Frame returns a new slice holding one complete unmasked frame.
 func Frame(op ws.OpCode, payload []byte) []byte {
 	return AppendFrame(make([]byte, 0, ServerHeaderLen(len(payload))+len(payload)), op, payload)

@@ -156,3 +156,14 @@ func TestParseClose(t *testing.T) {
 		}
 	}
 }
+
+// A frame built in a FrameBuffer equals Frame's, for every header length.
+func TestFrameBuffer(t *testing.T) {
+	for _, n := range []int{0, 1, 125, 126, 65535, 65536, 70000} {
+		payload := bytes.Repeat([]byte{'x'}, n)
+		got := FinishFrame(append(FrameBuffer(16), payload...), ws.OpText)
+		if want := Frame(ws.OpText, payload); !bytes.Equal(got, want) {
+			t.Fatalf("%d-byte payload: header % x, want % x", n, got[:min(len(got), 10)], want[:min(len(want), 10)])
+		}
+	}
+}
