@@ -60,32 +60,27 @@ func fastDecode(text []byte, req *request) bool {
 			return false
 		}
 		p.space()
-		var bit int
+		var (
+			bit int
+			str *string // the field of a string-valued key
+		)
 		switch string(key) { // no allocation: the compiler compares the bytes
 		case "type":
-			bit = keyType
-			req.Type, ok = p.strValue()
+			bit, str = keyType, &req.Type
 		case "cmid":
-			bit = keyCMID
-			req.ClientMsgID, ok = p.strValue()
+			bit, str = keyCMID, &req.ClientMsgID
 		case "to":
-			bit = keyTo
-			req.To, ok = p.strValue()
+			bit, str = keyTo, &req.To
 		case "group":
-			bit = keyGroup
-			req.Group, ok = p.strValue()
+			bit, str = keyGroup, &req.Group
 		case "content_type":
-			bit = keyContentType
-			req.ContentType, ok = p.strValue()
+			bit, str = keyContentType, &req.ContentType
 		case "body":
-			bit = keyBody
-			req.Body, ok = p.strValue()
+			bit, str = keyBody, &req.Body
 		case "rid":
-			bit = keyRID
-			req.RID, ok = p.strValue()
+			bit, str = keyRID, &req.RID
 		case "conv":
-			bit = keyConv
-			req.Conv, ok = p.strValue()
+			bit, str = keyConv, &req.Conv
 		case "seq":
 			bit = keySeq
 			req.Seq, ok = p.int()
@@ -102,6 +97,9 @@ func fastDecode(text []byte, req *request) bool {
 			ok = ok && int64(req.Limit) == n
 		default:
 			return false
+		}
+		if str != nil {
+			*str, ok = p.strValue()
 		}
 		if !ok || seen&bit != 0 {
 			return false
