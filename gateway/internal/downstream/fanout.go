@@ -32,6 +32,10 @@ import (
 // Conn is a local connection as the fan-out sees it.
 type Conn interface {
 	Send(frame []byte) error
+	// Routable reports whether pushes may go to the connection: it is
+	// open (its hello is out). Replies to its own requests (acks and
+	// errors) go to any connection that can still take frames: a client
+	// may send before its hello arrives, and its message is stored then.
 	Routable() bool
 	// CloseWith closes the connection after what is queued, with a
 	// WebSocket close code and reason.
@@ -87,10 +91,11 @@ type tally struct {
 	reason     string
 	sent, miss int
 	batch      Batch // nil: each Send starts its connection's writer
+	reply      bool  // an ack or error: also for a connection not yet open
 }
 
 func (t *tally) deliver(c Conn, ok bool) {
-	if !ok || !c.Routable() {
+	if !ok || (!t.reply && !c.Routable()) {
 		t.miss++
 		return
 	}
@@ -237,7 +242,7 @@ func (f *Fanout) prepare(rec *events.DownRecord, batch Batch) (*tally, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &tally{frame: frame, batch: batch}
+	t := &tally{frame: frame, batch: batch, reply: rec.Kind == events.DownKind_ACK || rec.Kind == events.DownKind_ERROR}
 	if rec.CloseCode != 0 {
 		if !validKick(rec.CloseCode) {
 			return nil, fmt.Errorf("close code %d is not one a server may send", rec.CloseCode)

@@ -115,6 +115,56 @@ func TestHelloAfterConnect(t *testing.T) {
 	}
 }
 
+// A client may send before its hello arrives (while logic is accepting its
+// route): the message is stored, so its ack (or error) must reach it, while
+// pushes wait until the connection is open.
+func TestRepliesReachAConnectionBeforeHello(t *testing.T) {
+	e := start(t, nil)
+	gate := make(chan struct{})
+	e.logic.mu.Lock()
+	e.logic.gate = gate
+	e.logic.mu.Unlock()
+	c := dial(t, e.addr, token(t, "alice", "phone", time.Hour))
+	c.send(`{"type":"send","cmid":"m1","to":"bob","body":"hi"}`)
+	eventually(t, "up record", func() bool { return len(e.up.records()) == 1 })
+	rec := e.up.records()[0]
+	self := []*events.Target{{Uid: rec.Sender, ConnId: rec.ConnId}}
+	push := &events.DownRecord{Kind: events.DownKind_PUSH, Targets: self,
+		Message: &common.Message{ConvId: "p:alice:bob", Seq: 3, Sender: "bob", Recipient: "alice", ClientMsgId: "b3", Body: "early"}}
+	if n, _ := e.srv.Fanout().Deliver(push); n != 0 {
+		t.Fatalf("push delivered to %d connections before hello", n)
+	}
+	ack := &events.DownRecord{Kind: events.DownKind_ACK, Targets: self, Ack: &events.Ack{ClientMsgId: "m1", ConvId: rec.ConvId, Seq: 1}}
+	if n, err := e.srv.Fanout().Deliver(ack); n != 1 || err != nil {
+		t.Fatalf("ack delivered to %d connections (%v) before hello, want 1", n, err)
+	}
+	er := &events.DownRecord{Kind: events.DownKind_ERROR, Targets: self, Error: &events.ErrorEvent{Code: int32(errcode.UserNotFound), ClientMsgId: "m2"}}
+	if n, _ := e.srv.Fanout().Deliver(er); n != 1 {
+		t.Fatalf("error delivered to %d connections before hello, want 1", n)
+	}
+	var a struct {
+		Type string `json:"type"`
+		CMID string `json:"cmid"`
+		Seq  int64  `json:"seq"`
+	}
+	c.readJSON(&a)
+	if a.Type != "ack" || a.CMID != "m1" || a.Seq != 1 {
+		t.Fatalf("first frame %+v, want the ack", a)
+	}
+	var ef errFrame
+	c.readJSON(&ef)
+	if ef.Code != int32(errcode.UserNotFound) || ef.CMID != "m2" {
+		t.Fatalf("second frame %+v, want the error", ef)
+	}
+	close(gate)
+	var h hello
+	c.readJSON(&h)
+	if h.Type != "hello" || h.ConnID != rec.ConnId {
+		t.Fatalf("hello %+v", h)
+	}
+	c.expectNothing(100 * time.Millisecond) // the early push stays dropped
+}
+
 func TestConnectRetried(t *testing.T) {
 	e := start(t, nil)
 	e.logic.mu.Lock()

@@ -44,6 +44,9 @@ type DP struct {
 	RouteLookups int
 	// Appends counts AppendMessages calls.
 	Appends int
+	// HoldCursors, when set, makes UpdateCursors wait for a value on it
+	// before it stores anything and answers.
+	HoldCursors chan struct{}
 }
 
 // New returns a DP knowing the given users.
@@ -246,7 +249,14 @@ func (f *DP) GetMessage(_ context.Context, req *dataproxy.GetMessageReq, _ ...ca
 	return &dataproxy.GetMessageResp{Found: true, Message: f.msgs[req.ConvId][seq-1]}, nil
 }
 
-func (f *DP) UpdateCursors(_ context.Context, req *dataproxy.UpdateCursorsReq, _ ...callopt.Option) (*dataproxy.UpdateCursorsResp, error) {
+func (f *DP) UpdateCursors(ctx context.Context, req *dataproxy.UpdateCursorsReq, _ ...callopt.Option) (*dataproxy.UpdateCursorsResp, error) {
+	if f.HoldCursors != nil {
+		select {
+		case <-f.HoldCursors:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	resp := &dataproxy.UpdateCursorsResp{}

@@ -126,20 +126,27 @@ func (t *targets) add(from *events.UpRecord, routes ...*common.Route) {
 	}
 }
 
-// outputs builds the acks, error replies, pushes, receipts and tasks of a
-// batch, in record order.
-func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) []kafkax.Msg {
-	var msgs []kafkax.Msg
-	down := func(gw, key string, rec *events.DownRecord) {
-		msgs = append(msgs, kafkax.Msg{Topic: kafkax.DownTopic(gw), Key: []byte(key), Value: kafkax.Encode(rec)})
-	}
-	fanout := func(key string, t *targets, rec *events.DownRecord) {
-		for _, gw := range t.order {
-			r := *rec
-			r.Targets = t.by[gw]
-			down(gw, key, &r)
+// outputs builds the acks, error replies, pushes, typing indicators and
+// tasks of a batch (msgs), and its read receipts (receipts), each in record
+// order.
+func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) (msgs, receipts []kafkax.Msg) {
+	downTo := func(out *[]kafkax.Msg) func(gw, key string, rec *events.DownRecord) {
+		return func(gw, key string, rec *events.DownRecord) {
+			*out = append(*out, kafkax.Msg{Topic: kafkax.DownTopic(gw), Key: []byte(key), Value: kafkax.Encode(rec)})
 		}
 	}
+	fanoutTo := func(down func(gw, key string, rec *events.DownRecord)) func(string, *targets, *events.DownRecord) {
+		return func(key string, t *targets, rec *events.DownRecord) {
+			for _, gw := range t.order {
+				r := *rec
+				r.Targets = t.by[gw]
+				down(gw, key, &r)
+			}
+		}
+	}
+	down := downTo(&msgs)
+	fanout := fanoutTo(down)
+	fanoutReceipt := fanoutTo(downTo(&receipts))
 	frame := func(v any) []byte {
 		b, _ := json.Marshal(v)
 		return b
@@ -169,7 +176,7 @@ func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) []
 			if it.peer != "" {
 				t.add(r, aud.users[it.peer]...)
 			}
-			fanout(r.ConvId, t, &events.DownRecord{Kind: events.DownKind_FRAME,
+			fanoutReceipt(r.ConvId, t, &events.DownRecord{Kind: events.DownKind_FRAME,
 				Frame: frame(protocol.Cursor{Type: protocol.TypeRead, Conv: r.ConvId, UID: r.Sender, Seq: r.Seq})})
 		case events.UpKind_TYPING:
 			t := newTargets()
@@ -178,7 +185,7 @@ func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) []
 				Frame: frame(protocol.Typing{Type: protocol.TypeTyping, Conv: r.ConvId, From: r.Sender})})
 		}
 	}
-	return msgs
+	return msgs, receipts
 }
 
 // messageOutputs handles a stored send or recall: the ack and the pushes to

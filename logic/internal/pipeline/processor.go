@@ -110,15 +110,20 @@ func (p *Processor) Process(ctx context.Context, recs []*events.UpRecord) error 
 		return err
 	}
 	return retry(ctx, p.log, "produce", func() error {
-		return p.prod.SendAll(ctx, prep.Msgs)
+		return p.prod.SendAll(ctx, append(prep.Msgs[:len(prep.Msgs):len(prep.Msgs)], prep.Receipts...))
 	})
 }
 
 // Prepared is a batch ready to be produced.
 type Prepared struct {
-	// Msgs are the acks, error replies, pushes, receipts and tasks, in an
-	// order that keeps each conversation's records in seq order.
+	// Msgs are the acks, error replies, pushes, typing indicators and
+	// tasks, in an order that keeps each conversation's records in seq
+	// order.
 	Msgs []kafkax.Msg
+	// Receipts are the read receipts: they announce a cursor, so they go
+	// out once the cursor is stored (a device told "read up to 40" then
+	// finds read_seq 40 in its conversation list).
+	Receipts []kafkax.Msg
 	// cursors are the batch's cursor changes, for SaveCursors.
 	cursors []*dataproxy.CursorUpdate
 }
@@ -164,7 +169,9 @@ func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) (*Prep
 		}
 	}
 	aud.users = users
-	return &Prepared{Msgs: pack(p.outputs(ctx, items, aud), p.router.Batches), cursors: cursorChanges(items)}, nil
+	msgs, receipts := p.outputs(ctx, items, aud)
+	return &Prepared{Msgs: pack(msgs, p.router.Batches), Receipts: pack(receipts, p.router.Batches),
+		cursors: cursorChanges(items)}, nil
 }
 
 func (p *Processor) validate(it *item) {

@@ -132,18 +132,22 @@ func (w *worker) handle(ctx context.Context, msgs []*kafka.Message) bool {
 	b := &batch{offsets: nextOffsets(msgs)}
 	// One count per output, one for the cursor save, one released below
 	// once everything is queued.
-	b.pending.Store(int64(len(prep.Msgs)) + 2)
+	b.pending.Store(int64(len(prep.Msgs)+len(prep.Receipts)) + 2)
 	w.mu.Lock()
 	w.inflight = append(w.inflight, b)
 	w.mu.Unlock()
 	// The cursor save runs beside the produce (merged with other batches'
-	// saves); the batch's offsets wait for it too. If ctx ends first the
-	// batch never completes and is replayed (cursor updates are
-	// idempotent).
+	// saves); the read receipts, which announce the saved cursors, and the
+	// batch's offsets wait for it. If ctx ends first the batch never
+	// completes and is replayed (cursor updates are idempotent).
 	w.proc.saveCursorsAsync(ctx, prep, func(err error) {
-		if err == nil {
-			w.done(b)
+		if err != nil {
+			return
 		}
+		for _, o := range prep.Receipts {
+			w.produce(ctx, b, o, 0)
+		}
+		w.done(b)
 	})
 	for _, o := range prep.Msgs {
 		w.produce(ctx, b, o, 0)

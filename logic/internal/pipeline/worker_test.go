@@ -11,7 +11,10 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
+	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/logic/internal/dpfake"
+	"github.com/gochat-im/gochat/pkg/ids"
 	"github.com/gochat-im/gochat/pkg/kafkax"
 )
 
@@ -146,4 +149,42 @@ func TestWorkerRetriesFailedDelivery(t *testing.T) {
 	}
 	prod.release(2)
 	waitFor(t, "offset", func() bool { off, _ := offs.last(); return off == 6 })
+}
+
+// A read receipt goes out only once the cursor it announces is stored, so
+// a device that gets it finds the cursor in its conversation list; the
+// batch's offset waits for both.
+func TestWorkerSendsReceiptAfterCursorSave(t *testing.T) {
+	dp := dpfake.New("alice", "bob")
+	dp.Routes = []*common.Route{{Uid: "alice", Device: "d", GatewayId: "gw1", ConnId: 7}}
+	prod := &heldProducer{}
+	offs := &offsetLog{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w := newWorker(newProc(dp, liveSet{"gw1": true}, &fakeProducer{}), prod, offs, 1, 4, log)
+	ctx := context.Background()
+	go w.run(ctx)
+	w.dispatch(upMsg(t, 1, "a")) // alice -> bob: the ack (bob is offline: a task)
+	waitFor(t, "send outputs", func() bool { return prod.count() == 2 })
+	prod.release(0)
+	prod.release(1)
+	waitFor(t, "send offset", func() bool { off, _ := offs.last(); return off == 2 })
+
+	dp.HoldCursors = make(chan struct{})
+	read := rec(events.UpKind_READ, "bob", ids.P2P("alice", "bob"), 1)
+	topic := kafkax.TopicUp
+	w.dispatch(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: 0, Offset: 2}, Value: kafkax.Encode(read)})
+	time.Sleep(50 * time.Millisecond)
+	if n := prod.count(); n != 2 {
+		t.Fatalf("%d records produced while the cursor save was held, want none", n-2)
+	}
+	dp.HoldCursors <- struct{}{}
+	waitFor(t, "receipt", func() bool { return prod.count() == 3 })
+	if prod.topics[2] != kafkax.DownTopic("gw1") {
+		t.Fatalf("receipt went to %s", prod.topics[2])
+	}
+	if off, _ := offs.last(); off != 2 {
+		t.Fatal("offset stored before the receipt was delivered")
+	}
+	prod.release(2)
+	waitFor(t, "read offset", func() bool { off, _ := offs.last(); return off == 3 })
 }
