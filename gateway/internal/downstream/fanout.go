@@ -189,6 +189,11 @@ func (f *Fanout) deliverRaw(b []byte, skip func(*Record) bool) (int, error) {
 // its writer runs.
 const flushEvery = 16
 
+// MinWriteQueue is the smallest per-connection write queue (-write-queue)
+// the fan-out works with: room for the flushEvery frames one BATCH record
+// may queue for a connection before its writer starts, twice over.
+const MinWriteQueue = 2 * flushEvery
+
 // deliverRecord queues rec's frame to its targets through batch (nil: each
 // target's writer starts as it is queued).
 func (f *Fanout) deliverRecord(rec *Record, batch Batch) (int, error) {

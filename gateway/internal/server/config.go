@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gochat-im/gochat/gateway/internal/conntable"
+	"github.com/gochat-im/gochat/gateway/internal/downstream"
 	"github.com/gochat-im/gochat/gateway/internal/upgrade"
 	"github.com/gochat-im/gochat/pkg/ids"
 )
@@ -162,6 +163,11 @@ func (c *Config) Validate() error {
 		if n <= 0 {
 			return fmt.Errorf("%s must be positive, got %d", name, n)
 		}
+	}
+	if c.WriteQueue < downstream.MinWriteQueue {
+		// A batch of pushes or acks to one healthy client could fill a
+		// smaller queue before its writer starts, closing it as slow.
+		return fmt.Errorf("write queue %d: want at least %d", c.WriteQueue, downstream.MinWriteQueue)
 	}
 	if c.CursorBatch < 1 || c.CursorBatch > maxCursorBatch {
 		return fmt.Errorf("cursor batch %d: want 1-%d", c.CursorBatch, maxCursorBatch)

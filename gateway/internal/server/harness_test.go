@@ -44,6 +44,7 @@ type fakeLogic struct {
 	connects    []*logic.ConnectReq
 	disconnects []*logic.DisconnectReq
 	syncs       []*logic.SyncReq
+	convLimits  []int32
 	// gate, when set, holds Connect calls until it is closed.
 	gate       chan struct{}
 	connectErr error
@@ -102,6 +103,9 @@ func (f *fakeLogic) Sync(_ context.Context, req *logic.SyncReq) (*logic.SyncResp
 }
 
 func (f *fakeLogic) Conversations(_ context.Context, req *logic.ConversationsReq) (*logic.ConversationsResp, error) {
+	f.mu.Lock()
+	f.convLimits = append(f.convLimits, req.Limit)
+	f.mu.Unlock()
 	return &logic.ConversationsResp{Items: []*common.Conversation{{ConvId: "p:alice:bob", Kind: "p2p", Peer: "bob", LastSeq: 3, UpdatedAtMs: 5}}}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"strconv"
 	"time"
 
@@ -65,6 +66,16 @@ func (a *afterField) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// isObject reports whether text, valid JSON, is an object (not null, an
+// array, a string, a number or a boolean).
+func isObject(text []byte) bool {
+	i := 0
+	for i < len(text) && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n') {
+		i++
+	}
+	return i < len(text) && text[i] == '{'
+}
+
 const (
 	defaultContentType = "text"
 	maxContentTypeLen  = 64
@@ -74,11 +85,18 @@ const (
 // OnRequest goroutine and must not wait on the network.
 func (s *Server) Message(sess *session.Session, text []byte) {
 	var req request
-	if err := decodeRequest(text, &req); err != nil {
+	if err := decodeRequest(text, &req); err != nil || !isObject(text) {
+		// A bad frame counts against the rate like any other, so a flood
+		// of them is answered by one kind of error at the same pace.
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
+		switch {
+		case !sess.Allow(s.cfg.MsgRate):
+			s.clientError(sess, errcode.RateLimited, "too many requests; slow down", "", "")
+		case errors.As(err, &te) && te.Field != "":
 			s.clientError(sess, errcode.BadField, "field "+te.Field+" has the wrong type", req.ClientMsgID, req.RID)
-		} else {
+		case err == nil || errors.As(err, &te):
+			s.clientError(sess, errcode.BadJSON, "frame is not a JSON object", "", "")
+		default:
 			s.clientError(sess, errcode.BadJSON, "frame is not valid JSON", "", "")
 		}
 		return
@@ -343,7 +361,8 @@ func (s *Server) opConversations(sess *session.Session, req *request) {
 		s.clientError(sess, errcode.BadField, "limit must not be negative", "", req.RID)
 		return
 	}
-	rid, limit, uid := req.RID, req.Limit, sess.UID()
+	// Logic caps the limit; a huge one must not wrap to a negative int32.
+	rid, limit, uid := req.RID, min(req.Limit, math.MaxInt32), sess.UID()
 	s.runRPC(sess, rid, func(ctx context.Context) {
 		resp, err := s.deps.Logic.Conversations(ctx, &logic.ConversationsReq{Uid: uid, Limit: int32(limit)})
 		if err != nil {

@@ -243,3 +243,33 @@ func TestMessageRateLimit(t *testing.T) {
 		t.Fatalf("%d pongs, %d rate_limited", pongs, limited)
 	}
 }
+
+// Malformed frames count against the rate like any other: a flood of them
+// is refused at the same pace, not answered one by one.
+func TestMessageRateLimitCountsBadFrames(t *testing.T) {
+	e := start(t, func(c *Config) { c.MsgRate = 3 })
+	c, _ := connect(t, e, "alice")
+	for range 10 {
+		c.send(`[1]`)
+	}
+	bad, limited := 0, 0
+	for range 10 {
+		var f struct {
+			Type   string `json:"type"`
+			Reason string `json:"reason"`
+		}
+		c.readJSON(&f)
+		switch {
+		case f.Type == "error" && f.Reason == "bad_json":
+			bad++
+		case f.Type == "error" && f.Reason == "rate_limited":
+			limited++
+		default:
+			t.Fatalf("frame %+v", f)
+		}
+	}
+	// Ten frames fall in at most two one-second windows of three each.
+	if bad > 6 || bad+limited != 10 {
+		t.Fatalf("%d bad_json, %d rate_limited", bad, limited)
+	}
+}

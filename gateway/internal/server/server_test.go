@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/gochat-im/gochat/gateway/internal/downstream"
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/pkg/errcode"
@@ -212,6 +214,11 @@ func TestBadFramesKeepConnectionUsable(t *testing.T) {
 	}{
 		{`{"type":"send",`, errcode.BadJSON, "", ""},
 		{`not json at all`, errcode.BadJSON, "", ""},
+		{`[{"type":"ping"}]`, errcode.BadJSON, "", ""},
+		{`"send"`, errcode.BadJSON, "", ""},
+		{` 5`, errcode.BadJSON, "", ""},
+		{`null`, errcode.BadJSON, "", ""},
+		{`{"type":"send","cmid":7}`, errcode.BadField, "", ""},
 		{`{"type":"teleport","rid":"r1"}`, errcode.UnknownType, "", "r1"},
 		{`{"cmid":"x"}`, errcode.UnknownType, "x", ""},
 		{`{"type":"send","cmid":"m2","to":"bob","body":"` + strings.Repeat("b", 4097) + `"}`, errcode.TooLarge, "m2", ""},
@@ -441,6 +448,27 @@ func TestDownstreamReachesOnlyItsTarget(t *testing.T) {
 	}
 }
 
+// A limit beyond int32 reaches logic as the largest int32 (logic caps it),
+// not wrapped around to a negative or a small number.
+func TestConversationsLimitDoesNotWrap(t *testing.T) {
+	e := start(t, nil)
+	c, _ := connect(t, e, "alice")
+	for _, l := range []string{"2147483648", "4294967297", "7"} {
+		c.send(`{"type":"conversations","rid":"r","limit":` + l + `}`)
+		var f struct{ Type string }
+		c.readJSON(&f)
+		if f.Type != "conversations" {
+			t.Fatalf("limit %s: got a %q frame", l, f.Type)
+		}
+	}
+	e.logic.mu.Lock()
+	got := e.logic.convLimits
+	e.logic.mu.Unlock()
+	if len(got) != 3 || got[0] != math.MaxInt32 || got[1] != math.MaxInt32 || got[2] != 7 {
+		t.Fatalf("limits sent to logic: %v", got)
+	}
+}
+
 func TestIdleTimeout(t *testing.T) {
 	e := start(t, func(c *Config) {
 		c.Heartbeat = 100 * time.Millisecond
@@ -457,7 +485,7 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestSlowClientDisconnected(t *testing.T) {
-	e := start(t, func(c *Config) { c.WriteQueue = 8; c.WriteTimeout = time.Second })
+	e := start(t, func(c *Config) { c.WriteQueue = downstream.MinWriteQueue; c.WriteTimeout = time.Second })
 	_, h := connect(t, e, "alice") // never reads again
 	rec := &events.DownRecord{Kind: events.DownKind_PUSH, Targets: []*events.Target{{Uid: "alice", ConnId: h.ConnID}},
 		Message: &common.Message{ConvId: "p:alice:bob", Seq: 1, Sender: "bob", Body: strings.Repeat("z", 60000)}}

@@ -225,9 +225,18 @@ func ParseClose(p []byte) (ws.StatusCode, error) {
 	if !utf8.Valid(p[2:]) {
 		return code, ErrInvalidUTF8
 	}
-	if code.IsNotUsed() || code.IsProtocolReserved() || code == ws.StatusNoMeaningYet ||
-		(code.IsProtocolSpec() && !code.IsProtocolDefined()) {
+	if !validCloseCode(code) {
 		return code, ErrBadClose
 	}
 	return code, nil
+}
+
+// validCloseCode reports whether a peer may send code (RFC 6455 7.4): one
+// defined by the RFC for the wire (1000-1003, 1007-1011), one registered
+// with IANA since (1012 service restart, 1013 try again later, 1014 bad
+// gateway), or one for libraries and applications (3000-4999). Codes
+// below 1000, the reserved 1004-1006 and 1015, unassigned ones and those
+// over 4999 are not.
+func validCloseCode(code ws.StatusCode) bool {
+	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999)
 }

@@ -147,6 +147,15 @@ func TestParseClose(t *testing.T) {
 		{[]byte{0x03, 0xed}, 1005, ErrBadClose}, // reserved, never on the wire
 		{[]byte{0x00, 0x10}, 16, ErrBadClose},   // below 1000
 		{[]byte{0x0f, 0xa0}, 4000, nil},         // private use
+		{[]byte{0x13, 0x87}, 4999, nil},         // the last private-use code
+		{[]byte{0x13, 0x88}, 5000, ErrBadClose}, // beyond every range
+		{[]byte{0xff, 0xff}, 65535, ErrBadClose},
+		{[]byte{0x03, 0xf4}, 1012, nil},         // service restart (IANA)
+		{[]byte{0x03, 0xf6}, 1014, nil},         // bad gateway (IANA)
+		{[]byte{0x03, 0xf7}, 1015, ErrBadClose}, // TLS failure: reserved
+		{[]byte{0x03, 0xec}, 1004, ErrBadClose}, // reserved
+		{[]byte{0x07, 0xd0}, 2000, ErrBadClose}, // unassigned
+		{[]byte{0x0b, 0xb8}, 3000, nil},         // registered by libraries
 		{[]byte{0x03, 0xe8, 0xff}, 1000, ErrInvalidUTF8},
 	}
 	for _, tc := range cases {
