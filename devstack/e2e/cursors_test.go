@@ -56,10 +56,17 @@ func TestReceiptsTypingRecall(t *testing.T) {
 		t.Fatalf("alice's list (her sends count as read): %+v", it)
 	}
 	// A lower cursor never moves it back.
+	// Both go through the same partition in this order: once the delivered
+	// cursor shows, the read one has been handled.
 	bobWeb.sendJSON(protocol.Cursor{Type: protocol.TypeRead, Conv: conv, Seq: 1})
 	bobWeb.sendJSON(protocol.Cursor{Type: protocol.TypeDelivered, Conv: conv, Seq: 3})
-	time.Sleep(300 * time.Millisecond)
-	if it := unread(bobWeb); it.ReadSeq != 2 || it.DeliveredSeq != 3 {
+	deadline := time.Now().Add(wait)
+	it := unread(bobWeb)
+	for it.DeliveredSeq != 3 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		it = unread(bobWeb)
+	}
+	if it.ReadSeq != 2 || it.DeliveredSeq != 3 {
 		t.Fatalf("after a lower read cursor: %+v", it)
 	}
 

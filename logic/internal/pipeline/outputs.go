@@ -199,18 +199,23 @@ func (p *Processor) messageOutputs(it *item, aud audience, senderGW bool, self [
 		down(r.GatewayId, r.ConvId, &events.DownRecord{Kind: events.DownKind_ACK, Targets: self,
 			Ack: &events.Ack{ClientMsgId: r.ClientMsgId, ConvId: r.ConvId, Seq: res.Seq, CreatedAtMs: res.CreatedAtMs, Duplicate: res.Duplicate}})
 	}
+	var msg *common.Message
 	if res.Duplicate {
+		// Pushed again as stored (see readDuplicates), or only acked.
 		p.m.duplicates.Inc()
-		return kafkax.Msg{}, false
-	}
-	p.m.persisted.Inc()
-	if r.ReceivedAtMs > 0 {
-		p.m.persistLatency.Observe(float64(p.now().UnixMilli()-r.ReceivedAtMs) / 1000)
-	}
-	msg := &common.Message{ConvId: r.ConvId, Seq: res.Seq, Sender: r.Sender, Recipient: it.peer,
-		ClientMsgId: r.ClientMsgId, ContentType: r.ContentType, Body: r.Body, CreatedAtMs: res.CreatedAtMs}
-	if r.Kind == events.UpKind_RECALL {
-		msg.ContentType, msg.Body, msg.RefSeq = protocol.ContentTypeRecall, "", r.Seq
+		if msg = it.stored; msg == nil {
+			return kafkax.Msg{}, false
+		}
+	} else {
+		p.m.persisted.Inc()
+		if r.ReceivedAtMs > 0 {
+			p.m.persistLatency.Observe(float64(p.now().UnixMilli()-r.ReceivedAtMs) / 1000)
+		}
+		msg = &common.Message{ConvId: r.ConvId, Seq: res.Seq, Sender: r.Sender, Recipient: it.peer,
+			ClientMsgId: r.ClientMsgId, ContentType: r.ContentType, Body: r.Body, CreatedAtMs: res.CreatedAtMs}
+		if r.Kind == events.UpKind_RECALL {
+			msg.ContentType, msg.Body, msg.RefSeq = protocol.ContentTypeRecall, "", r.Seq
+		}
 	}
 	t := newTargets()
 	if it.group != "" {
@@ -228,7 +233,7 @@ func (p *Processor) messageOutputs(it *item, aud audience, senderGW bool, self [
 	p.m.offline.Inc()
 	return kafkax.Msg{Topic: kafkax.TopicTask, Key: []byte(it.peer), Value: kafkax.Encode(&events.TaskRecord{
 		Kind: events.TaskKind_OFFLINE_PUSH,
-		OfflinePush: &events.OfflinePush{Uid: it.peer, ConvId: r.ConvId, Seq: res.Seq, Sender: r.Sender,
-			ContentType: r.ContentType, Preview: preview(r.Body), CreatedAtMs: res.CreatedAtMs},
+		OfflinePush: &events.OfflinePush{Uid: it.peer, ConvId: r.ConvId, Seq: msg.Seq, Sender: r.Sender,
+			ContentType: msg.ContentType, Preview: preview(msg.Body), CreatedAtMs: msg.CreatedAtMs},
 	})}, true
 }

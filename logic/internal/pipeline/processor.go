@@ -8,7 +8,9 @@
 //     time, so their sequence numbers follow send order;
 //   - a sender is acknowledged only after dataproxy has committed the
 //     message; a retransmitted client message id gets the original ack back
-//     and its recipients get no second copy;
+//     and the stored message is pushed again (devices drop repeats by
+//     conversation and seq): for all logic knows, the first push never
+//     left (see readDuplicates);
 //   - pushes of one conversation go to the same downstream partition of a
 //     gateway in seq order;
 //   - an upstream offset is stored only after every ack, push and task the
@@ -86,6 +88,9 @@ type item struct {
 	peer string
 	// res is the store's answer for a send or recall.
 	res *dataproxy.AppendResult_
+	// stored is the stored message a duplicate names, read back to push it
+	// again (nil when it could not be read).
+	stored *common.Message
 }
 
 func (it *item) fail(c errcode.Code, format string, args ...any) {
@@ -169,6 +174,9 @@ func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) (*Prep
 		}
 	}
 	aud.users = users
+	if err := p.readDuplicates(ctx, items); err != nil {
+		return nil, err
+	}
 	msgs, receipts := p.outputs(ctx, items, aud)
 	return &Prepared{Msgs: pack(msgs, p.router.Batches), Receipts: pack(receipts, p.router.Batches),
 		cursors: cursorChanges(items)}, nil
@@ -324,4 +332,52 @@ func uniq(s []string) []string {
 		}
 	}
 	return out
+}
+
+// readDuplicates reads back the stored message of every send or recall the
+// store answered as a duplicate, so that it is pushed again. A duplicate is
+// a client's retransmission, or this batch replayed after logic stopped
+// between storing it and producing its pushes: then nobody has it yet, and
+// pushing the stored copy (never the retransmitted body, which a client
+// may have changed) is what delivers it. Devices drop repeats by (conv,
+// seq). A message that cannot be read is only acknowledged; its
+// recipients learn of it from their inbox cursor (PROTOCOL.md, missed
+// pushes). It returns an error only when ctx ends first.
+func (p *Processor) readDuplicates(ctx context.Context, items []*item) error {
+	type convSeq struct {
+		conv string
+		seq  int64
+	}
+	fresh := map[convSeq]bool{} // stored by this batch: pushed by it
+	for _, it := range items {
+		if it.errCode == 0 && it.res != nil && !it.res.Duplicate {
+			fresh[convSeq{it.rec.ConvId, it.res.Seq}] = true
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, it := range items {
+		if it.errCode != 0 || it.res == nil || !it.res.Duplicate || fresh[convSeq{it.rec.ConvId, it.res.Seq}] {
+			continue
+		}
+		r := it.rec
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			var resp *dataproxy.GetMessageResp
+			err := retry(ctx, p.log, "read duplicate", func() (err error) {
+				resp, err = p.dp.GetMessage(ctx, &dataproxy.GetMessageReq{ConvId: r.ConvId, Sender: r.Sender, ClientMsgId: r.ClientMsgId})
+				return err
+			})
+			switch {
+			case err != nil && ctx.Err() != nil:
+			case err != nil || !resp.Found || resp.Message == nil || resp.Message.Seq != it.res.Seq:
+				p.log.Warn("duplicate not read back; acknowledged without a push", "conv", r.ConvId, "seq", it.res.Seq, "err", err)
+			default:
+				it.stored = resp.Message
+			}
+		})
+	}
+	wg.Wait()
+	return ctx.Err()
 }

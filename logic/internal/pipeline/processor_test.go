@@ -195,3 +195,43 @@ func TestPreviewCutsAtRuneBoundary(t *testing.T) {
 		t.Fatalf("preview len %d", len(p))
 	}
 }
+
+// A record stored by an earlier batch (a replay after logic stopped
+// before producing, or a client's retransmission) is acknowledged as a
+// duplicate and pushed again as stored, with the offline task, since the
+// first push may never have left. The retransmitted body is not used.
+func TestDuplicatePushedAgainAsStored(t *testing.T) {
+	dp := dpfake.New("alice", "bob", "carol")
+	dp.Routes = []*common.Route{{Uid: "bob", Device: "phone", GatewayId: "gw1", ConnId: 1}}
+	prod := &fakeProducer{}
+	p := newProc(dp, liveSet{"gw1": true}, prod)
+	ctx := context.Background()
+	if err := p.Process(ctx, []*events.UpRecord{sendRec("alice", "bob", "a1", "first"), sendRec("alice", "carol", "c1", "hey")}); err != nil {
+		t.Fatal(err)
+	}
+	prod.msgs = nil
+	if err := p.Process(ctx, []*events.UpRecord{sendRec("alice", "bob", "a1", "changed"), sendRec("alice", "carol", "c1", "hey")}); err != nil {
+		t.Fatal(err)
+	}
+	down, tasks := decoded(t, prod.msgs)
+	var acks, pushes []*events.DownRecord
+	for _, rs := range down {
+		for _, r := range rs {
+			switch r.Kind {
+			case events.DownKind_ACK:
+				acks = append(acks, r)
+			case events.DownKind_PUSH:
+				pushes = append(pushes, r)
+			}
+		}
+	}
+	if len(acks) != 2 || !acks[0].Ack.Duplicate || !acks[1].Ack.Duplicate {
+		t.Fatalf("acks = %+v", acks)
+	}
+	if len(pushes) != 1 || pushes[0].Message.Seq != 1 || pushes[0].Message.Body != "first" || pushes[0].Targets[0].Uid != "bob" {
+		t.Fatalf("pushes = %+v", pushes)
+	}
+	if len(tasks) != 1 || tasks[0].OfflinePush.Uid != "carol" || tasks[0].OfflinePush.Seq != 1 || tasks[0].OfflinePush.Preview != "hey" {
+		t.Fatalf("tasks = %+v", tasks)
+	}
+}
