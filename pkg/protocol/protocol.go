@@ -34,6 +34,30 @@ const (
 // conversation; its ref_seq is the recalled message.
 const ContentTypeRecall = "gochat.recall"
 
+// MaxContentTypeLen is the longest content_type a sender may give.
+const MaxContentTypeLen = 64
+
+// ValidContentType reports whether a sender may give ct as a message's
+// content_type: at most MaxContentTypeLen bytes of A-Z a-z 0-9 / . + _ -
+// (a media type without parameters, or a name of the app's own), and
+// not ContentTypeRecall, which only recalls leave. The empty string, which
+// means "text", is valid.
+func ValidContentType(ct string) bool {
+	if len(ct) > MaxContentTypeLen || ct == ContentTypeRecall {
+		return false
+	}
+	for i := 0; i < len(ct); i++ {
+		c := ct[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '/', c == '.', c == '+', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // Frame types sent by the server. Replies to sync, conversations and ping
 // reuse the request's type ("sync", "conversations") or answer "pong".
 const (

@@ -76,10 +76,7 @@ func isObject(text []byte) bool {
 	return i < len(text) && text[i] == '{'
 }
 
-const (
-	defaultContentType = "text"
-	maxContentTypeLen  = 64
-)
+const defaultContentType = "text"
 
 // Message dispatches one client text message; it runs on the connection's
 // OnRequest goroutine and must not wait on the network.
@@ -174,8 +171,8 @@ func (s *Server) opSend(sess *session.Session, req *request) {
 	ct := req.ContentType
 	if ct == "" {
 		ct = defaultContentType
-	} else if !validContentType(ct) {
-		s.clientError(sess, errcode.BadField, "content_type must be 1-64 characters of [A-Za-z0-9/.+_-]", cmid, "")
+	} else if !protocol.ValidContentType(ct) {
+		s.clientError(sess, errcode.BadField, "content_type must be 1-64 characters of [A-Za-z0-9/.+_-], not gochat.recall", cmid, "")
 		return
 	}
 	rec := s.upRecord(sess, events.UpKind_SEND)
@@ -285,22 +282,6 @@ func (s *Server) produceFailed(sess *session.Session, cmid string, tell bool, er
 	if tell {
 		s.sendError(sess, errcode.Unavailable, "message not accepted; retry", cmid, "")
 	}
-}
-
-func validContentType(ct string) bool {
-	if len(ct) > maxContentTypeLen {
-		return false
-	}
-	for i := 0; i < len(ct); i++ {
-		c := ct[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '/', c == '.', c == '+', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func (s *Server) opSync(sess *session.Session, req *request) {

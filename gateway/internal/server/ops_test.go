@@ -118,6 +118,7 @@ func TestNewFramesValidation(t *testing.T) {
 		{`{"type":"send","cmid":"s3","group":"team","body":""}`, errcode.BadField, "s3", ""},
 		{`{"type":"send","cmid":"s4","group":"team","body":"` + strings.Repeat("b", 4097) + `"}`, errcode.TooLarge, "s4", ""},
 		{`{"type":"send","cmid":"s5","group":"team","body":"x","content_type":"no spaces"}`, errcode.BadField, "s5", ""},
+		{`{"type":"send","cmid":"s6","to":"bob","body":"x","content_type":"gochat.recall"}`, errcode.BadField, "s6", ""},
 		{`{"type":"send","cmid":"s6","group":["team"],"body":"x"}`, errcode.BadField, "s6", ""},
 		// delivered, read
 		{`{"type":"delivered","conv":"nope","seq":1}`, errcode.BadField, "", ""},

@@ -44,6 +44,9 @@ type DP struct {
 	RouteLookups int
 	// Appends counts AppendMessages calls.
 	Appends int
+	// LookupLimit, when set, refuses GetUsers and GetRoutes calls naming
+	// more users than this with BadRequest, as dataproxy's -max-batch does.
+	LookupLimit int
 	// HoldCursors, when set, makes UpdateCursors wait for a value on it
 	// before it stores anything and answers.
 	HoldCursors chan struct{}
@@ -146,6 +149,9 @@ func (f *DP) raiseSender(uid, conv string, seq int64) {
 func (f *DP) GetUsers(_ context.Context, req *dataproxy.GetUsersReq, _ ...callopt.Option) (*dataproxy.GetUsersResp, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.LookupLimit > 0 && len(req.Uids) > f.LookupLimit {
+		return nil, errcode.Biz(errcode.BadRequest, "too many users")
+	}
 	resp := &dataproxy.GetUsersResp{}
 	for _, u := range req.Uids {
 		if f.users[u] {
@@ -159,6 +165,9 @@ func (f *DP) GetRoutes(_ context.Context, req *dataproxy.GetRoutesReq, _ ...call
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.RouteLookups++
+	if f.LookupLimit > 0 && len(req.Uids) > f.LookupLimit {
+		return nil, errcode.Biz(errcode.BadRequest, "too many users")
+	}
 	return &dataproxy.GetRoutesResp{Routes: f.routesOf(req.Uids)}, nil
 }
 

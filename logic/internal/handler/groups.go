@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"strings"
 
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
 	"github.com/gochat-im/gochat/pkg/errcode"
@@ -146,14 +147,21 @@ func (h *Handler) ListGroupMembers(ctx context.Context, req *logic.ListGroupMemb
 
 // isMember reports whether uid is in the group now.
 func (h *Handler) isMember(ctx context.Context, group, uid string) (bool, error) {
+	g, err := h.memberGroup(ctx, group, uid)
+	return g != nil, err
+}
+
+// memberGroup returns group if uid is a member of it (dissolved or not),
+// else nil.
+func (h *Handler) memberGroup(ctx context.Context, group, uid string) (*common.Group, error) {
 	resp, err := h.dp.ListUserGroups(ctx, &dataproxy.ListUserGroupsReq{Uid: uid})
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	for _, g := range resp.Groups {
 		if g.GroupId == group {
-			return true, nil
+			return g, nil
 		}
 	}
-	return false, nil
+	return nil, nil
 }

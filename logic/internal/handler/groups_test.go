@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
 	"github.com/gochat-im/gochat/logic/internal/dpfake"
@@ -126,5 +128,37 @@ func TestServerSideSend(t *testing.T) {
 	}
 	if _, err := h.Send(ctx, &logic.SendReq{AdminSecret: "admin", From: "system", GroupId: "nope", ClientMsgId: "x", Body: "x"}); code(err) != errcode.Forbidden {
 		t.Fatalf("send to a group the sender is not in: %v", err)
+	}
+	// What the pipeline or the store would refuse is refused at once, with
+	// its own code, rather than timing out as "unavailable, retry".
+	bad := func(mod func(*logic.SendReq)) error {
+		r := &logic.SendReq{AdminSecret: "admin", From: "system", To: "bob", ClientMsgId: "bad", Body: "x", WaitMs: 200}
+		mod(r)
+		_, err := h.Send(ctx, r)
+		return err
+	}
+	for name, tc := range map[string]struct {
+		mod  func(*logic.SendReq)
+		want errcode.Code
+	}{
+		"empty body":               {func(r *logic.SendReq) { r.Body = "" }, errcode.BadField},
+		"body not UTF-8":           {func(r *logic.SendReq) { r.Body = "\xff" }, errcode.BadField},
+		"body too large":           {func(r *logic.SendReq) { r.Body = strings.Repeat("x", 70000) }, errcode.TooLarge},
+		"reserved content type":    {func(r *logic.SendReq) { r.ContentType = protocol.ContentTypeRecall }, errcode.BadField},
+		"content type with spaces": {func(r *logic.SendReq) { r.ContentType = "text/plain; charset=utf-8" }, errcode.BadField},
+		"content type too long":    {func(r *logic.SendReq) { r.ContentType = strings.Repeat("a", 65) }, errcode.BadField},
+	} {
+		if err := bad(tc.mod); code(err) != tc.want {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
+	if _, err := dp.CreateGroup(ctx, &dataproxy.CreateGroupReq{GroupId: "old", Owner: "system", Members: []string{"bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dp.DissolveGroup(ctx, &dataproxy.DissolveGroupReq{GroupId: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bad(func(r *logic.SendReq) { r.To, r.GroupId = "", "old" }); code(err) != errcode.ConvNotFound {
+		t.Fatalf("send to a dissolved group: %v, want conv_not_found", err)
 	}
 }

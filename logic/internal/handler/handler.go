@@ -96,7 +96,12 @@ func (h *Handler) IssueToken(ctx context.Context, req *logic.IssueTokenReq) (*lo
 		return nil, errcode.Biz(errcode.BadField, "negative ttl")
 	}
 	if req.TtlSeconds > 0 {
-		ttl = min(time.Duration(req.TtlSeconds)*time.Second, h.cfg.MaxTokenTTL)
+		// Compared in seconds first: a huge ttl_seconds would overflow
+		// the multiplication.
+		ttl = h.cfg.MaxTokenTTL
+		if req.TtlSeconds < int64(h.cfg.MaxTokenTTL/time.Second) {
+			ttl = time.Duration(req.TtlSeconds) * time.Second
+		}
 	}
 	if req.CreateUser {
 		if _, err := h.dp.UpsertUsers(ctx, &dataproxy.UpsertUsersReq{Users: []*common.User{{Uid: req.Uid, CreatedAtMs: h.now().UnixMilli()}}}); err != nil {

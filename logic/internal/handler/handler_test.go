@@ -53,6 +53,15 @@ func TestIssueToken(t *testing.T) {
 	if len(got.Users) != 1 {
 		t.Fatal("IssueToken did not create the user")
 	}
+	// A ttl too large for a time.Duration is cut to the longest allowed,
+	// not wrapped around.
+	resp, err = h.IssueToken(ctx, &logic.IssueTokenReq{AdminSecret: "admin", Uid: "alice", Device: "web", TtlSeconds: 1 << 62})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err = v.Verify(resp.Token); err != nil || time.Until(c.Expires) < time.Hour {
+		t.Fatalf("token with a huge ttl: expires in %v (%v)", time.Until(c.Expires), err)
+	}
 }
 
 func TestRoutesAndSync(t *testing.T) {

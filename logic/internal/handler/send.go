@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
@@ -29,8 +30,19 @@ func (h *Handler) Send(ctx context.Context, req *logic.SendReq) (*logic.SendResp
 	if n := len(req.ClientMsgId); n == 0 || n > protocol.MaxClientMsgIDLen {
 		return nil, errcode.Biz(errcode.BadField, "client_msg_id must be 1-%d bytes", protocol.MaxClientMsgIDLen)
 	}
-	if req.Body == "" || len(req.Body) > h.cfg.MaxBody {
-		return nil, errcode.Biz(errcode.TooLarge, "body must be 1-%d bytes", h.cfg.MaxBody)
+	// Everything the pipeline or the store would refuse is refused here:
+	// a record refused there has no connection to answer, and the call
+	// would only time out.
+	switch {
+	case req.Body == "":
+		return nil, errcode.Biz(errcode.BadField, "body is empty")
+	case len(req.Body) > h.cfg.MaxBody:
+		return nil, errcode.Biz(errcode.TooLarge, "body is over %d bytes", h.cfg.MaxBody)
+	case !utf8.ValidString(req.Body):
+		return nil, errcode.Biz(errcode.BadField, "body is not UTF-8")
+	case !protocol.ValidContentType(req.ContentType):
+		return nil, errcode.Biz(errcode.BadField, "content_type must be at most %d characters of [A-Za-z0-9/.+_-], not %s",
+			protocol.MaxContentTypeLen, protocol.ContentTypeRecall)
 	}
 	var conv string
 	switch {
@@ -39,12 +51,15 @@ func (h *Handler) Send(ctx context.Context, req *logic.SendReq) (*logic.SendResp
 		if !ids.ValidConv(conv) {
 			return nil, errcode.Biz(errcode.BadField, "invalid group id")
 		}
-		ok, err := h.isMember(ctx, req.GroupId, req.From)
+		g, err := h.memberGroup(ctx, req.GroupId, req.From)
 		if err != nil {
 			return nil, errcode.ToBiz(err)
 		}
-		if !ok {
+		if g == nil {
 			return nil, errcode.Biz(errcode.Forbidden, "%q is not a member of the group", req.From)
+		}
+		if g.Dissolved {
+			return nil, errcode.Biz(errcode.ConvNotFound, "group %q is dissolved", req.GroupId)
 		}
 	case req.To != "" && req.GroupId == "":
 		if !ids.ValidUID(req.To) || req.To == req.From {

@@ -125,13 +125,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
-// drain waits until every worker has finished what it was given.
+// drain waits until every worker has finished what it was given, or ctx
+// ends.
 func (c *Consumer) drain(ctx context.Context) {
+	done := true
 	for _, w := range c.workers {
-		if !w.drain(ctx) {
-			c.log.Warn("upstream work abandoned unfinished; it will be replayed")
-			return
-		}
+		done = w.drain(ctx) && done
+	}
+	if !done {
+		c.log.Warn("upstream work abandoned unfinished; it will be replayed")
 	}
 }
 

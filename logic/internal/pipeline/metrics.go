@@ -9,8 +9,11 @@ type Metrics struct {
 	offline        prometheus.Counter
 	rejected       *prometheus.CounterVec
 	cursorFailures prometheus.Counter
-	batchSize      prometheus.Histogram
-	persistLatency prometheus.Histogram
+	// routeLookupRefused counts batches sent without pushes because
+	// dataproxy refused their route lookup.
+	routeLookupRefused prometheus.Counter
+	batchSize          prometheus.Histogram
+	persistLatency     prometheus.Histogram
 }
 
 // NewMetrics registers the metrics on reg (which may be nil in tests).
@@ -20,14 +23,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		duplicates:     prometheus.NewCounter(prometheus.CounterOpts{Name: "gochat_logic_messages_duplicate_total", Help: "Retransmitted sends answered with the original ack."}),
 		offline:        prometheus.NewCounter(prometheus.CounterOpts{Name: "gochat_logic_offline_tasks_total", Help: "Offline-push tasks emitted."}),
 		cursorFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "gochat_logic_cursor_updates_refused_total", Help: "Batches whose cursor updates dataproxy refused (cursors are advisory; the messages are unaffected)."}),
-		rejected:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gochat_logic_sends_rejected_total", Help: "Sends answered with an error, by reason."}, []string{"reason"}),
+		routeLookupRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "gochat_logic_route_lookups_refused_total",
+			Help: "Batches stored and acked without pushes because dataproxy refused their route lookup (recipients catch up by their inbox cursor)."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gochat_logic_sends_rejected_total", Help: "Sends answered with an error, by reason."}, []string{"reason"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gochat_logic_batch_records", Help: "Upstream records handled per batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
 		persistLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gochat_logic_persist_seconds", Help: "From gateway receipt to persisted.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.persisted, m.duplicates, m.offline, m.rejected, m.cursorFailures, m.batchSize, m.persistLatency)
+		reg.MustRegister(m.persisted, m.duplicates, m.offline, m.rejected, m.cursorFailures, m.routeLookupRefused, m.batchSize, m.persistLatency)
 	}
 	return m
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
@@ -49,12 +50,21 @@ func needs(items []*item) (uids []string, groups map[string]bool) {
 	return uids, groups
 }
 
-// lookupUsers finds the routes of uids with one call.
+// lookupUsers finds the routes of uids. A refused lookup, which retrying
+// cannot mend, leaves the batch without pushes (it is stored and acked;
+// recipients learn of it from their inbox cursor) rather than stop the
+// partition; it returns an error only when ctx ends first.
 func (p *Processor) lookupUsers(ctx context.Context, uids []string) (users map[string][]*common.Route, err error) {
 	err = retry(ctx, p.log, "get routes", func() (err error) {
 		users, err = p.router.Lookup(ctx, uids)
 		return err
 	})
+	var pe *permanentError
+	if errors.As(err, &pe) {
+		p.log.Error("route lookup refused; batch sent without pushes", "err", err, "users", len(uids))
+		p.m.routeLookupRefused.Inc()
+		return map[string][]*common.Route{}, nil
+	}
 	return users, err
 }
 

@@ -238,7 +238,19 @@ func (p *Processor) checkRecipients(ctx context.Context, items []*item) error {
 		exists, err = p.users.Existing(ctx, uids)
 		return err
 	})
-	if err != nil {
+	var pe *permanentError
+	switch {
+	case errors.As(err, &pe):
+		// Refused, which retrying cannot mend: these sends are answered
+		// with the error, and the rest of the batch goes on.
+		p.log.Error("user lookup refused", "err", err, "users", len(uids))
+		for _, it := range items {
+			if it.errCode == 0 && it.rec.Kind == events.UpKind_SEND && it.group == "" {
+				it.fail(pe.code, "%s", pe.msg)
+			}
+		}
+		return nil
+	case err != nil:
 		return err
 	}
 	for _, it := range items {

@@ -42,6 +42,11 @@ type worker struct {
 	in      chan *kafka.Message
 	max     int
 
+	// exited is closed when run returns: dispatch then drops records (they
+	// are not acknowledged, so whoever owns the partitions next replays
+	// them) instead of blocking the poll loop for ever.
+	exited chan struct{}
+
 	mu       sync.Mutex
 	cond     *sync.Cond
 	inflight []*batch // oldest first
@@ -56,22 +61,40 @@ type batch struct {
 }
 
 func newWorker(proc *Processor, prod AsyncProducer, offsets OffsetStore, maxBatch, maxInflight int, log *slog.Logger) *worker {
-	w := &worker{proc: proc, prod: prod, offsets: offsets, log: log, in: make(chan *kafka.Message, maxBatch*2), max: maxBatch, limit: maxInflight}
+	w := &worker{proc: proc, prod: prod, offsets: offsets, log: log, in: make(chan *kafka.Message, maxBatch*2), max: maxBatch, limit: maxInflight,
+		exited: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
 	return w
 }
 
 // dispatch hands m to the worker; it blocks while the worker's queue is
-// full, which in turn pauses polling.
+// full, which in turn pauses polling. Once the worker has stopped (its
+// context ended) m is dropped unacknowledged.
 func (w *worker) dispatch(m *kafka.Message) {
 	w.mu.Lock()
 	w.queued++
 	w.mu.Unlock()
-	w.in <- m
+	select {
+	case w.in <- m:
+	case <-w.exited:
+		w.mu.Lock()
+		w.queued--
+		w.mu.Unlock()
+	}
 }
 
 // run handles records from w.in until it is closed or ctx ends.
 func (w *worker) run(ctx context.Context) {
+	defer close(w.exited)
+	// A worker waiting for room among its in-flight batches wakes when
+	// ctx ends (failed produces stop being retried then, so nothing else
+	// would wake it).
+	stop := context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	})
+	defer stop()
 	msgs := make([]*kafka.Message, 0, w.max)
 	for {
 		msgs = msgs[:0]
@@ -111,6 +134,9 @@ func (w *worker) handle(ctx context.Context, msgs []*kafka.Message) bool {
 		w.cond.Broadcast()
 		w.mu.Unlock()
 	}()
+	if ctx.Err() != nil {
+		return false
+	}
 
 	recs := make([]*events.UpRecord, 0, len(msgs))
 	for _, m := range msgs {
@@ -125,8 +151,8 @@ func (w *worker) handle(ctx context.Context, msgs []*kafka.Message) bool {
 	w.proc.m.batchSize.Observe(float64(len(recs)))
 	prep, err := w.proc.Prepare(ctx, recs)
 	if err != nil {
-		// ctx ended mid-batch: nothing of it is acknowledged; whoever owns
-		// the partitions next replays it.
+		// ctx ended mid-batch (Prepare fails for nothing else): nothing of
+		// it is acknowledged; whoever owns the partitions next replays it.
 		return false
 	}
 	b := &batch{offsets: nextOffsets(msgs)}

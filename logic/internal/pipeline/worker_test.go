@@ -3,17 +3,24 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cloudwego/kitex/client/callopt"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
+	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/logic/internal/dpfake"
+	"github.com/gochat-im/gochat/logic/internal/routing"
+	"github.com/gochat-im/gochat/logic/internal/users"
+	"github.com/gochat-im/gochat/pkg/errcode"
 	"github.com/gochat-im/gochat/pkg/ids"
 	"github.com/gochat-im/gochat/pkg/kafkax"
 )
@@ -187,4 +194,128 @@ func TestWorkerSendsReceiptAfterCursorSave(t *testing.T) {
 	}
 	prod.release(2)
 	waitFor(t, "read offset", func() bool { off, _ := offs.last(); return off == 3 })
+}
+
+// refusing is a dataproxy that refuses user or route lookups with a code
+// retrying cannot mend.
+type refusing struct {
+	*dpfake.DP
+	users, routes atomic.Bool
+}
+
+func (r *refusing) GetUsers(ctx context.Context, req *dataproxy.GetUsersReq, o ...callopt.Option) (*dataproxy.GetUsersResp, error) {
+	if r.users.Load() {
+		return nil, errcode.Biz(errcode.BadRequest, "too many users")
+	}
+	return r.DP.GetUsers(ctx, req, o...)
+}
+
+func (r *refusing) GetRoutes(ctx context.Context, req *dataproxy.GetRoutesReq, o ...callopt.Option) (*dataproxy.GetRoutesResp, error) {
+	if r.routes.Load() {
+		return nil, errcode.Biz(errcode.BadRequest, "too many users")
+	}
+	return r.DP.GetRoutes(ctx, req, o...)
+}
+
+// A lookup dataproxy refuses (retrying cannot mend it) neither stops the
+// worker nor holds its partitions: the batch completes, answered as well
+// as it can be, and so do the next ones.
+func TestWorkerSurvivesRefusedLookups(t *testing.T) {
+	dp := &refusing{DP: dpfake.New("alice", "bob")}
+	dp.Routes = []*common.Route{{Uid: "bob", Device: "d", GatewayId: "gw1", ConnId: 3}}
+	prod := &heldProducer{}
+	offs := &offsetLog{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	proc := NewProcessor(dp, users.New(dp, time.Hour, 100), routing.New(dp, liveSet{"gw1": true}), &fakeProducer{}, NewMetrics(nil), log)
+	w := newWorker(proc, prod, offs, 1, 4, log)
+	go w.run(context.Background())
+	deliverAll := func(from, want int) {
+		t.Helper()
+		waitFor(t, "outputs", func() bool { return prod.count() == want })
+		time.Sleep(20 * time.Millisecond) // nothing more comes
+		if n := prod.count(); n != want {
+			t.Fatalf("%d outputs, want %d", n-from, want-from)
+		}
+		for i := from; i < want; i++ {
+			prod.release(i)
+		}
+	}
+
+	// The recipient check is refused: the sender gets the error, nothing
+	// is stored.
+	dp.users.Store(true)
+	w.dispatch(upMsg(t, 1, "a"))
+	deliverAll(0, 1)
+	waitFor(t, "offset 2", func() bool { off, _ := offs.last(); return off == 2 })
+	if dp.Appends != 0 {
+		t.Fatal("a send whose recipient could not be checked was stored")
+	}
+
+	// The route lookup is refused: stored and acked, no push (bob learns
+	// of it by his inbox cursor), an offline task as for a user offline.
+	dp.users.Store(false)
+	dp.routes.Store(true)
+	dp.NoAppendRoutes = 1
+	w.dispatch(upMsg(t, 2, "b"))
+	deliverAll(1, 3)
+	waitFor(t, "offset 3", func() bool { off, _ := offs.last(); return off == 3 })
+	if prod.topics[1] != kafkax.DownTopic("gw1") || prod.topics[2] != kafkax.TopicTask {
+		t.Fatalf("outputs went to %v, want the ack to gw1 and a task", prod.topics[1:])
+	}
+
+	// Lookups work again: so does the worker.
+	dp.routes.Store(false)
+	w.dispatch(upMsg(t, 3, "c"))
+	deliverAll(3, 5) // the ack and bob's push
+	waitFor(t, "offset 4", func() bool { off, _ := offs.last(); return off == 4 })
+}
+
+// A worker waiting for room among its in-flight batches (Kafka not
+// acknowledging) stops when its context ends.
+func TestWorkerAtInflightLimitStopsWithItsContext(t *testing.T) {
+	dp := dpfake.New("alice", "bob")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w := newWorker(newProc(dp, liveSet{"gw1": true}, &fakeProducer{}), &heldProducer{}, &offsetLog{}, 1, 1, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan struct{})
+	go func() { w.run(ctx); close(exited) }()
+	w.dispatch(upMsg(t, 1, "a"))
+	w.dispatch(upMsg(t, 2, "b")) // waits for the in-flight slot
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the worker still waits for an in-flight slot after its context ended")
+	}
+}
+
+// Once a worker has stopped (dataproxy down past the grace period), the
+// poll loop's dispatch returns instead of waiting for ever on its full
+// queue; the records are not acknowledged.
+func TestDispatchReturnsAfterWorkerStopped(t *testing.T) {
+	dp := dpfake.New("alice", "bob")
+	dp.FailAppend = 1 << 30 // dataproxy down
+	offs := &offsetLog{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w := newWorker(newProc(dp, liveSet{"gw1": true}, &fakeProducer{}), &heldProducer{}, offs, 1, 4, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	go w.run(ctx)
+	dispatched := make(chan struct{})
+	go func() {
+		for i := range 5 { // more than the queue of 2 holds
+			w.dispatch(upMsg(t, int64(i), fmt.Sprint("c", i)))
+		}
+		close(dispatched)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case <-dispatched:
+	case <-time.After(5 * time.Second):
+		t.Fatal("dispatch still blocked after the worker stopped")
+	}
+	if off, _ := offs.last(); off != -1 {
+		t.Fatalf("offset %d stored for records never handled", off)
+	}
 }

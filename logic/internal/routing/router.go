@@ -60,12 +60,23 @@ func (r *Router) Lookup(ctx context.Context, uids []string) (map[string][]*commo
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	resp, err := r.dp.GetRoutes(ctx, &dataproxy.GetRoutesReq{Uids: uids})
-	if err != nil {
-		return nil, fmt.Errorf("get routes: %w", err)
+	var routes []*common.Route
+	for len(uids) > 0 {
+		n := min(len(uids), MaxLookup)
+		resp, err := r.dp.GetRoutes(ctx, &dataproxy.GetRoutesReq{Uids: uids[:n]})
+		if err != nil {
+			return nil, fmt.Errorf("get routes: %w", err)
+		}
+		routes = append(routes, resp.Routes...)
+		uids = uids[n:]
 	}
-	return r.Live(resp.Routes), nil
+	return r.Live(routes), nil
 }
+
+// MaxLookup is the most users one GetRoutes or GetUsers call names, well
+// under what dataproxy accepts in one call (its -max-batch, 1000 by
+// default): a large batch of sends between distinct users takes several.
+const MaxLookup = 500
 
 // Live groups routes by user, leaving out those of gateways that are not
 // alive (routes read elsewhere, for example with an append).

@@ -63,18 +63,27 @@ func (c *Cache) Existing(ctx context.Context, uids []string) (map[string]bool, e
 	if len(missing) == 0 {
 		return out, nil
 	}
-	resp, err := c.dp.GetUsers(ctx, &dataproxy.GetUsersReq{Uids: dedupe(missing)})
-	if err != nil {
-		return nil, fmt.Errorf("get users: %w", err)
+	missing = dedupe(missing)
+	for len(missing) > 0 {
+		n := min(len(missing), maxLookup)
+		resp, err := c.dp.GetUsers(ctx, &dataproxy.GetUsersReq{Uids: missing[:n]})
+		if err != nil {
+			return nil, fmt.Errorf("get users: %w", err)
+		}
+		found := make([]string, 0, len(resp.Users))
+		for _, u := range resp.Users {
+			out[u.Uid] = true
+			found = append(found, u.Uid)
+		}
+		c.Add(found...)
+		missing = missing[n:]
 	}
-	found := make([]string, 0, len(resp.Users))
-	for _, u := range resp.Users {
-		out[u.Uid] = true
-		found = append(found, u.Uid)
-	}
-	c.Add(found...)
 	return out, nil
 }
+
+// maxLookup is the most users one GetUsers call names, well under what
+// dataproxy accepts in one call (its -max-batch, 1000 by default).
+const maxLookup = 500
 
 func dedupe(s []string) []string {
 	seen := make(map[string]struct{}, len(s))
