@@ -34,8 +34,10 @@ struct AppendResult {
     5: string error_message
 }
 
-// AppendMessages stores the valid items in order in one transaction, all or
-// none of them; results[i] answers items[i]. A sender has read what they
+// AppendMessages stores the valid items in order in one transaction per
+// database, all or none of a database's items (a call spanning databases
+// that fails may have stored some: retry it with the same client message
+// ids, and those come back as duplicates); results[i] answers items[i]. A sender has read what they
 // wrote: each stored message also raises its sender's delivered and read
 // cursors in that conversation to its seq (in the same transaction when
 // the sender's list row is in the conversation's database, just after it

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/gochat-im/gochat/dataproxy/internal/handler"
+	"github.com/gochat-im/gochat/dataproxy/internal/redistest"
+	"github.com/gochat-im/gochat/dataproxy/internal/store"
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/pkg/errcode"
@@ -128,4 +130,59 @@ func TestCreateGroupWithThousandMembers(t *testing.T) {
 	}
 	_, err = e.cli.CreateGroup(context.Background(), &dataproxy.CreateGroupReq{GroupId: "bigger", Owner: "owner", Members: append(ms, "u1000")})
 	wantCode(t, err, errcode.BadRequest)
+}
+
+// addDuringRemove runs add after a removal commits and before the handler
+// updates Redis for it: another dataproxy instance adding the member back
+// in between.
+type addDuringRemove struct {
+	store.Store
+	add func()
+}
+
+func (s *addDuringRemove) RemoveGroupMembers(ctx context.Context, group string, uids []string) (int, store.Group, error) {
+	n, g, err := s.Store.RemoveGroupMembers(ctx, group, uids)
+	if err == nil && s.add != nil {
+		s.add()
+	}
+	return n, g, err
+}
+
+// A member removed and added back at once keeps their routes in the
+// group's route set, whichever call updates Redis last.
+func TestMemberAddedBackDuringRemovalKeepsRoutes(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.OpenSQLite(store.SQLiteConfig{Path: filepath.Join(t.TempDir(), "gochat.db"), Options: store.Options{MaxBody: 1024}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := st.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rdb, prefix := redistest.Client(t)
+	wrapped := &addDuringRemove{Store: st}
+	cli := serve(t, buildOver(t, handler.Config{}, st, wrapped, rdb, prefix, nil))
+	mustUsers(t, cli, "alice", "bob")
+	if _, err := cli.CreateGroup(ctx, &dataproxy.CreateGroupReq{GroupId: "team", Owner: "alice", Members: []string{"bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.SetRoutes(ctx, &dataproxy.SetRoutesReq{Routes: []*common.Route{{Uid: "bob", Device: "web", GatewayId: "gw-2", ConnId: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	wrapped.add = func() {
+		wrapped.add = nil
+		if _, err := cli.AddGroupMembers(ctx, &dataproxy.GroupMembersReq{GroupId: "team", Uids: []string{"bob"}}); err != nil {
+			t.Errorf("add back: %v", err)
+		}
+	}
+	if _, err := cli.RemoveGroupMembers(ctx, &dataproxy.GroupMembersReq{GroupId: "team", Uids: []string{"bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	if in, err := st.MembersAmong(ctx, "team", []string{"bob"}); err != nil || len(in) != 1 {
+		t.Fatalf("bob is not a member after being added back: %v %v", in, err)
+	}
+	if got := groupRoutes(t, cli, "team"); !slices.Equal(got, []string{"bob/web@gw-2#2"}) {
+		t.Fatalf("route set: %v, want bob's route", got)
+	}
 }

@@ -99,7 +99,19 @@ func (h *Handler) RemoveGroupMembers(ctx context.Context, req *dataproxy.GroupMe
 	}
 	ctx, cancel := detached(ctx, redisTimeout)
 	defer cancel()
-	h.left(ctx, g.ID, uniq(req.Uids))
+	uids := uniq(req.Uids)
+	h.left(ctx, g.ID, uids)
+	// An add committed after this removal may have updated Redis before
+	// this did: whoever is a member again gets their routes back (joined
+	// reads the membership again in turn, against a later removal).
+	in, err := h.st.MembersAmong(ctx, g.ID, uids)
+	switch {
+	case err != nil:
+		h.log.Warn("membership not read again after a removal; the group's route set is queued for repair", "group", g.ID, "err", err)
+		h.rt.RepairGroup(g.ID)
+	case len(in) > 0:
+		h.joined(ctx, g.ID, in)
+	}
 	return &dataproxy.GroupMembersResp{Changed: int32(n), Group: groupOut(g)}, nil
 }
 

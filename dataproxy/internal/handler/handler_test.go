@@ -71,6 +71,13 @@ func startAt(t testing.TB, cfg handler.Config, path string) *env {
 // and a repair queue (stopped when the test ends).
 func build(t testing.TB, cfg handler.Config, st *store.SQLStore, rdb redis.UniversalClient, prefix string, reg prometheus.Registerer) *handler.Handler {
 	t.Helper()
+	return buildOver(t, cfg, st, st, rdb, prefix, reg)
+}
+
+// buildOver is build with the handler calling hs (st wrapped by a test)
+// instead of st.
+func buildOver(t testing.TB, cfg handler.Config, st *store.SQLStore, hs store.Store, rdb redis.UniversalClient, prefix string, reg prometheus.Registerer) *handler.Handler {
+	t.Helper()
 	rq, err := repair.New(repair.Config{Interval: 50 * time.Millisecond}, rdb, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +94,7 @@ func build(t testing.TB, cfg handler.Config, st *store.SQLStore, rdb redis.Unive
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	h, err := handler.New(cfg, st, rt, ib, reg, nil)
+	h, err := handler.New(cfg, hs, rt, ib, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,7 @@ type tableSQL struct {
 	msgs, convs, uconvs, groups, members string // table names
 	lastSeq                              string
 	sync                                 string
+	recallsIn                            string
 	listIndex                            string
 	getMsg                               string
 
@@ -106,6 +107,9 @@ func newTableSQL(l Layout, d dialect, t int) tableSQL {
 		" g JOIN " + ts.members + " m ON m.group_id = g.group_id WHERE ", "", orTerms("(m.group_id = ? AND m.uid = ?)")}
 	ts.listMany = keySQL{"SELECT uid, conv_id, kind FROM " + ts.uconvs + " WHERE ", "", inList("uid")}
 	ts.lastSeq = "SELECT last_seq FROM " + ts.convs + " WHERE conv_id = ?"
+	// Recalls stored after a seq that recall a message in a range: a range
+	// read of the primary key, as long as the messages after that seq.
+	ts.recallsIn = "SELECT COUNT(*) FROM " + ts.msgs + " WHERE conv_id = ? AND seq > ? AND ref_seq BETWEEN ? AND ?"
 	ts.sync = "SELECT seq, sender, recipient, client_msg_id, content_type, body, created_at_ms, recalled, ref_seq FROM " + ts.msgs +
 		" WHERE conv_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
 	ts.getMsg = "SELECT seq, recipient, content_type, body, created_at_ms, recalled, ref_seq FROM " + ts.msgs +

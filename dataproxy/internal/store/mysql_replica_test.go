@@ -166,3 +166,47 @@ func TestMySQLReplicaReads(t *testing.T) {
 		t.Fatalf("the returned replica did not answer: %+v", st)
 	}
 }
+
+// A recall changes an older row in the commit that adds its event. A
+// replica that has not applied that commit must not serve the page with
+// the recalled body, though it holds every seq of the page; a page no
+// recall touched is still served by the lagging replica.
+func TestMySQLLaggingReplicaNeverServesARecalledBody(t *testing.T) {
+	primary, replica := testDatabase(t), testDatabase(t)
+	_ = openMySQL(t, replica).Close()
+	s := openMySQLCfg(t, store.MySQLConfig{DSNs: []string{primary}, Replicas: [][]string{{replica}}})
+	defer s.Close()
+	ctx := context.Background()
+	conv := ids.P2P("alice", "bob")
+	var items []store.AppendItem
+	for _, c := range []string{"1", "2", "3", "4"} {
+		items = append(items, store.AppendItem{ConvID: conv, Sender: "alice", Recipient: "bob", ClientMsgID: c, Body: "secret " + c})
+	}
+	if _, err := s.AppendMessages(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	replicate(t, primary, replica, "users", "conversations", "user_conversations", "messages")
+	res, err := s.AppendMessages(ctx, []store.AppendItem{{ConvID: conv, Sender: "alice", Recipient: "bob", ClientMsgID: "r", RecallSeq: 2, RecallWindowMs: 1 << 40}})
+	if err != nil || res[0].ErrorCode != 0 {
+		t.Fatalf("recall: %+v %v", res, err)
+	}
+	before := s.Stats()
+	r, err := s.SyncMessages(ctx, conv, 0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Messages) != 2 || !r.Messages[1].Recalled || r.Messages[1].Body != "" {
+		t.Fatalf("page after an acked recall: %+v", r.Messages)
+	}
+	if st := s.Stats(); st.ReplicaReads != before.ReplicaReads || st.ReplicaMisses != before.ReplicaMisses+1 {
+		t.Fatalf("the lagging replica answered: %+v, before %+v", st, before)
+	}
+	// Seqs 3-4: no recall since the replica's state names them.
+	before = s.Stats()
+	if r, err = s.SyncMessages(ctx, conv, 2, 2); err != nil || len(r.Messages) != 2 || r.Messages[0].Body != "secret 3" {
+		t.Fatalf("page 3-4: %+v %v", r, err)
+	}
+	if st := s.Stats(); st.ReplicaReads != before.ReplicaReads+1 {
+		t.Fatalf("a page no recall touched was not served by the replica: %+v", st)
+	}
+}

@@ -289,7 +289,11 @@ func members(it *AppendItem, now int64) []indexRow {
 // has not applied the latest commits) returns fewer rows; the page is then
 // read again from the primary. So a sync right after an ack always sees the
 // acked message, whichever dataproxy instance acked it, while the bulk of
-// the reading is done by replicas that keep up.
+// the reading is done by replicas that keep up. A replica page of older
+// messages is used while the replica lags only if no recall stored since
+// the replica's last_seq (read before the page) names a message of it:
+// a recall changes the recalled row in the commit that adds its event, so
+// a lagging replica would still hand out the recalled body.
 func (s *SQLStore) SyncMessages(ctx context.Context, conv string, afterSeq int64, limit int) (SyncResult, error) {
 	if !ids.ValidConv(conv) {
 		return SyncResult{}, badConv(conv)
@@ -317,8 +321,20 @@ func (s *SQLStore) SyncMessages(ctx context.Context, conv string, afterSeq int64
 	}
 	want := min(int64(limit), res.LastSeq-afterSeq)
 	if rep := d.replica(); rep != nil {
-		msgs, err := d.readMessages(ctx, rep, ts, conv, afterSeq, res.LastSeq, limit)
-		if err == nil && int64(len(msgs)) == want && msgs[len(msgs)-1].Seq == afterSeq+want {
+		var repLast int64
+		err := d.queryRow(ctx, rep, ts.lastSeq, conv).Scan(&repLast)
+		var msgs []Message
+		if err == nil {
+			msgs, err = d.readMessages(ctx, rep, ts, conv, afterSeq, res.LastSeq, limit)
+		}
+		complete := err == nil && int64(len(msgs)) == want && msgs[len(msgs)-1].Seq == afterSeq+want
+		if complete && repLast < res.LastSeq {
+			var recalls int
+			if err = d.queryRow(ctx, d.r, ts.recallsIn, conv, repLast, afterSeq+1, afterSeq+want).Scan(&recalls); err != nil || recalls > 0 {
+				complete = false
+			}
+		}
+		if complete {
 			s.stats.replicaReads.Add(1)
 			res.Messages = msgs
 			res.HasMore = afterSeq+want < res.LastSeq

@@ -12,12 +12,17 @@ import (
 // retried.
 type Store interface {
 	// AppendMessages validates each item and stores the valid ones, in
-	// order, in one transaction: all of them or none. results[i] answers
+	// order, in one transaction per database: all of a database's items or
+	// none of them (a call whose conversations live in several databases
+	// can fail with some of them stored; calling again with the same
+	// client msg ids stores the rest and answers the others as
+	// duplicates). results[i] answers
 	// items[i]. An invalid item gets ErrorCode/ErrorMessage and does not
 	// stop the others. An item whose (conv, sender, client msg id) was
 	// stored before, by an earlier call or earlier in the same batch, is
 	// not stored again: its result carries the original seq and time with
-	// Duplicate set. An error return means nothing was stored.
+	// Duplicate set. An error return means nothing was stored in at least
+	// one of the databases involved.
 	AppendMessages(ctx context.Context, items []AppendItem) ([]AppendResult, error)
 
 	// SyncMessages returns the messages of conv with seq > afterSeq in
