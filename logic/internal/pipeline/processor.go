@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -356,6 +357,9 @@ func uniq(s []string) []string {
 // recipients learn of it from their inbox cursor (PROTOCOL.md, missed
 // pushes). It returns an error only when ctx ends first.
 func (p *Processor) readDuplicates(ctx context.Context, items []*item) error {
+	if !slices.ContainsFunc(items, func(it *item) bool { return it.errCode == 0 && it.res != nil && it.res.Duplicate }) {
+		return nil
+	}
 	type convSeq struct {
 		conv string
 		seq  int64
