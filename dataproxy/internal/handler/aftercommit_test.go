@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gochat-im/gochat/dataproxy/internal/handler"
@@ -137,13 +138,13 @@ func TestCreateGroupWithThousandMembers(t *testing.T) {
 // in between.
 type addDuringRemove struct {
 	store.Store
-	add func()
+	add atomic.Pointer[func()] // taken by the first removal
 }
 
 func (s *addDuringRemove) RemoveGroupMembers(ctx context.Context, group string, uids []string) (int, store.Group, error) {
 	n, g, err := s.Store.RemoveGroupMembers(ctx, group, uids)
-	if err == nil && s.add != nil {
-		s.add()
+	if add := s.add.Swap(nil); err == nil && add != nil {
+		(*add)()
 	}
 	return n, g, err
 }
@@ -170,12 +171,12 @@ func TestMemberAddedBackDuringRemovalKeepsRoutes(t *testing.T) {
 	if _, err := cli.SetRoutes(ctx, &dataproxy.SetRoutesReq{Routes: []*common.Route{{Uid: "bob", Device: "web", GatewayId: "gw-2", ConnId: 2}}}); err != nil {
 		t.Fatal(err)
 	}
-	wrapped.add = func() {
-		wrapped.add = nil
+	addBack := func() {
 		if _, err := cli.AddGroupMembers(ctx, &dataproxy.GroupMembersReq{GroupId: "team", Uids: []string{"bob"}}); err != nil {
 			t.Errorf("add back: %v", err)
 		}
 	}
+	wrapped.add.Store(&addBack)
 	if _, err := cli.RemoveGroupMembers(ctx, &dataproxy.GroupMembersReq{GroupId: "team", Uids: []string{"bob"}}); err != nil {
 		t.Fatal(err)
 	}
