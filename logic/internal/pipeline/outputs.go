@@ -237,7 +237,9 @@ func (p *Processor) messageOutputs(it *item, aud audience, senderGW bool, self [
 		}
 	}
 	fanout(r.ConvId, t, &events.DownRecord{Kind: events.DownKind_PUSH, Message: msg})
-	if it.group != "" || r.Kind != events.UpKind_SEND || len(aud.users[it.peer]) > 0 {
+	if it.group != "" || r.Kind != events.UpKind_SEND || msg.Recalled || len(aud.users[it.peer]) > 0 {
+		// (A duplicate of a message recalled since gets its push, which
+		// shows the recall, but no notification.)
 		return kafkax.Msg{}, false
 	}
 	p.m.offline.Inc()

@@ -127,8 +127,9 @@ type Prepared struct {
 	// order.
 	Msgs []kafkax.Msg
 	// Receipts are the read receipts: they announce a cursor, so they go
-	// out once the cursor is stored (a device told "read up to 40" then
-	// finds read_seq 40 in its conversation list).
+	// out once the cursor save returns (a device told "read up to 40" then
+	// finds read_seq 40 in its conversation list, read replicas' lag
+	// aside).
 	Receipts []kafkax.Msg
 	// cursors are the batch's cursor changes, for SaveCursors.
 	cursors []*dataproxy.CursorUpdate
@@ -242,12 +243,14 @@ func (p *Processor) checkRecipients(ctx context.Context, items []*item) error {
 	var pe *permanentError
 	switch {
 	case errors.As(err, &pe):
-		// Refused, which retrying cannot mend: these sends are answered
-		// with the error, and the rest of the batch goes on.
+		// Refused, which retrying now cannot mend (a configuration fault,
+		// not the client's): these sends are answered with internal, which
+		// clients retry later with the same cmid, and the rest of the batch
+		// goes on.
 		p.log.Error("user lookup refused", "err", err, "users", len(uids))
 		for _, it := range items {
 			if it.errCode == 0 && it.rec.Kind == events.UpKind_SEND && it.group == "" {
-				it.fail(pe.code, "%s", pe.msg)
+				it.fail(errcode.Internal, "recipient check failed: %s", pe.msg)
 			}
 		}
 		return nil

@@ -235,3 +235,24 @@ func TestDuplicatePushedAgainAsStored(t *testing.T) {
 		t.Fatalf("tasks = %+v", tasks)
 	}
 }
+
+// A retransmission of a message recalled since gets no offline
+// notification: there is nothing left to notify of.
+func TestDuplicateOfRecalledMessageNotifiesNoOne(t *testing.T) {
+	dp := dpfake.New("alice", "carol")
+	prod := &fakeProducer{}
+	p := newProc(dp, liveSet{"gw1": true}, prod)
+	ctx := context.Background()
+	recall := rec(events.UpKind_RECALL, "alice", ids.P2P("alice", "carol"), 1)
+	recall.ClientMsgId = "r1"
+	if err := p.Process(ctx, []*events.UpRecord{sendRec("alice", "carol", "c1", "oops"), recall}); err != nil {
+		t.Fatal(err)
+	}
+	prod.msgs = nil
+	if err := p.Process(ctx, []*events.UpRecord{sendRec("alice", "carol", "c1", "oops")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, tasks := decoded(t, prod.msgs); len(tasks) != 0 {
+		t.Fatalf("tasks for a recalled message's retransmission: %+v", tasks)
+	}
+}

@@ -166,6 +166,10 @@ func (w *worker) handle(ctx context.Context, msgs []*kafka.Message) bool {
 	// saves); the read receipts, which announce the saved cursors, and the
 	// batch's offsets wait for it. If ctx ends first the batch never
 	// completes and is replayed (cursor updates are idempotent).
+	// The receipts are queued from the cursor saver's callbacks, which run
+	// in save order, so one (user, conversation)'s receipts keep their
+	// order. Queuing blocks only while librdkafka's local queue is full,
+	// when every produce of this process waits anyway.
 	w.proc.saveCursorsAsync(ctx, prep, func(err error) {
 		if err != nil {
 			return
