@@ -27,6 +27,8 @@ type truth struct {
 	reads   int
 	seqRead int
 	during  func()
+	// seqDelay makes every LastSeqs read take this long.
+	seqDelay time.Duration
 }
 
 func newTruth() *truth { return &truth{convs: map[string][]string{}, last: map[string]int64{}} }
@@ -49,6 +51,11 @@ func (s *truth) UserConversations(_ context.Context, uids []string) (map[string]
 
 func (s *truth) LastSeqs(_ context.Context, convs []string) (map[string]int64, error) {
 	s.mu.Lock()
+	if d := s.seqDelay; d > 0 {
+		s.mu.Unlock()
+		time.Sleep(d)
+		s.mu.Lock()
+	}
 	defer s.mu.Unlock()
 	s.seqRead++
 	out := map[string]int64{}
@@ -421,5 +428,36 @@ func TestCursorsSettlesQueuedUpdates(t *testing.T) {
 	close(h.release)
 	if c := <-got; c["alice"] != 7 {
 		t.Fatalf("alice's cursor %d, want 7 (the queued update)", c["alice"])
+	}
+}
+
+// A lastseq fill whose SQL read took more than half the repair interval is
+// answered but not cached: it may have read before a commit whose cache
+// update failed and whose key the repair queue has deleted twice since.
+func TestSlowSeqFillNotCached(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer rdb.Close()
+	q, err := repair.New(repair.Config{Interval: 100 * time.Millisecond}, rdb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	s := newTruth()
+	b, err := New(Config{Repair: q}, rdb, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.convs["a"] = []string{"p:a:b"}
+	s.last["p:a:b"] = 7
+	s.seqDelay = 80 * time.Millisecond // over half the interval
+	wantCursors(t, b, s, "a")
+	if m.Exists(b.SeqKey("p:a:b")) || b.slowFills.Load() != 1 {
+		t.Fatalf("a slow read was cached (slow fills %d)", b.slowFills.Load())
+	}
+	s.seqDelay = 0
+	wantCursors(t, b, s, "a")
+	if !m.Exists(b.SeqKey("p:a:b")) || b.slowFills.Load() != 1 {
+		t.Fatalf("a fast read was not cached (slow fills %d)", b.slowFills.Load())
 	}
 }

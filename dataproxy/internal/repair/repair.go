@@ -119,6 +119,11 @@ func (q *Queue) Pending() int {
 	return len(q.pending)
 }
 
+// Interval is the least time between a key's two deletions. A rebuild
+// that reads SQL and writes Redis within less than this cannot leave a
+// stale value behind a failed update (see the package comment).
+func (q *Queue) Interval() time.Duration { return q.interval }
+
 // Close stops the goroutine; keys still waiting are forgotten.
 func (q *Queue) Close() {
 	q.closeOnce.Do(func() {
