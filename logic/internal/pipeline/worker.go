@@ -235,7 +235,8 @@ func (w *worker) done(b *batch) {
 	w.mu.Unlock()
 }
 
-// drain waits until no batch is being prepared or produced, or ctx ends.
+// drain waits until no batch is being prepared or produced, or ctx ends;
+// it reports whether nothing was left unfinished.
 func (w *worker) drain(ctx context.Context) bool {
 	stop := context.AfterFunc(ctx, func() {
 		w.mu.Lock()
@@ -248,7 +249,7 @@ func (w *worker) drain(ctx context.Context) bool {
 	for (w.queued > 0 || len(w.inflight) > 0) && ctx.Err() == nil {
 		w.cond.Wait()
 	}
-	return ctx.Err() == nil
+	return w.queued == 0 && len(w.inflight) == 0
 }
 
 // nextOffsets returns, per partition, the offset after the last message.

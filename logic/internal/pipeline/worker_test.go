@@ -319,3 +319,29 @@ func TestDispatchReturnsAfterWorkerStopped(t *testing.T) {
 		t.Fatalf("offset %d stored for records never handled", off)
 	}
 }
+
+// drain reports unfinished work only when there is some: at shutdown the
+// work context may already have ended with nothing pending, and logging
+// "abandoned" then would be false.
+func TestDrainReportsOnlyUnfinishedWork(t *testing.T) {
+	dp := dpfake.New("alice", "bob")
+	prod := &heldProducer{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w := newWorker(newProc(dp, liveSet{"gw1": true}, &fakeProducer{}), prod, &offsetLog{}, 1, 4, log)
+	go w.run(context.Background())
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if !w.drain(done) {
+		t.Fatal("an idle worker reported unfinished work")
+	}
+	w.dispatch(upMsg(t, 1, "a"))
+	waitFor(t, "outputs", func() bool { return prod.count() == 2 })
+	if w.drain(done) {
+		t.Fatal("a worker with undelivered outputs reported everything finished")
+	}
+	prod.release(0)
+	prod.release(1)
+	if !w.drain(context.Background()) {
+		t.Fatal("drain failed after every output was delivered")
+	}
+}
