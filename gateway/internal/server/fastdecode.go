@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"unicode/utf8"
 )
@@ -13,13 +14,25 @@ import (
 // results and errors are the reference. A fuzz test checks that whenever
 // fastDecode accepts a frame, encoding/json accepts it too and gives the
 // same request.
+//
+// A frame that is valid JSON but not an object gives errNotObject, or, for
+// an array, a string, a number or a boolean, encoding/json's
+// *json.UnmarshalTypeError with an empty Field.
 func decodeRequest(text []byte, req *request) error {
 	if fastDecode(text, req) {
 		return nil
 	}
 	*req = request{}
-	return json.Unmarshal(text, req)
+	if err := json.Unmarshal(text, req); err != nil {
+		return err
+	}
+	if p := (fastParser{b: text}); !p.object() {
+		return errNotObject // null: encoding/json leaves req as it is
+	}
+	return nil
 }
+
+var errNotObject = errors.New("frame is not a JSON object")
 
 // Keys of request, by bit; a key seen twice sends the frame to
 // encoding/json.
@@ -41,8 +54,7 @@ const (
 // frame is not of the simple form it handles (req is then partly set).
 func fastDecode(text []byte, req *request) bool {
 	p := fastParser{b: text}
-	p.space()
-	if !p.byte('{') {
+	if !p.object() {
 		return false
 	}
 	seen := 0
@@ -130,6 +142,12 @@ func (p *fastParser) space() {
 			return
 		}
 	}
+}
+
+// object reports whether the value at p starts an object.
+func (p *fastParser) object() bool {
+	p.space()
+	return p.byte('{')
 }
 
 func (p *fastParser) byte(c byte) bool {

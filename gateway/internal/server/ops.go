@@ -66,23 +66,13 @@ func (a *afterField) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// isObject reports whether text, valid JSON, is an object (not null, an
-// array, a string, a number or a boolean).
-func isObject(text []byte) bool {
-	i := 0
-	for i < len(text) && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n') {
-		i++
-	}
-	return i < len(text) && text[i] == '{'
-}
-
 const defaultContentType = "text"
 
 // Message dispatches one client text message; it runs on the connection's
 // OnRequest goroutine and must not wait on the network.
 func (s *Server) Message(sess *session.Session, text []byte) {
 	var req request
-	if err := decodeRequest(text, &req); err != nil || !isObject(text) {
+	if err := decodeRequest(text, &req); err != nil {
 		// A bad frame counts against the rate like any other, so a flood
 		// of them is answered by one kind of error at the same pace.
 		var te *json.UnmarshalTypeError
@@ -91,8 +81,8 @@ func (s *Server) Message(sess *session.Session, text []byte) {
 			s.clientError(sess, errcode.RateLimited, "too many requests; slow down", "", "")
 		case errors.As(err, &te) && te.Field != "":
 			s.clientError(sess, errcode.BadField, "field "+te.Field+" has the wrong type", req.ClientMsgID, req.RID)
-		case err == nil || errors.As(err, &te):
-			s.clientError(sess, errcode.BadJSON, "frame is not a JSON object", "", "")
+		case errors.Is(err, errNotObject) || errors.As(err, &te):
+			s.clientError(sess, errcode.BadJSON, errNotObject.Error(), "", "")
 		default:
 			s.clientError(sess, errcode.BadJSON, "frame is not valid JSON", "", "")
 		}
