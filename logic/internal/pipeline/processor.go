@@ -98,6 +98,10 @@ func (it *item) fail(c errcode.Code, format string, args ...any) {
 	it.errCode, it.errMsg = c, fmt.Sprintf(format, args...)
 }
 
+// duplicate reports whether the store answered the item's send or recall
+// as one stored before.
+func (it *item) duplicate() bool { return it.errCode == 0 && it.res != nil && it.res.Duplicate }
+
 // appends reports whether the record adds a message to its conversation.
 func (it *item) appends() bool {
 	k := it.rec.Kind
@@ -360,7 +364,7 @@ func uniq(s []string) []string {
 // recipients learn of it from their inbox cursor (PROTOCOL.md, missed
 // pushes). It returns an error only when ctx ends first.
 func (p *Processor) readDuplicates(ctx context.Context, items []*item) error {
-	if !slices.ContainsFunc(items, func(it *item) bool { return it.errCode == 0 && it.res != nil && it.res.Duplicate }) {
+	if !slices.ContainsFunc(items, (*item).duplicate) {
 		return nil
 	}
 	type convSeq struct {
@@ -369,14 +373,14 @@ func (p *Processor) readDuplicates(ctx context.Context, items []*item) error {
 	}
 	fresh := map[convSeq]bool{} // stored by this batch: pushed by it
 	for _, it := range items {
-		if it.errCode == 0 && it.res != nil && !it.res.Duplicate {
+		if it.errCode == 0 && it.res != nil && !it.duplicate() {
 			fresh[convSeq{it.rec.ConvId, it.res.Seq}] = true
 		}
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for _, it := range items {
-		if it.errCode != 0 || it.res == nil || !it.res.Duplicate || fresh[convSeq{it.rec.ConvId, it.res.Seq}] {
+		if !it.duplicate() || fresh[convSeq{it.rec.ConvId, it.res.Seq}] {
 			continue
 		}
 		r := it.rec

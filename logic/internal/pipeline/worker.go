@@ -89,12 +89,7 @@ func (w *worker) run(ctx context.Context) {
 	// A worker waiting for room among its in-flight batches wakes when
 	// ctx ends (failed produces stop being retried then, so nothing else
 	// would wake it).
-	stop := context.AfterFunc(ctx, func() {
-		w.mu.Lock()
-		w.cond.Broadcast()
-		w.mu.Unlock()
-	})
-	defer stop()
+	defer context.AfterFunc(ctx, w.wake)()
 	msgs := make([]*kafka.Message, 0, w.max)
 	for {
 		msgs = msgs[:0]
@@ -235,15 +230,18 @@ func (w *worker) done(b *batch) {
 	w.mu.Unlock()
 }
 
+// wake wakes every goroutine waiting on w.cond (to see that a context
+// ended).
+func (w *worker) wake() {
+	w.mu.Lock()
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
 // drain waits until no batch is being prepared or produced, or ctx ends;
 // it reports whether nothing was left unfinished.
 func (w *worker) drain(ctx context.Context) bool {
-	stop := context.AfterFunc(ctx, func() {
-		w.mu.Lock()
-		w.cond.Broadcast()
-		w.mu.Unlock()
-	})
-	defer stop()
+	defer context.AfterFunc(ctx, w.wake)()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for (w.queued > 0 || len(w.inflight) > 0) && ctx.Err() == nil {
