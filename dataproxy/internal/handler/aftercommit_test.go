@@ -153,14 +153,7 @@ func (s *addDuringRemove) RemoveGroupMembers(ctx context.Context, group string, 
 // group's route set, whichever call updates Redis last.
 func TestMemberAddedBackDuringRemovalKeepsRoutes(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.OpenSQLite(store.SQLiteConfig{Path: filepath.Join(t.TempDir(), "gochat.db"), Options: store.Options{MaxBody: 1024}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	if err := st.Ready(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, filepath.Join(t.TempDir(), "gochat.db"))
 	rdb, prefix := redistest.Client(t)
 	wrapped := &addDuringRemove{Store: st}
 	cli := serve(t, buildOver(t, handler.Config{}, st, wrapped, rdb, prefix, nil))

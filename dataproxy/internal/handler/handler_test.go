@@ -51,19 +51,25 @@ func startCfg(t testing.TB, cfg handler.Config) *env {
 // startAt is startCfg with the SQLite file at path.
 func startAt(t testing.TB, cfg handler.Config, path string) *env {
 	t.Helper()
-	ctx := context.Background()
+	st := openStore(t, path)
+	rdb, prefix := redistest.Client(t)
+	reg := prometheus.NewRegistry()
+	h := build(t, cfg, st, rdb, prefix, reg)
+	return &env{st: st, rdb: rdb, reg: reg, cli: serve(t, h)}
+}
+
+// openStore opens a ready SQLite store at path, closed when the test ends.
+func openStore(t testing.TB, path string) *store.SQLStore {
+	t.Helper()
 	st, err := store.OpenSQLite(store.SQLiteConfig{Path: path, Options: store.Options{MaxBody: 1024}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	if err := st.Ready(ctx); err != nil {
+	if err := st.Ready(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	rdb, prefix := redistest.Client(t)
-	reg := prometheus.NewRegistry()
-	h := build(t, cfg, st, rdb, prefix, reg)
-	return &env{st: st, rdb: rdb, reg: reg, cli: serve(t, h)}
+	return st
 }
 
 // build makes a Handler the way the service does: a route table with

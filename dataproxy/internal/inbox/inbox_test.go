@@ -249,22 +249,31 @@ func testOutOfOrder(t *testing.T, open func(t *testing.T) (*redis.Client, string
 	wantCursors(t, b, s, "hal")
 }
 
-// With Redis unreachable, Appended queues its keys for deletion and the
-// queue deletes them once Redis is back, so a stale value cannot stay.
-func TestAppendedRepair(t *testing.T) {
-	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	defer rdb.Close()
-	q, err := repair.New(repair.Config{Interval: 20 * time.Millisecond}, rdb, nil)
+// withRepair returns an Inbox over rdb and a fresh truth, with a repair
+// queue of the given interval; rdb and the queue are closed when the test
+// ends (the queue first).
+func withRepair(t *testing.T, rdb *redis.Client, interval time.Duration) (*Inbox, *truth, *repair.Queue) {
+	t.Helper()
+	t.Cleanup(func() { _ = rdb.Close() })
+	q, err := repair.New(repair.Config{Interval: interval}, rdb, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer q.Close()
+	t.Cleanup(q.Close)
 	s := newTruth()
 	b, err := New(Config{Repair: q}, rdb, s)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b, s, q
+}
+
+// With Redis unreachable, Appended queues its keys for deletion and the
+// queue deletes them once Redis is back, so a stale value cannot stay.
+func TestAppendedRepair(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	b, s, q := withRepair(t, rdb, 20*time.Millisecond)
 	ctx := context.Background()
 	s.append(t, b, "p:a:b", "a", "b")
 	wantCursors(t, b, s, "a", "b")
@@ -436,18 +445,7 @@ func TestCursorsSettlesQueuedUpdates(t *testing.T) {
 // update failed and whose key the repair queue has deleted twice since.
 func TestSlowSeqFillNotCached(t *testing.T) {
 	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	defer rdb.Close()
-	q, err := repair.New(repair.Config{Interval: 100 * time.Millisecond}, rdb, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	s := newTruth()
-	b, err := New(Config{Repair: q}, rdb, s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, s, _ := withRepair(t, redis.NewClient(&redis.Options{Addr: m.Addr()}), 100*time.Millisecond)
 	s.convs["a"] = []string{"p:a:b"}
 	s.last["p:a:b"] = 7
 	s.seqDelay = 80 * time.Millisecond // over half the interval

@@ -18,6 +18,7 @@ import (
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/pkg/errcode"
+	"github.com/gochat-im/gochat/pkg/protocol"
 )
 
 const upgradeHeaders = "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -144,13 +145,9 @@ func TestRepliesReachAConnectionBeforeHello(t *testing.T) {
 	if n, _ := e.srv.Fanout().Deliver(er); n != 1 {
 		t.Fatalf("error delivered to %d connections before hello, want 1", n)
 	}
-	var a struct {
-		Type string `json:"type"`
-		CMID string `json:"cmid"`
-		Seq  int64  `json:"seq"`
-	}
+	var a protocol.Ack
 	c.readJSON(&a)
-	if a.Type != "ack" || a.CMID != "m1" || a.Seq != 1 {
+	if a.Type != "ack" || a.ClientMsgID != "m1" || a.Seq != 1 {
 		t.Fatalf("first frame %+v, want the ack", a)
 	}
 	var ef errFrame
@@ -426,13 +423,9 @@ func TestDownstreamReachesOnlyItsTarget(t *testing.T) {
 	if n, _ := e.srv.Fanout().Deliver(ack); n != 1 {
 		t.Fatalf("ack delivered %d", n)
 	}
-	var a struct {
-		Type string `json:"type"`
-		CMID string `json:"cmid"`
-		Seq  int64  `json:"seq"`
-	}
+	var a protocol.Ack
 	alice.readJSON(&a)
-	if a.Type != "ack" || a.CMID != "m7" || a.Seq != 7 {
+	if a.Type != "ack" || a.ClientMsgID != "m7" || a.Seq != 7 {
 		t.Fatalf("ack %+v", a)
 	}
 	// An error record becomes an error frame with the cmid.

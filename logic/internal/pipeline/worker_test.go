@@ -101,14 +101,20 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// newTestWorker returns a worker over dp's processor (gateway gw1 alive),
+// with logs discarded.
+func newTestWorker(dp *dpfake.DP, prod AsyncProducer, offs OffsetStore, maxBatch, maxInflight int) *worker {
+	return newWorker(newProc(dp, liveSet{"gw1": true}, &fakeProducer{}), prod, offs, maxBatch, maxInflight,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
 // Offsets are stored only when every output of a batch is delivered, and
 // batches retire in order even when a later one completes first.
 func TestWorkerStoresOffsetsInOrder(t *testing.T) {
 	dp := dpfake.New("alice", "bob")
 	prod := &heldProducer{}
 	offs := &offsetLog{}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w := newWorker(newProc(dp, liveSet{"gw1": true}, &fakeProducer{}), prod, offs, 1, 4, log)
+	w := newTestWorker(dp, prod, offs, 1, 4)
 	ctx := context.Background()
 	go w.run(ctx)
 
@@ -143,8 +149,7 @@ func TestWorkerRetriesFailedDelivery(t *testing.T) {
 	dp := dpfake.New("alice", "bob")
 	prod := &heldProducer{failing: 1}
 	offs := &offsetLog{}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w := newWorker(newProc(dp, liveSet{"gw1": true}, &fakeProducer{}), prod, offs, 8, 4, log)
+	w := newTestWorker(dp, prod, offs, 8, 4)
 	go w.run(context.Background())
 	w.dispatch(upMsg(t, 5, "a"))
 	waitFor(t, "outputs", func() bool { return prod.count() == 2 })
@@ -166,8 +171,7 @@ func TestWorkerSendsReceiptAfterCursorSave(t *testing.T) {
 	dp.Routes = []*common.Route{{Uid: "alice", Device: "d", GatewayId: "gw1", ConnId: 7}}
 	prod := &heldProducer{}
 	offs := &offsetLog{}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w := newWorker(newProc(dp, liveSet{"gw1": true}, &fakeProducer{}), prod, offs, 1, 4, log)
+	w := newTestWorker(dp, prod, offs, 1, 4)
 	ctx := context.Background()
 	go w.run(ctx)
 	w.dispatch(upMsg(t, 1, "a")) // alice -> bob: the ack (bob is offline: a task)
@@ -274,8 +278,7 @@ func TestWorkerSurvivesRefusedLookups(t *testing.T) {
 // acknowledging) stops when its context ends.
 func TestWorkerAtInflightLimitStopsWithItsContext(t *testing.T) {
 	dp := dpfake.New("alice", "bob")
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w := newWorker(newProc(dp, liveSet{"gw1": true}, &fakeProducer{}), &heldProducer{}, &offsetLog{}, 1, 1, log)
+	w := newTestWorker(dp, &heldProducer{}, &offsetLog{}, 1, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan struct{})
 	go func() { w.run(ctx); close(exited) }()
@@ -297,8 +300,7 @@ func TestDispatchReturnsAfterWorkerStopped(t *testing.T) {
 	dp := dpfake.New("alice", "bob")
 	dp.FailAppend = 1 << 30 // dataproxy down
 	offs := &offsetLog{}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w := newWorker(newProc(dp, liveSet{"gw1": true}, &fakeProducer{}), &heldProducer{}, offs, 1, 4, log)
+	w := newTestWorker(dp, &heldProducer{}, offs, 1, 4)
 	ctx, cancel := context.WithCancel(context.Background())
 	go w.run(ctx)
 	dispatched := make(chan struct{})
@@ -326,8 +328,7 @@ func TestDispatchReturnsAfterWorkerStopped(t *testing.T) {
 func TestDrainReportsOnlyUnfinishedWork(t *testing.T) {
 	dp := dpfake.New("alice", "bob")
 	prod := &heldProducer{}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w := newWorker(newProc(dp, liveSet{"gw1": true}, &fakeProducer{}), prod, &offsetLog{}, 1, 4, log)
+	w := newTestWorker(dp, prod, &offsetLog{}, 1, 4)
 	go w.run(context.Background())
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
