@@ -71,12 +71,8 @@ func (h *Handler) joined(ctx context.Context, group string, uids []string) {
 	if err := h.ib.Forget(ctx, uids); err != nil {
 		h.log.Warn("conversation sets not forgotten; queued for repair", "group", group, "err", err)
 	}
-	in, err := h.st.MembersAmong(ctx, group, uids)
-	if err != nil {
-		// A removal racing with this join may have had its routes copied
-		// back in: drop the whole route set (refreshes rebuild it).
-		h.log.Warn("membership not read again after a join; the group's route set is queued for repair", "group", group, "err", err)
-		h.rt.RepairGroup(group)
+	in, ok := h.membersAgain(ctx, group, uids, "join")
+	if !ok {
 		return
 	}
 	if gone := slices.DeleteFunc(slices.Clone(uids), func(u string) bool { return slices.Contains(in, u) }); len(gone) > 0 {
@@ -104,15 +100,25 @@ func (h *Handler) RemoveGroupMembers(ctx context.Context, req *dataproxy.GroupMe
 	// An add committed after this removal may have updated Redis before
 	// this did: whoever is a member again gets their routes back (joined
 	// reads the membership again in turn, against a later removal).
-	in, err := h.st.MembersAmong(ctx, g.ID, uids)
-	switch {
-	case err != nil:
-		h.log.Warn("membership not read again after a removal; the group's route set is queued for repair", "group", g.ID, "err", err)
-		h.rt.RepairGroup(g.ID)
-	case len(in) > 0:
+	if in, ok := h.membersAgain(ctx, g.ID, uids, "removal"); ok && len(in) > 0 {
 		h.joined(ctx, g.ID, in)
 	}
 	return &dataproxy.GroupMembersResp{Changed: int32(n), Group: groupOut(g)}, nil
+}
+
+// membersAgain reads which of uids are members of group, after Redis was
+// updated for a change (a join or removal) that another may have raced
+// with. If it cannot, a racing change may have left the group's route set
+// wrong: the whole set is queued for deletion (the members' route
+// refreshes rebuild it) and ok is false.
+func (h *Handler) membersAgain(ctx context.Context, group string, uids []string, change string) (in []string, ok bool) {
+	in, err := h.st.MembersAmong(ctx, group, uids)
+	if err != nil {
+		h.log.Warn("membership not read again after a "+change+"; the group's route set is queued for repair", "group", group, "err", err)
+		h.rt.RepairGroup(group)
+		return nil, false
+	}
+	return in, true
 }
 
 // left updates Redis for uids, no longer members of group.

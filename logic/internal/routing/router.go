@@ -73,7 +73,7 @@ func (r *Router) Lookup(ctx context.Context, uids []string) (map[string][]*commo
 	return r.Live(routes), nil
 }
 
-// MaxLookup is the most users one GetRoutes or GetUsers call names, well
+// MaxLookup is the most users one GetRoutes call names, well
 // under what dataproxy accepts in one call (its -max-batch, 1000 by
 // default): a large batch of sends between distinct users takes several.
 const MaxLookup = 500
