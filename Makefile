@@ -35,12 +35,14 @@ test-unit: ## unit and integration tests of every module, with the race detector
 test-e2e: build ## end-to-end tests through real processes
 	GOCHAT_BIN_DIR=$(BIN) go test -count=1 -timeout 20m -v $(MODULE)/devstack/e2e
 
-fuzz: ## run the fuzz tests (frames, handshake, downstream records, client frame decoding, push encoding) for FUZZTIME each
+fuzz: ## run the fuzz tests (frames, handshake, downstream records, client frame decoding, push encoding, MessagePack) for FUZZTIME each
 	cd gateway && go test -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/wsframe
 	cd gateway && go test -run '^$$' -fuzz '^FuzzHandshake$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/upgrade
 	cd gateway && go test -run '^$$' -fuzz '^FuzzRecord$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/downstream
 	cd gateway && go test -run '^$$' -fuzz '^FuzzFastDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/server
 	cd pkg && go test -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./protocol
+	cd pkg && go test -run '^$$' -fuzz '^FuzzMsgpackToJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./protocol
+	cd pkg && go test -run '^$$' -fuzz '^FuzzJSONToMsgpack$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./protocol
 
 vet: ## go vet every module, check formatting and the dependency rules
 	go vet $(PKGS)

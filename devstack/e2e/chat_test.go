@@ -233,7 +233,7 @@ func TestHandshakeRejections(t *testing.T) {
 	forged, _ := auth.Sign([]byte("not the secret"), auth.Claims{UID: "alice", Device: "web", Expires: time.Now().Add(time.Hour)})
 	for name, tok := range map[string]string{"missing": "", "garbage": "abc", "expired": expired, "forged": forged} {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		conn, err := dial(ctx, e.url(0, tok))
+		conn, _, err := dial(ctx, e.url(0, tok))
 		cancel()
 		var se ws.StatusError
 		if !errors.As(err, &se) || int(se) != 401 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/gochat-im/gochat/pkg/protocol"
 	"github.com/gochat-im/gochat/pkg/wsclient"
 )
 
@@ -21,6 +23,10 @@ type wsClient struct {
 	t    *testing.T
 	name string
 	conn net.Conn
+	// binary: the connection chose MessagePack (protocol.SubprotocolMsgpack);
+	// frames are converted to and from JSON here, so tests read and write
+	// JSON either way.
+	binary bool
 
 	mu     sync.Mutex
 	frames []frame
@@ -42,12 +48,25 @@ func (f frame) decode(t *testing.T, v any) {
 	}
 }
 
-func dial(ctx context.Context, url string) (net.Conn, error) {
-	conn, br, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, url)
+func dial(ctx context.Context, url string, protocols ...string) (net.Conn, string, error) {
+	conn, br, hs, err := ws.Dialer{Timeout: 5 * time.Second, Protocols: protocols}.Dial(ctx, url)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return wsclient.Buffered(conn, br), nil // hello may have come with the 101
+	return wsclient.Buffered(conn, br), hs.Protocol, nil // hello may have come with the 101
+}
+
+// connectMsgpack is connect for a client that speaks MessagePack.
+func connectMsgpack(t *testing.T, name, url string) *wsClient {
+	t.Helper()
+	c, err := tryConnectWith(t, name, url, protocol.SubprotocolMsgpack)
+	if err != nil {
+		t.Fatalf("%s: dial: %v", name, err)
+	}
+	if !c.binary {
+		t.Fatalf("%s: the gateway did not choose %s", name, protocol.SubprotocolMsgpack)
+	}
+	return c
 }
 
 func connect(t *testing.T, name, url string) *wsClient {
@@ -61,13 +80,19 @@ func connect(t *testing.T, name, url string) *wsClient {
 
 // tryConnect is connect that returns the dial error.
 func tryConnect(t *testing.T, name, url string) (*wsClient, error) {
+	return tryConnectWith(t, name, url)
+}
+
+// tryConnectWith is tryConnect asking for subprotocols.
+func tryConnectWith(t *testing.T, name, url string, protocols ...string) (*wsClient, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := dial(ctx, url)
+	conn, chosen, err := dial(ctx, url, protocols...)
 	if err != nil {
 		return nil, err
 	}
-	c := &wsClient{t: t, name: name, conn: conn, notify: make(chan struct{}, 1)}
+	c := &wsClient{t: t, name: name, conn: conn, notify: make(chan struct{}, 1),
+		binary: chosen == protocol.SubprotocolMsgpack}
 	go c.read()
 	t.Cleanup(func() { conn.Close() })
 	return c, nil
@@ -117,18 +142,32 @@ func (c *wsClient) drain(typ string) []frame {
 
 // trySend is sendJSON that returns the write error.
 func (c *wsClient) trySend(v any) error {
-	b, err := json.Marshal(v)
+	op, b, err := c.encode(v)
 	if err != nil {
 		return err
 	}
-	return wsutil.WriteClientMessage(c.conn, ws.OpText, b)
+	return wsutil.WriteClientMessage(c.conn, op, b)
+}
+
+// encode returns v as this connection sends it: JSON in a text frame, or
+// MessagePack in a binary one.
+func (c *wsClient) encode(v any) (ws.OpCode, []byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil || !c.binary {
+		return ws.OpText, b, err
+	}
+	b, err = protocol.AppendMsgpack(nil, b)
+	return ws.OpBinary, b, err
 }
 
 // read decodes server frames until the connection ends. It handles
 // control frames itself so that a close frame is recorded even when the
 // reply to it cannot be written (the server may already have gone).
 func (c *wsClient) read() {
-	var msg []byte
+	var (
+		msg []byte
+		op  ws.OpCode // of the message being read
+	)
 	for {
 		f, err := ws.ReadFrame(c.conn)
 		if err != nil {
@@ -147,12 +186,26 @@ func (c *wsClient) read() {
 		case f.Header.OpCode.IsControl():
 			continue
 		}
+		if f.Header.OpCode != ws.OpContinuation {
+			op = f.Header.OpCode
+		}
 		msg = append(msg, f.Payload...)
 		if !f.Header.Fin {
 			continue
 		}
 		data := msg
 		msg = nil
+		if op == ws.OpBinary {
+			js, err := protocol.AppendJSONFromMsgpack(nil, data)
+			if err != nil {
+				c.finish(nil, fmt.Errorf("server sent bad MessagePack % x: %w", data, err))
+				return
+			}
+			data = js
+		} else if c.binary {
+			c.finish(nil, fmt.Errorf("server sent a text frame to a MessagePack client: %s", data))
+			return
+		}
 		var env struct {
 			Type string `json:"type"`
 		}
@@ -253,11 +306,11 @@ func (c *wsClient) waitClosed(d time.Duration) ws.StatusCode {
 
 func (c *wsClient) sendJSON(v any) {
 	c.t.Helper()
-	b, err := json.Marshal(v)
+	op, b, err := c.encode(v)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.sendRaw(ws.OpText, b)
+	c.sendRaw(op, b)
 }
 
 func (c *wsClient) sendRaw(op ws.OpCode, b []byte) {

@@ -24,6 +24,7 @@ const (
 	BadField     Code = 1003 // a field is missing or out of range
 	TooLarge     Code = 1004 // message body over the size limit
 	Unsupported  Code = 1005 // this server does not support the operation
+	BadMsgpack   Code = 1006 // a binary frame that is not one valid MessagePack map
 	Unauthorized Code = 2001 // missing, bad or expired token
 	Forbidden    Code = 2003 // authenticated but not allowed
 	UserNotFound Code = 3001 // the recipient does not exist
@@ -40,6 +41,7 @@ var names = map[Code]string{
 	BadField:     "bad_field",
 	TooLarge:     "too_large",
 	Unsupported:  "unsupported",
+	BadMsgpack:   "bad_msgpack",
 	Unauthorized: "unauthorized",
 	Forbidden:    "forbidden",
 	UserNotFound: "user_not_found",

@@ -1,8 +1,20 @@
 // Package protocol defines GoChat's client protocol: JSON objects carried in
-// WebSocket text frames, one object per frame, told apart by "type".
+// WebSocket text frames, one object per frame, told apart by "type" (or the
+// same objects in MessagePack, in binary frames, for clients that ask for
+// it).
 // docs/PROTOCOL.md is the reference for client developers; this package is
 // what the gateway, the bench tools and the tests encode and decode.
 package protocol
+
+// WebSocket subprotocols a client may ask for in Sec-WebSocket-Protocol.
+// Without one, or with SubprotocolJSON, every frame is a JSON object in a
+// text frame. With SubprotocolMsgpack every frame is the same object as
+// one MessagePack map in a binary frame (AppendMsgpack and
+// AppendJSONFromMsgpack convert between the two).
+const (
+	SubprotocolJSON    = "gochat.json"
+	SubprotocolMsgpack = "gochat.msgpack"
+)
 
 // Frame types sent by clients.
 const (

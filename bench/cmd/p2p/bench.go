@@ -46,7 +46,7 @@ type bench struct {
 
 type conn struct{ c *wsdial.Conn }
 
-func (c *conn) write(b []byte) error { return c.c.WriteText(b) }
+func (c *conn) write(b []byte) error { return c.c.WriteJSON(b) }
 
 type result struct {
 	rate               int
@@ -80,9 +80,17 @@ func setup(ctx context.Context, o options, urls []string) (*bench, error) {
 		if err != nil {
 			return nil, fmt.Errorf("token for %s: %w", uid, err)
 		}
-		c, err := wsdial.Hello(ctx, urls[i%len(urls)]+"?token="+tok.Token, 10*time.Second)
+		var protocols []string
+		if o.msgpack {
+			protocols = []string{protocol.SubprotocolMsgpack}
+		}
+		c, err := wsdial.HelloWith(ctx, urls[i%len(urls)]+"?token="+tok.Token, 10*time.Second, protocols...)
 		if err != nil {
 			return nil, fmt.Errorf("connect %s: %w", uid, err)
+		}
+		if c.Binary() != o.msgpack {
+			c.Close()
+			return nil, fmt.Errorf("connect %s: the gateway did not agree to MessagePack", uid)
 		}
 		return &conn{c: c}, nil
 	}
@@ -159,7 +167,7 @@ func (b *bench) sentAt(s string) (time.Time, bool) {
 func (b *bench) readReceiver(c *conn) {
 	last := map[string]int64{} // conversation -> highest seq received
 	for {
-		data, err := c.c.ReadMessage()
+		data, err := c.c.ReadJSON()
 		if err != nil {
 			b.lostConn(err)
 			return
@@ -188,7 +196,7 @@ func (b *bench) readReceiver(c *conn) {
 
 func (b *bench) readSender(c *conn) {
 	for {
-		data, err := c.c.ReadMessage()
+		data, err := c.c.ReadJSON()
 		if err != nil {
 			b.lostConn(err)
 			return

@@ -32,6 +32,7 @@ type options struct {
 	pairs, rate, bodySize               int
 	duration, warmup, drain             time.Duration
 	sweep, plot, prefix                 string
+	msgpack                             bool
 }
 
 func main() {
@@ -50,6 +51,7 @@ func main() {
 	fs.StringVar(&o.sweep, "sweep", "", "rates to run one after the other, comma-separated (overrides -rate)")
 	fs.StringVar(&o.plot, "plot", "p2p-latency.svg", "SVG histogram of the delivery latency of the last run (empty: none)")
 	fs.StringVar(&o.prefix, "user-prefix", "bench", "prefix of the generated user ids")
+	fs.BoolVar(&o.msgpack, "msgpack", false, "clients speak MessagePack (subprotocol gochat.msgpack) instead of JSON")
 	_ = fs.Parse(os.Args[1:])
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "p2p:", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/gochat-im/gochat/pkg/protocol"
 	"github.com/gochat-im/gochat/pkg/wsclient"
 )
 
@@ -37,6 +38,43 @@ type Conn struct {
 	wbuf []byte
 
 	msg []byte // the message ReadMessage returned last, reused
+
+	// binary: the gateway chose MessagePack (protocol.SubprotocolMsgpack);
+	// WriteJSON and ReadJSON convert.
+	binary bool
+	wjs    []byte // WriteJSON's MessagePack, reused (under wmu)
+	rjs    []byte // ReadJSON's JSON, reused
+}
+
+// Binary reports whether the connection speaks MessagePack.
+func (c *Conn) Binary() bool { return c.binary }
+
+// WriteJSON sends the JSON object p as the connection speaks: as it is in a
+// text frame, or as MessagePack in a binary frame.
+func (c *Conn) WriteJSON(p []byte) error {
+	if !c.binary {
+		return c.WriteText(p)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var err error
+	if c.wjs, err = protocol.AppendMsgpack(c.wjs[:0], p); err != nil {
+		return err
+	}
+	c.wbuf = AppendClientFrame(c.wbuf[:0], ws.OpBinary, c.wjs)
+	_, err = c.Conn.Write(c.wbuf)
+	return err
+}
+
+// ReadJSON is ReadMessage returning the JSON form of a MessagePack
+// connection's messages. The slice is valid until the next call.
+func (c *Conn) ReadJSON() ([]byte, error) {
+	data, err := c.ReadMessage()
+	if err != nil || !c.binary {
+		return data, err
+	}
+	c.rjs, err = protocol.AppendJSONFromMsgpack(c.rjs[:0], data)
+	return c.rjs, err
 }
 
 // readBuffer is the read buffer per connection: a push frame with a

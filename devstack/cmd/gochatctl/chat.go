@@ -21,15 +21,31 @@ import (
 	"github.com/gochat-im/gochat/pkg/wsclient"
 )
 
-// wsConn is the minimal WebSocket client the chat commands use.
-type wsConn struct{ c net.Conn }
+// useMsgpack makes the chat commands speak MessagePack (-msgpack).
+var useMsgpack bool
+
+// wsConn is the minimal WebSocket client the chat commands use. With
+// binary set (the gateway agreed to MessagePack) it converts frames to and
+// from JSON, so the commands deal in JSON either way.
+type wsConn struct {
+	c      net.Conn
+	binary bool
+}
 
 func dialWS(ctx context.Context, url, token string) (*wsConn, error) {
-	c, br, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, url+"?token="+token)
+	d := ws.Dialer{Timeout: 5 * time.Second}
+	if useMsgpack {
+		d.Protocols = []string{protocol.SubprotocolMsgpack}
+	}
+	c, br, hs, err := d.Dial(ctx, url+"?token="+token)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", url, err)
 	}
-	w := &wsConn{c: wsclient.Buffered(c, br)} // hello may have come with the 101
+	w := &wsConn{c: wsclient.Buffered(c, br), binary: hs.Protocol == protocol.SubprotocolMsgpack} // hello may have come with the 101
+	if useMsgpack && !w.binary {
+		c.Close()
+		return nil, fmt.Errorf("connect %s: the gateway did not agree to MessagePack", url)
+	}
 	// Wait for hello: from then on pushes reach us.
 	for {
 		f, err := w.read()
@@ -53,7 +69,12 @@ func (w *wsConn) read() (anyFrame, error) {
 		if err != nil {
 			return anyFrame{}, err
 		}
-		if op != ws.OpText {
+		switch {
+		case op == ws.OpBinary && w.binary:
+			if data, err = protocol.AppendJSONFromMsgpack(nil, data); err != nil {
+				return anyFrame{}, fmt.Errorf("bad frame from server: %w", err)
+			}
+		case op != ws.OpText || w.binary:
 			continue
 		}
 		var f anyFrame
@@ -70,7 +91,13 @@ func (w *wsConn) write(v any) error {
 	if err != nil {
 		return err
 	}
-	return wsutil.WriteClientText(w.c, b)
+	if !w.binary {
+		return wsutil.WriteClientText(w.c, b)
+	}
+	if b, err = protocol.AppendMsgpack(nil, b); err != nil {
+		return err
+	}
+	return wsutil.WriteClientBinary(w.c, b)
 }
 
 // printFrame shows a server frame to a person.

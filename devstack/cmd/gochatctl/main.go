@@ -55,6 +55,7 @@ func main() {
 	logicAddr := fs.String("logic", "", "logic's host:port (skips etcd)")
 	secret := fs.String("admin-secret", os.Getenv("GOCHAT_ADMIN_SECRET"), "admin secret (default $GOCHAT_ADMIN_SECRET)")
 	wsURL := fs.String("ws", "", "gateway WebSocket URL for the chat commands (default: from -data-dir, else ws://127.0.0.1:8080/ws)")
+	fs.BoolVar(&useMsgpack, "msgpack", false, "chat commands speak MessagePack (subprotocol gochat.msgpack) instead of JSON")
 	_ = fs.Parse(os.Args[1:])
 	if fs.NArg() == 0 {
 		fs.Usage()

@@ -37,6 +37,9 @@ type Conn interface {
 	// errors) go to any connection that can still take frames: a client
 	// may send before its hello arrives, and its message is stored then.
 	Routable() bool
+	// Binary reports whether the client chose MessagePack: it gets the
+	// binary form of each frame, made once per record like the text form.
+	Binary() bool
 	// CloseWith closes the connection after what is queued, with a
 	// WebSocket close code and reason.
 	CloseWith(code uint16, reason string)
@@ -87,6 +90,8 @@ func NewFanout(lookup Lookup, obs Observer) *Fanout {
 // tally counts one record's deliveries.
 type tally struct {
 	frame      []byte
+	bin        []byte // frame's MessagePack form, made for the first Binary target
+	binErr     error
 	kick       uint16
 	reason     string
 	sent, miss int
@@ -99,11 +104,13 @@ func (t *tally) deliver(c Conn, ok bool) {
 		t.miss++
 		return
 	}
-	var err error
-	if t.batch != nil {
-		err = t.batch.Send(c, t.frame)
-	} else {
-		err = c.Send(t.frame)
+	frame, err := t.frameFor(c)
+	if err == nil {
+		if t.batch != nil {
+			err = t.batch.Send(c, frame)
+		} else {
+			err = c.Send(frame)
+		}
 	}
 	if err != nil {
 		t.miss++
@@ -113,6 +120,18 @@ func (t *tally) deliver(c Conn, ok bool) {
 	if t.kick != 0 {
 		c.CloseWith(t.kick, t.reason)
 	}
+}
+
+// frameFor returns the frame for c: the record's text frame, or its
+// MessagePack form, encoded once for all the record's Binary targets.
+func (t *tally) frameFor(c Conn) ([]byte, error) {
+	if !c.Binary() {
+		return t.frame, nil
+	}
+	if t.bin == nil && t.binErr == nil {
+		t.bin, t.binErr = wsframe.MsgpackFrame(t.frame)
+	}
+	return t.bin, t.binErr
 }
 
 // DeliverRaw parses a Thrift-binary events.DownRecord and queues its frame

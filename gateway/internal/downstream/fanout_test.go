@@ -14,6 +14,7 @@ import (
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/pkg/kafkax"
+	"github.com/gochat-im/gochat/pkg/protocol"
 )
 
 type fakeConn struct {
@@ -23,6 +24,7 @@ type fakeConn struct {
 	err       error
 	closeCode uint16
 	reason    string
+	binary    bool
 }
 
 func (c *fakeConn) Send(f []byte) error {
@@ -33,6 +35,7 @@ func (c *fakeConn) Send(f []byte) error {
 	return nil
 }
 func (c *fakeConn) Routable() bool { return c.routable }
+func (c *fakeConn) Binary() bool   { return c.binary }
 func (c *fakeConn) CloseWith(code uint16, reason string) {
 	c.closeCode, c.reason = code, reason
 }
@@ -108,6 +111,38 @@ func TestDeliverChecksUIDAndShareFrame(t *testing.T) {
 	}
 }
 
+// Targets that chose MessagePack share one binary encoding of the record;
+// the others share its text frame.
+func TestDeliverEncodesMsgpackOnce(t *testing.T) {
+	conns := map[int64]*fakeConn{
+		1: {uid: "a", routable: true},
+		2: {uid: "b", routable: true, binary: true},
+		3: {uid: "c", routable: true, binary: true},
+	}
+	f := NewFanout(byConn(conns), nil)
+	rec := &events.DownRecord{Kind: events.DownKind_PUSH,
+		Targets: []*events.Target{{Uid: "a", ConnId: 1}, {Uid: "b", ConnId: 2}, {Uid: "c", ConnId: 3}},
+		Message: &common.Message{ConvId: "g:x", Seq: 1, Sender: "a", Body: "x"}}
+	if n, err := f.Deliver(rec); err != nil || n != 3 {
+		t.Fatalf("delivered %d %v, want 3", n, err)
+	}
+	text, bin := conns[1].frames[0], conns[2].frames[0]
+	if &bin[0] != &conns[3].frames[0][0] {
+		t.Fatal("MessagePack frame encoded per target")
+	}
+	h, n, err := wsframe.ParseHeader(bin)
+	if err != nil || h.OpCode != ws.OpBinary || !h.Fin || int(h.Length) != len(bin)-n {
+		t.Fatalf("bad binary frame header %+v %v", h, err)
+	}
+	js, err := protocol.AppendJSONFromMsgpack(nil, bin[n:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := text[len(text)-len(js):]; string(js) != string(want) {
+		t.Fatalf("binary frame holds %s, text frame %s", js, want)
+	}
+}
+
 // A FRAME record is written as logic encoded it, once for all targets,
 // and a close code closes each target after the frame.
 func TestDeliverFrameAndKick(t *testing.T) {
@@ -153,10 +188,14 @@ func byConn(conns map[int64]*fakeConn) funcLookup {
 func (f funcLookup) Push(uid string, id int64) (Conn, bool)      { return f(uid, id) }
 func (f funcLookup) PushBytes(uid []byte, id int64) (Conn, bool) { return f(string(uid), id) }
 
-type countConn struct{ n int }
+type countConn struct {
+	n      int
+	binary bool
+}
 
 func (c *countConn) Send([]byte) error        { c.n++; return nil }
 func (c *countConn) Routable() bool           { return true }
+func (c *countConn) Binary() bool             { return c.binary }
 func (c *countConn) CloseWith(uint16, string) {}
 
 // mapLookup finds targets in a map without allocating, as the connection
@@ -172,12 +211,16 @@ func (m mapLookup) PushBytes(uid []byte, id int64) (Conn, bool) {
 	return c, ok
 }
 
-func benchRecord(n int) (mapLookup, *events.DownRecord) {
+func benchRecord(n int) (mapLookup, *events.DownRecord) { return benchRecordOf(n, false) }
+
+// benchRecordOf is benchRecord with targets that chose MessagePack when
+// binary is set.
+func benchRecordOf(n int, binary bool) (mapLookup, *events.DownRecord) {
 	m := mapLookup{}
 	var targets []*events.Target
 	for i := 0; i < n; i++ {
 		uid := fmt.Sprintf("user-%d", i)
-		m[uid] = map[int64]Conn{int64(i): &countConn{}}
+		m[uid] = map[int64]Conn{int64(i): &countConn{binary: binary}}
 		targets = append(targets, &events.Target{Uid: uid, ConnId: int64(i)})
 	}
 	return m, &events.DownRecord{Kind: events.DownKind_PUSH, Targets: targets,
@@ -189,7 +232,14 @@ func benchRecord(n int) (mapLookup, *events.DownRecord) {
 // every target. allocs/target shows the targets cost no allocation: the
 // few allocations per op are the record's own (its frame and message).
 func BenchmarkDeliverRaw(b *testing.B) {
-	m, rec := benchRecord(1000)
+	b.Run("json", func(b *testing.B) { benchDeliverRaw(b, false) })
+	// MessagePack targets: one more encoding per record (the binary
+	// frame), still nothing per target.
+	b.Run("msgpack", func(b *testing.B) { benchDeliverRaw(b, true) })
+}
+
+func benchDeliverRaw(b *testing.B, binary bool) {
+	m, rec := benchRecordOf(1000, binary)
 	raw := kafkax.Encode(rec)
 	f := NewFanout(m, nil)
 	b.ReportAllocs()

@@ -138,7 +138,8 @@ func TestConformanceFrames(t *testing.T) {
 			{fin: false, op: 0x1, length: -1, payload: []byte("caf\xc3")},
 			{fin: true, op: 0x0, length: -1, payload: []byte("\x28")},
 		}, ws.StatusInvalidFramePayloadData},
-		// Binary messages: GoChat speaks JSON text only (1003, unsupported data).
+		// Binary messages on a connection that did not choose MessagePack
+		// (the subprotocol gochat.msgpack): 1003, unsupported data.
 		{"binary message", []rawFrame{{fin: true, op: 0x2, length: -1, payload: []byte{1, 2}}}, ws.StatusUnsupportedData},
 		// 5.5.1 / 7.4: close frame bodies.
 		{"7.4 close with a 1-byte body", []rawFrame{{fin: true, op: 0x8, length: -1, payload: []byte{3}}}, ws.StatusProtocolError},

@@ -3,6 +3,9 @@ package server
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/gochat-im/gochat/gateway/internal/wsframe"
+	"github.com/gochat-im/gochat/pkg/protocol"
 )
 
 // Frames that take the fast path, and frames that must not (each is then
@@ -88,6 +91,28 @@ func BenchmarkDecodeRequest(b *testing.B) {
 			if err := decodeRequest(frame, &req); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+	// A MessagePack client's frame: transcoded to JSON in a pooled buffer
+	// (as Message does), then the same decoding.
+	mp, err := protocol.AppendMsgpack(nil, frame)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("msgpack", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			buf := wsframe.GetBuf(2 * len(mp))
+			js, err := msgpackToJSON(*buf, mp)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var req request
+			if err := decodeRequest(js, &req); err != nil {
+				b.Fatal(err)
+			}
+			*buf = js[:0]
+			wsframe.PutBuf(buf)
 		}
 	})
 	b.Run("encoding/json", func(b *testing.B) {

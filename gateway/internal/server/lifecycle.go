@@ -33,6 +33,9 @@ func (s *Server) Handshake(sess *session.Session, head []byte) {
 		return
 	}
 	sess.Upgraded(res.Claims.UID, res.Claims.Device)
+	if res.Binary {
+		sess.UseMsgpack()
+	}
 	if err := sess.SendHandshake(res.Response); err != nil {
 		return
 	}

@@ -71,6 +71,24 @@ const defaultContentType = "text"
 // Message dispatches one client text message; it runs on the connection's
 // OnRequest goroutine and must not wait on the network.
 func (s *Server) Message(sess *session.Session, text []byte) {
+	if sess.Binary() {
+		// MessagePack is turned into the JSON it stands for, and from
+		// there on the frame takes the JSON path: the same checks, errors
+		// and limits for both encodings.
+		buf := wsframe.GetBuf(2 * len(text))
+		defer wsframe.PutBuf(buf)
+		js, err := msgpackToJSON(*buf, text)
+		*buf = js[:0] // keep a grown buffer for the pool
+		if err != nil {
+			if !sess.Allow(s.cfg.MsgRate) {
+				s.clientError(sess, errcode.RateLimited, "too many requests; slow down", "", "")
+			} else {
+				s.clientError(sess, errcode.BadMsgpack, err.Error(), "", "")
+			}
+			return
+		}
+		text = js
+	}
 	var req request
 	if err := decodeRequest(text, &req); err != nil {
 		// A bad frame counts against the rate like any other, so a flood
@@ -118,6 +136,22 @@ func (s *Server) Message(sess *session.Session, text []byte) {
 		s.clientError(sess, errcode.UnknownType, "unknown type "+clip(req.Type), req.ClientMsgID, req.RID)
 	}
 }
+
+// errNotMap answers a MessagePack frame that is a valid value but not a map.
+var errNotMap = errors.New("frame is not a MessagePack map")
+
+// msgpackToJSON appends to dst the JSON form of a client's MessagePack
+// frame, which must be one map.
+func msgpackToJSON(dst, mp []byte) ([]byte, error) {
+	if len(mp) == 0 || !isMsgpackMap(mp[0]) {
+		return dst, errNotMap
+	}
+	return protocol.AppendJSONFromMsgpack(dst, mp)
+}
+
+// isMsgpackMap reports whether b starts a MessagePack map (fixmap, map 16,
+// map 32).
+func isMsgpackMap(b byte) bool { return b&0xf0 == 0x80 || b == 0xde || b == 0xdf }
 
 // opSend validates a send and produces it upstream, keyed by its
 // conversation: to a user (To) or to a group (Group, conversation

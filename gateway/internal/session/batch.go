@@ -34,6 +34,10 @@ func (s *Session) Batch() *Batch { return s.env.Batch() }
 // Send queues frame to s like s.Send, but leaves starting s's writer to
 // Flush. s must belong to the batch's server.
 func (b *Batch) Send(s *Session, frame []byte) error {
+	frame, err := s.wire(frame)
+	if err != nil {
+		return err
+	}
 	start, err := s.queue(frame)
 	if start {
 		b.ready = append(b.ready, s)

@@ -64,8 +64,10 @@ func (s *Session) frame(h ws.Header, p []byte) {
 		switch {
 		case s.msg != nil:
 			s.fail(wsframe.ErrInterleaved)
-		case h.OpCode == ws.OpBinary:
+		case h.OpCode == ws.OpBinary && !s.Binary():
 			s.fail(wsframe.ErrBinary)
+		case h.OpCode == ws.OpText && s.Binary():
+			s.fail(wsframe.ErrText)
 		case h.Fin:
 			s.deliver(p)
 		default:
@@ -113,8 +115,11 @@ func (s *Session) fail(ce *wsframe.CloseError) {
 	s.CloseWith(uint16(ce.Code), ce.Reason)
 }
 
+// deliver hands one complete message to the handler; text messages must
+// be valid UTF-8 (a binary session's MessagePack is the handler's to
+// check).
 func (s *Session) deliver(text []byte) {
-	if !utf8.Valid(text) {
+	if !s.Binary() && !utf8.Valid(text) {
 		s.fail(wsframe.ErrInvalidUTF8)
 		return
 	}

@@ -93,8 +93,9 @@ type Handler interface {
 	Handshake(s *Session, head []byte)
 	// HeadTooLarge is called when the request head passes the limit.
 	HeadTooLarge(s *Session)
-	// Message handles one complete text message, valid UTF-8. text is only
-	// valid during the call.
+	// Message handles one complete message: valid UTF-8 text, or for a
+	// Binary session the payload of a binary message (MessagePack, not
+	// yet checked). It is only valid during the call.
 	Message(s *Session, text []byte)
 	// Closed is called once when the connection is gone.
 	Closed(s *Session)
@@ -149,7 +150,7 @@ type Session struct {
 	link  conntable.Link[*Session]
 
 	state    atomic.Int32
-	flags    atomic.Uint32 // flagRegistered, flagDiscQueued, flagFinished
+	flags    atomic.Uint32 // flagRegistered, flagDiscQueued, flagFinished, flagBinary
 	lastRead atomic.Int64  // unix nanos
 	stateAt  atomic.Int64  // when the state last changed; accept time while handshaking
 
@@ -181,6 +182,9 @@ const (
 	flagRegistered = 1 << iota
 	flagDiscQueued
 	flagFinished
+	// flagBinary: the client chose the MessagePack subprotocol; set
+	// before the session is published and never cleared.
+	flagBinary
 )
 
 // wbits.
@@ -295,6 +299,16 @@ func (s *Session) Upgraded(uid, device string) {
 	s.advance(StateRegistering)
 }
 
+// UseMsgpack makes the session speak MessagePack in binary frames (the
+// client chose protocol.SubprotocolMsgpack): it takes binary messages
+// only, and every JSON text frame queued to it is sent as its MessagePack
+// binary form. Call it from Handler.Handshake only, before the session is
+// published.
+func (s *Session) UseMsgpack() { s.setFlag(flagBinary) }
+
+// Binary reports whether the session speaks MessagePack (UseMsgpack).
+func (s *Session) Binary() bool { return s.flags.Load()&flagBinary != 0 }
+
 // MarkRegistered records that logic accepted the route.
 func (s *Session) MarkRegistered() { s.setFlag(flagRegistered) }
 
@@ -308,6 +322,11 @@ func (s *Session) ClaimDisconnect() bool { return s.setFlag(flagDiscQueued) }
 // queued behind hello, and the client never sees hello before pushes can
 // reach it. It reports false if the session is no longer registering.
 func (s *Session) Open(hello []byte) bool {
+	hello, err := s.wire(hello)
+	if err != nil {
+		s.Kill()
+		return false
+	}
 	s.wmu.Lock()
 	if s.closeAfter || !s.advanceFrom(StateRegistering, StateOpen) {
 		s.wmu.Unlock()

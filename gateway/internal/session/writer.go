@@ -6,6 +6,9 @@ import (
 	"unsafe"
 
 	"github.com/cloudwego/netpoll"
+	"github.com/gobwas/ws"
+
+	"github.com/gochat-im/gochat/gateway/internal/wsframe"
 )
 
 // The write side. A session's queue has at most one writer at a time: the
@@ -69,6 +72,15 @@ func (s *Session) queue(frame []byte) (start bool, err error) {
 // are dropped, a close frame with code 1008 is queued in their place, the
 // disconnect is counted and ErrSlow returned.
 func (s *Session) Send(frame []byte) error {
+	frame, err := s.wire(frame)
+	if err != nil {
+		return err
+	}
+	return s.send(frame)
+}
+
+// send is Send of a frame (or handshake bytes) that goes out as it is.
+func (s *Session) send(frame []byte) error {
 	start, err := s.queue(frame)
 	if start && !s.env.Writers.Submit(s) {
 		s.Kill()
@@ -111,7 +123,17 @@ func (s *Session) SendHandshake(resp []byte) error {
 		return nil
 	}
 	s.wmu.Unlock()
-	return s.Send(resp)
+	return s.send(resp)
+}
+
+// wire returns frame as it goes to this session's client: a server text
+// frame (JSON) becomes its MessagePack binary frame for a Binary session;
+// anything else is sent as it is.
+func (s *Session) wire(frame []byte) ([]byte, error) {
+	if len(frame) == 0 || frame[0] != 0x80|byte(ws.OpText) || !s.Binary() {
+		return frame, nil
+	}
+	return wsframe.MsgpackFrame(frame)
 }
 
 // Run is the pool task of a session's writer that may block: it drains the

@@ -26,6 +26,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/gochat-im/gochat/pkg/auth"
+	"github.com/gochat-im/gochat/pkg/protocol"
 )
 
 // DefaultMaxHead is the default limit on the request head size.
@@ -85,6 +86,10 @@ type Result struct {
 	// OK means the connection is now a WebSocket; Claims hold the user.
 	OK     bool
 	Claims auth.Claims
+	// Binary means the client chose the MessagePack encoding (subprotocol
+	// protocol.SubprotocolMsgpack): frames both ways are binary frames of
+	// MessagePack. Otherwise the connection speaks JSON in text frames.
+	Binary bool
 	// Status is the HTTP status sent (101 on success).
 	Status int
 	// Reason labels the outcome for metrics and logs (ReasonOK, ...).
@@ -112,6 +117,13 @@ func (u *Upgrader) Handle(head []byte) Result {
 		pathReject bool
 	)
 	up := ws.Upgrader{
+		// The first of the client's subprotocols that the gateway speaks
+		// is chosen and echoed; a client that names none of them (or no
+		// subprotocol at all) gets JSON and no Sec-WebSocket-Protocol
+		// header, as RFC 6455 4.2.2 asks.
+		Protocol: func(p []byte) bool {
+			return string(p) == protocol.SubprotocolMsgpack || string(p) == protocol.SubprotocolJSON
+		},
 		OnRequest: func(uri []byte) error {
 			ru, err := url.ParseRequestURI(string(uri))
 			if err != nil {
@@ -150,7 +162,7 @@ func (u *Upgrader) Handle(head []byte) Result {
 		},
 	}
 	var out bytes.Buffer
-	_, err := up.Upgrade(memRW{r: bytes.NewReader(head), w: &out})
+	hs, err := up.Upgrade(memRW{r: bytes.NewReader(head), w: &out})
 	if err != nil {
 		res := Result{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Response: out.Bytes()}
 		var rej *ws.ConnectionRejectedError
@@ -173,7 +185,8 @@ func (u *Upgrader) Handle(head []byte) Result {
 		}
 		return res
 	}
-	return Result{OK: true, Claims: claims, Status: http.StatusSwitchingProtocols, Reason: ReasonOK, Response: out.Bytes()}
+	return Result{OK: true, Claims: claims, Binary: hs.Protocol == protocol.SubprotocolMsgpack,
+		Status: http.StatusSwitchingProtocols, Reason: ReasonOK, Response: out.Bytes()}
 }
 
 func authText(err error) string {

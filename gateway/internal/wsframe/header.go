@@ -56,6 +56,9 @@ var (
 	ErrInvalidUTF8   = &CloseError{ws.StatusInvalidFramePayloadData, "text is not valid UTF-8"}
 	ErrBadClose      = &CloseError{ws.StatusProtocolError, "invalid close frame"}
 	ErrBinary        = &CloseError{ws.StatusUnsupportedData, "binary messages are not supported"}
+	// ErrText closes a connection that chose MessagePack (binary frames)
+	// and sent a text message.
+	ErrText = &CloseError{ws.StatusUnsupportedData, "this connection speaks MessagePack in binary messages"}
 )
 
 // HeaderLen returns the size of the header that starts with bytes b0 and b1.
