@@ -196,6 +196,10 @@ func (c *wsClient) read() {
 		data := msg
 		msg = nil
 		if op == ws.OpBinary {
+			if !c.binary {
+				c.finish(nil, fmt.Errorf("server sent a binary frame to a JSON client: % x", data))
+				return
+			}
 			js, err := protocol.AppendJSONFromMsgpack(nil, data)
 			if err != nil {
 				c.finish(nil, fmt.Errorf("server sent bad MessagePack % x: %w", data, err))

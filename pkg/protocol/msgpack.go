@@ -39,8 +39,10 @@ import (
 //   - Every header (str, array, map, integer) takes the smallest form the
 //     MessagePack spec allows, and non-negative integers always use positive
 //     fixint or uint8..uint64. The output for a given value is then
-//     canonical: a frame transcoded to JSON and back gives the same bytes,
-//     and tests and client developers can compare frames byte for byte.
+//     canonical: what AppendMsgpack makes of AppendJSONFromMsgpack's output
+//     goes to JSON and back to the same bytes, and tests and client
+//     developers can compare frames byte for byte. (A float with an
+//     integral value comes back as an integer: 1.0 is written "1".)
 //     Lengths of JSON strings, arrays and objects are known only at their
 //     end; the header is reserved first and its content moved when the
 //     final header has another size (rare: strings longer than 31 bytes
@@ -555,7 +557,7 @@ func appendJSONFromMsgpack(dst, mp []byte) ([]byte, error) {
 		case c == 0xc1:
 			return dst, msgpackErr("byte 0xc1 at byte %d is not a valid type", at)
 		default: // ext 8, 16, 32 and fixext 1-16
-			return dst, msgpackErr("extension types are not supported (type 0x%02x at byte %d)", c, at)
+			return dst, msgpackErr("extension types are not supported (format 0x%02x at byte %d)", c, at)
 		}
 		if size > 0 {
 			if len(mp)-p < size {
@@ -623,7 +625,7 @@ func appendJSONFromMsgpack(dst, mp []byte) ([]byte, error) {
 		for {
 			if depth == 0 {
 				if extra := len(mp) - p; extra > 0 {
-					return dst, msgpackErr("%d trailing bytes after the value", extra)
+					return dst, msgpackErr("%d more byte(s) after the value, from byte %d", extra, p)
 				}
 				return dst, nil
 			}

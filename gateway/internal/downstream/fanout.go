@@ -105,12 +105,19 @@ func (t *tally) deliver(c Conn, ok bool) {
 		return
 	}
 	frame, err := t.frameFor(c)
-	if err == nil {
-		if t.batch != nil {
-			err = t.batch.Send(c, frame)
-		} else {
-			err = c.Send(frame)
+	if err != nil {
+		// Not expected (every frame is JSON from encoding/json or
+		// AppendJSON), but a kick must close the connection even so.
+		t.miss++
+		if t.kick != 0 {
+			c.CloseWith(t.kick, t.reason)
 		}
+		return
+	}
+	if t.batch != nil {
+		err = t.batch.Send(c, frame)
+	} else {
+		err = c.Send(frame)
 	}
 	if err != nil {
 		t.miss++

@@ -143,6 +143,52 @@ func TestDeliverEncodesMsgpackOnce(t *testing.T) {
 	}
 }
 
+// In a BATCH record each inner record has its own MessagePack frame: a
+// binary target gets every record, in order, each the binary form of its
+// own text frame.
+func TestBatchWithMsgpackTargets(t *testing.T) {
+	a, b := &fakeConn{uid: "u1", routable: true}, &fakeConn{uid: "u2", routable: true, binary: true}
+	f := NewFanout(byConn(map[int64]*fakeConn{1: a, 2: b}), nil)
+	targets := []*events.Target{{Uid: "u1", ConnId: 1}, {Uid: "u2", ConnId: 2}}
+	var recs [][]byte
+	for seq := int64(1); seq <= 3; seq++ {
+		recs = append(recs, kafkax.Encode(&events.DownRecord{Kind: events.DownKind_PUSH, Targets: targets,
+			Message: &common.Message{ConvId: "g:x", Seq: seq, Sender: "u1", Body: fmt.Sprint("m", seq)}}))
+	}
+	if n, err := f.DeliverRaw(kafkax.Encode(&events.DownRecord{Kind: events.DownKind_BATCH, Records: recs})); err != nil || n != 6 {
+		t.Fatalf("delivered %d %v, want 6", n, err)
+	}
+	if len(a.frames) != 3 || len(b.frames) != 3 {
+		t.Fatalf("frames: %d text, %d binary", len(a.frames), len(b.frames))
+	}
+	for i := range 3 {
+		h, n, err := wsframe.ParseHeader(b.frames[i])
+		if err != nil || h.OpCode != ws.OpBinary {
+			t.Fatalf("frame %d: %+v %v", i, h, err)
+		}
+		js, err := protocol.AppendJSONFromMsgpack(nil, b.frames[i][n:])
+		if err != nil || decode(t, a.frames[i])["seq"] != float64(i+1) || !strings.HasSuffix(string(a.frames[i]), string(js)) {
+			t.Fatalf("frame %d: binary %s (%v), text %s", i, js, err, a.frames[i])
+		}
+	}
+}
+
+// A FRAME record whose JSON has no MessagePack form (a number beyond
+// float64: encoding/json never writes one, but json.Valid accepts it) is
+// not sent to a binary target, and its kick closes the target all the same.
+func TestKickReachesBinaryTargetWithoutFrame(t *testing.T) {
+	a, b := &fakeConn{uid: "u1", routable: true}, &fakeConn{uid: "u2", routable: true, binary: true}
+	f := NewFanout(byConn(map[int64]*fakeConn{1: a, 2: b}), nil)
+	rec := &events.DownRecord{Kind: events.DownKind_FRAME, Frame: []byte(`{"type":"kick","reason":"replaced","n":1e400}`),
+		CloseCode: 4001, CloseReason: "replaced", Targets: []*events.Target{{Uid: "u1", ConnId: 1}, {Uid: "u2", ConnId: 2}}}
+	if n, err := f.Deliver(rec); err != nil || n != 1 {
+		t.Fatalf("delivered %d %v, want 1", n, err)
+	}
+	if len(a.frames) != 1 || len(b.frames) != 0 || a.closeCode != 4001 || b.closeCode != 4001 {
+		t.Fatalf("text target %d frames close %d; binary target %d frames close %d", len(a.frames), a.closeCode, len(b.frames), b.closeCode)
+	}
+}
+
 // A FRAME record is written as logic encoded it, once for all targets,
 // and a close code closes each target after the frame.
 func TestDeliverFrameAndKick(t *testing.T) {

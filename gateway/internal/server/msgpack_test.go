@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -208,26 +210,29 @@ func TestMsgpackBadFrames(t *testing.T) {
 		frame []byte
 		code  errcode.Code
 		cmid  string
+		msg   string // what the error's message must say
 	}{
-		{"never-used byte", []byte{0xc1}, errcode.BadMsgpack, ""},
-		{"truncated map", send[:len(send)-3], errcode.BadMsgpack, ""},
-		{"trailing bytes", append(append([]byte{}, send...), 0x01), errcode.BadMsgpack, ""},
-		{"array", mp(`[{"type":"ping"}]`), errcode.BadMsgpack, ""},
-		{"string", mp(`"ping"`), errcode.BadMsgpack, ""},
-		{"integer key", []byte{0x81, 0x01, 0xa4, 'p', 'i', 'n', 'g'}, errcode.BadMsgpack, ""},
-		{"invalid UTF-8", []byte{0x81, 0xa4, 't', 'y', 'p', 'e', 0xa2, 0xff, 0xfe}, errcode.BadMsgpack, ""},
-		{"extension", []byte{0x81, 0xa4, 't', 'y', 'p', 'e', 0xd4, 0x01, 0x00}, errcode.BadMsgpack, ""},
-		{"wrong field type", mp(`{"type":"send","cmid":7}`), errcode.BadField, ""},
-		{"fraction for an integer", mp(`{"type":"recall","cmid":"r","conv":"p:alice:bob","seq":2.5}`), errcode.BadField, "r"},
-		{"NaN", []byte{0x81, 0xa3, 's', 'e', 'q', 0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 1}, errcode.BadMsgpack, ""},
-		{"unknown type", mp(`{"type":"teleport","cmid":"x"}`), errcode.UnknownType, "x"},
+		{"never-used byte", []byte{0xc1}, errcode.BadMsgpack, "", "0xc1 at byte 0"},
+		{"empty", []byte{}, errcode.BadMsgpack, "", "truncated value at byte 0"},
+		{"truncated map", send[:len(send)-3], errcode.BadMsgpack, "", "truncated value at byte"},
+		{"truncated array", []byte{0x91}, errcode.BadMsgpack, "", "truncated value at byte 0"},
+		{"trailing bytes", append(append([]byte{}, send...), 0x01), errcode.BadMsgpack, "", "after the value, from byte " + strconv.Itoa(len(send))},
+		{"array", mp(`[{"type":"ping"}]`), errcode.BadMsgpack, "", "not a MessagePack map"},
+		{"string", mp(`"ping"`), errcode.BadMsgpack, "", "not a MessagePack map"},
+		{"integer key", []byte{0x81, 0x01, 0xa4, 'p', 'i', 'n', 'g'}, errcode.BadMsgpack, "", "key at byte 1 is not a string"},
+		{"invalid UTF-8", []byte{0x81, 0xa4, 't', 'y', 'p', 'e', 0xa2, 0xff, 0xfe}, errcode.BadMsgpack, "", "UTF-8"},
+		{"extension", []byte{0x81, 0xa4, 't', 'y', 'p', 'e', 0xd4, 0x01, 0x00}, errcode.BadMsgpack, "", "extension types"},
+		{"NaN", []byte{0x81, 0xa3, 's', 'e', 'q', 0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 1}, errcode.BadMsgpack, "", "no JSON form"},
+		{"wrong field type", mp(`{"type":"send","cmid":7}`), errcode.BadField, "", "field cmid"},
+		{"fraction for an integer", mp(`{"type":"recall","cmid":"r","conv":"p:alice:bob","seq":2.5}`), errcode.BadField, "r", "field seq"},
+		{"unknown type", mp(`{"type":"teleport","cmid":"x"}`), errcode.UnknownType, "x", "teleport"},
 	}
 	for _, tc := range cases {
 		c.sendBinary(tc.frame)
-		var ef errFrame
+		var ef protocol.Error
 		js := c.readMsgpack(&ef)
-		if ef.Type != "error" || ef.Code != int32(tc.code) || ef.Reason != tc.code.String() || ef.CMID != tc.cmid {
-			t.Fatalf("%s: got %s, want code %d cmid %q", tc.name, js, tc.code, tc.cmid)
+		if ef.Type != "error" || ef.Code != int32(tc.code) || ef.Reason != tc.code.String() || ef.ClientMsgID != tc.cmid || !strings.Contains(ef.Message, tc.msg) {
+			t.Fatalf("%s: got %s, want code %d cmid %q and a message saying %q", tc.name, js, tc.code, tc.cmid, tc.msg)
 		}
 	}
 	c.sendBinary(send)

@@ -141,12 +141,15 @@ func (s *Server) Message(sess *session.Session, text []byte) {
 var errNotMap = errors.New("frame is not a MessagePack map")
 
 // msgpackToJSON appends to dst the JSON form of a client's MessagePack
-// frame, which must be one map.
+// frame, which must be one map. Whatever is wrong with a frame that is not
+// valid MessagePack is said first (with its position), then that a valid
+// value is not a map.
 func msgpackToJSON(dst, mp []byte) ([]byte, error) {
-	if len(mp) == 0 || !isMsgpackMap(mp[0]) {
+	js, err := protocol.AppendJSONFromMsgpack(dst, mp)
+	if err == nil && !isMsgpackMap(mp[0]) {
 		return dst, errNotMap
 	}
-	return protocol.AppendJSONFromMsgpack(dst, mp)
+	return js, err
 }
 
 // isMsgpackMap reports whether b starts a MessagePack map (fixmap, map 16,

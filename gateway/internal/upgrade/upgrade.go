@@ -117,13 +117,7 @@ func (u *Upgrader) Handle(head []byte) Result {
 		pathReject bool
 	)
 	up := ws.Upgrader{
-		// The first of the client's subprotocols that the gateway speaks
-		// is chosen and echoed; a client that names none of them (or no
-		// subprotocol at all) gets JSON and no Sec-WebSocket-Protocol
-		// header, as RFC 6455 4.2.2 asks.
-		Protocol: func(p []byte) bool {
-			return string(p) == protocol.SubprotocolMsgpack || string(p) == protocol.SubprotocolJSON
-		},
+		ProtocolCustom: selectProtocol,
 		OnRequest: func(uri []byte) error {
 			ru, err := url.ParseRequestURI(string(uri))
 			if err != nil {
@@ -187,6 +181,27 @@ func (u *Upgrader) Handle(head []byte) Result {
 	}
 	return Result{OK: true, Claims: claims, Binary: hs.Protocol == protocol.SubprotocolMsgpack,
 		Status: http.StatusSwitchingProtocols, Reason: ReasonOK, Response: out.Bytes()}
+}
+
+// selectProtocol picks the first of the subprotocols in one
+// Sec-WebSocket-Protocol header that the gateway speaks; it is echoed in
+// the 101. A client that names none of them (or no subprotocol at all)
+// gets JSON and no Sec-WebSocket-Protocol header, as RFC 6455 4.2.2 asks.
+// A header that is not a clean list of tokens is not a reason to refuse
+// the connection (gobwas/ws's own parser would answer 400): names are
+// split at commas and trimmed, and anything unknown is ignored.
+func selectProtocol(v []byte) (string, bool) {
+	for len(v) > 0 {
+		var name []byte
+		name, v, _ = bytes.Cut(v, []byte{','})
+		switch string(bytes.TrimSpace(name)) {
+		case protocol.SubprotocolMsgpack:
+			return protocol.SubprotocolMsgpack, true
+		case protocol.SubprotocolJSON:
+			return protocol.SubprotocolJSON, true
+		}
+	}
+	return "", true
 }
 
 func authText(err error) string {

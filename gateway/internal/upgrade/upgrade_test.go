@@ -14,6 +14,7 @@ import (
 	"github.com/cloudwego/netpoll"
 
 	"github.com/gochat-im/gochat/pkg/auth"
+	"github.com/gochat-im/gochat/pkg/protocol"
 )
 
 var secret = []byte("test-secret")
@@ -119,6 +120,38 @@ func TestHandshakes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The subprotocol is the first of the client's that the gateway speaks;
+// a header that names none, or is not a clean token list, still upgrades
+// (to JSON, without a Sec-WebSocket-Protocol header).
+func TestSubprotocols(t *testing.T) {
+	u := newUpgrader(t)
+	good := token(t, "alice", time.Now().Add(time.Hour))
+	for _, tc := range []struct {
+		headers []string
+		chosen  string
+	}{
+		{[]string{"Sec-WebSocket-Protocol: gochat.msgpack"}, protocol.SubprotocolMsgpack},
+		{[]string{"Sec-WebSocket-Protocol: x-other, gochat.msgpack, gochat.json"}, protocol.SubprotocolMsgpack},
+		{[]string{"Sec-WebSocket-Protocol: gochat.json,gochat.msgpack"}, protocol.SubprotocolJSON},
+		{[]string{"Sec-WebSocket-Protocol: x-other", "Sec-WebSocket-Protocol: gochat.msgpack"}, protocol.SubprotocolMsgpack},
+		{[]string{"Sec-WebSocket-Protocol: a/b, gochat.msgpack"}, protocol.SubprotocolMsgpack},
+		{[]string{"Sec-WebSocket-Protocol: x-other"}, ""},
+		{[]string{"Sec-WebSocket-Protocol:"}, ""},
+		{[]string{"Sec-WebSocket-Protocol: a;b"}, ""},
+		{[]string{`Sec-WebSocket-Protocol: chat"x"`}, ""},
+		{nil, ""},
+	} {
+		res := u.Handle([]byte(request("/ws?token="+good, std(tc.headers...)...)))
+		if !res.OK {
+			t.Fatalf("%q: status %d %q", tc.headers, res.Status, res.Response)
+		}
+		resp, _ := parseResponse(t, res.Response)
+		if got := resp.Header.Get("Sec-WebSocket-Protocol"); got != tc.chosen || res.Binary != (tc.chosen == protocol.SubprotocolMsgpack) {
+			t.Fatalf("%q: chosen %q binary %v, want %q", tc.headers, got, res.Binary, tc.chosen)
+		}
 	}
 }
 

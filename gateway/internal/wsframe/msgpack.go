@@ -21,9 +21,10 @@ func MsgpackFrame(text []byte) ([]byte, error) {
 		return nil, errors.New("wsframe: truncated frame")
 	}
 	payload := text[n:]
-	// MessagePack is no longer than the JSON it comes from but for string
-	// headers (up to 5 bytes against 2 quotes): a little room avoids a
-	// second allocation.
+	// The gateway's frames hold strings, integers and booleans, whose
+	// MessagePack is no longer than their JSON but for string headers (up
+	// to 5 bytes against 2 quotes): a little room avoids a second
+	// allocation. (A float can grow, to 9 bytes; the buffer then grows.)
 	buf, err := protocol.AppendMsgpack(FrameBuffer(len(payload)+16), payload)
 	if err != nil {
 		return nil, err
