@@ -87,6 +87,9 @@ struct DownRecord {
 
 enum TaskKind {
     OFFLINE_PUSH = 1
+    // A stored message (or recall event) for the task service's archive
+    // job; emitted only when logic runs with -archive.
+    ARCHIVE = 2
 }
 
 struct OfflinePush {
@@ -102,6 +105,8 @@ struct OfflinePush {
 struct TaskRecord {
     1: TaskKind kind
     2: optional OfflinePush offline_push
+    // ARCHIVE: the message as stored.
+    3: optional common.Message archive
     // Set on records sent to the dead-letter topic.
     10: i32 attempts
     11: string last_error

@@ -127,12 +127,15 @@ type TaskKind int64
 
 const (
 	TaskKind_OFFLINE_PUSH TaskKind = 1
+	TaskKind_ARCHIVE      TaskKind = 2
 )
 
 func (p TaskKind) String() string {
 	switch p {
 	case TaskKind_OFFLINE_PUSH:
 		return "OFFLINE_PUSH"
+	case TaskKind_ARCHIVE:
+		return "ARCHIVE"
 	}
 	return "<UNSET>"
 }
@@ -141,6 +144,8 @@ func TaskKindFromString(s string) (TaskKind, error) {
 	switch s {
 	case "OFFLINE_PUSH":
 		return TaskKind_OFFLINE_PUSH, nil
+	case "ARCHIVE":
+		return TaskKind_ARCHIVE, nil
 	}
 	return TaskKind(0), fmt.Errorf("not a valid TaskKind string")
 }
@@ -650,10 +655,11 @@ var fieldIDToName_OfflinePush = map[int16]string{
 }
 
 type TaskRecord struct {
-	Kind        TaskKind     `thrift:"kind,1" frugal:"1,default,TaskKind" json:"kind"`
-	OfflinePush *OfflinePush `thrift:"offline_push,2,optional" frugal:"2,optional,OfflinePush" json:"offline_push,omitempty"`
-	Attempts    int32        `thrift:"attempts,10" frugal:"10,default,i32" json:"attempts"`
-	LastError   string       `thrift:"last_error,11" frugal:"11,default,string" json:"last_error"`
+	Kind        TaskKind        `thrift:"kind,1" frugal:"1,default,TaskKind" json:"kind"`
+	OfflinePush *OfflinePush    `thrift:"offline_push,2,optional" frugal:"2,optional,OfflinePush" json:"offline_push,omitempty"`
+	Archive     *common.Message `thrift:"archive,3,optional" frugal:"3,optional,common.Message" json:"archive,omitempty"`
+	Attempts    int32           `thrift:"attempts,10" frugal:"10,default,i32" json:"attempts"`
+	LastError   string          `thrift:"last_error,11" frugal:"11,default,string" json:"last_error"`
 }
 
 func NewTaskRecord() *TaskRecord {
@@ -676,6 +682,15 @@ func (p *TaskRecord) GetOfflinePush() (v *OfflinePush) {
 	return p.OfflinePush
 }
 
+var TaskRecord_Archive_DEFAULT *common.Message
+
+func (p *TaskRecord) GetArchive() (v *common.Message) {
+	if !p.IsSetArchive() {
+		return TaskRecord_Archive_DEFAULT
+	}
+	return p.Archive
+}
+
 func (p *TaskRecord) GetAttempts() (v int32) {
 	return p.Attempts
 }
@@ -689,6 +704,9 @@ func (p *TaskRecord) SetKind(val TaskKind) {
 func (p *TaskRecord) SetOfflinePush(val *OfflinePush) {
 	p.OfflinePush = val
 }
+func (p *TaskRecord) SetArchive(val *common.Message) {
+	p.Archive = val
+}
 func (p *TaskRecord) SetAttempts(val int32) {
 	p.Attempts = val
 }
@@ -698,6 +716,10 @@ func (p *TaskRecord) SetLastError(val string) {
 
 func (p *TaskRecord) IsSetOfflinePush() bool {
 	return p.OfflinePush != nil
+}
+
+func (p *TaskRecord) IsSetArchive() bool {
+	return p.Archive != nil
 }
 
 func (p *TaskRecord) String() string {
@@ -710,6 +732,7 @@ func (p *TaskRecord) String() string {
 var fieldIDToName_TaskRecord = map[int16]string{
 	1:  "kind",
 	2:  "offline_push",
+	3:  "archive",
 	10: "attempts",
 	11: "last_error",
 }

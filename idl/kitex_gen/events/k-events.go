@@ -2126,6 +2126,20 @@ func (p *TaskRecord) FastRead(buf []byte) (int, error) {
 					goto SkipFieldError
 				}
 			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				l, err = p.FastReadField3(buf[offset:])
+				offset += l
+				if err != nil {
+					goto ReadFieldError
+				}
+			} else {
+				l, err = thrift.Binary.Skip(buf[offset:], fieldTypeId)
+				offset += l
+				if err != nil {
+					goto SkipFieldError
+				}
+			}
 		case 10:
 			if fieldTypeId == thrift.I32 {
 				l, err = p.FastReadField10(buf[offset:])
@@ -2199,6 +2213,18 @@ func (p *TaskRecord) FastReadField2(buf []byte) (int, error) {
 	return offset, nil
 }
 
+func (p *TaskRecord) FastReadField3(buf []byte) (int, error) {
+	offset := 0
+	_field := common.NewMessage()
+	if l, err := _field.FastRead(buf[offset:]); err != nil {
+		return offset, err
+	} else {
+		offset += l
+	}
+	p.Archive = _field
+	return offset, nil
+}
+
 func (p *TaskRecord) FastReadField10(buf []byte) (int, error) {
 	offset := 0
 
@@ -2237,6 +2263,7 @@ func (p *TaskRecord) FastWriteNocopy(buf []byte, w thrift.NocopyWriter) int {
 		offset += p.fastWriteField10(buf[offset:], w)
 		offset += p.fastWriteField1(buf[offset:], w)
 		offset += p.fastWriteField2(buf[offset:], w)
+		offset += p.fastWriteField3(buf[offset:], w)
 		offset += p.fastWriteField11(buf[offset:], w)
 	}
 	offset += thrift.Binary.WriteFieldStop(buf[offset:])
@@ -2248,6 +2275,7 @@ func (p *TaskRecord) BLength() int {
 	if p != nil {
 		l += p.field1Length()
 		l += p.field2Length()
+		l += p.field3Length()
 		l += p.field10Length()
 		l += p.field11Length()
 	}
@@ -2267,6 +2295,15 @@ func (p *TaskRecord) fastWriteField2(buf []byte, w thrift.NocopyWriter) int {
 	if p.IsSetOfflinePush() {
 		offset += thrift.Binary.WriteFieldBegin(buf[offset:], thrift.STRUCT, 2)
 		offset += p.OfflinePush.FastWriteNocopy(buf[offset:], w)
+	}
+	return offset
+}
+
+func (p *TaskRecord) fastWriteField3(buf []byte, w thrift.NocopyWriter) int {
+	offset := 0
+	if p.IsSetArchive() {
+		offset += thrift.Binary.WriteFieldBegin(buf[offset:], thrift.STRUCT, 3)
+		offset += p.Archive.FastWriteNocopy(buf[offset:], w)
 	}
 	return offset
 }
@@ -2297,6 +2334,15 @@ func (p *TaskRecord) field2Length() int {
 	if p.IsSetOfflinePush() {
 		l += thrift.Binary.FieldBeginLength()
 		l += p.OfflinePush.BLength()
+	}
+	return l
+}
+
+func (p *TaskRecord) field3Length() int {
+	l := 0
+	if p.IsSetArchive() {
+		l += thrift.Binary.FieldBeginLength()
+		l += p.Archive.BLength()
 	}
 	return l
 }

@@ -45,6 +45,7 @@ type options struct {
 	loginPolicy    string
 	maxBody        int
 	recallWindow   time.Duration
+	archive        bool
 	pprofListen    string
 }
 
@@ -70,6 +71,7 @@ func main() {
 		"per device kind (the device id up to its first '-'), single (a new login kicks the older connection) or multi; unlisted kinds are multi")
 	fs.IntVar(&o.maxBody, "max-body", 4096, "largest message body the Send RPC accepts (gateways have their own -max-body)")
 	fs.DurationVar(&o.recallWindow, "recall-window", pipeline.DefaultRecallWindow, "how long after sending a message its sender may recall it")
+	fs.BoolVar(&o.archive, "archive", false, "also emit every stored message to the task topic for the task service's archive job (task -archive-dir)")
 	fs.StringVar(&o.pprofListen, "pprof-listen", "", "address of a net/http/pprof server for profiling (off by default; keep it on loopback)")
 	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", 3*time.Second, "timeout of one dataproxy call")
 	svc.Parse(fs, os.Args[1:])
@@ -147,6 +149,7 @@ func run(o options) error {
 	router := routing.New(dp, gateways)
 	proc := pipeline.NewProcessor(dp, userCache, router, prod, pipeline.NewMetrics(reg), log)
 	proc.SetRecallWindow(o.recallWindow)
+	proc.SetArchive(o.archive)
 	cons, err := pipeline.NewConsumer(pipeline.ConsumerConfig{Kafka: kc, Group: o.group, MaxBatch: o.maxBatch,
 		Workers: o.workers, MaxInflight: o.maxInflight}, proc, prod, log)
 	if err != nil {

@@ -175,8 +175,14 @@ func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) (m
 		}
 		switch r.Kind {
 		case events.UpKind_SEND, events.UpKind_RECALL:
-			if task, ok := p.messageOutputs(it, aud, senderGW, self, down, fanout); ok {
+			msg, task, ok := p.messageOutputs(it, aud, senderGW, self, down, fanout)
+			if ok {
 				msgs = append(msgs, task)
+			}
+			if msg != nil && p.archive {
+				p.m.archived.Inc()
+				msgs = append(msgs, kafkax.Msg{Topic: kafkax.TopicTask, Key: []byte(msg.ConvId),
+					Value: kafkax.Encode(&events.TaskRecord{Kind: events.TaskKind_ARCHIVE, Archive: msg})})
 			}
 		case events.UpKind_READ:
 			// The reader's other devices, and the other side of a
@@ -200,10 +206,10 @@ func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) (m
 
 // messageOutputs handles a stored send or recall: the ack and the pushes to
 // every device of the conversation but the sending one go out through down
-// and fanout; it returns an offline-push task when a one-to-one recipient
-// has no device online.
+// and fanout. It returns the message pushed (nil: only acked) and an
+// offline-push task when a one-to-one recipient has no device online.
 func (p *Processor) messageOutputs(it *item, aud audience, senderGW bool, self []*events.Target,
-	down func(gw, key string, rec *events.DownRecord), fanout func(string, *targets, *events.DownRecord)) (kafkax.Msg, bool) {
+	down func(gw, key string, rec *events.DownRecord), fanout func(string, *targets, *events.DownRecord)) (*common.Message, kafkax.Msg, bool) {
 	r, res := it.rec, it.res
 	if senderGW {
 		down(r.GatewayId, r.ConvId, &events.DownRecord{Kind: events.DownKind_ACK, Targets: self,
@@ -214,7 +220,7 @@ func (p *Processor) messageOutputs(it *item, aud audience, senderGW bool, self [
 		// Pushed again as stored (see readDuplicates), or only acked.
 		p.m.duplicates.Inc()
 		if msg = it.stored; msg == nil {
-			return kafkax.Msg{}, false
+			return nil, kafkax.Msg{}, false
 		}
 	} else {
 		p.m.persisted.Inc()
@@ -240,10 +246,10 @@ func (p *Processor) messageOutputs(it *item, aud audience, senderGW bool, self [
 	if it.group != "" || r.Kind != events.UpKind_SEND || msg.Recalled || len(aud.users[it.peer]) > 0 {
 		// (A duplicate of a message recalled since gets its push, which
 		// shows the recall, but no notification.)
-		return kafkax.Msg{}, false
+		return msg, kafkax.Msg{}, false
 	}
 	p.m.offline.Inc()
-	return kafkax.Msg{Topic: kafkax.TopicTask, Key: []byte(it.peer), Value: kafkax.Encode(&events.TaskRecord{
+	return msg, kafkax.Msg{Topic: kafkax.TopicTask, Key: []byte(it.peer), Value: kafkax.Encode(&events.TaskRecord{
 		Kind: events.TaskKind_OFFLINE_PUSH,
 		OfflinePush: &events.OfflinePush{Uid: it.peer, ConvId: r.ConvId, Seq: msg.Seq, Sender: r.Sender,
 			ContentType: msg.ContentType, Preview: preview(msg.Body), CreatedAtMs: msg.CreatedAtMs},

@@ -65,6 +65,9 @@ type Processor struct {
 	// recallWindow is how long after sending a message may be recalled.
 	recallWindow time.Duration
 	cursors      cursorSaver
+	// archive: every message pushed (new or pushed again as stored) also
+	// goes to the task topic as an ARCHIVE task (SetArchive).
+	archive bool
 }
 
 // DefaultRecallWindow is the recall window unless configured.
@@ -77,6 +80,13 @@ func NewProcessor(dp dpclient.Client, uc *users.Cache, router *routing.Router, p
 
 // SetRecallWindow changes how long after sending a message may be recalled.
 func (p *Processor) SetRecallWindow(d time.Duration) { p.recallWindow = d }
+
+// SetArchive makes every stored message (and recall event) also an ARCHIVE
+// task for the task service's archive job. A message pushed again as
+// stored (a duplicate, or a batch replayed after logic stopped between
+// storing and producing) is archived again: the archive is at least once,
+// like delivery, and (conv_id, seq) names duplicates.
+func (p *Processor) SetArchive(on bool) { p.archive = on }
 
 // item is one upstream record on its way through a batch.
 type item struct {

@@ -18,6 +18,7 @@ import (
 	"github.com/gochat-im/gochat/pkg/kafkax"
 	"github.com/gochat-im/gochat/pkg/obs"
 	"github.com/gochat-im/gochat/pkg/svc"
+	"github.com/gochat-im/gochat/task/internal/archive"
 	"github.com/gochat-im/gochat/task/internal/backoff"
 	"github.com/gochat-im/gochat/task/internal/consumer"
 	"github.com/gochat-im/gochat/task/internal/job"
@@ -41,6 +42,7 @@ type settings struct {
 	retryBase      time.Duration
 	retryMax       time.Duration
 	webhookURL     string
+	archiveDir     string
 	webhookSecret  string
 	webhookTimeout time.Duration
 	shutdownGrace  time.Duration
@@ -57,6 +59,7 @@ func (s *settings) register(fs *flag.FlagSet) {
 	fs.DurationVar(&s.retryBase, "retry-base", 200*time.Millisecond, "delay before the second attempt; doubles per attempt, with jitter")
 	fs.DurationVar(&s.retryMax, "retry-max", 30*time.Second, "longest delay between two attempts")
 	fs.StringVar(&s.webhookURL, "webhook-url", "", "offline-push webhook URL; empty acknowledges offline-push tasks without calling anything")
+	fs.StringVar(&s.archiveDir, "archive-dir", "", "directory of the message archive (hourly JSON Lines files; logic -archive emits the tasks); empty acknowledges archive tasks without writing them")
 	fs.StringVar(&s.webhookSecret, "webhook-secret", "", "HMAC-SHA256 key signing webhook bodies (X-GoChat-Signature); set it through GOCHAT_WEBHOOK_SECRET")
 	fs.DurationVar(&s.webhookTimeout, "webhook-timeout", 5*time.Second, "timeout of one webhook attempt")
 	fs.DurationVar(&s.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight tasks may finish before they are abandoned (and redone later)")
@@ -128,6 +131,23 @@ func run(s settings, log *slog.Logger) error {
 	}
 	jobs := job.NewRegistry()
 	if err := jobs.Register(events.TaskKind_OFFLINE_PUSH, push); err != nil {
+		return err
+	}
+	arch, err := archive.New(s.archiveDir)
+	if err != nil {
+		return err
+	}
+	// Closed after the consumer: the lines of tasks in flight are synced.
+	defer func() {
+		if err := arch.Close(); err != nil {
+			log.Error("closing the archive", "err", err)
+		}
+	}()
+	var archiveJob job.Handler = arch
+	if arch == nil {
+		archiveJob = job.HandlerFunc(func(context.Context, *events.TaskRecord) error { return job.ErrSkipped })
+	}
+	if err := jobs.Register(events.TaskKind_ARCHIVE, archiveJob); err != nil {
 		return err
 	}
 

@@ -1,0 +1,234 @@
+// Package archive is the job that keeps a copy of every stored message
+// outside the message store: append-only JSON Lines files, one per hour of
+// message time, which operators ship to cold storage, a data warehouse or a
+// compliance system with the tools they already have.
+//
+// Logic emits an ARCHIVE task for every message it pushes when it runs with
+// -archive. This job appends each as one line to
+// <dir>/<yyyy>/<mm>/<dd>/<hh>.jsonl (UTC hour of the message's creation) and
+// answers the task only once the line is on disk (written and fsynced), so
+// the consumer commits no offset for a line that a crash could lose. Lines
+// are made durable in groups: one fsync covers every line written while
+// the previous one ran.
+//
+// Delivery is at least once, like everything downstream of Kafka: a task
+// redone after a crash or a rebalance, or a message pushed again by logic
+// (a retransmission), writes its line again. (conv, seq) identifies a
+// message; readers of the archive deduplicate on it. A recall is archived
+// as its own event message (content_type "gochat.recall", ref_seq naming
+// the recalled seq); the line of the original message is not changed.
+//
+// An Archiver is safe for concurrent use.
+package archive
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gochat-im/gochat/idl/kitex_gen/events"
+	"github.com/gochat-im/gochat/task/internal/job"
+)
+
+// Line is one archived message: the fields of the stored message, with
+// the names of the client protocol's message (docs/PROTOCOL.md).
+type Line struct {
+	Conv        string `json:"conv"`
+	Seq         int64  `json:"seq"`
+	From        string `json:"from"`
+	To          string `json:"to,omitempty"`
+	ClientMsgID string `json:"cmid"`
+	ContentType string `json:"content_type"`
+	Body        string `json:"body"`
+	TS          int64  `json:"ts"`
+	Recalled    bool   `json:"recalled,omitempty"`
+	RefSeq      int64  `json:"ref_seq,omitempty"`
+}
+
+// Archiver appends archive tasks to hourly files under a directory.
+type Archiver struct {
+	dir string
+
+	syncMu sync.Mutex // held by the goroutine making lines durable
+
+	mu      sync.Mutex // guards the fields below
+	name    string     // path of the open file; "" when none is open
+	f       *os.File
+	w       *bufio.Writer
+	written uint64 // lines written so far
+	synced  uint64 // lines known to be on disk
+	// gen changes whenever a file is dropped after an error: lines written
+	// before that and not yet synced may be lost.
+	gen uint64
+}
+
+// errLost fails the tasks whose lines were buffered in a file dropped after
+// an error; they are retried.
+var errLost = errors.New("archive: the file holding the line failed; retrying")
+
+// New returns an Archiver writing under dir, which it creates if needed.
+// An empty dir gives nil: the caller then acknowledges archive tasks
+// without writing them.
+func New(dir string) (*Archiver, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	return &Archiver{dir: dir}, nil
+}
+
+// Path returns the file the message created at ts (Unix milliseconds)
+// goes to.
+func (a *Archiver) Path(ts int64) string {
+	t := time.UnixMilli(ts).UTC()
+	return filepath.Join(a.dir, t.Format("2006"), t.Format("01"), t.Format("02"), t.Format("15")+".jsonl")
+}
+
+// Handle archives one ARCHIVE task and returns once its line is durable.
+// A task without a message is refused for good; a file system error is
+// returned for a retry (the consumer backs off and tries again).
+func (a *Archiver) Handle(_ context.Context, rec *events.TaskRecord) error {
+	m := rec.Archive
+	if m == nil {
+		return job.Permanent(errors.New("archive task without a message"))
+	}
+	line, err := json.Marshal(Line{Conv: m.ConvId, Seq: m.Seq, From: m.Sender, To: m.Recipient,
+		ClientMsgID: m.ClientMsgId, ContentType: m.ContentType, Body: m.Body, TS: m.CreatedAtMs,
+		Recalled: m.Recalled, RefSeq: m.RefSeq})
+	if err != nil {
+		return job.Permanent(err)
+	}
+	n, gen, err := a.write(a.Path(m.CreatedAtMs), append(line, '\n'))
+	if err != nil {
+		return err
+	}
+	return a.sync(n, gen)
+}
+
+// write appends line to the file at path and returns the line's number and
+// the generation it was written in.
+func (a *Archiver) write(path string, line []byte) (n, gen uint64, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.name != path {
+		// Another hour: make the lines of the open file durable before
+		// leaving it.
+		if err := a.closeFile(); err != nil {
+			return 0, 0, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return 0, 0, fmt.Errorf("archive: %w", err)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return 0, 0, fmt.Errorf("archive: %w", err)
+		}
+		a.name, a.f, a.w = path, f, bufio.NewWriterSize(f, 64<<10)
+	}
+	if _, err := a.w.Write(line); err != nil {
+		a.abandon()
+		return 0, 0, fmt.Errorf("archive: write %s: %w", path, err)
+	}
+	a.written++
+	return a.written, a.gen, nil
+}
+
+// sync returns once line n (written in generation gen) and every line
+// before it are on disk. Whoever comes first flushes and fsyncs for all the
+// lines written so far; the others find theirs synced when their turn
+// comes. A line buffered in a file dropped after an error is reported
+// lost, and its task retried.
+func (a *Archiver) sync(n, gen uint64) error {
+	a.syncMu.Lock()
+	defer a.syncMu.Unlock()
+	a.mu.Lock()
+	switch {
+	case a.gen != gen:
+		a.mu.Unlock()
+		return errLost
+	case a.synced >= n:
+		a.mu.Unlock()
+		return nil
+	}
+	upTo, f := a.written, a.f
+	if a.w != nil {
+		if err := a.w.Flush(); err != nil {
+			a.abandon()
+			a.mu.Unlock()
+			return fmt.Errorf("archive: flush: %w", err)
+		}
+	}
+	a.mu.Unlock()
+	// Lines of files left earlier were synced when they were left
+	// (closeFile); if f is left meanwhile, that syncs it too, and Sync
+	// reports the file closed.
+	var err error
+	if f != nil {
+		if err = f.Sync(); errors.Is(err, os.ErrClosed) {
+			err = nil
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		if a.f == f {
+			a.abandon()
+		}
+		return fmt.Errorf("archive: sync: %w", err)
+	}
+	if a.gen != gen {
+		return errLost
+	}
+	a.synced = upTo
+	return nil
+}
+
+// closeFile flushes, syncs and closes the open file (a.mu held).
+func (a *Archiver) closeFile() error {
+	if a.f == nil {
+		return nil
+	}
+	err := a.w.Flush()
+	if err == nil {
+		err = a.f.Sync()
+	}
+	if err != nil {
+		a.abandon()
+		return fmt.Errorf("archive: leaving %s: %w", a.name, err)
+	}
+	err = a.f.Close()
+	a.name, a.f, a.w = "", nil, nil
+	a.synced = a.written
+	return err
+}
+
+// abandon drops the open file after an error (a.mu held): what it held
+// beyond its last sync is in an unknown state, so the tasks of those lines
+// are retried (sync reports them lost) and the next write opens the file
+// again. A retried task may repeat a line that did reach the disk, which
+// readers deduplicate like any other repeat.
+func (a *Archiver) abandon() {
+	if a.f != nil {
+		_ = a.f.Close()
+	}
+	a.name, a.f, a.w = "", nil, nil
+	a.gen++
+}
+
+// Close makes everything written durable and closes the open file.
+func (a *Archiver) Close() error {
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.closeFile()
+}

@@ -1,0 +1,186 @@
+package archive
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
+	"github.com/gochat-im/gochat/idl/kitex_gen/events"
+	"github.com/gochat-im/gochat/task/internal/job"
+)
+
+func task(conv string, seq, ts int64) *events.TaskRecord {
+	return &events.TaskRecord{Kind: events.TaskKind_ARCHIVE, Archive: &common.Message{ConvId: conv, Seq: seq,
+		Sender: "alice", Recipient: "bob", ClientMsgId: fmt.Sprint("c", seq), ContentType: "text",
+		Body: fmt.Sprintf("message \"%d\"\n", seq), CreatedAtMs: ts}}
+}
+
+// readLines returns the lines of every archive file under dir, by file
+// (relative path).
+func readLines(t *testing.T, dir string) map[string][]Line {
+	t.Helper()
+	out := map[string][]Line{}
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		rel, _ := filepath.Rel(dir, path)
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var l Line
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+				return fmt.Errorf("%s: %q: %w", rel, sc.Text(), err)
+			}
+			out[rel] = append(out[rel], l)
+		}
+		return sc.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Tasks from many goroutines at once all end up on disk, once each, in the
+// file of their message's hour, when Handle returns.
+func TestArchiveConcurrentTasks(t *testing.T) {
+	dir := t.TempDir()
+	a, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h0 := time.Date(2026, 11, 28, 5, 59, 59, 0, time.UTC).UnixMilli()
+	h1 := h0 + 1000 // the next hour
+	var wg sync.WaitGroup
+	for g := range 20 {
+		wg.Go(func() {
+			for i := range 25 {
+				seq := int64(g*25 + i + 1)
+				ts := h0
+				if seq%3 == 0 {
+					ts = h1
+				}
+				if err := a.Handle(context.Background(), task("p:alice:bob", seq, ts)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Everything acknowledged is on disk before Close.
+	files := readLines(t, dir)
+	seen := map[int64]string{}
+	for name, lines := range files {
+		for _, l := range lines {
+			if prev, ok := seen[l.Seq]; ok {
+				t.Fatalf("seq %d in %s and %s", l.Seq, prev, name)
+			}
+			seen[l.Seq] = name
+			if l.Body != fmt.Sprintf("message \"%d\"\n", l.Seq) || l.From != "alice" || l.To != "bob" || l.Conv != "p:alice:bob" {
+				t.Fatalf("line %+v", l)
+			}
+		}
+	}
+	if len(seen) != 500 {
+		t.Fatalf("%d lines on disk, want 500", len(seen))
+	}
+	for seq, name := range seen {
+		want := filepath.Join("2026", "11", "28", "05.jsonl")
+		if seq%3 == 0 {
+			want = filepath.Join("2026", "11", "28", "06.jsonl")
+		}
+		if name != want {
+			t.Fatalf("seq %d in %s, want %s", seq, name, want)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestArchiveRefusesTaskWithoutMessage(t *testing.T) {
+	a, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Handle(context.Background(), &events.TaskRecord{Kind: events.TaskKind_ARCHIVE}); !job.IsPermanent(err) {
+		t.Fatalf("err = %v, want a permanent error", err)
+	}
+}
+
+// A file that cannot be opened fails its task for a retry; other hours
+// still work.
+func TestArchiveOpenFailureIsRetried(t *testing.T) {
+	dir := t.TempDir()
+	a, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC).UnixMilli()
+	if err := os.MkdirAll(a.Path(ts), 0o750); err != nil { // a directory where the file should be
+		t.Fatal(err)
+	}
+	if err := a.Handle(context.Background(), task("p:a:b", 1, ts)); err == nil || job.IsPermanent(err) {
+		t.Fatalf("err = %v, want a retryable error", err)
+	}
+	if err := a.Handle(context.Background(), task("p:a:b", 2, ts+time.Hour.Milliseconds())); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Lines buffered in a file that fails are reported lost to every task that
+// wrote one (they are retried), and the next line goes to the file opened
+// again.
+func TestArchiveLinesOfAFailedFileAreRetried(t *testing.T) {
+	dir := t.TempDir()
+	a, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC).UnixMilli()
+	n1, g1, err := a.write(a.Path(ts), []byte("{\"seq\":1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, g2, err := a.write(a.Path(ts), []byte("{\"seq\":2}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = a.f.Close() // the file fails under the buffered lines
+	if err := a.sync(n1, g1); err == nil {
+		t.Fatal("sync of a failed file succeeded")
+	}
+	if err := a.sync(n2, g2); !errors.Is(err, errLost) {
+		t.Fatalf("second line: err = %v, want errLost", err)
+	}
+	if err := a.Handle(context.Background(), task("p:a:b", 3, ts)); err != nil {
+		t.Fatal(err)
+	}
+	lines := readLines(t, dir)[filepath.Join("2026", "01", "02", "03.jsonl")]
+	if len(lines) != 1 || lines[0].Seq != 3 {
+		t.Fatalf("file holds %+v, want only seq 3", lines)
+	}
+}
+
+func TestNewWithoutDir(t *testing.T) {
+	a, err := New("")
+	if a != nil || err != nil {
+		t.Fatalf("New(\"\") = %v, %v", a, err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
