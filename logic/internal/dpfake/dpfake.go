@@ -104,7 +104,7 @@ func (f *DP) AppendMessages(_ context.Context, req *dataproxy.AppendMessagesReq,
 				resp.Results = append(resp.Results, &dataproxy.AppendResult_{ErrorCode: int32(errcode.Forbidden), ErrorMessage: "cannot recall"})
 				continue
 			}
-			target.Recalled = true
+			target.Recalled, target.Body = true, "" // as the store does
 		}
 		f.last[it.ConvId]++
 		f.seen[key] = f.last[it.ConvId]

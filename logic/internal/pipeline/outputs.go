@@ -179,10 +179,10 @@ func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) (m
 			if ok {
 				msgs = append(msgs, task)
 			}
-			if msg != nil && p.archive {
-				p.m.archived.Inc()
-				msgs = append(msgs, kafkax.Msg{Topic: kafkax.TopicTask, Key: []byte(msg.ConvId),
-					Value: kafkax.Encode(&events.TaskRecord{Kind: events.TaskKind_ARCHIVE, Archive: msg})})
+			if p.archive {
+				if a := p.archiveTask(it, msg); a.Value != nil {
+					msgs = append(msgs, a)
+				}
 			}
 		case events.UpKind_READ:
 			// The reader's other devices, and the other side of a
@@ -254,4 +254,28 @@ func (p *Processor) messageOutputs(it *item, aud audience, senderGW bool, self [
 		OfflinePush: &events.OfflinePush{Uid: it.peer, ConvId: r.ConvId, Seq: msg.Seq, Sender: r.Sender,
 			ContentType: msg.ContentType, Preview: preview(msg.Body), CreatedAtMs: msg.CreatedAtMs},
 	})}, true
+}
+
+// archiveTask returns the ARCHIVE task for the message a stored send or
+// recall pushed (msg; nil when it was only acked), or no task.
+func (p *Processor) archiveTask(it *item, msg *common.Message) kafkax.Msg {
+	r := it.rec
+	if msg == nil {
+		// A duplicate whose stored message could not be read back: the
+		// archive misses it unless its first push archived it.
+		p.log.Warn("stored message could not be read back; not archived", "conv", r.ConvId, "seq", it.res.Seq)
+		return kafkax.Msg{}
+	}
+	if msg.Recalled && r.Kind == events.UpKind_SEND && msg.ClientMsgId == r.ClientMsgId && msg.Sender == r.Sender {
+		// A message recalled since it was stored, pushed again as stored
+		// (logic replaying a batch, or a retransmission): the store has
+		// emptied its body, but the archive keeps what was sent, which
+		// this record carries (same sender and cmid: the same message).
+		m := *msg
+		m.Body = r.Body
+		msg = &m
+	}
+	p.m.archived.Inc()
+	return kafkax.Msg{Topic: kafkax.TopicTask, Key: []byte(msg.ConvId),
+		Value: kafkax.Encode(&events.TaskRecord{Kind: events.TaskKind_ARCHIVE, Archive: msg})}
 }

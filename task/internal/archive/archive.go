@@ -11,6 +11,11 @@
 // are made durable in groups: one fsync covers every line written while
 // the previous one ran.
 //
+// A file is closed when a line of another hour comes or after IdleClose
+// without lines, so files not modified for that long may be shipped away; a
+// torn last line (the process died while writing it) is cut off before the
+// file is appended to again.
+//
 // Delivery is at least once, like everything downstream of Kafka: a task
 // redone after a crash or a rebalance, or a message pushed again by logic
 // (a retransmission), writes its line again. (conv, seq) identifies a
@@ -23,6 +28,7 @@ package archive
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,7 +59,9 @@ type Line struct {
 
 // Archiver appends archive tasks to hourly files under a directory.
 type Archiver struct {
-	dir string
+	dir           string
+	idle          time.Duration // IdleClose
+	stop, stopped chan struct{} // closeIdle's
 
 	syncMu sync.Mutex // held by the goroutine making lines durable
 
@@ -63,6 +71,9 @@ type Archiver struct {
 	w       *bufio.Writer
 	written uint64 // lines written so far
 	synced  uint64 // lines known to be on disk
+	// lastWrite is when the open file was last written; closeIdle closes
+	// it after IdleClose without writes.
+	lastWrite time.Time
 	// gen changes whenever a file is dropped after an error: lines written
 	// before that and not yet synced may be lost.
 	gen uint64
@@ -72,9 +83,14 @@ type Archiver struct {
 // an error; they are retried.
 var errLost = errors.New("archive: the file holding the line failed; retrying")
 
+// IdleClose is how long a file stays open without a line written to it.
+// A file not modified for longer is closed (synced first): it may be
+// shipped and deleted; a late line for its hour starts a new one.
+const IdleClose = time.Minute
+
 // New returns an Archiver writing under dir, which it creates if needed.
 // An empty dir gives nil: the caller then acknowledges archive tasks
-// without writing them.
+// without writing them. Close stops it.
 func New(dir string) (*Archiver, error) {
 	if dir == "" {
 		return nil, nil
@@ -82,7 +98,31 @@ func New(dir string) (*Archiver, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
-	return &Archiver{dir: dir}, nil
+	a := &Archiver{dir: dir, idle: IdleClose, stop: make(chan struct{}), stopped: make(chan struct{})}
+	go a.closeIdle(IdleClose / 4)
+	return a, nil
+}
+
+// closeIdle closes the open file once it has had no line for a.idle,
+// checking every tick, until Close.
+func (a *Archiver) closeIdle(tick time.Duration) {
+	defer close(a.stopped)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+		}
+		a.syncMu.Lock() // no sync may be between its flush and its Sync
+		a.mu.Lock()
+		if a.f != nil && time.Since(a.lastWrite) > a.idle {
+			_ = a.closeFile() // a failure drops the file; nothing waits on it
+		}
+		a.mu.Unlock()
+		a.syncMu.Unlock()
+	}
 }
 
 // Path returns the file the message created at ts (Unix milliseconds)
@@ -127,18 +167,71 @@ func (a *Archiver) write(path string, line []byte) (n, gen uint64, err error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 			return 0, 0, fmt.Errorf("archive: %w", err)
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		f, err := openFile(path)
 		if err != nil {
-			return 0, 0, fmt.Errorf("archive: %w", err)
+			return 0, 0, err
 		}
 		a.name, a.f, a.w = path, f, bufio.NewWriterSize(f, 64<<10)
 	}
+	a.lastWrite = time.Now()
 	if _, err := a.w.Write(line); err != nil {
 		a.abandon()
 		return 0, 0, fmt.Errorf("archive: write %s: %w", path, err)
 	}
 	a.written++
 	return a.written, a.gen, nil
+}
+
+// openFile opens path for appending. A file that does not end with a
+// newline holds the start of a line whose task was never acknowledged (the
+// process died, or a write failed, in the middle of it): it is cut back to
+// its last complete line, so the next line does not run into the fragment.
+// The fragment's task is retried and writes its line again.
+func openFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	if err := cutTornTail(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("archive: %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// cutTornTail truncates f after its last newline if it does not end with
+// one.
+func cutTornTail(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	buf := make([]byte, 4096)
+	end := st.Size()
+	for pos := end; pos > 0; {
+		n := int64(len(buf))
+		if pos < n {
+			n = pos
+		}
+		pos -= n
+		if _, err := f.ReadAt(buf[:n], pos); err != nil {
+			return err
+		}
+		if pos+n == end && buf[n-1] == '\n' {
+			return nil // ends with a complete line
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return truncate(f, pos+int64(i)+1)
+		}
+	}
+	return truncate(f, 0)
+}
+
+func truncate(f *os.File, size int64) error {
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	return f.Sync()
 }
 
 // sync returns once line n (written in generation gen) and every line
@@ -179,8 +272,14 @@ func (a *Archiver) sync(n, gen uint64) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
+		// The lines since the last good sync may be lost, whichever file
+		// they went to: Linux reports a writeback error once per open
+		// file, so a later Sync of f (closeFile's, on the hour's change)
+		// can succeed although these pages never reached the disk.
 		if a.f == f {
 			a.abandon()
+		} else {
+			a.gen++
 		}
 		return fmt.Errorf("archive: sync: %w", err)
 	}
@@ -223,11 +322,14 @@ func (a *Archiver) abandon() {
 	a.gen++
 }
 
-// Close makes everything written durable and closes the open file.
+// Close makes everything written durable and closes the open file. No
+// Handle may run during or after it.
 func (a *Archiver) Close() error {
 	if a == nil {
 		return nil
 	}
+	close(a.stop)
+	<-a.stopped
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.closeFile()

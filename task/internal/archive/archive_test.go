@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -182,5 +183,85 @@ func TestNewWithoutDir(t *testing.T) {
 	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A file left with a torn last line (the process died in the middle of
+// writing it; its task was never answered) is cut back to its last complete
+// line before anything is appended.
+func TestArchiveCutsTornTail(t *testing.T) {
+	dir := t.TempDir()
+	a, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = a.Close() }() // the last one opened below
+	ts := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC).UnixMilli()
+	path := a.Path(ts)
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 10000) // the fragment spans several read chunks
+	for _, tc := range []struct{ before, kept string }{
+		{"{\"conv\":\"p:a:b\",\"seq\":1}\n{\"conv\":\"p:a:b\",\"se", "{\"conv\":\"p:a:b\",\"seq\":1}\n"},
+		{"{\"conv\":\"p:a:b\",\"seq\":1}\n{\"body\":\"" + long, "{\"conv\":\"p:a:b\",\"seq\":1}\n"},
+		{"{\"conv\":\"p:a:b\",\"se", ""},
+		{"{\"conv\":\"p:a:b\",\"seq\":1}\n", "{\"conv\":\"p:a:b\",\"seq\":1}\n"},
+	} {
+		_ = a.Close()
+		if a, err = New(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(tc.before), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Handle(context.Background(), task("p:a:b", 2, ts)); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest, ok := strings.CutPrefix(string(b), tc.kept)
+		var l Line
+		if !ok || json.Unmarshal([]byte(rest), &l) != nil || l.Seq != 2 || strings.Count(rest, "\n") != 1 {
+			t.Fatalf("file %.80q became %.120q", tc.before, b)
+		}
+	}
+}
+
+// A file without new lines for the idle time is closed, so it may be
+// shipped and deleted; a late line for its hour then starts a new file.
+func TestArchiveClosesIdleFile(t *testing.T) {
+	dir := t.TempDir()
+	a := &Archiver{dir: dir, idle: 50 * time.Millisecond, stop: make(chan struct{}), stopped: make(chan struct{})}
+	go a.closeIdle(10 * time.Millisecond)
+	defer a.Close()
+	ts := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC).UnixMilli()
+	if err := a.Handle(context.Background(), task("p:a:b", 1, ts)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		a.mu.Lock()
+		open := a.f != nil
+		a.mu.Unlock()
+		if !open {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("idle file still open")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := os.Remove(a.Path(ts)); err != nil { // shipped
+		t.Fatal(err)
+	}
+	if err := a.Handle(context.Background(), task("p:a:b", 2, ts)); err != nil {
+		t.Fatal(err)
+	}
+	lines := readLines(t, dir)[filepath.Join("2026", "01", "02", "03.jsonl")]
+	if len(lines) != 1 || lines[0].Seq != 2 {
+		t.Fatalf("new file holds %+v, want the late line only", lines)
 	}
 }
