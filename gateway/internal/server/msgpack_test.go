@@ -119,9 +119,11 @@ func TestSubprotocolNegotiation(t *testing.T) {
 	}
 }
 
-// A MessagePack client uses every kind of operation: sends are produced
-// upstream like JSON ones, replies and pushes come back as MessagePack, and
-// a group operation reaches logic as JSON.
+// A MessagePack client sends, pings, syncs and makes a group operation:
+// sends are produced upstream like JSON ones, replies and pushes come back
+// as MessagePack, and the group operation reaches logic as JSON. (The
+// other operations go the same way; e2e TestMsgpackClients covers them
+// through the whole stack.)
 func TestMsgpackClient(t *testing.T) {
 	e := start(t, nil)
 	bob, hb := connectMsgpack(t, e, "bob")

@@ -62,6 +62,7 @@ type Archiver struct {
 	dir           string
 	idle          time.Duration // IdleClose
 	stop, stopped chan struct{} // closeIdle's
+	closeOnce     sync.Once
 
 	syncMu sync.Mutex // held by the goroutine making lines durable
 
@@ -83,9 +84,10 @@ type Archiver struct {
 // an error; they are retried.
 var errLost = errors.New("archive: the file holding the line failed; retrying")
 
-// IdleClose is how long a file stays open without a line written to it.
-// A file not modified for longer is closed (synced first): it may be
-// shipped and deleted; a late line for its hour starts a new one.
+// IdleClose is how long a file stays open without a line written to it;
+// it is closed (synced first) at most IdleClose/4 later. A file not
+// modified for twice as long is closed: it may be shipped and deleted, and
+// a late line for its hour starts a new one.
 const IdleClose = time.Minute
 
 // New returns an Archiver writing under dir, which it creates if needed.
@@ -167,7 +169,7 @@ func (a *Archiver) write(path string, line []byte) (n, gen uint64, err error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 			return 0, 0, fmt.Errorf("archive: %w", err)
 		}
-		f, err := openFile(path)
+		f, err := a.openFile(path)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -187,7 +189,12 @@ func (a *Archiver) write(path string, line []byte) (n, gen uint64, err error) {
 // process died, or a write failed, in the middle of it): it is cut back to
 // its last complete line, so the next line does not run into the fragment.
 // The fragment's task is retried and writes its line again.
-func openFile(path string) (*os.File, error) {
+//
+// A file it creates is made durable in its directory (and the directories
+// up to the archive's), so that an acknowledged line is not lost with a
+// directory entry that never reached the disk.
+func (a *Archiver) openFile(path string) (*os.File, error) {
+	_, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
@@ -196,7 +203,30 @@ func openFile(path string) (*os.File, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("archive: %s: %w", path, err)
 	}
+	if errors.Is(statErr, os.ErrNotExist) {
+		for d := filepath.Dir(path); ; d = filepath.Dir(d) {
+			if err := syncDir(d); err != nil {
+				_ = f.Close()
+				return nil, fmt.Errorf("archive: %w", err)
+			}
+			if d == a.dir || d == filepath.Dir(d) {
+				break
+			}
+		}
+	}
 	return f, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // cutTornTail truncates f after its last newline if it does not end with
@@ -328,7 +358,7 @@ func (a *Archiver) Close() error {
 	if a == nil {
 		return nil
 	}
-	close(a.stop)
+	a.closeOnce.Do(func() { close(a.stop) })
 	<-a.stopped
 	a.mu.Lock()
 	defer a.mu.Unlock()
