@@ -8,13 +8,14 @@
 // <dir>/<yyyy>/<mm>/<dd>/<hh>.jsonl (UTC hour of the message's creation) and
 // answers the task only once the line is on disk (written and fsynced), so
 // the consumer commits no offset for a line that a crash could lose. Lines
-// are made durable in groups: one fsync covers every line written while
-// the previous one ran.
+// are made durable in groups: one round of fsyncs (one per open file)
+// covers every line written while the previous round ran.
 //
-// A file is closed when a line of another hour comes or after IdleClose
-// without lines, so files not modified for that long may be shipped away; a
-// torn last line (the process died while writing it) is cut off before the
-// file is appended to again.
+// Up to MaxOpen files are open at once (a backlog being caught up, or the
+// end of an hour, mixes lines of several hours); a file is closed after
+// IdleClose without lines, so files not modified for a little longer may be
+// shipped away. A torn last line (the process died while writing it) is
+// cut off before a file is appended to again.
 //
 // Delivery is at least once, like everything downstream of Kafka: a task
 // redone after a crash or a rebalance, or a message pushed again by logic
@@ -66,19 +67,28 @@ type Archiver struct {
 
 	syncMu sync.Mutex // held by the goroutine making lines durable
 
-	mu      sync.Mutex // guards the fields below
-	name    string     // path of the open file; "" when none is open
-	f       *os.File
-	w       *bufio.Writer
-	written uint64 // lines written so far
-	synced  uint64 // lines known to be on disk
-	// lastWrite is when the open file was last written; closeIdle closes
-	// it after IdleClose without writes.
-	lastWrite time.Time
+	mu      sync.Mutex       // guards the fields below
+	files   map[string]*file // the open files, by path
+	written uint64           // lines written so far
+	synced  uint64           // lines known to be on disk
 	// gen changes whenever a file is dropped after an error: lines written
 	// before that and not yet synced may be lost.
 	gen uint64
 }
+
+// file is one open archive file.
+type file struct {
+	path string
+	f    *os.File
+	w    *bufio.Writer
+	// last is when a line was last written to it; closeIdle closes it
+	// after IdleClose without lines.
+	last time.Time
+}
+
+// MaxOpen bounds the files open at once; writing to another closes the one
+// written least recently.
+const MaxOpen = 8
 
 // errLost fails the tasks whose lines were buffered in a file dropped after
 // an error; they are retried.
@@ -100,13 +110,18 @@ func New(dir string) (*Archiver, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
-	a := &Archiver{dir: dir, idle: IdleClose, stop: make(chan struct{}), stopped: make(chan struct{})}
+	a := newArchiver(dir, IdleClose)
 	go a.closeIdle(IdleClose / 4)
 	return a, nil
 }
 
-// closeIdle closes the open file once it has had no line for a.idle,
-// checking every tick, until Close.
+func newArchiver(dir string, idle time.Duration) *Archiver {
+	return &Archiver{dir: dir, idle: idle, stop: make(chan struct{}), stopped: make(chan struct{}),
+		files: map[string]*file{}}
+}
+
+// closeIdle closes each file once it has had no line for a.idle, checking
+// every tick, until Close.
 func (a *Archiver) closeIdle(tick time.Duration) {
 	defer close(a.stopped)
 	t := time.NewTicker(tick)
@@ -117,13 +132,13 @@ func (a *Archiver) closeIdle(tick time.Duration) {
 			return
 		case <-t.C:
 		}
-		a.syncMu.Lock() // no sync may be between its flush and its Sync
 		a.mu.Lock()
-		if a.f != nil && time.Since(a.lastWrite) > a.idle {
-			_ = a.closeFile() // a failure drops the file; nothing waits on it
+		for _, of := range a.files {
+			if time.Since(of.last) > a.idle {
+				_ = a.closeFile(of) // a failure drops the file and fails its lines' tasks
+			}
 		}
 		a.mu.Unlock()
-		a.syncMu.Unlock()
 	}
 }
 
@@ -160,11 +175,20 @@ func (a *Archiver) Handle(_ context.Context, rec *events.TaskRecord) error {
 func (a *Archiver) write(path string, line []byte) (n, gen uint64, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.name != path {
-		// Another hour: make the lines of the open file durable before
-		// leaving it.
-		if err := a.closeFile(); err != nil {
-			return 0, 0, err
+	of := a.files[path]
+	if of == nil {
+		if len(a.files) >= MaxOpen {
+			// Make room: the file written least recently is made
+			// durable and closed.
+			var oldest *file
+			for _, o := range a.files {
+				if oldest == nil || o.last.Before(oldest.last) {
+					oldest = o
+				}
+			}
+			if err := a.closeFile(oldest); err != nil {
+				return 0, 0, err
+			}
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 			return 0, 0, fmt.Errorf("archive: %w", err)
@@ -173,13 +197,14 @@ func (a *Archiver) write(path string, line []byte) (n, gen uint64, err error) {
 		if err != nil {
 			return 0, 0, err
 		}
-		a.name, a.f, a.w = path, f, bufio.NewWriterSize(f, 64<<10)
+		of = &file{path: path, f: f, w: bufio.NewWriterSize(f, 64<<10)}
+		a.files[path] = of
 	}
-	a.lastWrite = time.Now()
-	if _, err := a.w.Write(line); err != nil {
-		a.abandon()
+	if _, err := of.w.Write(line); err != nil {
+		a.abandon(of)
 		return 0, 0, fmt.Errorf("archive: write %s: %w", path, err)
 	}
+	of.last = time.Now()
 	a.written++
 	return a.written, a.gen, nil
 }
@@ -265,10 +290,10 @@ func truncate(f *os.File, size int64) error {
 }
 
 // sync returns once line n (written in generation gen) and every line
-// before it are on disk. Whoever comes first flushes and fsyncs for all the
-// lines written so far; the others find theirs synced when their turn
-// comes. A line buffered in a file dropped after an error is reported
-// lost, and its task retried.
+// before it are on disk. Whoever comes first flushes and fsyncs every open
+// file for all the lines written so far; the others find theirs synced
+// when their turn comes. A line buffered in a file dropped after an error
+// is reported lost, and its task retried.
 func (a *Archiver) sync(n, gen uint64) error {
 	a.syncMu.Lock()
 	defer a.syncMu.Unlock()
@@ -281,37 +306,45 @@ func (a *Archiver) sync(n, gen uint64) error {
 		a.mu.Unlock()
 		return nil
 	}
-	upTo, f := a.written, a.f
-	if a.w != nil {
-		if err := a.w.Flush(); err != nil {
-			a.abandon()
+	// Every line counted in upTo is in one of these files, or in a file
+	// closed before (closeFile synced it, or failed and changed gen).
+	upTo := a.written
+	files := make([]*file, 0, len(a.files))
+	for _, of := range a.files {
+		if err := of.w.Flush(); err != nil {
+			a.abandon(of)
 			a.mu.Unlock()
-			return fmt.Errorf("archive: flush: %w", err)
+			return fmt.Errorf("archive: flush %s: %w", of.path, err)
 		}
+		files = append(files, of)
 	}
 	a.mu.Unlock()
-	// Lines of files left earlier were synced when they were left
-	// (closeFile); if f is left meanwhile, that syncs it too, and Sync
-	// reports the file closed.
+	var failed *file
 	var err error
-	if f != nil {
-		if err = f.Sync(); errors.Is(err, os.ErrClosed) {
+	for _, of := range files {
+		// A file closed meanwhile was synced by closeFile (or its failure
+		// changed gen): Sync then reports it closed.
+		if err = of.f.Sync(); errors.Is(err, os.ErrClosed) {
 			err = nil
+		}
+		if err != nil {
+			failed = of
+			break
 		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
 		// The lines since the last good sync may be lost, whichever file
-		// they went to: Linux reports a writeback error once per open
-		// file, so a later Sync of f (closeFile's, on the hour's change)
-		// can succeed although these pages never reached the disk.
-		if a.f == f {
-			a.abandon()
+		// holds them now: Linux reports a writeback error once per open
+		// file, so a later Sync of the same file (closeFile's) can succeed
+		// although these pages never reached the disk.
+		if a.files[failed.path] == failed {
+			a.abandon(failed)
 		} else {
 			a.gen++
 		}
-		return fmt.Errorf("archive: sync: %w", err)
+		return fmt.Errorf("archive: sync %s: %w", failed.path, err)
 	}
 	if a.gen != gen {
 		return errLost
@@ -320,35 +353,29 @@ func (a *Archiver) sync(n, gen uint64) error {
 	return nil
 }
 
-// closeFile flushes, syncs and closes the open file (a.mu held).
-func (a *Archiver) closeFile() error {
-	if a.f == nil {
-		return nil
-	}
-	err := a.w.Flush()
+// closeFile flushes, syncs and closes of (a.mu held). On failure the file
+// is dropped like after any error.
+func (a *Archiver) closeFile(of *file) error {
+	err := of.w.Flush()
 	if err == nil {
-		err = a.f.Sync()
+		err = of.f.Sync()
 	}
 	if err != nil {
-		a.abandon()
-		return fmt.Errorf("archive: leaving %s: %w", a.name, err)
+		a.abandon(of)
+		return fmt.Errorf("archive: closing %s: %w", of.path, err)
 	}
-	err = a.f.Close()
-	a.name, a.f, a.w = "", nil, nil
-	a.synced = a.written
-	return err
+	delete(a.files, of.path)
+	return of.f.Close()
 }
 
-// abandon drops the open file after an error (a.mu held): what it held
-// beyond its last sync is in an unknown state, so the tasks of those lines
-// are retried (sync reports them lost) and the next write opens the file
-// again. A retried task may repeat a line that did reach the disk, which
-// readers deduplicate like any other repeat.
-func (a *Archiver) abandon() {
-	if a.f != nil {
-		_ = a.f.Close()
-	}
-	a.name, a.f, a.w = "", nil, nil
+// abandon drops of after an error (a.mu held): what it held beyond its
+// last sync is in an unknown state, so the tasks of lines not yet known to
+// be on disk are retried (sync reports them lost) and the next line for
+// its path opens the file again. A retried task may repeat a line that did
+// reach the disk, which readers deduplicate like any other repeat.
+func (a *Archiver) abandon(of *file) {
+	_ = of.f.Close()
+	delete(a.files, of.path)
 	a.gen++
 }
 
@@ -362,5 +389,9 @@ func (a *Archiver) Close() error {
 	<-a.stopped
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.closeFile()
+	var errs []error
+	for _, of := range a.files {
+		errs = append(errs, a.closeFile(of))
+	}
+	return errors.Join(errs...)
 }

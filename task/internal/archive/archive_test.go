@@ -166,7 +166,9 @@ func TestArchiveLinesOfAFailedFileAreRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = a.f.Close() // the file fails under the buffered lines
+	for _, of := range a.files {
+		_ = of.f.Close() // the file fails under the buffered lines
+	}
 	if err := a.sync(n1, g1); err == nil {
 		t.Fatal("sync of a failed file succeeded")
 	}
@@ -240,7 +242,7 @@ func TestArchiveCutsTornTail(t *testing.T) {
 // shipped and deleted; a late line for its hour then starts a new file.
 func TestArchiveClosesIdleFile(t *testing.T) {
 	dir := t.TempDir()
-	a := &Archiver{dir: dir, idle: 50 * time.Millisecond, stop: make(chan struct{}), stopped: make(chan struct{})}
+	a := newArchiver(dir, 50*time.Millisecond)
 	go a.closeIdle(10 * time.Millisecond)
 	defer a.Close()
 	ts := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC).UnixMilli()
@@ -250,7 +252,7 @@ func TestArchiveClosesIdleFile(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		a.mu.Lock()
-		open := a.f != nil
+		open := len(a.files) > 0
 		a.mu.Unlock()
 		if !open {
 			break
@@ -269,5 +271,55 @@ func TestArchiveClosesIdleFile(t *testing.T) {
 	lines := readLines(t, dir)[filepath.Join("2026", "01", "02", "03.jsonl")]
 	if len(lines) != 1 || lines[0].Seq != 2 {
 		t.Fatalf("new file holds %+v, want the late line only", lines)
+	}
+}
+
+// Lines of several hours at once (a backlog crossing hours) keep their
+// files open side by side, up to MaxOpen; a line for one more hour closes
+// the file written least recently. Every line is on disk when its task is
+// answered.
+func TestArchiveSeveralHoursOpen(t *testing.T) {
+	dir := t.TempDir()
+	a, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	h := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC).UnixMilli()
+	hour := time.Hour.Milliseconds()
+	seq := int64(0)
+	for range 3 { // alternate between two hours: both stay open
+		for _, ts := range []int64{h, h + hour} {
+			seq++
+			if err := a.Handle(context.Background(), task("p:a:b", seq, ts)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a.mu.Lock()
+	open := len(a.files)
+	a.mu.Unlock()
+	if open != 2 {
+		t.Fatalf("%d files open, want 2", open)
+	}
+	for i := range int64(MaxOpen + 2) { // more hours than MaxOpen
+		seq++
+		if err := a.Handle(context.Background(), task("p:a:b", seq, h+i*hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.mu.Lock()
+	open = len(a.files)
+	_, first := a.files[a.Path(h)]
+	a.mu.Unlock()
+	if open != MaxOpen || first {
+		t.Fatalf("%d files open (want %d), first hour's open: %v", open, MaxOpen, first)
+	}
+	total := 0
+	for _, lines := range readLines(t, dir) {
+		total += len(lines)
+	}
+	if total != int(seq) {
+		t.Fatalf("%d lines on disk, want %d", total, seq)
 	}
 }
