@@ -84,6 +84,8 @@ type file struct {
 	// last is when a line was last written to it; closeIdle closes it
 	// after IdleClose without lines.
 	last time.Time
+	// dirty: lines were written since the last sync round took it.
+	dirty bool
 }
 
 // MaxOpen bounds the files open at once; writing to another closes the one
@@ -202,9 +204,9 @@ func (a *Archiver) write(path string, line []byte) (n, gen uint64, err error) {
 	}
 	if _, err := of.w.Write(line); err != nil {
 		a.abandon(of)
-		return 0, 0, fmt.Errorf("archive: write %s: %w", path, err)
+		return 0, 0, fmt.Errorf("archive: %w", err)
 	}
-	of.last = time.Now()
+	of.last, of.dirty = time.Now(), true
 	a.written++
 	return a.written, a.gen, nil
 }
@@ -215,11 +217,10 @@ func (a *Archiver) write(path string, line []byte) (n, gen uint64, err error) {
 // its last complete line, so the next line does not run into the fragment.
 // The fragment's task is retried and writes its line again.
 //
-// A file it creates is made durable in its directory (and the directories
-// up to the archive's), so that an acknowledged line is not lost with a
-// directory entry that never reached the disk.
+// Its directory entries (up to the archive's directory) are made durable,
+// so that an acknowledged line is not lost with an entry that never
+// reached the disk.
 func (a *Archiver) openFile(path string) (*os.File, error) {
-	_, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
@@ -228,15 +229,15 @@ func (a *Archiver) openFile(path string) (*os.File, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("archive: %s: %w", path, err)
 	}
-	if errors.Is(statErr, os.ErrNotExist) {
-		for d := filepath.Dir(path); ; d = filepath.Dir(d) {
-			if err := syncDir(d); err != nil {
-				_ = f.Close()
-				return nil, fmt.Errorf("archive: %w", err)
-			}
-			if d == a.dir || d == filepath.Dir(d) {
-				break
-			}
+	// On every open, not only when the file is new: an earlier attempt
+	// may have created it and failed before its directories were synced.
+	for d := filepath.Dir(path); ; d = filepath.Dir(d) {
+		if err := syncDir(d); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("archive: %w", err)
+		}
+		if d == a.dir || d == filepath.Dir(d) {
+			break
 		}
 	}
 	return f, nil
@@ -306,16 +307,22 @@ func (a *Archiver) sync(n, gen uint64) error {
 		a.mu.Unlock()
 		return nil
 	}
-	// Every line counted in upTo is in one of these files, or in a file
-	// closed before (closeFile synced it, or failed and changed gen).
+	// Every line counted in upTo and not yet synced is in one of the
+	// dirty files, or in a file closed before (closeFile synced it, or
+	// failed and changed gen). A file is clean again once a round takes
+	// it: if that round fails, gen changes and its lines are retried.
 	upTo := a.written
 	files := make([]*file, 0, len(a.files))
 	for _, of := range a.files {
+		if !of.dirty {
+			continue
+		}
 		if err := of.w.Flush(); err != nil {
 			a.abandon(of)
 			a.mu.Unlock()
-			return fmt.Errorf("archive: flush %s: %w", of.path, err)
+			return fmt.Errorf("archive: %w", err)
 		}
+		of.dirty = false
 		files = append(files, of)
 	}
 	a.mu.Unlock()
@@ -344,7 +351,7 @@ func (a *Archiver) sync(n, gen uint64) error {
 		} else {
 			a.gen++
 		}
-		return fmt.Errorf("archive: sync %s: %w", failed.path, err)
+		return fmt.Errorf("archive: %w", err)
 	}
 	if a.gen != gen {
 		return errLost
@@ -362,7 +369,7 @@ func (a *Archiver) closeFile(of *file) error {
 	}
 	if err != nil {
 		a.abandon(of)
-		return fmt.Errorf("archive: closing %s: %w", of.path, err)
+		return fmt.Errorf("archive: %w", err)
 	}
 	delete(a.files, of.path)
 	return of.f.Close()
@@ -379,7 +386,7 @@ func (a *Archiver) abandon(of *file) {
 	a.gen++
 }
 
-// Close makes everything written durable and closes the open file. No
+// Close makes everything written durable and closes the open files. No
 // Handle may run during or after it.
 func (a *Archiver) Close() error {
 	if a == nil {

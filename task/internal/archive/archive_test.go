@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -321,5 +322,58 @@ func TestArchiveSeveralHoursOpen(t *testing.T) {
 	}
 	if total != int(seq) {
 		t.Fatalf("%d lines on disk, want %d", total, seq)
+	}
+}
+
+// A file whose fsync fails fails the tasks of every line not yet known to
+// be on disk, those of the other open files included (their fsync may come
+// after the error was reported); a file with no new lines is not synced.
+func TestArchiveSyncFailureFailsEveryPendingLine(t *testing.T) {
+	dir := t.TempDir()
+	a, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	h := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC).UnixMilli()
+	hour := time.Hour.Milliseconds()
+	if err := a.Handle(context.Background(), task("p:a:b", 1, h+2*hour)); err != nil { // an open, clean file
+		t.Fatal(err)
+	}
+	n1, g1, err := a.write(a.Path(h), []byte("{\"seq\":2}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, g2, err := a.write(a.Path(h+hour), []byte("{\"seq\":3}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.mu.Lock()
+	bad := a.files[a.Path(h)]
+	clean := a.files[a.Path(h+2*hour)]
+	if bad.w.Flush() != nil || clean.dirty {
+		t.Fatal("setup")
+	}
+	// The descriptor goes away under the flushed file: its fsync fails
+	// (EBADF) where a disk would report EIO.
+	if err := syscall.Close(int(bad.f.Fd())); err != nil {
+		t.Fatal(err)
+	}
+	a.mu.Unlock()
+	if err := a.sync(n2, g2); err == nil || errors.Is(err, errLost) {
+		t.Fatalf("round with a failing file: %v, want its error", err)
+	}
+	if err := a.sync(n1, g1); !errors.Is(err, errLost) {
+		t.Fatalf("line in the failed file: %v, want errLost", err)
+	}
+	a.mu.Lock()
+	_, badOpen := a.files[a.Path(h)]
+	a.mu.Unlock()
+	if badOpen {
+		t.Fatal("failed file still open")
+	}
+	// Later lines go on.
+	if err := a.Handle(context.Background(), task("p:a:b", 4, h)); err != nil {
+		t.Fatal(err)
 	}
 }
