@@ -68,6 +68,27 @@ func (m *Message) AppendJSON(dst []byte) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// appendEscapedByte writes the JSON escape of the ASCII byte b: \" \\ \b
+// \f \n \r \t, or \u00XX for any other (control characters, and the
+// HTML characters appendString escapes).
+func appendEscapedByte(dst []byte, b byte) []byte {
+	switch b {
+	case '\\', '"':
+		return append(dst, '\\', b)
+	case '\b':
+		return append(dst, '\\', 'b')
+	case '\f':
+		return append(dst, '\\', 'f')
+	case '\n':
+		return append(dst, '\\', 'n')
+	case '\r':
+		return append(dst, '\\', 'r')
+	case '\t':
+		return append(dst, '\\', 't')
+	}
+	return append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
+}
+
 // appendString quotes s as encoding/json does by default: ", \ and control
 // characters escaped, <, > and & escaped for HTML, invalid UTF-8 replaced
 // by U+FFFD, U+2028 and U+2029 escaped.
@@ -80,23 +101,7 @@ func appendString(dst []byte, s string) []byte {
 				i++
 				continue
 			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-			}
+			dst = appendEscapedByte(append(dst, s[start:i]...), b)
 			i++
 			start = i
 			continue

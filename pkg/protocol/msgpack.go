@@ -662,12 +662,7 @@ func appendQuoted(dst, s []byte) []byte {
 		if plain[b] {
 			continue
 		}
-		dst = append(dst, s[start:i]...)
-		if x := strings.IndexByte("\"\\\b\f\n\r\t", b); x >= 0 {
-			dst = append(dst, '\\', `"\bfnrt`[x])
-		} else {
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-		}
+		dst = appendEscapedByte(append(dst, s[start:i]...), b)
 		start = i + 1
 	}
 	dst = append(dst, s[start:]...)
