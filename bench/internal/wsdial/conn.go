@@ -61,9 +61,7 @@ func (c *Conn) WriteJSON(p []byte) error {
 	if c.wjs, err = protocol.AppendMsgpack(c.wjs[:0], p); err != nil {
 		return err
 	}
-	c.wbuf = AppendClientFrame(c.wbuf[:0], ws.OpBinary, c.wjs)
-	_, err = c.Conn.Write(c.wbuf)
-	return err
+	return c.writeFrameLocked(ws.OpBinary, c.wjs)
 }
 
 // ReadJSON is ReadMessage returning the JSON form of a MessagePack
@@ -98,6 +96,11 @@ func (c *Conn) WriteText(p []byte) error { return c.writeFrame(ws.OpText, p) }
 func (c *Conn) writeFrame(op ws.OpCode, p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	return c.writeFrameLocked(op, p)
+}
+
+// writeFrameLocked is writeFrame with wmu held.
+func (c *Conn) writeFrameLocked(op ws.OpCode, p []byte) error {
 	c.wbuf = AppendClientFrame(c.wbuf[:0], op, p)
 	_, err := c.Conn.Write(c.wbuf)
 	return err

@@ -283,18 +283,7 @@ type client struct {
 
 func dial(t *testing.T, addr, tok string) *client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, br, _, err := ws.Dialer{}.Dial(ctx, "ws://"+addr+"/ws?token="+tok)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	c := &client{t: t, conn: conn, r: conn}
-	if br != nil {
-		// Frames that arrived with the 101 response sit in br.
-		c.r = io.MultiReader(br, conn)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	c, _ := dialProtocols(t, addr, tok)
 	return c
 }
 

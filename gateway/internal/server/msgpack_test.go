@@ -30,6 +30,7 @@ func dialProtocols(t *testing.T, addr, tok string, protocols ...string) (*client
 	}
 	c := &client{t: t, conn: conn, r: conn}
 	if br != nil {
+		// Frames that arrived with the 101 response sit in br.
 		c.r = io.MultiReader(br, conn)
 	}
 	t.Cleanup(func() { _ = conn.Close() })

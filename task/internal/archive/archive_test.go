@@ -26,6 +26,17 @@ func task(conv string, seq, ts int64) *events.TaskRecord {
 		Body: fmt.Sprintf("message \"%d\"\n", seq), CreatedAtMs: ts}}
 }
 
+// openArchive returns an Archiver on dir, closed when the test ends.
+func openArchive(t testing.TB, dir string) *Archiver {
+	t.Helper()
+	a, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
 // readLines returns the lines of every archive file under dir, by file
 // (relative path).
 func readLines(t *testing.T, dir string) map[string][]Line {
@@ -61,10 +72,7 @@ func readLines(t *testing.T, dir string) map[string][]Line {
 // file of their message's hour, when Handle returns.
 func TestArchiveConcurrentTasks(t *testing.T) {
 	dir := t.TempDir()
-	a, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := openArchive(t, dir)
 	h0 := time.Date(2026, 11, 28, 5, 59, 59, 0, time.UTC).UnixMilli()
 	h1 := h0 + 1000 // the next hour
 	var wg sync.WaitGroup
@@ -118,11 +126,7 @@ func TestArchiveConcurrentTasks(t *testing.T) {
 }
 
 func TestArchiveRefusesTaskWithoutMessage(t *testing.T) {
-	a, err := New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, t.TempDir())
 	if err := a.Handle(context.Background(), &events.TaskRecord{Kind: events.TaskKind_ARCHIVE}); !job.IsPermanent(err) {
 		t.Fatalf("err = %v, want a permanent error", err)
 	}
@@ -132,11 +136,7 @@ func TestArchiveRefusesTaskWithoutMessage(t *testing.T) {
 // still work.
 func TestArchiveOpenFailureIsRetried(t *testing.T) {
 	dir := t.TempDir()
-	a, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, dir)
 	ts := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC).UnixMilli()
 	if err := os.MkdirAll(a.Path(ts), 0o750); err != nil { // a directory where the file should be
 		t.Fatal(err)
@@ -154,11 +154,7 @@ func TestArchiveOpenFailureIsRetried(t *testing.T) {
 // again.
 func TestArchiveLinesOfAFailedFileAreRetried(t *testing.T) {
 	dir := t.TempDir()
-	a, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, dir)
 	ts := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC).UnixMilli()
 	n1, g1, err := a.write(a.Path(ts), []byte("{\"seq\":1}\n"))
 	if err != nil {
@@ -282,11 +278,7 @@ func TestArchiveClosesIdleFile(t *testing.T) {
 // answered.
 func TestArchiveSeveralHoursOpen(t *testing.T) {
 	dir := t.TempDir()
-	a, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, dir)
 	h := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC).UnixMilli()
 	hour := time.Hour.Milliseconds()
 	seq := int64(0)
@@ -331,11 +323,7 @@ func TestArchiveSeveralHoursOpen(t *testing.T) {
 // after the error was reported); a file with no new lines is not synced.
 func TestArchiveSyncFailureFailsEveryPendingLine(t *testing.T) {
 	dir := t.TempDir()
-	a, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, dir)
 	h := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC).UnixMilli()
 	hour := time.Hour.Milliseconds()
 	if err := a.Handle(context.Background(), task("p:a:b", 1, h+2*hour)); err != nil { // an open, clean file
@@ -383,11 +371,7 @@ func TestArchiveSyncFailureFailsEveryPendingLine(t *testing.T) {
 // handling tasks at once (the task service's default -workers), every line
 // fsynced before its Handle returns; group syncs make that affordable.
 func BenchmarkArchive(b *testing.B) {
-	a, err := New(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(b, b.TempDir())
 	ts := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC).UnixMilli()
 	var seq atomic.Int64
 	b.ReportAllocs()
