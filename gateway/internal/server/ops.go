@@ -71,32 +71,33 @@ const defaultContentType = "text"
 // Message dispatches one client text message; it runs on the connection's
 // OnRequest goroutine and must not wait on the network.
 func (s *Server) Message(sess *session.Session, text []byte) {
+	var (
+		req request
+		err error
+	)
 	if sess.Binary() {
 		// MessagePack is turned into the JSON it stands for, and from
 		// there on the frame takes the JSON path: the same checks, errors
 		// and limits for both encodings.
 		buf := wsframe.GetBuf(2 * len(text))
 		defer wsframe.PutBuf(buf)
-		js, err := msgpackToJSON(*buf, text)
+		var js []byte
+		js, err = msgpackToJSON(*buf, text)
 		*buf = js[:0] // keep a grown buffer for the pool
-		if err != nil {
-			if !sess.Allow(s.cfg.MsgRate) {
-				s.clientError(sess, errcode.RateLimited, "too many requests; slow down", "", "")
-			} else {
-				s.clientError(sess, errcode.BadMsgpack, err.Error(), "", "")
-			}
-			return
-		}
 		text = js
 	}
-	var req request
-	if err := decodeRequest(text, &req); err != nil {
+	if err == nil {
+		err = decodeRequest(text, &req)
+	}
+	if err != nil {
 		// A bad frame counts against the rate like any other, so a flood
 		// of them is answered by one kind of error at the same pace.
 		var te *json.UnmarshalTypeError
 		switch {
 		case !sess.Allow(s.cfg.MsgRate):
 			s.clientError(sess, errcode.RateLimited, "too many requests; slow down", "", "")
+		case errors.Is(err, protocol.ErrBadMsgpack) || errors.Is(err, errNotMap):
+			s.clientError(sess, errcode.BadMsgpack, err.Error(), "", "")
 		case errors.As(err, &te) && te.Field != "":
 			s.clientError(sess, errcode.BadField, "field "+te.Field+" has the wrong type", req.ClientMsgID, req.RID)
 		case errors.Is(err, errNotObject) || errors.As(err, &te):
