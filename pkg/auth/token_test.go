@@ -24,6 +24,8 @@ func TestSignVerify(t *testing.T) {
 	}
 }
 
+const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
 func TestVerifyRejects(t *testing.T) {
 	secret := []byte("s3cret")
 	good, _ := Sign(secret, Claims{UID: "alice", Device: "web", Expires: time.Now().Add(time.Hour)})
@@ -32,6 +34,13 @@ func TestVerifyRejects(t *testing.T) {
 	// Flip one character of the payload: the signature no longer matches.
 	body := []byte(good)
 	body[5] ^= 1
+	// A 32-byte signature is 43 characters whose last holds two unused bits;
+	// setting one spells the same bytes differently.
+	last := strings.IndexByte(alphabet, good[len(good)-1])
+	loose := good[:len(good)-1] + string(alphabet[last|1])
+	if last&1 != 0 {
+		t.Fatalf("signature's last character %q has a low bit set", good[len(good)-1])
+	}
 	v, _ := NewVerifier(secret)
 	cases := []struct {
 		name string
@@ -45,6 +54,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"expired", expired, ErrExpired},
 		{"other secret", other, ErrSignature},
 		{"tampered", string(body), ErrSignature},
+		{"loose signature bits", loose, ErrMalformed},
 		{"too long", "v1." + strings.Repeat("a", 2000) + ".b", ErrMalformed},
 	}
 	for _, c := range cases {

@@ -76,6 +76,16 @@ func TestHandshakes(t *testing.T) {
 	u := newUpgrader(t)
 	good := token(t, "alice", time.Now().Add(time.Hour))
 	expired := token(t, "alice", time.Now().Add(-time.Minute))
+	forged, err := auth.Sign([]byte("not the secret"), auth.Claims{UID: "alice", Device: "phone", Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Change the signature's first character, whose six bits all count.
+	// (Overwriting the last characters with fixed text, as this test once
+	// did, left the token valid whenever it already ended that way.)
+	sig := strings.LastIndexByte(good, '.') + 1
+	swap := map[bool]string{true: "B", false: "A"}[good[sig] == 'A']
+	tampered := good[:sig] + swap + good[sig+1:]
 	cases := []struct {
 		name   string
 		req    string
@@ -87,7 +97,8 @@ func TestHandshakes(t *testing.T) {
 		{"bearer-token", request("/ws", std("Authorization: Bearer "+good)...), 101, ReasonOK, ""},
 		{"missing-token", request("/ws", std()...), 401, ReasonUnauthorized, "missing token"},
 		{"bad-token", request("/ws?token=v1.abc.def", std()...), 401, ReasonUnauthorized, "bad token"},
-		{"forged-token", request("/ws?token="+good[:len(good)-2]+"AA", std()...), 401, ReasonUnauthorized, "bad token"},
+		{"forged-token", request("/ws?token="+forged, std()...), 401, ReasonUnauthorized, "bad token"},
+		{"tampered-token", request("/ws?token="+tampered, std()...), 401, ReasonUnauthorized, "bad token"},
 		{"expired-token", request("/ws?token="+expired, std()...), 401, ReasonUnauthorized, "token expired"},
 		{"wrong-path", request("/other?token="+good, std()...), 404, ReasonNotFound, ""},
 		{"missing-key", request("/ws?token="+good, "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13"), 400, ReasonBadRequest, ""},
