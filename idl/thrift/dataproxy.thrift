@@ -19,6 +19,12 @@ struct AppendItem {
     // message or already recalled.
     8: i64 recall_seq
     9: i64 recall_window_ms
+    // A recall made by the operator (the moderation job, logic's Recall
+    // RPC) rather than by the sender: sender is the recalled message's
+    // sender, and neither the sender check, the window nor group
+    // membership applies; the sender's cursors are not raised (they did
+    // not write it), and body may carry the reason shown to clients.
+    10: bool by_operator
 }
 
 struct AppendResult {

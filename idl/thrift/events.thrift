@@ -31,6 +31,10 @@ struct UpRecord {
     10: string body
     11: i64 received_at_ms
     12: i64 seq
+    // RECALL made by the operator (logic's Recall RPC, used by the
+    // moderation job): sender is the recalled message's sender, body the
+    // reason shown to clients. Never set from a client frame.
+    13: bool by_operator
 }
 
 // A connection a downstream record is for; the gateway checks the uid so a
@@ -90,6 +94,10 @@ enum TaskKind {
     // A stored message (or recall event) for the task service's archive
     // job; emitted only when logic runs with -archive.
     ARCHIVE = 2
+    // A newly stored message for the task service's moderation job, which
+    // has it recalled (logic's Recall RPC) when the verdict says so;
+    // emitted only when logic runs with -moderate.
+    MODERATE = 3
 }
 
 struct OfflinePush {
@@ -107,6 +115,8 @@ struct TaskRecord {
     2: optional OfflinePush offline_push
     // ARCHIVE: the message as stored.
     3: optional common.Message archive
+    // MODERATE: the message as stored.
+    4: optional common.Message moderate
     // Set on records sent to the dead-letter topic.
     10: i32 attempts
     11: string last_error

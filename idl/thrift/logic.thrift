@@ -102,6 +102,35 @@ struct SendResp {
     4: bool duplicate
 }
 
+// Recall takes a message back on the operator's behalf (moderation, an
+// abuse report): any message of any conversation, at any age. Like a
+// sender's recall, it adds a recall event (content type "gochat.recall",
+// ref_seq = seq) to the conversation, pushed and synced as usual, whose
+// body is the reason, and the message is served recalled from then on.
+// It goes through the upstream topic, so it is ordered with the
+// conversation's other messages; the reply comes once it is stored.
+// Calling it again for the same message returns the first answer.
+struct RecallReq {
+    1: string admin_secret
+    2: string conv_id
+    3: i64 seq
+    // Shown to clients as the recall event's body; 1-256 bytes of UTF-8.
+    4: string reason
+    // How long to wait for the recall to be stored; 0 means 5 s.
+    5: i32 wait_ms
+}
+
+struct RecallResp {
+    // The recall event's seq and time (those of the first call when
+    // duplicate is true).
+    1: i64 seq
+    2: i64 created_at_ms
+    3: bool duplicate
+    // The sender had recalled the message already: nothing was done and
+    // seq is 0.
+    4: bool already_recalled
+}
+
 // ClientCall carries a client's request frame that is answered by logic
 // (group operations and the like): the gateway passes the JSON frame and
 // writes back the JSON reply.
@@ -176,6 +205,7 @@ service Logic {
     SyncResp Sync(1: SyncReq req)
     ConversationsResp Conversations(1: ConversationsReq req)
     SendResp Send(1: SendReq req)
+    RecallResp Recall(1: RecallReq req)
     ClientCallResp ClientCall(1: ClientCallReq req)
     CursorsResp Cursors(1: CursorsReq req)
     GroupResp CreateGroup(1: CreateGroupReq req)

@@ -6,6 +6,11 @@
 // what the gateway, the bench tools and the tests encode and decode.
 package protocol
 
+import (
+	"strconv"
+	"strings"
+)
+
 // WebSocket subprotocols a client may ask for in Sec-WebSocket-Protocol.
 // Without one, or with SubprotocolJSON, every frame is a JSON object in a
 // text frame. With SubprotocolMsgpack every frame is the same object as
@@ -92,6 +97,29 @@ const (
 	MaxSyncLimit      = 200
 	DefaultSyncLimit  = 50
 )
+
+// ReservedCMIDPrefix starts the client message ids of the messages GoChat
+// writes itself (the operator's recalls, see OperatorRecallCMID); senders
+// may not use it, so theirs never collide with those.
+const ReservedCMIDPrefix = "gochat."
+
+// ValidClientMsgID reports whether a sender may give cmid as a client
+// message id: 1 to MaxClientMsgIDLen bytes, not starting with
+// ReservedCMIDPrefix.
+func ValidClientMsgID(cmid string) bool {
+	return len(cmid) > 0 && len(cmid) <= MaxClientMsgIDLen && !strings.HasPrefix(cmid, ReservedCMIDPrefix)
+}
+
+// OperatorRecallCMID is the client message id of the operator's recall of
+// message seq (made in the name of its sender): one id per message, so
+// recalling it again is answered as a duplicate.
+func OperatorRecallCMID(seq int64) string {
+	return ReservedCMIDPrefix + "recall:" + strconv.FormatInt(seq, 10)
+}
+
+// MaxRecallReason is the longest reason, in bytes, the operator may give
+// a recall (logic's Recall RPC); it is the body of the recall event.
+const MaxRecallReason = 256
 
 // Envelope is decoded first to learn a frame's type.
 type Envelope struct {

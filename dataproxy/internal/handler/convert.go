@@ -27,7 +27,7 @@ func appendItems(in []*dataproxy.AppendItem) []store.AppendItem {
 		out[i] = store.AppendItem{
 			ConvID: it.ConvId, Sender: it.Sender, Recipient: it.Recipient, ClientMsgID: it.ClientMsgId,
 			ContentType: it.ContentType, Body: it.Body, CreatedAtMs: it.CreatedAtMs,
-			RecallSeq: it.RecallSeq, RecallWindowMs: it.RecallWindowMs,
+			RecallSeq: it.RecallSeq, RecallWindowMs: it.RecallWindowMs, ByOperator: it.ByOperator,
 		}
 	}
 	return out

@@ -189,10 +189,10 @@ func (d *shardDB) senderCursors(reqs []*appendReq) []cursorRow {
 		r.remote = r.remote[:0]
 		for k := range r.items {
 			res := r.res[k]
-			if res.ErrorCode != 0 || res.Seq == 0 {
+			it := &r.items[k]
+			if res.ErrorCode != 0 || res.Seq == 0 || it.ByOperator {
 				continue
 			}
-			it := &r.items[k]
 			db, t := d.layout.Locate(it.Sender)
 			c := cursorRow{table: t, key: cursorKey{it.Sender, it.ConvID}, delivered: res.Seq, read: res.Seq}
 			if db == d.index && d.d.cursorsInCommit {

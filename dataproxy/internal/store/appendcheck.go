@@ -39,11 +39,13 @@ func (t target) judge(it *AppendItem, created int64) *errcode.Error {
 		return errcode.New(errcode.BadField, "%s has no message %d", it.ConvID, it.RecallSeq)
 	case t.event:
 		return errcode.New(errcode.BadField, "message %d is a recall event and cannot be recalled", it.RecallSeq)
-	case t.sender != it.Sender:
+	case t.sender != it.Sender && !it.ByOperator:
 		return errcode.New(errcode.Forbidden, "only the sender may recall message %d", it.RecallSeq)
+	case t.sender != it.Sender:
+		return errcode.New(errcode.BadField, "message %d was sent by %q, not %q", it.RecallSeq, clip(t.sender), clip(it.Sender))
 	case t.recalled:
 		return errcode.New(errcode.BadField, "message %d is recalled already", it.RecallSeq)
-	case t.created < created-it.RecallWindowMs:
+	case t.created < created-it.RecallWindowMs && !it.ByOperator:
 		return errcode.New(errcode.Forbidden, "recall window passed for message %d", it.RecallSeq)
 	}
 	return nil
@@ -70,7 +72,7 @@ func (c *checks) refuse(it *AppendItem, st *convState) *errcode.Error {
 	if !st.found || !c.active[it.ConvID] {
 		return errcode.New(errcode.ConvNotFound, "group %q does not exist or was dissolved", strings.TrimPrefix(it.ConvID, "g:"))
 	}
-	if !c.members[memberKey{it.ConvID, it.Sender}] {
+	if !c.members[memberKey{it.ConvID, it.Sender}] && !it.ByOperator {
 		return errcode.New(errcode.Forbidden, "%q is not a member of group %q", it.Sender, strings.TrimPrefix(it.ConvID, "g:"))
 	}
 	return nil

@@ -184,6 +184,11 @@ type AppendItem struct {
 	// message may be, measured from CreatedAtMs.
 	RecallSeq      int64
 	RecallWindowMs int64
+	// ByOperator makes a recall the operator's (moderation, logic's Recall
+	// RPC): Sender names the recalled message's sender, and neither the
+	// sender check, the window nor group membership applies; the sender's
+	// cursors are not raised.
+	ByOperator bool
 }
 
 // AppendResult answers one AppendItem.

@@ -44,6 +44,8 @@ func validateItem(it *AppendItem, maxBody int) *errcode.Error {
 		return errcode.New(errcode.BadField, "recall_seq is negative")
 	case it.RecallSeq > 0 && it.RecallWindowMs < 0:
 		return errcode.New(errcode.BadField, "recall_window_ms is negative")
+	case it.RecallSeq == 0 && it.ByOperator:
+		return errcode.New(errcode.BadField, "by_operator is for recalls (recall_seq > 0) only")
 	case it.RecallSeq == 0 && it.ContentType == protocol.ContentTypeRecall:
 		return errcode.New(errcode.BadField, "content type %q is for recalls (recall_seq > 0) only", protocol.ContentTypeRecall)
 	}

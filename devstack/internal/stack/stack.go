@@ -178,7 +178,9 @@ func (s *Stack) plan() []*proc {
 		procs = append(procs, &proc{name: "gateway-" + id, bin: "gateway", admin: p.GatewayAdmin[i], env: env,
 			args: append(common(p.GatewayAdmin[i]), "-id", id, "-listen", s.addr(p.Gateway[i]), "-gc-min-heap", "64")})
 	}
-	procs = append(procs, &proc{name: "task", bin: "task", admin: p.TaskAdmin, args: append(common(p.TaskAdmin),
+	// The task service gets the admin secret for the moderation job's
+	// recalls (used only when a judge is configured).
+	procs = append(procs, &proc{name: "task", bin: "task", admin: p.TaskAdmin, env: env, args: append(common(p.TaskAdmin),
 		"-webhook-url", s.cfg.WebhookURL)})
 	for _, pr := range procs {
 		kind := pr.bin

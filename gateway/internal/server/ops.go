@@ -157,6 +157,9 @@ func msgpackToJSON(dst, mp []byte) ([]byte, error) {
 // map 32).
 func isMsgpackMap(b byte) bool { return b&0xf0 == 0x80 || b == 0xde || b == 0xdf }
 
+// cmidRule is the error message of a cmid protocol.ValidClientMsgID refuses.
+const cmidRule = "cmid must be 1-64 bytes and not start with " + protocol.ReservedCMIDPrefix
+
 // opSend validates a send and produces it upstream, keyed by its
 // conversation: to a user (To) or to a group (Group, conversation
 // "g:<group>"), exactly one of the two. Sending to yourself is refused: a
@@ -164,8 +167,8 @@ func isMsgpackMap(b byte) bool { return b&0xf0 == 0x80 || b == 0xde || b == 0xdf
 // is not a valid conversation). Group membership is logic's to check.
 func (s *Server) opSend(sess *session.Session, req *request) {
 	cmid := req.ClientMsgID
-	if !validCMID(cmid) {
-		s.clientError(sess, errcode.BadField, "cmid must be 1-64 bytes", clip(cmid), "")
+	if !protocol.ValidClientMsgID(cmid) {
+		s.clientError(sess, errcode.BadField, cmidRule, clip(cmid), "")
 		return
 	}
 	var conv string
@@ -239,10 +242,6 @@ func (s *Server) produce(sess *session.Session, rec *events.UpRecord, tell bool)
 	}
 }
 
-func validCMID(cmid string) bool {
-	return len(cmid) > 0 && len(cmid) <= protocol.MaxClientMsgIDLen
-}
-
 // opCursor moves the sender's delivered or read cursor of a conversation.
 // Logic checks that the sender is in it and answers only errors.
 func (s *Server) opCursor(sess *session.Session, req *request, kind events.UpKind) {
@@ -289,8 +288,8 @@ func (s *Server) opTyping(sess *session.Session, req *request) {
 func (s *Server) opRecall(sess *session.Session, req *request) {
 	cmid := req.ClientMsgID
 	switch {
-	case !validCMID(cmid):
-		s.clientError(sess, errcode.BadField, "cmid must be 1-64 bytes", clip(cmid), "")
+	case !protocol.ValidClientMsgID(cmid):
+		s.clientError(sess, errcode.BadField, cmidRule, clip(cmid), "")
 		return
 	case !ids.ValidConv(req.Conv):
 		s.clientError(sess, errcode.BadField, "conv is not a valid conversation id", cmid, "")

@@ -120,6 +120,9 @@ func TestNewFramesValidation(t *testing.T) {
 		{`{"type":"send","cmid":"s5","group":"team","body":"x","content_type":"no spaces"}`, errcode.BadField, "s5", ""},
 		{`{"type":"send","cmid":"s6","to":"bob","body":"x","content_type":"gochat.recall"}`, errcode.BadField, "s6", ""},
 		{`{"type":"send","cmid":"s6","group":["team"],"body":"x"}`, errcode.BadField, "s6", ""},
+		// cmids GoChat keeps for its own messages
+		{`{"type":"send","cmid":"gochat.recall:1","to":"bob","body":"x"}`, errcode.BadField, "gochat.recall:1", ""},
+		{`{"type":"recall","cmid":"gochat.x","conv":"p:alice:bob","seq":1}`, errcode.BadField, "gochat.x", ""},
 		// delivered, read
 		{`{"type":"delivered","conv":"nope","seq":1}`, errcode.BadField, "", ""},
 		{`{"type":"delivered","seq":1}`, errcode.BadField, "", ""},

@@ -18,6 +18,7 @@ type AppendItem struct {
 	CreatedAtMs    int64  `thrift:"created_at_ms,7" frugal:"7,default,i64" json:"created_at_ms"`
 	RecallSeq      int64  `thrift:"recall_seq,8" frugal:"8,default,i64" json:"recall_seq"`
 	RecallWindowMs int64  `thrift:"recall_window_ms,9" frugal:"9,default,i64" json:"recall_window_ms"`
+	ByOperator     bool   `thrift:"by_operator,10" frugal:"10,default,bool" json:"by_operator"`
 }
 
 func NewAppendItem() *AppendItem {
@@ -62,6 +63,10 @@ func (p *AppendItem) GetRecallSeq() (v int64) {
 func (p *AppendItem) GetRecallWindowMs() (v int64) {
 	return p.RecallWindowMs
 }
+
+func (p *AppendItem) GetByOperator() (v bool) {
+	return p.ByOperator
+}
 func (p *AppendItem) SetConvId(val string) {
 	p.ConvId = val
 }
@@ -89,6 +94,9 @@ func (p *AppendItem) SetRecallSeq(val int64) {
 func (p *AppendItem) SetRecallWindowMs(val int64) {
 	p.RecallWindowMs = val
 }
+func (p *AppendItem) SetByOperator(val bool) {
+	p.ByOperator = val
+}
 
 func (p *AppendItem) String() string {
 	if p == nil {
@@ -98,15 +106,16 @@ func (p *AppendItem) String() string {
 }
 
 var fieldIDToName_AppendItem = map[int16]string{
-	1: "conv_id",
-	2: "sender",
-	3: "recipient",
-	4: "client_msg_id",
-	5: "content_type",
-	6: "body",
-	7: "created_at_ms",
-	8: "recall_seq",
-	9: "recall_window_ms",
+	1:  "conv_id",
+	2:  "sender",
+	3:  "recipient",
+	4:  "client_msg_id",
+	5:  "content_type",
+	6:  "body",
+	7:  "created_at_ms",
+	8:  "recall_seq",
+	9:  "recall_window_ms",
+	10: "by_operator",
 }
 
 type AppendResult_ struct {

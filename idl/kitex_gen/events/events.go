@@ -128,6 +128,7 @@ type TaskKind int64
 const (
 	TaskKind_OFFLINE_PUSH TaskKind = 1
 	TaskKind_ARCHIVE      TaskKind = 2
+	TaskKind_MODERATE     TaskKind = 3
 )
 
 func (p TaskKind) String() string {
@@ -136,6 +137,8 @@ func (p TaskKind) String() string {
 		return "OFFLINE_PUSH"
 	case TaskKind_ARCHIVE:
 		return "ARCHIVE"
+	case TaskKind_MODERATE:
+		return "MODERATE"
 	}
 	return "<UNSET>"
 }
@@ -146,6 +149,8 @@ func TaskKindFromString(s string) (TaskKind, error) {
 		return TaskKind_OFFLINE_PUSH, nil
 	case "ARCHIVE":
 		return TaskKind_ARCHIVE, nil
+	case "MODERATE":
+		return TaskKind_MODERATE, nil
 	}
 	return TaskKind(0), fmt.Errorf("not a valid TaskKind string")
 }
@@ -178,6 +183,7 @@ type UpRecord struct {
 	Body         string `thrift:"body,10" frugal:"10,default,string" json:"body"`
 	ReceivedAtMs int64  `thrift:"received_at_ms,11" frugal:"11,default,i64" json:"received_at_ms"`
 	Seq          int64  `thrift:"seq,12" frugal:"12,default,i64" json:"seq"`
+	ByOperator   bool   `thrift:"by_operator,13" frugal:"13,default,bool" json:"by_operator"`
 }
 
 func NewUpRecord() *UpRecord {
@@ -234,6 +240,10 @@ func (p *UpRecord) GetReceivedAtMs() (v int64) {
 func (p *UpRecord) GetSeq() (v int64) {
 	return p.Seq
 }
+
+func (p *UpRecord) GetByOperator() (v bool) {
+	return p.ByOperator
+}
 func (p *UpRecord) SetKind(val UpKind) {
 	p.Kind = val
 }
@@ -270,6 +280,9 @@ func (p *UpRecord) SetReceivedAtMs(val int64) {
 func (p *UpRecord) SetSeq(val int64) {
 	p.Seq = val
 }
+func (p *UpRecord) SetByOperator(val bool) {
+	p.ByOperator = val
+}
 
 func (p *UpRecord) String() string {
 	if p == nil {
@@ -291,6 +304,7 @@ var fieldIDToName_UpRecord = map[int16]string{
 	10: "body",
 	11: "received_at_ms",
 	12: "seq",
+	13: "by_operator",
 }
 
 type Target struct {
@@ -658,6 +672,7 @@ type TaskRecord struct {
 	Kind        TaskKind        `thrift:"kind,1" frugal:"1,default,TaskKind" json:"kind"`
 	OfflinePush *OfflinePush    `thrift:"offline_push,2,optional" frugal:"2,optional,OfflinePush" json:"offline_push,omitempty"`
 	Archive     *common.Message `thrift:"archive,3,optional" frugal:"3,optional,common.Message" json:"archive,omitempty"`
+	Moderate    *common.Message `thrift:"moderate,4,optional" frugal:"4,optional,common.Message" json:"moderate,omitempty"`
 	Attempts    int32           `thrift:"attempts,10" frugal:"10,default,i32" json:"attempts"`
 	LastError   string          `thrift:"last_error,11" frugal:"11,default,string" json:"last_error"`
 }
@@ -691,6 +706,15 @@ func (p *TaskRecord) GetArchive() (v *common.Message) {
 	return p.Archive
 }
 
+var TaskRecord_Moderate_DEFAULT *common.Message
+
+func (p *TaskRecord) GetModerate() (v *common.Message) {
+	if !p.IsSetModerate() {
+		return TaskRecord_Moderate_DEFAULT
+	}
+	return p.Moderate
+}
+
 func (p *TaskRecord) GetAttempts() (v int32) {
 	return p.Attempts
 }
@@ -707,6 +731,9 @@ func (p *TaskRecord) SetOfflinePush(val *OfflinePush) {
 func (p *TaskRecord) SetArchive(val *common.Message) {
 	p.Archive = val
 }
+func (p *TaskRecord) SetModerate(val *common.Message) {
+	p.Moderate = val
+}
 func (p *TaskRecord) SetAttempts(val int32) {
 	p.Attempts = val
 }
@@ -722,6 +749,10 @@ func (p *TaskRecord) IsSetArchive() bool {
 	return p.Archive != nil
 }
 
+func (p *TaskRecord) IsSetModerate() bool {
+	return p.Moderate != nil
+}
+
 func (p *TaskRecord) String() string {
 	if p == nil {
 		return "<nil>"
@@ -733,6 +764,7 @@ var fieldIDToName_TaskRecord = map[int16]string{
 	1:  "kind",
 	2:  "offline_push",
 	3:  "archive",
+	4:  "moderate",
 	10: "attempts",
 	11: "last_error",
 }

@@ -211,6 +211,20 @@ func (p *UpRecord) FastRead(buf []byte) (int, error) {
 					goto SkipFieldError
 				}
 			}
+		case 13:
+			if fieldTypeId == thrift.BOOL {
+				l, err = p.FastReadField13(buf[offset:])
+				offset += l
+				if err != nil {
+					goto ReadFieldError
+				}
+			} else {
+				l, err = thrift.Binary.Skip(buf[offset:], fieldTypeId)
+				offset += l
+				if err != nil {
+					goto SkipFieldError
+				}
+			}
 		default:
 			l, err = thrift.Binary.Skip(buf[offset:], fieldTypeId)
 			offset += l
@@ -398,6 +412,20 @@ func (p *UpRecord) FastReadField12(buf []byte) (int, error) {
 	return offset, nil
 }
 
+func (p *UpRecord) FastReadField13(buf []byte) (int, error) {
+	offset := 0
+
+	var _field bool
+	if v, l, err := thrift.Binary.ReadBool(buf[offset:]); err != nil {
+		return offset, err
+	} else {
+		offset += l
+		_field = v
+	}
+	p.ByOperator = _field
+	return offset, nil
+}
+
 func (p *UpRecord) FastWrite(buf []byte) int {
 	return p.FastWriteNocopy(buf, nil)
 }
@@ -408,6 +436,7 @@ func (p *UpRecord) FastWriteNocopy(buf []byte, w thrift.NocopyWriter) int {
 		offset += p.fastWriteField5(buf[offset:], w)
 		offset += p.fastWriteField11(buf[offset:], w)
 		offset += p.fastWriteField12(buf[offset:], w)
+		offset += p.fastWriteField13(buf[offset:], w)
 		offset += p.fastWriteField1(buf[offset:], w)
 		offset += p.fastWriteField2(buf[offset:], w)
 		offset += p.fastWriteField3(buf[offset:], w)
@@ -437,6 +466,7 @@ func (p *UpRecord) BLength() int {
 		l += p.field10Length()
 		l += p.field11Length()
 		l += p.field12Length()
+		l += p.field13Length()
 	}
 	l += thrift.Binary.FieldStopLength()
 	return l
@@ -526,6 +556,13 @@ func (p *UpRecord) fastWriteField12(buf []byte, w thrift.NocopyWriter) int {
 	return offset
 }
 
+func (p *UpRecord) fastWriteField13(buf []byte, w thrift.NocopyWriter) int {
+	offset := 0
+	offset += thrift.Binary.WriteFieldBegin(buf[offset:], thrift.BOOL, 13)
+	offset += thrift.Binary.WriteBool(buf[offset:], p.ByOperator)
+	return offset
+}
+
 func (p *UpRecord) field1Length() int {
 	l := 0
 	l += thrift.Binary.FieldBeginLength()
@@ -607,6 +644,13 @@ func (p *UpRecord) field12Length() int {
 	l := 0
 	l += thrift.Binary.FieldBeginLength()
 	l += thrift.Binary.I64Length()
+	return l
+}
+
+func (p *UpRecord) field13Length() int {
+	l := 0
+	l += thrift.Binary.FieldBeginLength()
+	l += thrift.Binary.BoolLength()
 	return l
 }
 
@@ -2140,6 +2184,20 @@ func (p *TaskRecord) FastRead(buf []byte) (int, error) {
 					goto SkipFieldError
 				}
 			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				l, err = p.FastReadField4(buf[offset:])
+				offset += l
+				if err != nil {
+					goto ReadFieldError
+				}
+			} else {
+				l, err = thrift.Binary.Skip(buf[offset:], fieldTypeId)
+				offset += l
+				if err != nil {
+					goto SkipFieldError
+				}
+			}
 		case 10:
 			if fieldTypeId == thrift.I32 {
 				l, err = p.FastReadField10(buf[offset:])
@@ -2225,6 +2283,18 @@ func (p *TaskRecord) FastReadField3(buf []byte) (int, error) {
 	return offset, nil
 }
 
+func (p *TaskRecord) FastReadField4(buf []byte) (int, error) {
+	offset := 0
+	_field := common.NewMessage()
+	if l, err := _field.FastRead(buf[offset:]); err != nil {
+		return offset, err
+	} else {
+		offset += l
+	}
+	p.Moderate = _field
+	return offset, nil
+}
+
 func (p *TaskRecord) FastReadField10(buf []byte) (int, error) {
 	offset := 0
 
@@ -2264,6 +2334,7 @@ func (p *TaskRecord) FastWriteNocopy(buf []byte, w thrift.NocopyWriter) int {
 		offset += p.fastWriteField1(buf[offset:], w)
 		offset += p.fastWriteField2(buf[offset:], w)
 		offset += p.fastWriteField3(buf[offset:], w)
+		offset += p.fastWriteField4(buf[offset:], w)
 		offset += p.fastWriteField11(buf[offset:], w)
 	}
 	offset += thrift.Binary.WriteFieldStop(buf[offset:])
@@ -2276,6 +2347,7 @@ func (p *TaskRecord) BLength() int {
 		l += p.field1Length()
 		l += p.field2Length()
 		l += p.field3Length()
+		l += p.field4Length()
 		l += p.field10Length()
 		l += p.field11Length()
 	}
@@ -2304,6 +2376,15 @@ func (p *TaskRecord) fastWriteField3(buf []byte, w thrift.NocopyWriter) int {
 	if p.IsSetArchive() {
 		offset += thrift.Binary.WriteFieldBegin(buf[offset:], thrift.STRUCT, 3)
 		offset += p.Archive.FastWriteNocopy(buf[offset:], w)
+	}
+	return offset
+}
+
+func (p *TaskRecord) fastWriteField4(buf []byte, w thrift.NocopyWriter) int {
+	offset := 0
+	if p.IsSetModerate() {
+		offset += thrift.Binary.WriteFieldBegin(buf[offset:], thrift.STRUCT, 4)
+		offset += p.Moderate.FastWriteNocopy(buf[offset:], w)
 	}
 	return offset
 }
@@ -2343,6 +2424,15 @@ func (p *TaskRecord) field3Length() int {
 	if p.IsSetArchive() {
 		l += thrift.Binary.FieldBeginLength()
 		l += p.Archive.BLength()
+	}
+	return l
+}
+
+func (p *TaskRecord) field4Length() int {
+	l := 0
+	if p.IsSetModerate() {
+		l += thrift.Binary.FieldBeginLength()
+		l += p.Moderate.BLength()
 	}
 	return l
 }

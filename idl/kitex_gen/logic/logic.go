@@ -669,6 +669,127 @@ var fieldIDToName_SendResp = map[int16]string{
 	4: "duplicate",
 }
 
+type RecallReq struct {
+	AdminSecret string `thrift:"admin_secret,1" frugal:"1,default,string" json:"admin_secret"`
+	ConvId      string `thrift:"conv_id,2" frugal:"2,default,string" json:"conv_id"`
+	Seq         int64  `thrift:"seq,3" frugal:"3,default,i64" json:"seq"`
+	Reason      string `thrift:"reason,4" frugal:"4,default,string" json:"reason"`
+	WaitMs      int32  `thrift:"wait_ms,5" frugal:"5,default,i32" json:"wait_ms"`
+}
+
+func NewRecallReq() *RecallReq {
+	return &RecallReq{}
+}
+
+func (p *RecallReq) InitDefault() {
+}
+
+func (p *RecallReq) GetAdminSecret() (v string) {
+	return p.AdminSecret
+}
+
+func (p *RecallReq) GetConvId() (v string) {
+	return p.ConvId
+}
+
+func (p *RecallReq) GetSeq() (v int64) {
+	return p.Seq
+}
+
+func (p *RecallReq) GetReason() (v string) {
+	return p.Reason
+}
+
+func (p *RecallReq) GetWaitMs() (v int32) {
+	return p.WaitMs
+}
+func (p *RecallReq) SetAdminSecret(val string) {
+	p.AdminSecret = val
+}
+func (p *RecallReq) SetConvId(val string) {
+	p.ConvId = val
+}
+func (p *RecallReq) SetSeq(val int64) {
+	p.Seq = val
+}
+func (p *RecallReq) SetReason(val string) {
+	p.Reason = val
+}
+func (p *RecallReq) SetWaitMs(val int32) {
+	p.WaitMs = val
+}
+
+func (p *RecallReq) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("RecallReq(%+v)", *p)
+}
+
+var fieldIDToName_RecallReq = map[int16]string{
+	1: "admin_secret",
+	2: "conv_id",
+	3: "seq",
+	4: "reason",
+	5: "wait_ms",
+}
+
+type RecallResp struct {
+	Seq             int64 `thrift:"seq,1" frugal:"1,default,i64" json:"seq"`
+	CreatedAtMs     int64 `thrift:"created_at_ms,2" frugal:"2,default,i64" json:"created_at_ms"`
+	Duplicate       bool  `thrift:"duplicate,3" frugal:"3,default,bool" json:"duplicate"`
+	AlreadyRecalled bool  `thrift:"already_recalled,4" frugal:"4,default,bool" json:"already_recalled"`
+}
+
+func NewRecallResp() *RecallResp {
+	return &RecallResp{}
+}
+
+func (p *RecallResp) InitDefault() {
+}
+
+func (p *RecallResp) GetSeq() (v int64) {
+	return p.Seq
+}
+
+func (p *RecallResp) GetCreatedAtMs() (v int64) {
+	return p.CreatedAtMs
+}
+
+func (p *RecallResp) GetDuplicate() (v bool) {
+	return p.Duplicate
+}
+
+func (p *RecallResp) GetAlreadyRecalled() (v bool) {
+	return p.AlreadyRecalled
+}
+func (p *RecallResp) SetSeq(val int64) {
+	p.Seq = val
+}
+func (p *RecallResp) SetCreatedAtMs(val int64) {
+	p.CreatedAtMs = val
+}
+func (p *RecallResp) SetDuplicate(val bool) {
+	p.Duplicate = val
+}
+func (p *RecallResp) SetAlreadyRecalled(val bool) {
+	p.AlreadyRecalled = val
+}
+
+func (p *RecallResp) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("RecallResp(%+v)", *p)
+}
+
+var fieldIDToName_RecallResp = map[int16]string{
+	1: "seq",
+	2: "created_at_ms",
+	3: "duplicate",
+	4: "already_recalled",
+}
+
 type ClientCallReq struct {
 	Uid       string `thrift:"uid,1" frugal:"1,default,string" json:"uid"`
 	Device    string `thrift:"device,2" frugal:"2,default,string" json:"device"`
@@ -1164,6 +1285,8 @@ type Logic interface {
 	Conversations(ctx context.Context, req *ConversationsReq) (r *ConversationsResp, err error)
 
 	Send(ctx context.Context, req *SendReq) (r *SendResp, err error)
+
+	Recall(ctx context.Context, req *RecallReq) (r *RecallResp, err error)
 
 	ClientCall(ctx context.Context, req *ClientCallReq) (r *ClientCallResp, err error)
 
@@ -1711,6 +1834,82 @@ func (p *LogicSendResult) String() string {
 }
 
 var fieldIDToName_LogicSendResult = map[int16]string{
+	0: "success",
+}
+
+type LogicRecallArgs struct {
+	Req *RecallReq `thrift:"req,1" frugal:"1,default,RecallReq" json:"req"`
+}
+
+func NewLogicRecallArgs() *LogicRecallArgs {
+	return &LogicRecallArgs{}
+}
+
+func (p *LogicRecallArgs) InitDefault() {
+}
+
+var LogicRecallArgs_Req_DEFAULT *RecallReq
+
+func (p *LogicRecallArgs) GetReq() (v *RecallReq) {
+	if !p.IsSetReq() {
+		return LogicRecallArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *LogicRecallArgs) SetReq(val *RecallReq) {
+	p.Req = val
+}
+
+func (p *LogicRecallArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *LogicRecallArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicRecallArgs(%+v)", *p)
+}
+
+var fieldIDToName_LogicRecallArgs = map[int16]string{
+	1: "req",
+}
+
+type LogicRecallResult struct {
+	Success *RecallResp `thrift:"success,0,optional" frugal:"0,optional,RecallResp" json:"success,omitempty"`
+}
+
+func NewLogicRecallResult() *LogicRecallResult {
+	return &LogicRecallResult{}
+}
+
+func (p *LogicRecallResult) InitDefault() {
+}
+
+var LogicRecallResult_Success_DEFAULT *RecallResp
+
+func (p *LogicRecallResult) GetSuccess() (v *RecallResp) {
+	if !p.IsSetSuccess() {
+		return LogicRecallResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *LogicRecallResult) SetSuccess(x interface{}) {
+	p.Success = x.(*RecallResp)
+}
+
+func (p *LogicRecallResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *LogicRecallResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicRecallResult(%+v)", *p)
+}
+
+var fieldIDToName_LogicRecallResult = map[int16]string{
 	0: "success",
 }
 

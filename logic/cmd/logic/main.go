@@ -46,6 +46,7 @@ type options struct {
 	maxBody        int
 	recallWindow   time.Duration
 	archive        bool
+	moderate       bool
 	pprofListen    string
 }
 
@@ -72,6 +73,7 @@ func main() {
 	fs.IntVar(&o.maxBody, "max-body", 4096, "largest message body the Send RPC accepts (gateways have their own -max-body)")
 	fs.DurationVar(&o.recallWindow, "recall-window", pipeline.DefaultRecallWindow, "how long after sending a message its sender may recall it")
 	fs.BoolVar(&o.archive, "archive", false, "also emit every stored message to the task topic for the task service's archive job (task -archive-dir)")
+	fs.BoolVar(&o.moderate, "moderate", false, "also emit every message sent to the task topic for the task service's moderation job (task -moderation-url or -moderation-words), which recalls what it rejects")
 	fs.StringVar(&o.pprofListen, "pprof-listen", "", "address of a net/http/pprof server for profiling (off by default; keep it on loopback)")
 	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", 3*time.Second, "timeout of one dataproxy call")
 	svc.Parse(fs, os.Args[1:])
@@ -150,6 +152,7 @@ func run(o options) error {
 	proc := pipeline.NewProcessor(dp, userCache, router, prod, pipeline.NewMetrics(reg), log)
 	proc.SetRecallWindow(o.recallWindow)
 	proc.SetArchive(o.archive)
+	proc.SetModerate(o.moderate)
 	cons, err := pipeline.NewConsumer(pipeline.ConsumerConfig{Kafka: kc, Group: o.group, MaxBatch: o.maxBatch,
 		Workers: o.workers, MaxInflight: o.maxInflight}, proc, prod, log)
 	if err != nil {

@@ -78,7 +78,9 @@ func (f *DP) AppendMessages(_ context.Context, req *dataproxy.AppendMessagesReq,
 			continue
 		}
 		if seq, ok := f.seen[key]; ok {
-			f.raiseSender(it.Sender, it.ConvId, seq)
+			if !it.ByOperator {
+				f.raiseSender(it.Sender, it.ConvId, seq)
+			}
 			resp.Results = append(resp.Results, &dataproxy.AppendResult_{Seq: seq, Duplicate: true})
 			continue
 		}
@@ -88,7 +90,7 @@ func (f *DP) AppendMessages(_ context.Context, req *dataproxy.AppendMessagesReq,
 				resp.Results = append(resp.Results, &dataproxy.AppendResult_{ErrorCode: int32(errcode.ConvNotFound), ErrorMessage: "no group"})
 				continue
 			}
-			if _, member := members[it.Sender]; !member {
+			if _, member := members[it.Sender]; !member && !it.ByOperator {
 				resp.Results = append(resp.Results, &dataproxy.AppendResult_{ErrorCode: int32(errcode.Forbidden), ErrorMessage: "not a member"})
 				continue
 			}
@@ -100,7 +102,7 @@ func (f *DP) AppendMessages(_ context.Context, req *dataproxy.AppendMessagesReq,
 				continue
 			}
 			target := all[it.RecallSeq-1]
-			if target.Sender != it.Sender || target.CreatedAtMs < it.CreatedAtMs-it.RecallWindowMs {
+			if target.Sender != it.Sender || (target.CreatedAtMs < it.CreatedAtMs-it.RecallWindowMs && !it.ByOperator) {
 				resp.Results = append(resp.Results, &dataproxy.AppendResult_{ErrorCode: int32(errcode.Forbidden), ErrorMessage: "cannot recall"})
 				continue
 			}
@@ -111,7 +113,9 @@ func (f *DP) AppendMessages(_ context.Context, req *dataproxy.AppendMessagesReq,
 		f.msgs[it.ConvId] = append(f.msgs[it.ConvId], &common.Message{ConvId: it.ConvId, Seq: f.last[it.ConvId], Sender: it.Sender,
 			Recipient: it.Recipient, ClientMsgId: it.ClientMsgId, ContentType: it.ContentType, Body: it.Body, CreatedAtMs: it.CreatedAtMs,
 			RefSeq: it.RecallSeq})
-		f.raiseSender(it.Sender, it.ConvId, f.last[it.ConvId])
+		if !it.ByOperator {
+			f.raiseSender(it.Sender, it.ConvId, f.last[it.ConvId])
+		}
 		resp.Results = append(resp.Results, &dataproxy.AppendResult_{Seq: f.last[it.ConvId], CreatedAtMs: it.CreatedAtMs})
 	}
 	if len(req.RouteUids) > 0 {

@@ -83,9 +83,14 @@ func TestClientGroupOperations(t *testing.T) {
 type pipeProducer struct {
 	t    *testing.T
 	proc *pipeline.Processor
+	// before, when set, runs before each record is processed.
+	before func()
 }
 
 func (p *pipeProducer) Produce(topic string, _, value []byte, cb kafkax.Callback) error {
+	if p.before != nil {
+		p.before()
+	}
 	if topic == kafkax.TopicUp {
 		var r events.UpRecord
 		if err := kafkax.Decode(value, &r); err != nil {
@@ -147,6 +152,7 @@ func TestServerSideSend(t *testing.T) {
 		"reserved content type":    {func(r *logic.SendReq) { r.ContentType = protocol.ContentTypeRecall }, errcode.BadField},
 		"content type with spaces": {func(r *logic.SendReq) { r.ContentType = "text/plain; charset=utf-8" }, errcode.BadField},
 		"content type too long":    {func(r *logic.SendReq) { r.ContentType = strings.Repeat("a", 65) }, errcode.BadField},
+		"reserved cmid":            {func(r *logic.SendReq) { r.ClientMsgId = protocol.OperatorRecallCMID(1) }, errcode.BadField},
 	} {
 		if err := bad(tc.mod); code(err) != tc.want {
 			t.Errorf("%s: %v, want %v", name, err, tc.want)

@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
@@ -27,8 +28,9 @@ func (h *Handler) Send(ctx context.Context, req *logic.SendReq) (*logic.SendResp
 	if !ids.ValidUID(req.From) {
 		return nil, errcode.Biz(errcode.BadField, "invalid sender")
 	}
-	if n := len(req.ClientMsgId); n == 0 || n > protocol.MaxClientMsgIDLen {
-		return nil, errcode.Biz(errcode.BadField, "client_msg_id must be 1-%d bytes", protocol.MaxClientMsgIDLen)
+	if !protocol.ValidClientMsgID(req.ClientMsgId) {
+		return nil, errcode.Biz(errcode.BadField, "client_msg_id must be 1-%d bytes and not start with %s",
+			protocol.MaxClientMsgIDLen, protocol.ReservedCMIDPrefix)
 	}
 	// Everything the pipeline or the store would refuse is refused here:
 	// a record refused there has no connection to answer, and the call
@@ -76,49 +78,75 @@ func (h *Handler) Send(ctx context.Context, req *logic.SendReq) (*logic.SendResp
 	default:
 		return nil, errcode.Biz(errcode.BadField, "exactly one of to and group_id")
 	}
-	wait := time.Duration(req.WaitMs) * time.Millisecond
+	contentType := req.ContentType
+	if contentType == "" {
+		contentType = "text"
+	}
+	rec := &events.UpRecord{Kind: events.UpKind_SEND, Sender: req.From, Device: ServerDevice, ClientMsgId: req.ClientMsgId,
+		To: req.To, ConvId: conv, ContentType: contentType, Body: req.Body, ReceivedAtMs: h.now().UnixMilli()}
+	m, dup, err := h.throughPipeline(ctx, rec, req.WaitMs, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &logic.SendResp{ConvId: conv, Seq: m.Seq, CreatedAtMs: m.CreatedAtMs, Duplicate: dup}, nil
+}
+
+// ServerDevice is the device of the records logic's own RPCs (Send,
+// Recall) produce.
+const ServerDevice = "server"
+
+// throughPipeline produces rec to the upstream topic, keyed by its
+// conversation, so it is ordered, deduplicated and stored exactly like a
+// client's record, and waits (waitMs, 0 meaning 5 s) until the pipeline
+// has stored it; it returns the stored message, found by (conv, sender,
+// client message id). A message stored before is returned as a duplicate
+// without producing anything. The pipeline answers refusals to the
+// sending connection, which an RPC does not have: a caller that can learn
+// of a refusal passes check, which is called between polls, and whose
+// error ends the wait and is returned.
+func (h *Handler) throughPipeline(ctx context.Context, rec *events.UpRecord, waitMs int32, check func(context.Context) error) (*common.Message, bool, error) {
+	wait := time.Duration(waitMs) * time.Millisecond
 	if wait <= 0 {
 		wait = 5 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	lookup := &dataproxy.GetMessageReq{ConvId: conv, Sender: req.From, ClientMsgId: req.ClientMsgId}
+	lookup := &dataproxy.GetMessageReq{ConvId: rec.ConvId, Sender: rec.Sender, ClientMsgId: rec.ClientMsgId}
 	if m, err := h.dp.GetMessage(ctx, lookup); err == nil && m.Found {
-		return &logic.SendResp{ConvId: conv, Seq: m.Message.Seq, CreatedAtMs: m.Message.CreatedAtMs, Duplicate: true}, nil
+		return m.Message, true, nil
 	}
-	contentType := req.ContentType
-	if contentType == "" {
-		contentType = "text"
-	}
-	rec := &events.UpRecord{Kind: events.UpKind_SEND, Sender: req.From, Device: "server", ClientMsgId: req.ClientMsgId,
-		To: req.To, ConvId: conv, ContentType: contentType, Body: req.Body, ReceivedAtMs: h.now().UnixMilli()}
 	done := make(chan error, 1)
-	if err := h.prod.Produce(kafkax.TopicUp, []byte(conv), kafkax.Encode(rec), func(err error) { done <- err }); err != nil {
-		return nil, errcode.Biz(errcode.Unavailable, "queue the message: %v", err)
+	if err := h.prod.Produce(kafkax.TopicUp, []byte(rec.ConvId), kafkax.Encode(rec), func(err error) { done <- err }); err != nil {
+		return nil, false, errcode.Biz(errcode.Unavailable, "queue the record: %v", err)
 	}
 	select {
 	case err := <-done:
 		if err != nil {
-			return nil, errcode.Biz(errcode.Unavailable, "queue the message: %v", err)
+			return nil, false, errcode.Biz(errcode.Unavailable, "queue the record: %v", err)
 		}
 	case <-ctx.Done():
-		return nil, errcode.Biz(errcode.Unavailable, "timed out queueing the message; retry with the same client_msg_id")
+		return nil, false, errcode.Biz(errcode.Unavailable, "timed out queueing the record; retry with the same client_msg_id")
 	}
 	// Wait until the pipeline has stored it.
 	delay := 2 * time.Millisecond
 	for {
 		m, err := h.dp.GetMessage(ctx, lookup)
 		if err == nil && m.Found {
-			return &logic.SendResp{ConvId: conv, Seq: m.Message.Seq, CreatedAtMs: m.Message.CreatedAtMs}, nil
+			return m.Message, false, nil
 		}
 		if err != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			if c, _ := errcode.Of(err); !c.Retryable() {
-				return nil, errcode.ToBiz(err)
+				return nil, false, errcode.ToBiz(err)
+			}
+		}
+		if check != nil && err == nil {
+			if err := check(ctx); err != nil {
+				return nil, false, err
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil, errcode.Biz(errcode.Unavailable, "not stored within %v; retry with the same client_msg_id", wait)
+			return nil, false, errcode.Biz(errcode.Unavailable, "not stored within %v; retry with the same client_msg_id", wait)
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 100*time.Millisecond)

@@ -8,6 +8,7 @@ type Metrics struct {
 	duplicates     prometheus.Counter
 	offline        prometheus.Counter
 	archived       prometheus.Counter
+	moderation     prometheus.Counter
 	rejected       *prometheus.CounterVec
 	cursorFailures prometheus.Counter
 	// routeLookupRefused counts batches sent without pushes because
@@ -24,6 +25,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		duplicates:     prometheus.NewCounter(prometheus.CounterOpts{Name: "gochat_logic_messages_duplicate_total", Help: "Retransmitted sends answered with the original ack."}),
 		offline:        prometheus.NewCounter(prometheus.CounterOpts{Name: "gochat_logic_offline_tasks_total", Help: "Offline-push tasks emitted."}),
 		archived:       prometheus.NewCounter(prometheus.CounterOpts{Name: "gochat_logic_archive_tasks_total", Help: "Archive tasks emitted (logic -archive)."}),
+		moderation:     prometheus.NewCounter(prometheus.CounterOpts{Name: "gochat_logic_moderation_tasks_total", Help: "Moderation tasks emitted (logic -moderate)."}),
 		cursorFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "gochat_logic_cursor_updates_refused_total", Help: "Batches whose cursor updates dataproxy refused (cursors are advisory; the messages are unaffected)."}),
 		routeLookupRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "gochat_logic_route_lookups_refused_total",
 			Help: "Batches stored and acked without pushes because dataproxy refused their route lookup (recipients catch up by their inbox cursor)."}),
@@ -34,7 +36,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.persisted, m.duplicates, m.offline, m.archived, m.rejected, m.cursorFailures, m.routeLookupRefused, m.batchSize, m.persistLatency)
+		reg.MustRegister(m.persisted, m.duplicates, m.offline, m.archived, m.moderation, m.rejected, m.cursorFailures, m.routeLookupRefused, m.batchSize, m.persistLatency)
 	}
 	return m
 }

@@ -184,6 +184,11 @@ func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) (m
 					msgs = append(msgs, a)
 				}
 			}
+			if p.moderate && r.Kind == events.UpKind_SEND && msg != nil && !msg.Recalled {
+				p.m.moderation.Inc()
+				msgs = append(msgs, kafkax.Msg{Topic: kafkax.TopicTask, Key: []byte(msg.ConvId),
+					Value: kafkax.Encode(&events.TaskRecord{Kind: events.TaskKind_MODERATE, Moderate: msg})})
+			}
 		case events.UpKind_READ:
 			// The reader's other devices, and the other side of a
 			// one-to-one chat (read receipts are not sent to groups).
@@ -230,7 +235,7 @@ func (p *Processor) messageOutputs(it *item, aud audience, senderGW bool, self [
 		msg = &common.Message{ConvId: r.ConvId, Seq: res.Seq, Sender: r.Sender, Recipient: it.peer,
 			ClientMsgId: r.ClientMsgId, ContentType: r.ContentType, Body: r.Body, CreatedAtMs: res.CreatedAtMs}
 		if r.Kind == events.UpKind_RECALL {
-			msg.ContentType, msg.Body, msg.RefSeq = protocol.ContentTypeRecall, "", r.Seq
+			msg.ContentType, msg.Body, msg.RefSeq = protocol.ContentTypeRecall, recallBody(r), r.Seq
 		}
 	}
 	t := newTargets()

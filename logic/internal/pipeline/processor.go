@@ -68,6 +68,8 @@ type Processor struct {
 	// archive: every message pushed (new or pushed again as stored) also
 	// goes to the task topic as an ARCHIVE task (SetArchive).
 	archive bool
+	// moderate: every message sent also becomes a MODERATE task.
+	moderate bool
 }
 
 // DefaultRecallWindow is the recall window unless configured.
@@ -87,6 +89,13 @@ func (p *Processor) SetRecallWindow(d time.Duration) { p.recallWindow = d }
 // storing and producing) is archived again: the archive is at least once,
 // like delivery, and (conv_id, seq) names duplicates.
 func (p *Processor) SetArchive(on bool) { p.archive = on }
+
+// SetModerate makes every message sent (new, or pushed again as stored and
+// not recalled since) also a MODERATE task for the task service's
+// moderation job, which has it recalled (the Recall RPC) when its verdict
+// says so. Like the archive, this is at least once: the job's verdicts and
+// the operator's recall of a message are idempotent.
+func (p *Processor) SetModerate(on bool) { p.moderate = on }
 
 // item is one upstream record on its way through a batch.
 type item struct {
@@ -212,6 +221,14 @@ func (p *Processor) validate(it *item) {
 		it.fail(errcode.ConvNotFound, "no conversation %q", r.ConvId)
 		return
 	}
+	switch {
+	case r.ByOperator && r.Kind != events.UpKind_RECALL:
+		it.fail(errcode.BadField, "only a recall can be the operator's")
+		return
+	case it.appends() && !r.ByOperator && strings.HasPrefix(r.ClientMsgId, protocol.ReservedCMIDPrefix):
+		it.fail(errcode.BadField, "cmids starting with %s are reserved", protocol.ReservedCMIDPrefix)
+		return
+	}
 	switch r.Kind {
 	case events.UpKind_SEND:
 		if it.group == "" && r.To != it.peer {
@@ -235,6 +252,15 @@ func (p *Processor) validate(it *item) {
 	default:
 		it.fail(errcode.UnknownType, "unknown record kind %v", r.Kind)
 	}
+}
+
+// recallBody is the body of the event a recall leaves: empty for the
+// sender's own, the reason for the operator's.
+func recallBody(r *events.UpRecord) string {
+	if r.ByOperator {
+		return r.Body
+	}
+	return ""
 }
 
 // checkRecipients rejects one-to-one sends to users that do not exist.
@@ -298,8 +324,8 @@ func (p *Processor) append(ctx context.Context, items []*item, uids []string) (u
 			ContentType: r.ContentType, Body: r.Body, CreatedAtMs: now,
 		}
 		if r.Kind == events.UpKind_RECALL {
-			ai.ContentType, ai.Body = protocol.ContentTypeRecall, ""
-			ai.RecallSeq, ai.RecallWindowMs = r.Seq, p.recallWindow.Milliseconds()
+			ai.ContentType, ai.Body = protocol.ContentTypeRecall, recallBody(r)
+			ai.RecallSeq, ai.RecallWindowMs, ai.ByOperator = r.Seq, p.recallWindow.Milliseconds(), r.ByOperator
 		}
 		req.Items = append(req.Items, ai)
 		sent = append(sent, it)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
+	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/logic/internal/dpfake"
 	"github.com/gochat-im/gochat/logic/internal/routing"
@@ -16,6 +17,7 @@ import (
 	"github.com/gochat-im/gochat/pkg/errcode"
 	"github.com/gochat-im/gochat/pkg/ids"
 	"github.com/gochat-im/gochat/pkg/kafkax"
+	"github.com/gochat-im/gochat/pkg/protocol"
 )
 
 type fakeProducer struct {
@@ -335,5 +337,98 @@ func TestArchiveTasks(t *testing.T) {
 	}
 	if _, tasks := decoded(t, prod.msgs); len(tasks) != 0 {
 		t.Fatalf("tasks with archiving off: %+v", tasks)
+	}
+}
+
+// With moderation on, every message sent (new, or pushed again as stored
+// and not recalled since) becomes a MODERATE task keyed by its
+// conversation; recall events and rejected sends do not. The operator's
+// recall of a message, in its sender's name, is pushed with its reason as
+// the event's body.
+func TestModerationTasksAndOperatorRecall(t *testing.T) {
+	dp := dpfake.New("alice", "bob")
+	dp.Routes = []*common.Route{{Uid: "bob", Device: "phone", GatewayId: "gw1", ConnId: 1}}
+	prod := &fakeProducer{}
+	p := newProc(dp, liveSet{"gw1": true}, prod)
+	p.SetModerate(true)
+	ctx := context.Background()
+	conv := ids.P2P("alice", "bob")
+	moderated := func() (out []*common.Message) {
+		t.Helper()
+		for _, m := range prod.msgs {
+			if m.Topic != kafkax.TopicTask {
+				continue
+			}
+			var tr events.TaskRecord
+			if err := kafkax.Decode(m.Value, &tr); err != nil {
+				t.Fatal(err)
+			}
+			if tr.Kind == events.TaskKind_MODERATE {
+				if string(m.Key) != tr.Moderate.ConvId {
+					t.Fatalf("moderation task for %s keyed %q", tr.Moderate.ConvId, m.Key)
+				}
+				out = append(out, tr.Moderate)
+			}
+		}
+		prod.msgs = nil
+		return out
+	}
+	reserved := sendRec("alice", "bob", protocol.OperatorRecallCMID(9), "sneaky")
+	batch := []*events.UpRecord{sendRec("alice", "bob", "a1", "bad"), sendRec("alice", "zed", "z1", "nobody"), reserved}
+	if err := p.Process(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if m := moderated(); len(m) != 1 || m[0].Seq != 1 || m[0].Body != "bad" || m[0].Sender != "alice" {
+		t.Fatalf("moderation tasks: %+v", m)
+	}
+	if s, _ := dp.SyncMessages(ctx, &dataproxy.SyncMessagesReq{ConvId: conv, Limit: 50}); len(s.Messages) != 1 {
+		t.Fatalf("a send with a reserved cmid was stored: %+v", s.Messages)
+	}
+	// Replayed: moderated again (the verdict is idempotent).
+	if err := p.Process(ctx, []*events.UpRecord{sendRec("alice", "bob", "a1", "bad")}); err != nil {
+		t.Fatal(err)
+	}
+	if m := moderated(); len(m) != 1 || m[0].Seq != 1 {
+		t.Fatalf("moderation tasks of the replay: %+v", m)
+	}
+
+	// The operator's recall, as logic's Recall RPC produces it.
+	op := &events.UpRecord{Kind: events.UpKind_RECALL, Sender: "alice", Device: "server", ConvId: conv, Seq: 1,
+		ClientMsgId: protocol.OperatorRecallCMID(1), Body: "spam", ByOperator: true}
+	// Not the operator's: a send marked as such, a client's recall with the
+	// reserved cmid.
+	fakeOp := sendRec("alice", "bob", "a2", "x")
+	fakeOp.ByOperator = true
+	clientRecall := rec(events.UpKind_RECALL, "alice", conv, 1)
+	clientRecall.ClientMsgId = protocol.OperatorRecallCMID(1)
+	if err := p.Process(ctx, []*events.UpRecord{fakeOp, clientRecall, op}); err != nil {
+		t.Fatal(err)
+	}
+	down, _ := decoded(t, prod.msgs)
+	var pushed []*common.Message
+	var errs []*events.ErrorEvent
+	for _, r := range down[kafkax.DownTopic("gw1")] {
+		switch r.Kind {
+		case events.DownKind_PUSH:
+			pushed = append(pushed, r.Message)
+		case events.DownKind_ERROR:
+			errs = append(errs, r.Error)
+		}
+	}
+	if len(pushed) != 1 || pushed[0].Seq != 2 || pushed[0].RefSeq != 1 || pushed[0].Body != "spam" || pushed[0].ContentType != protocol.ContentTypeRecall {
+		t.Fatalf("pushes: %+v", pushed)
+	}
+	if len(errs) != 2 || errs[0].Code != int32(errcode.BadField) || errs[1].Code != int32(errcode.BadField) {
+		t.Fatalf("errors: %+v", errs)
+	}
+	if m := moderated(); len(m) != 0 {
+		t.Fatalf("moderation tasks of a recall: %+v", m)
+	}
+	// A replay of the recalled message is not moderated again.
+	if err := p.Process(ctx, []*events.UpRecord{sendRec("alice", "bob", "a1", "bad")}); err != nil {
+		t.Fatal(err)
+	}
+	if m := moderated(); len(m) != 0 {
+		t.Fatalf("moderation tasks of a recalled message: %+v", m)
 	}
 }

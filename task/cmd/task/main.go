@@ -1,6 +1,7 @@
 // Command task runs GoChat's task service: it consumes the task topic and
-// runs side jobs (today the offline-push webhook) with retries, a
-// dead-letter topic and at-least-once offsets. See internal/consumer.
+// runs side jobs (the offline-push webhook, the message archive, content
+// moderation) with retries, a dead-letter topic and at-least-once offsets.
+// See internal/consumer.
 //
 // Every flag can also be set in the environment as GOCHAT_<FLAG> (for
 // example -webhook-url is GOCHAT_WEBHOOK_URL) or in a config file (-config).
@@ -15,14 +16,18 @@ import (
 	"time"
 
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
+	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
+	logicsvc "github.com/gochat-im/gochat/idl/kitex_gen/logic/logic"
 	"github.com/gochat-im/gochat/pkg/kafkax"
 	"github.com/gochat-im/gochat/pkg/obs"
+	"github.com/gochat-im/gochat/pkg/rpcx"
 	"github.com/gochat-im/gochat/pkg/svc"
 	"github.com/gochat-im/gochat/task/internal/archive"
 	"github.com/gochat-im/gochat/task/internal/backoff"
 	"github.com/gochat-im/gochat/task/internal/consumer"
 	"github.com/gochat-im/gochat/task/internal/job"
 	"github.com/gochat-im/gochat/task/internal/metrics"
+	"github.com/gochat-im/gochat/task/internal/moderation"
 	"github.com/gochat-im/gochat/task/internal/offlinepush"
 )
 
@@ -45,6 +50,10 @@ type settings struct {
 	archiveDir     string
 	webhookSecret  string
 	webhookTimeout time.Duration
+	modURL         string
+	modSecret      string
+	modWords       string
+	adminSecret    string
 	shutdownGrace  time.Duration
 	startupTimeout time.Duration
 }
@@ -61,7 +70,11 @@ func (s *settings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.webhookURL, "webhook-url", "", "offline-push webhook URL; empty acknowledges offline-push tasks without calling anything")
 	fs.StringVar(&s.archiveDir, "archive-dir", "", "directory of the message archive (hourly JSON Lines files; logic -archive emits the tasks); empty acknowledges archive tasks without writing them")
 	fs.StringVar(&s.webhookSecret, "webhook-secret", "", "HMAC-SHA256 key signing webhook bodies (X-GoChat-Signature); set it through GOCHAT_WEBHOOK_SECRET")
-	fs.DurationVar(&s.webhookTimeout, "webhook-timeout", 5*time.Second, "timeout of one webhook attempt")
+	fs.DurationVar(&s.webhookTimeout, "webhook-timeout", 5*time.Second, "timeout of one webhook attempt (offline push and moderation)")
+	fs.StringVar(&s.modURL, "moderation-url", "", "moderation webhook URL, asked about every message logic -moderate emits; empty: no webhook")
+	fs.StringVar(&s.modSecret, "moderation-secret", "", "HMAC-SHA256 key signing moderation webhook bodies (X-GoChat-Signature); set it through GOCHAT_MODERATION_SECRET")
+	fs.StringVar(&s.modWords, "moderation-words", "", "file of blocked words or phrases, one per line (# comments): a message containing one, in any case, is recalled")
+	fs.StringVar(&s.adminSecret, "admin-secret", "", "logic's admin secret, for recalling what moderation rejects; set it through GOCHAT_ADMIN_SECRET")
 	fs.DurationVar(&s.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight tasks may finish before they are abandoned (and redone later)")
 	fs.DurationVar(&s.startupTimeout, "startup-timeout", time.Minute, "how long to wait for Kafka at start")
 }
@@ -151,6 +164,15 @@ func run(s settings, log *slog.Logger) error {
 		return err
 	}
 
+	mod, err := newModeration(s, m)
+	if err != nil {
+		return err
+	}
+	defer mod.Close()
+	if err := jobs.Register(events.TaskKind_MODERATE, mod); err != nil {
+		return err
+	}
+
 	cons, err := consumer.New(consumer.Config{
 		Kafka:         kcommon,
 		Group:         s.group,
@@ -168,4 +190,41 @@ func run(s settings, log *slog.Logger) error {
 	err = cons.Run(ctx)
 	admin.SetReady(false)
 	return err
+}
+
+// newModeration builds the moderation job; with a judge configured it also
+// builds the Kitex client of logic (found through etcd) that recalls what
+// the judge rejects.
+func newModeration(s settings, m *metrics.Metrics) (*moderation.Job, error) {
+	cfg := moderation.Config{URL: s.modURL, Secret: s.modSecret, Timeout: s.webhookTimeout, MaxConns: s.workers, AdminSecret: s.adminSecret}
+	if s.modWords != "" {
+		words, err := moderation.LoadWords(s.modWords)
+		if err != nil {
+			return nil, err
+		}
+		if len(words) == 0 {
+			return nil, fmt.Errorf("-moderation-words %s holds no word", s.modWords)
+		}
+		cfg.Words = words
+	}
+	if cfg.URL != "" || len(cfg.Words) > 0 {
+		opts, err := rpcx.ClientOptions(rpcx.ClientConfig{Service: rpcx.LogicService, Etcd: s.common.EtcdEndpoints(),
+			Timeout: 15 * time.Second, Caller: "gochat.task"})
+		if err != nil {
+			return nil, err
+		}
+		c, err := logicsvc.NewClient(rpcx.LogicService, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("logic client: %w", err)
+		}
+		cfg.Logic = logicRecaller{c}
+	}
+	return moderation.New(cfg, m)
+}
+
+// logicRecaller is the Kitex client of logic as a moderation.Recaller.
+type logicRecaller struct{ c logicsvc.Client }
+
+func (l logicRecaller) Recall(ctx context.Context, req *logic.RecallReq) (*logic.RecallResp, error) {
+	return l.c.Recall(ctx, req)
 }

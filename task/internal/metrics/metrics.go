@@ -13,18 +13,19 @@ import (
 // Metrics are the task service's collectors. Labels: kind is the job name
 // ("offline_push", or "unknown" for records nobody handles); class is the
 // HTTP status class of a webhook call ("2xx", "4xx", "5xx", ...) or
-// "error" when no response arrived.
+// "error" when no response arrived; job is the job that called it.
 type Metrics struct {
-	Processed    *prometheus.CounterVec // tasks finished successfully, by kind
-	Retried      *prometheus.CounterVec // attempts that failed and were scheduled again, by kind
-	DeadLettered *prometheus.CounterVec // tasks written to the dead-letter topic, by kind
-	Skipped      *prometheus.CounterVec // tasks acknowledged without work, by kind
-	Abandoned    *prometheus.CounterVec // tasks dropped unfinished because their partition was revoked or the service stopped, by kind
-	InFlight     prometheus.Gauge       // tasks consumed and not yet finished (running, waiting to retry or being dead-lettered)
-	Paused       prometheus.Gauge       // 1 while fetching is paused because max-inflight was reached
-	StoreErrors  prometheus.Counter     // offsets that could not be stored
-	DeadErrors   prometheus.Counter     // failed writes to the dead-letter topic (they are retried)
-	Webhook      *prometheus.HistogramVec
+	Processed    *prometheus.CounterVec   // tasks finished successfully, by kind
+	Retried      *prometheus.CounterVec   // attempts that failed and were scheduled again, by kind
+	DeadLettered *prometheus.CounterVec   // tasks written to the dead-letter topic, by kind
+	Skipped      *prometheus.CounterVec   // tasks acknowledged without work, by kind
+	Abandoned    *prometheus.CounterVec   // tasks dropped unfinished because their partition was revoked or the service stopped, by kind
+	InFlight     prometheus.Gauge         // tasks consumed and not yet finished (running, waiting to retry or being dead-lettered)
+	Paused       prometheus.Gauge         // 1 while fetching is paused because max-inflight was reached
+	StoreErrors  prometheus.Counter       // offsets that could not be stored
+	DeadErrors   prometheus.Counter       // failed writes to the dead-letter topic (they are retried)
+	Webhook      *prometheus.HistogramVec // webhook calls, by job and class
+	Verdicts     *prometheus.CounterVec   // moderation outcomes, by verdict
 }
 
 // New creates the collectors and registers them on reg.
@@ -47,11 +48,13 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		DeadErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gochat", Subsystem: "task", Name: "dead_letter_errors_total",
 			Help: "Failed writes to the dead-letter topic; they are retried."}),
 		Webhook: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "gochat", Subsystem: "task", Name: "webhook_seconds",
-			Help:    "Latency of offline-push webhook calls, by HTTP status class or \"error\".",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"class"}),
+			Help:    "Latency of webhook calls, by job (offline_push, moderate) and HTTP status class or \"error\".",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"job", "class"}),
+		Verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gochat", Subsystem: "task", Name: "moderation_verdicts_total",
+			Help: "Messages the moderation job judged, by outcome: allowed, recalled, or already_recalled (by its sender first)."}, []string{"verdict"}),
 	}
 	for _, c := range []prometheus.Collector{m.Processed, m.Retried, m.DeadLettered, m.Skipped, m.Abandoned,
-		m.InFlight, m.Paused, m.StoreErrors, m.DeadErrors, m.Webhook} {
+		m.InFlight, m.Paused, m.StoreErrors, m.DeadErrors, m.Webhook, m.Verdicts} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register task metrics: %w", err)
 		}

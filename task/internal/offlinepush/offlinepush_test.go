@@ -195,15 +195,6 @@ func TestRetryAfterHint(t *testing.T) {
 	if job.RetryAfterHint(err) != 7*time.Second {
 		t.Fatalf("hint = %v (%v)", job.RetryAfterHint(err), err)
 	}
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	if d := retryAfter(now.Add(90*time.Second).Format(http.TimeFormat), now); d != 90*time.Second {
-		t.Errorf("date form: %v", d)
-	}
-	for _, v := range []string{"", "-3", "soon", now.Add(-time.Hour).Format(http.TimeFormat)} {
-		if d := retryAfter(v, now); d != 0 {
-			t.Errorf("retryAfter(%q) = %v", v, d)
-		}
-	}
 }
 
 func TestTransportErrorAndTimeout(t *testing.T) {

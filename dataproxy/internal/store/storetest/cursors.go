@@ -193,6 +193,70 @@ func testRecall(t *testing.T, open Factory) {
 	}
 }
 
+// testOperatorRecall: the operator (moderation) recalls any sender's
+// message at any age, in a group too after the sender left it; the event
+// keeps its reason and leaves the sender's cursors alone.
+func testOperatorRecall(t *testing.T, open Factory) {
+	s := handle(t, open)
+	ctx := ctxT(t)
+	a, b := uid("alice"), uid("bob")
+	conv := ids.P2P(a, b)
+	now := time.Now().UnixMilli()
+	old := p2pItem(a, b, "m1", "bad words")
+	old.CreatedAtMs = now - 24*3600*1000
+	wantSeqs(t, appendOK(t, s, old, p2pItem(b, a, "m2", "reply")), 1, 2)
+	op := func(from, to, cmid string, seq int64) store.AppendItem {
+		it := p2pItem(from, to, cmid, "spam")
+		it.ContentType, it.RecallSeq, it.ByOperator, it.CreatedAtMs = protocol.ContentTypeRecall, seq, true, now
+		return it
+	}
+	res := appendOK(t, s,
+		op(a, b, "gochat.recall:1", 1), // a day old, not the operator's own: ok, seq 3
+		op(a, b, "gochat.recall:2", 2), // names alice, but bob sent it
+		op(a, b, "gochat.recall:1", 1), // the same call again: a duplicate
+	)
+	if res[0].Seq != 3 || res[1].ErrorCode != int32(errcode.BadField) || !res[2].Duplicate || res[2].Seq != 3 {
+		t.Fatalf("operator recalls: %+v", res)
+	}
+	res = appendOK(t, s, op(a, b, "again", 1))
+	if res[0].ErrorCode != int32(errcode.BadField) {
+		t.Fatalf("operator recall of a recalled message: %+v", res)
+	}
+	m := syncAll(t, s, conv).Messages
+	if len(m) != 3 || !m[0].Recalled || m[0].Body != "" || m[1].Recalled || m[2].RefSeq != 1 || m[2].Body != "spam" || m[2].Sender != a {
+		t.Fatalf("sync: %+v", m)
+	}
+	// Alice wrote seq 1 and has not read bob's reply: the recall made in
+	// her name does not mark it read.
+	list, err := s.ListConversations(ctx, a, 0)
+	if err != nil || len(list) != 1 || list[0].ReadSeq != 1 || list[0].DeliveredSeq != 1 || list[0].Unread != 2 {
+		t.Fatalf("alice's conversation after the operator recall: %+v %v", list, err)
+	}
+	// Only recalls can be the operator's.
+	notRecall := p2pItem(a, b, "x", "x")
+	notRecall.ByOperator = true
+	if res := appendOK(t, s, notRecall); res[0].ErrorCode != int32(errcode.BadField) {
+		t.Fatalf("by_operator without recall_seq: %+v", res)
+	}
+
+	// A group message of a member removed since.
+	id := uid("mod")
+	gconv := "g:" + id
+	createGroup(t, s, id, a, b)
+	appendOK(t, s, store.AppendItem{ConvID: gconv, Sender: b, ClientMsgID: "g1", Body: "bad", CreatedAtMs: now})
+	if _, _, err := s.RemoveGroupMembers(ctx, id, []string{b}); err != nil {
+		t.Fatal(err)
+	}
+	gop := store.AppendItem{ConvID: gconv, Sender: b, ClientMsgID: "gochat.recall:1", ContentType: protocol.ContentTypeRecall,
+		RecallSeq: 1, ByOperator: true, Body: "spam", CreatedAtMs: now}
+	if res := appendOK(t, s, gop); res[0].Seq != 2 {
+		t.Fatalf("operator recall in a group: %+v", res)
+	}
+	if g := syncAll(t, s, gconv).Messages; len(g) != 2 || !g[0].Recalled || g[1].RefSeq != 1 {
+		t.Fatalf("group sync: %+v", g)
+	}
+}
+
 // testRecallInBatch: a message and its recall in one call; calls that
 // recall the same message concurrently: exactly one wins.
 func testRecallInBatch(t *testing.T, open Factory) {

@@ -57,6 +57,7 @@ func Run(t *testing.T, open Factory) {
 		{"Cursors", testCursors},
 		{"Recall", testRecall},
 		{"RecallInBatch", testRecallInBatch},
+		{"OperatorRecall", testOperatorRecall},
 		{"GetMessage", testGetMessage},
 	}
 	for _, tc := range tests {

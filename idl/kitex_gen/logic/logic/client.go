@@ -18,6 +18,7 @@ type Client interface {
 	Sync(ctx context.Context, req *logic.SyncReq, callOptions ...callopt.Option) (r *logic.SyncResp, err error)
 	Conversations(ctx context.Context, req *logic.ConversationsReq, callOptions ...callopt.Option) (r *logic.ConversationsResp, err error)
 	Send(ctx context.Context, req *logic.SendReq, callOptions ...callopt.Option) (r *logic.SendResp, err error)
+	Recall(ctx context.Context, req *logic.RecallReq, callOptions ...callopt.Option) (r *logic.RecallResp, err error)
 	ClientCall(ctx context.Context, req *logic.ClientCallReq, callOptions ...callopt.Option) (r *logic.ClientCallResp, err error)
 	Cursors(ctx context.Context, req *logic.CursorsReq, callOptions ...callopt.Option) (r *logic.CursorsResp, err error)
 	CreateGroup(ctx context.Context, req *logic.CreateGroupReq, callOptions ...callopt.Option) (r *logic.GroupResp, err error)
@@ -90,6 +91,11 @@ func (p *kLogicClient) Conversations(ctx context.Context, req *logic.Conversatio
 func (p *kLogicClient) Send(ctx context.Context, req *logic.SendReq, callOptions ...callopt.Option) (r *logic.SendResp, err error) {
 	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
 	return p.kClient.Send(ctx, req)
+}
+
+func (p *kLogicClient) Recall(ctx context.Context, req *logic.RecallReq, callOptions ...callopt.Option) (r *logic.RecallResp, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.Recall(ctx, req)
 }
 
 func (p *kLogicClient) ClientCall(ctx context.Context, req *logic.ClientCallReq, callOptions ...callopt.Option) (r *logic.ClientCallResp, err error) {

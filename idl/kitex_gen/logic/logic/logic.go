@@ -62,6 +62,13 @@ var serviceMethods = map[string]kitex.MethodInfo{
 		false,
 		kitex.WithStreamingMode(kitex.StreamingNone),
 	),
+	"Recall": kitex.NewMethodInfo(
+		recallHandler,
+		newLogicRecallArgs,
+		newLogicRecallResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
 	"ClientCall": kitex.NewMethodInfo(
 		clientCallHandler,
 		newLogicClientCallArgs,
@@ -310,6 +317,24 @@ func newLogicSendResult() interface{} {
 	return logic.NewLogicSendResult()
 }
 
+func recallHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*logic.LogicRecallArgs)
+	realResult := result.(*logic.LogicRecallResult)
+	success, err := handler.(logic.Logic).Recall(ctx, realArg.Req)
+	if err != nil {
+		return err
+	}
+	realResult.Success = success
+	return nil
+}
+func newLogicRecallArgs() interface{} {
+	return logic.NewLogicRecallArgs()
+}
+
+func newLogicRecallResult() interface{} {
+	return logic.NewLogicRecallResult()
+}
+
 func clientCallHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
 	realArg := arg.(*logic.LogicClientCallArgs)
 	realResult := result.(*logic.LogicClientCallResult)
@@ -529,6 +554,16 @@ func (p *kClient) Send(ctx context.Context, req *logic.SendReq) (r *logic.SendRe
 	_args.Req = req
 	var _result logic.LogicSendResult
 	if err = p.c.Call(ctx, "Send", &_args, &_result); err != nil {
+		return
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) Recall(ctx context.Context, req *logic.RecallReq) (r *logic.RecallResp, err error) {
+	var _args logic.LogicRecallArgs
+	_args.Req = req
+	var _result logic.LogicRecallResult
+	if err = p.c.Call(ctx, "Recall", &_args, &_result); err != nil {
 		return
 	}
 	return _result.GetSuccess(), nil

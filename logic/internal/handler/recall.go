@@ -1,0 +1,115 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
+	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
+	"github.com/gochat-im/gochat/idl/kitex_gen/events"
+	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
+	"github.com/gochat-im/gochat/pkg/errcode"
+	"github.com/gochat-im/gochat/pkg/ids"
+	"github.com/gochat-im/gochat/pkg/protocol"
+)
+
+// errRecalledBefore ends Recall's wait: the message was recalled, not by
+// this call's record (its sender got there first).
+var errRecalledBefore = errors.New("recalled before")
+
+// Recall takes back a message on the operator's behalf (the moderation job,
+// an abuse desk): any message, at any age, in the name of its sender. The
+// recall is an upstream record like a client's, so it is ordered with the
+// conversation's other messages and pushed and synced as a recall event
+// whose body is the reason. Its client message id is derived from the
+// recalled seq (protocol.OperatorRecallCMID), so calling again is answered
+// as a duplicate.
+func (h *Handler) Recall(ctx context.Context, req *logic.RecallReq) (*logic.RecallResp, error) {
+	if err := h.admin(req.AdminSecret); err != nil {
+		return nil, err
+	}
+	switch {
+	case !ids.ValidConv(req.ConvId):
+		return nil, errcode.Biz(errcode.BadField, "invalid conv_id")
+	case req.Seq <= 0:
+		return nil, errcode.Biz(errcode.BadField, "seq must be positive")
+	case req.Reason == "" || len(req.Reason) > protocol.MaxRecallReason || !utf8.ValidString(req.Reason):
+		return nil, errcode.Biz(errcode.BadField, "reason must be 1-%d bytes of UTF-8", protocol.MaxRecallReason)
+	}
+	m, err := h.messageAt(ctx, req.ConvId, req.Seq)
+	if err != nil {
+		return nil, err
+	}
+	if m.ContentType == protocol.ContentTypeRecall {
+		return nil, errcode.Biz(errcode.BadField, "message %d is a recall event", req.Seq)
+	}
+	if g, ok := strings.CutPrefix(req.ConvId, "g:"); ok {
+		// The store refuses anything more in a dissolved group; say so
+		// now rather than let the wait time out.
+		resp, err := h.dp.GetGroup(ctx, &dataproxy.GetGroupReq{GroupId: g})
+		if err != nil {
+			return nil, errcode.ToBiz(err)
+		}
+		if resp.Group == nil || resp.Group.Dissolved {
+			return nil, errcode.Biz(errcode.ConvNotFound, "group %q is dissolved", g)
+		}
+	}
+	rec := &events.UpRecord{Kind: events.UpKind_RECALL, Sender: m.Sender, Device: ServerDevice,
+		ClientMsgId: protocol.OperatorRecallCMID(req.Seq), ConvId: req.ConvId, Seq: req.Seq, Body: req.Reason,
+		ByOperator: true, ReceivedAtMs: h.now().UnixMilli()}
+	if m.Recalled {
+		// By its sender, or by an earlier call of this one.
+		ev, err := h.dp.GetMessage(ctx, &dataproxy.GetMessageReq{ConvId: rec.ConvId, Sender: rec.Sender, ClientMsgId: rec.ClientMsgId})
+		if err != nil {
+			return nil, errcode.ToBiz(err)
+		}
+		if !ev.Found {
+			return &logic.RecallResp{AlreadyRecalled: true}, nil
+		}
+		return &logic.RecallResp{Seq: ev.Message.Seq, CreatedAtMs: ev.Message.CreatedAtMs, Duplicate: true}, nil
+	}
+	// The pipeline refuses the record when the sender recalls the message
+	// in the meantime; the message then shows as recalled without this
+	// record's event.
+	check := func(ctx context.Context) error {
+		m, err := h.messageAt(ctx, req.ConvId, req.Seq)
+		if err == nil && m.Recalled {
+			return errRecalledBefore
+		}
+		return nil
+	}
+	ev, dup, err := h.throughPipeline(ctx, rec, req.WaitMs, check)
+	switch {
+	case errors.Is(err, errRecalledBefore):
+		// Ours may have been stored between the last poll and the check.
+		found, ferr := h.dp.GetMessage(ctx, &dataproxy.GetMessageReq{ConvId: rec.ConvId, Sender: rec.Sender, ClientMsgId: rec.ClientMsgId})
+		if ferr != nil {
+			return nil, errcode.ToBiz(ferr)
+		}
+		if found.Found {
+			return &logic.RecallResp{Seq: found.Message.Seq, CreatedAtMs: found.Message.CreatedAtMs}, nil
+		}
+		return &logic.RecallResp{AlreadyRecalled: true}, nil
+	case err != nil:
+		return nil, err
+	}
+	return &logic.RecallResp{Seq: ev.Seq, CreatedAtMs: ev.CreatedAtMs, Duplicate: dup}, nil
+}
+
+// messageAt returns message seq of conv, or a BadField error when there is
+// none.
+func (h *Handler) messageAt(ctx context.Context, conv string, seq int64) (*common.Message, error) {
+	resp, err := h.dp.SyncMessages(ctx, &dataproxy.SyncMessagesReq{ConvId: conv, AfterSeq: seq - 1, Limit: 1})
+	if err != nil {
+		if c, _ := errcode.Of(err); c == errcode.ConvNotFound {
+			return nil, errcode.Biz(errcode.ConvNotFound, "no conversation %q", conv)
+		}
+		return nil, errcode.ToBiz(err)
+	}
+	if len(resp.Messages) == 0 || resp.Messages[0].Seq != seq {
+		return nil, errcode.Biz(errcode.BadField, "%s has no message %d", conv, seq)
+	}
+	return resp.Messages[0], nil
+}
