@@ -100,13 +100,27 @@ func (w *wsConn) write(v any) error {
 	return wsutil.WriteClientBinary(w.c, b)
 }
 
+// text is what a person is shown of a message: its body, or what became
+// of it.
+func text(m protocol.Message) string {
+	switch {
+	case m.ContentType == protocol.ContentTypeRecall && m.Body == "":
+		return fmt.Sprintf("(recalled #%d)", m.RefSeq)
+	case m.ContentType == protocol.ContentTypeRecall:
+		return fmt.Sprintf("(#%d removed: %s)", m.RefSeq, m.Body)
+	case m.Recalled:
+		return "(recalled)"
+	}
+	return m.Body
+}
+
 // printFrame shows a server frame to a person.
 func printFrame(f anyFrame) {
 	switch f.Type {
 	case protocol.TypeMsg:
 		var m protocol.Message
 		_ = json.Unmarshal(f.raw, &m)
-		fmt.Printf("[%s #%d] %s: %s\n", m.Conv, m.Seq, m.From, m.Body)
+		fmt.Printf("[%s #%d] %s: %s\n", m.Conv, m.Seq, m.From, text(m))
 	case protocol.TypeAck:
 		var a protocol.Ack
 		_ = json.Unmarshal(f.raw, &a)
@@ -245,7 +259,7 @@ func cmdHistory(ctx context.Context, url, token, uid, peer string) error {
 			}
 		}
 		for _, m := range resp.Messages {
-			fmt.Printf("#%d %s %s: %s\n", m.Seq, time.UnixMilli(m.TS).Format("15:04:05"), m.From, m.Body)
+			fmt.Printf("#%d %s %s: %s\n", m.Seq, time.UnixMilli(m.TS).Format("15:04:05"), m.From, text(m))
 			after = m.Seq
 		}
 		if !resp.HasMore {

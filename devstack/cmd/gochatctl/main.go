@@ -7,6 +7,7 @@
 //	gochatctl send <from> <to> <text>
 //	gochatctl listen <uid>
 //	gochatctl history <uid> <peer>
+//	gochatctl recall <conv> <seq> <reason>
 //
 // It finds logic through etcd (-etcd) or at a fixed address (-logic) and
 // authenticates with the admin secret (-admin-secret or
@@ -41,6 +42,8 @@ commands:
   send <from> <to> <text>      send a message as <from> and wait for the ack
   listen <uid>                 print <uid>'s incoming messages; "@user text" sends
   history <uid> <peer>         print the one-to-one conversation of <uid> and <peer>
+  recall <conv> <seq> <reason> take back any message as the operator (moderation, abuse
+                               reports); its conversation shows the reason instead
 
 The chat commands issue a token for device "cli" and connect to -ws.
 
@@ -134,6 +137,24 @@ func main() {
 			fail(err)
 		}
 		fmt.Println(resp.Token)
+	case "recall":
+		need(3)
+		seq, perr := strconv.ParseInt(args[2], 10, 64)
+		if perr != nil {
+			fail(fmt.Errorf("seq %q: %w", args[2], perr))
+		}
+		resp, err := cli.Recall(ctx, &logic.RecallReq{AdminSecret: *secret, ConvId: args[1], Seq: seq, Reason: args[3]})
+		if err != nil {
+			fail(err)
+		}
+		switch {
+		case resp.AlreadyRecalled:
+			fmt.Printf("%s #%d was recalled by its sender already\n", args[1], seq)
+		case resp.Duplicate:
+			fmt.Printf("%s #%d was recalled before, by event #%d\n", args[1], seq, resp.Seq)
+		default:
+			fmt.Printf("%s #%d recalled: event #%d\n", args[1], seq, resp.Seq)
+		}
 	case "users":
 		if len(args) < 3 || args[1] != "add" {
 			fail(fmt.Errorf("usage: users add <uid>..."))
