@@ -21,9 +21,10 @@ struct AppendItem {
     9: i64 recall_window_ms
     // A recall made by the operator (the moderation job, logic's Recall
     // RPC) rather than by the sender: sender is the recalled message's
-    // sender, and neither the sender check, the window nor group
-    // membership applies; the sender's cursors are not raised (they did
-    // not write it), and body may carry the reason shown to clients.
+    // sender and client_msg_id "gochat.recall:<recall_seq>" (else 1003),
+    // and neither the window nor group membership applies; the sender's
+    // cursors are not raised (they did not write it), and body may carry
+    // the reason shown to clients.
     10: bool by_operator
 }
 

@@ -111,6 +111,8 @@ struct SendResp {
 // conversation's other messages; the reply comes once it is stored.
 // Calling it again for the same message returns the first answer.
 struct RecallReq {
+    // The admin secret, or logic's -recall-secret, which allows this call
+    // only.
     1: string admin_secret
     2: string conv_id
     3: i64 seq

@@ -46,6 +46,8 @@ func validateItem(it *AppendItem, maxBody int) *errcode.Error {
 		return errcode.New(errcode.BadField, "recall_window_ms is negative")
 	case it.RecallSeq == 0 && it.ByOperator:
 		return errcode.New(errcode.BadField, "by_operator is for recalls (recall_seq > 0) only")
+	case it.ByOperator && it.ClientMsgID != protocol.OperatorRecallCMID(it.RecallSeq):
+		return errcode.New(errcode.BadField, "the operator's recall of message %d has client_msg_id %s", it.RecallSeq, protocol.OperatorRecallCMID(it.RecallSeq))
 	case it.RecallSeq == 0 && it.ContentType == protocol.ContentTypeRecall:
 		return errcode.New(errcode.BadField, "content type %q is for recalls (recall_seq > 0) only", protocol.ContentTypeRecall)
 	}

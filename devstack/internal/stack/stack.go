@@ -89,6 +89,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Stack, err err
 	if st.TokenSecret == "" {
 		st.TokenSecret = randomSecret()
 	}
+	if st.RecallSecret == "" {
+		st.RecallSecret = randomSecret()
+	}
 	if err := saveState(cfg.DataDir, st); err != nil {
 		return nil, err
 	}
@@ -161,13 +164,14 @@ func (s *Stack) plan() []*proc {
 		return args
 	}
 	env := []string{"GOCHAT_TOKEN_SECRET=" + s.state.TokenSecret, "GOCHAT_ADMIN_SECRET=" + s.state.AdminSecret}
+	recall := "GOCHAT_RECALL_SECRET=" + s.state.RecallSecret
 	procs := []*proc{
 		{name: "dataproxy", bin: "dataproxy", admin: p.DataProxyAdmin, args: append(common(p.DataProxyAdmin),
 			"-listen", s.addr(p.DataProxy),
 			"-store", "sqlite",
 			"-data-dir", s.cfg.DataDir,
 			"-redis-addr", s.infra.RedisAddr())},
-		{name: "logic", bin: "logic", admin: p.LogicAdmin, env: env, args: append(common(p.LogicAdmin),
+		{name: "logic", bin: "logic", admin: p.LogicAdmin, env: append(env, recall), args: append(common(p.LogicAdmin),
 			"-listen", s.addr(p.Logic))},
 	}
 	for i := range s.cfg.Gateways {
@@ -178,9 +182,9 @@ func (s *Stack) plan() []*proc {
 		procs = append(procs, &proc{name: "gateway-" + id, bin: "gateway", admin: p.GatewayAdmin[i], env: env,
 			args: append(common(p.GatewayAdmin[i]), "-id", id, "-listen", s.addr(p.Gateway[i]), "-gc-min-heap", "64")})
 	}
-	// The task service gets the admin secret for the moderation job's
-	// recalls (used only when a judge is configured).
-	procs = append(procs, &proc{name: "task", bin: "task", admin: p.TaskAdmin, env: env, args: append(common(p.TaskAdmin),
+	// The task service's moderation job recalls messages with the recall
+	// secret, which opens nothing else of logic's.
+	procs = append(procs, &proc{name: "task", bin: "task", admin: p.TaskAdmin, env: []string{recall}, args: append(common(p.TaskAdmin),
 		"-webhook-url", s.cfg.WebhookURL)})
 	for _, pr := range procs {
 		kind := pr.bin

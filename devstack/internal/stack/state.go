@@ -31,6 +31,9 @@ type State struct {
 	Ports       Ports  `json:"ports"`
 	AdminSecret string `json:"admin_secret"`
 	TokenSecret string `json:"token_secret"`
+	// RecallSecret lets the task service's moderation job call logic's
+	// Recall, and nothing else.
+	RecallSecret string `json:"recall_secret"`
 }
 
 // LoadState reads dir/StateFile; a missing file gives a zero State.

@@ -32,6 +32,7 @@ type options struct {
 	advertise      string
 	registryTTL    time.Duration
 	adminSecret    string
+	recallSecret   string
 	tokenSecret    string
 	tokenTTL       time.Duration
 	routeTTL       time.Duration
@@ -59,6 +60,7 @@ func main() {
 	fs.StringVar(&o.advertise, "advertise", "", "address published in etcd (default: the listen address)")
 	fs.DurationVar(&o.registryTTL, "registry-ttl", 10*time.Second, "etcd lease TTL: how long a dead instance stays listed")
 	fs.StringVar(&o.adminSecret, "admin-secret", "", "secret app backends present to IssueToken and CreateUsers (required; use GOCHAT_ADMIN_SECRET)")
+	fs.StringVar(&o.recallSecret, "recall-secret", "", "a second secret Recall accepts, and nothing else: give it to the task service's moderation job instead of the admin secret (use GOCHAT_RECALL_SECRET)")
 	fs.StringVar(&o.tokenSecret, "token-secret", "", "HMAC secret(s) for client tokens, comma-separated, the first signs (required; use GOCHAT_TOKEN_SECRET)")
 	fs.DurationVar(&o.tokenTTL, "token-ttl", 24*time.Hour, "default lifetime of issued tokens")
 	fs.DurationVar(&o.routeTTL, "route-ttl", 10*time.Minute, "lifetime of a route in Redis unless the gateway refreshes it")
@@ -164,7 +166,7 @@ func run(o options) error {
 		return err
 	}
 	h := handler.New(handler.Config{
-		AdminSecret: o.adminSecret, TokenSecret: []byte(secrets[0]), TokenTTL: o.tokenTTL, RouteTTL: o.routeTTL,
+		AdminSecret: o.adminSecret, RecallSecret: o.recallSecret, TokenSecret: []byte(secrets[0]), TokenTTL: o.tokenTTL, RouteTTL: o.routeTTL,
 		LoginPolicy: policy, MaxBody: o.maxBody,
 	}, dp, userCache, router, prod, log)
 	sopts, err := rpcx.ServerOptions(rpcx.ServerConfig{Service: rpcx.LogicService, Listen: o.listen, Advertise: o.advertise,

@@ -15,6 +15,7 @@ import (
 	dpclient "github.com/gochat-im/gochat/idl/kitex_gen/dataproxy/dataproxy"
 	"github.com/gochat-im/gochat/pkg/errcode"
 	"github.com/gochat-im/gochat/pkg/ids"
+	"github.com/gochat-im/gochat/pkg/protocol"
 )
 
 var _ dpclient.Client = (*DP)(nil)
@@ -95,6 +96,10 @@ func (f *DP) AppendMessages(_ context.Context, req *dataproxy.AppendMessagesReq,
 				continue
 			}
 		}
+		if it.ByOperator && (it.RecallSeq == 0 || it.ClientMsgId != protocol.OperatorRecallCMID(it.RecallSeq)) {
+			resp.Results = append(resp.Results, &dataproxy.AppendResult_{ErrorCode: int32(errcode.BadField), ErrorMessage: "not an operator recall"})
+			continue
+		}
 		if it.RecallSeq > 0 {
 			all := f.msgs[it.ConvId]
 			if it.RecallSeq > int64(len(all)) || all[it.RecallSeq-1].Recalled {
@@ -102,6 +107,10 @@ func (f *DP) AppendMessages(_ context.Context, req *dataproxy.AppendMessagesReq,
 				continue
 			}
 			target := all[it.RecallSeq-1]
+			if it.ByOperator && target.Sender != it.Sender {
+				resp.Results = append(resp.Results, &dataproxy.AppendResult_{ErrorCode: int32(errcode.BadField), ErrorMessage: "not the sender's message"})
+				continue
+			}
 			if target.Sender != it.Sender || (target.CreatedAtMs < it.CreatedAtMs-it.RecallWindowMs && !it.ByOperator) {
 				resp.Results = append(resp.Results, &dataproxy.AppendResult_{ErrorCode: int32(errcode.Forbidden), ErrorMessage: "cannot recall"})
 				continue

@@ -35,7 +35,10 @@ const (
 // Config is what the handler needs to know.
 type Config struct {
 	AdminSecret string
-	TokenSecret []byte
+	// RecallSecret, when set, is accepted by Recall as well as AdminSecret
+	// (and by nothing else), for callers that only take messages down.
+	RecallSecret string
+	TokenSecret  []byte
 	// TokenTTL is the default token lifetime; MaxTokenTTL caps a requested one.
 	TokenTTL    time.Duration
 	MaxTokenTTL time.Duration
@@ -70,6 +73,14 @@ func New(cfg Config, dp dpclient.Client, uc *users.Cache, router *routing.Router
 		cfg.MaxBody = 4096
 	}
 	return &Handler{cfg: cfg, dp: dp, users: uc, router: router, prod: prod, log: log, now: time.Now}
+}
+
+// recaller accepts the admin secret or the recall secret.
+func (h *Handler) recaller(secret string) error {
+	if h.cfg.RecallSecret != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(h.cfg.RecallSecret)) == 1 {
+		return nil
+	}
+	return h.admin(secret)
 }
 
 func (h *Handler) admin(secret string) error {

@@ -27,7 +27,7 @@ var errRecalledBefore = errors.New("recalled before")
 // recalled seq (protocol.OperatorRecallCMID), so calling again is answered
 // as a duplicate.
 func (h *Handler) Recall(ctx context.Context, req *logic.RecallReq) (*logic.RecallResp, error) {
-	if err := h.admin(req.AdminSecret); err != nil {
+	if err := h.recaller(req.AdminSecret); err != nil {
 		return nil, err
 	}
 	switch {
@@ -45,35 +45,23 @@ func (h *Handler) Recall(ctx context.Context, req *logic.RecallReq) (*logic.Reca
 	if m.ContentType == protocol.ContentTypeRecall {
 		return nil, errcode.Biz(errcode.BadField, "message %d is a recall event", req.Seq)
 	}
-	if g, ok := strings.CutPrefix(req.ConvId, "g:"); ok {
-		// The store refuses anything more in a dissolved group; say so
-		// now rather than let the wait time out.
-		resp, err := h.dp.GetGroup(ctx, &dataproxy.GetGroupReq{GroupId: g})
-		if err != nil {
-			return nil, errcode.ToBiz(err)
-		}
-		if resp.Group == nil || resp.Group.Dissolved {
-			return nil, errcode.Biz(errcode.ConvNotFound, "group %q is dissolved", g)
-		}
+	if err := h.groupOpen(ctx, req.ConvId); err != nil {
+		return nil, err
 	}
 	rec := &events.UpRecord{Kind: events.UpKind_RECALL, Sender: m.Sender, Device: ServerDevice,
 		ClientMsgId: protocol.OperatorRecallCMID(req.Seq), ConvId: req.ConvId, Seq: req.Seq, Body: req.Reason,
 		ByOperator: true, ReceivedAtMs: h.now().UnixMilli()}
 	if m.Recalled {
 		// By its sender, or by an earlier call of this one.
-		ev, err := h.dp.GetMessage(ctx, &dataproxy.GetMessageReq{ConvId: rec.ConvId, Sender: rec.Sender, ClientMsgId: rec.ClientMsgId})
-		if err != nil {
-			return nil, errcode.ToBiz(err)
-		}
-		if !ev.Found {
-			return &logic.RecallResp{AlreadyRecalled: true}, nil
-		}
-		return &logic.RecallResp{Seq: ev.Message.Seq, CreatedAtMs: ev.Message.CreatedAtMs, Duplicate: true}, nil
+		return h.recalledBefore(ctx, rec, true)
 	}
-	// The pipeline refuses the record when the sender recalls the message
-	// in the meantime; the message then shows as recalled without this
-	// record's event.
+	// The pipeline refuses the record, and cannot tell this call, when the
+	// sender recalls the message or the group is dissolved in the
+	// meantime: check for both between polls.
 	check := func(ctx context.Context) error {
+		if err := h.groupOpen(ctx, req.ConvId); err != nil {
+			return err
+		}
 		m, err := h.messageAt(ctx, req.ConvId, req.Seq)
 		if err == nil && m.Recalled {
 			return errRecalledBefore
@@ -84,18 +72,53 @@ func (h *Handler) Recall(ctx context.Context, req *logic.RecallReq) (*logic.Reca
 	switch {
 	case errors.Is(err, errRecalledBefore):
 		// Ours may have been stored between the last poll and the check.
-		found, ferr := h.dp.GetMessage(ctx, &dataproxy.GetMessageReq{ConvId: rec.ConvId, Sender: rec.Sender, ClientMsgId: rec.ClientMsgId})
-		if ferr != nil {
-			return nil, errcode.ToBiz(ferr)
-		}
-		if found.Found {
-			return &logic.RecallResp{Seq: found.Message.Seq, CreatedAtMs: found.Message.CreatedAtMs}, nil
-		}
-		return &logic.RecallResp{AlreadyRecalled: true}, nil
+		return h.recalledBefore(ctx, rec, false)
 	case err != nil:
 		return nil, err
 	}
+	return operatorEvent(rec, ev, dup)
+}
+
+// recalledBefore answers a Recall whose message is recalled already: by
+// the operator's recall rec (dup tells whether by an earlier call) or by
+// its sender.
+func (h *Handler) recalledBefore(ctx context.Context, rec *events.UpRecord, dup bool) (*logic.RecallResp, error) {
+	found, err := h.dp.GetMessage(ctx, &dataproxy.GetMessageReq{ConvId: rec.ConvId, Sender: rec.Sender, ClientMsgId: rec.ClientMsgId})
+	if err != nil {
+		return nil, errcode.ToBiz(err)
+	}
+	if !found.Found {
+		return &logic.RecallResp{AlreadyRecalled: true}, nil
+	}
+	return operatorEvent(rec, found.Message, dup)
+}
+
+// operatorEvent answers with ev, the message stored under rec's client
+// message id, after checking that it is rec's recall event: a client
+// message stored with that id before such ids were reserved is not.
+func operatorEvent(rec *events.UpRecord, ev *common.Message, dup bool) (*logic.RecallResp, error) {
+	if ev.ContentType != protocol.ContentTypeRecall || ev.RefSeq != rec.Seq {
+		return nil, errcode.Biz(errcode.BadField, "message %d of %s has the client message id %s, which is kept for the operator's recall of message %d, but is not that recall",
+			ev.Seq, rec.ConvId, rec.ClientMsgId, rec.Seq)
+	}
 	return &logic.RecallResp{Seq: ev.Seq, CreatedAtMs: ev.CreatedAtMs, Duplicate: dup}, nil
+}
+
+// groupOpen returns a ConvNotFound error when conv is a group that is
+// dissolved (the store refuses anything more there), else nil.
+func (h *Handler) groupOpen(ctx context.Context, conv string) error {
+	g, ok := strings.CutPrefix(conv, "g:")
+	if !ok {
+		return nil
+	}
+	resp, err := h.dp.GetGroup(ctx, &dataproxy.GetGroupReq{GroupId: g})
+	if err != nil {
+		return errcode.ToBiz(err)
+	}
+	if resp.Group == nil || resp.Group.Dissolved {
+		return errcode.Biz(errcode.ConvNotFound, "group %q is dissolved", g)
+	}
+	return nil
 }
 
 // messageAt returns message seq of conv, or a BadField error when there is

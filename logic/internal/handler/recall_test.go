@@ -28,7 +28,7 @@ func TestOperatorRecall(t *testing.T) {
 	uc := users.New(dp, time.Minute, 10)
 	router := routing.New(dp, live{})
 	prod := &pipeProducer{t: t, proc: pipeline.NewProcessor(dp, uc, router, sink{}, pipeline.NewMetrics(nil), log)}
-	h := New(Config{AdminSecret: "admin", TokenSecret: []byte("t")}, dp, uc, router, prod, log)
+	h := New(Config{AdminSecret: "admin", RecallSecret: "mod", TokenSecret: []byte("t")}, dp, uc, router, prod, log)
 	ctx := context.Background()
 	conv := ids.P2P("alice", "bob")
 	old := time.Now().Add(-24 * time.Hour).UnixMilli()
@@ -62,8 +62,12 @@ func TestOperatorRecall(t *testing.T) {
 		ev.Sender != "alice" || ev.ClientMsgId != protocol.OperatorRecallCMID(1) {
 		t.Fatalf("recall event: %+v", ev)
 	}
-	if r, err := h.Recall(ctx, req); err != nil || r.Seq != 5 || !r.Duplicate {
+	// Again, with the recall secret, which opens nothing else.
+	if r, err := h.Recall(ctx, &logic.RecallReq{AdminSecret: "mod", ConvId: conv, Seq: 1, Reason: "hate"}); err != nil || r.Seq != 5 || !r.Duplicate {
 		t.Fatalf("second call: %+v %v", r, err)
+	}
+	if _, err := h.IssueToken(ctx, &logic.IssueTokenReq{AdminSecret: "mod", Uid: "alice", Device: "web"}); code(err) != errcode.Unauthorized {
+		t.Fatalf("IssueToken with the recall secret: %v", err)
 	}
 	if r, err := h.Recall(ctx, &logic.RecallReq{AdminSecret: "admin", ConvId: conv, Seq: 3, Reason: "x"}); err != nil || !r.AlreadyRecalled || r.Seq != 0 {
 		t.Fatalf("a message its sender recalled: %+v %v", r, err)
@@ -119,5 +123,39 @@ func TestOperatorRecall(t *testing.T) {
 	}
 	if r, err := h.Recall(ctx, &logic.RecallReq{AdminSecret: "admin", ConvId: conv, Seq: 2, Reason: "x", WaitMs: 10_000}); err != nil || !r.AlreadyRecalled {
 		t.Fatalf("recall that lost the race: %+v %v", r, err)
+	}
+
+	// A group dissolved while the recall waits: the call says so.
+	if _, err := dp.CreateGroup(ctx, &dataproxy.CreateGroupReq{GroupId: "brief", Owner: "alice", Members: []string{"bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dp.AppendMessages(ctx, &dataproxy.AppendMessagesReq{Items: []*dataproxy.AppendItem{
+		{ConvId: "g:brief", Sender: "bob", ClientMsgId: "g1", ContentType: "text", Body: "bad"}}}); err != nil {
+		t.Fatal(err)
+	}
+	prod.before = func() {
+		prod.before = nil
+		if _, err := dp.DissolveGroup(ctx, &dataproxy.DissolveGroupReq{GroupId: "brief"}); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := h.Recall(ctx, &logic.RecallReq{AdminSecret: "admin", ConvId: "g:brief", Seq: 1, Reason: "x", WaitMs: 10_000}); code(err) != errcode.ConvNotFound {
+		t.Fatalf("recall in a group dissolved meanwhile: %v", err)
+	}
+
+	// A client message stored under the id of the operator's recall (from
+	// before such ids were refused) is not taken for that recall.
+	r6, err := dp.AppendMessages(ctx, &dataproxy.AppendMessagesReq{Items: []*dataproxy.AppendItem{
+		{ConvId: conv, Sender: "bob", Recipient: "alice", ClientMsgId: "b6", ContentType: "text", Body: "abuse"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := r6.Results[0].Seq
+	if _, err := dp.AppendMessages(ctx, &dataproxy.AppendMessagesReq{Items: []*dataproxy.AppendItem{
+		{ConvId: conv, Sender: "bob", Recipient: "alice", ClientMsgId: protocol.OperatorRecallCMID(seq), ContentType: "text", Body: "legacy"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := h.Recall(ctx, &logic.RecallReq{AdminSecret: "admin", ConvId: conv, Seq: seq, Reason: "x", WaitMs: 10_000}); code(err) != errcode.BadField {
+		t.Fatalf("recall whose id a client message holds: %+v %v", r, err)
 	}
 }

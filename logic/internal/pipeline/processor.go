@@ -225,6 +225,9 @@ func (p *Processor) validate(it *item) {
 	case r.ByOperator && r.Kind != events.UpKind_RECALL:
 		it.fail(errcode.BadField, "only a recall can be the operator's")
 		return
+	case r.ByOperator && r.ClientMsgId != protocol.OperatorRecallCMID(r.Seq):
+		it.fail(errcode.BadField, "the operator's recall of message %d has cmid %s", r.Seq, protocol.OperatorRecallCMID(r.Seq))
+		return
 	case it.appends() && !r.ByOperator && strings.HasPrefix(r.ClientMsgId, protocol.ReservedCMIDPrefix):
 		it.fail(errcode.BadField, "cmids starting with %s are reserved", protocol.ReservedCMIDPrefix)
 		return

@@ -396,12 +396,14 @@ func TestModerationTasksAndOperatorRecall(t *testing.T) {
 	op := &events.UpRecord{Kind: events.UpKind_RECALL, Sender: "alice", Device: "server", ConvId: conv, Seq: 1,
 		ClientMsgId: protocol.OperatorRecallCMID(1), Body: "spam", ByOperator: true}
 	// Not the operator's: a send marked as such, a client's recall with the
-	// reserved cmid.
+	// reserved cmid, an operator's recall under another cmid.
 	fakeOp := sendRec("alice", "bob", "a2", "x")
 	fakeOp.ByOperator = true
 	clientRecall := rec(events.UpKind_RECALL, "alice", conv, 1)
 	clientRecall.ClientMsgId = protocol.OperatorRecallCMID(1)
-	if err := p.Process(ctx, []*events.UpRecord{fakeOp, clientRecall, op}); err != nil {
+	otherCMID := rec(events.UpKind_RECALL, "alice", conv, 1)
+	otherCMID.ClientMsgId, otherCMID.ByOperator = "r9", true
+	if err := p.Process(ctx, []*events.UpRecord{fakeOp, clientRecall, otherCMID, op}); err != nil {
 		t.Fatal(err)
 	}
 	down, _ := decoded(t, prod.msgs)
@@ -418,7 +420,7 @@ func TestModerationTasksAndOperatorRecall(t *testing.T) {
 	if len(pushed) != 1 || pushed[0].Seq != 2 || pushed[0].RefSeq != 1 || pushed[0].Body != "spam" || pushed[0].ContentType != protocol.ContentTypeRecall {
 		t.Fatalf("pushes: %+v", pushed)
 	}
-	if len(errs) != 2 || errs[0].Code != int32(errcode.BadField) || errs[1].Code != int32(errcode.BadField) {
+	if len(errs) != 3 || errs[0].Code != int32(errcode.BadField) || errs[1].Code != int32(errcode.BadField) || errs[2].Code != int32(errcode.BadField) {
 		t.Fatalf("errors: %+v", errs)
 	}
 	if m := moderated(); len(m) != 0 {

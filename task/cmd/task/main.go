@@ -53,7 +53,7 @@ type settings struct {
 	modURL         string
 	modSecret      string
 	modWords       string
-	adminSecret    string
+	recallSecret   string
 	shutdownGrace  time.Duration
 	startupTimeout time.Duration
 }
@@ -74,7 +74,7 @@ func (s *settings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.modURL, "moderation-url", "", "moderation webhook URL, asked about every message logic -moderate emits; empty: no webhook")
 	fs.StringVar(&s.modSecret, "moderation-secret", "", "HMAC-SHA256 key signing moderation webhook bodies (X-GoChat-Signature); set it through GOCHAT_MODERATION_SECRET")
 	fs.StringVar(&s.modWords, "moderation-words", "", "file of blocked words or phrases, one per line (# comments): a message containing one, in any case, is recalled")
-	fs.StringVar(&s.adminSecret, "admin-secret", "", "logic's admin secret, for recalling what moderation rejects; set it through GOCHAT_ADMIN_SECRET")
+	fs.StringVar(&s.recallSecret, "recall-secret", "", "logic's -recall-secret (or its admin secret), for recalling what moderation rejects; set it through GOCHAT_RECALL_SECRET")
 	fs.DurationVar(&s.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight tasks may finish before they are abandoned (and redone later)")
 	fs.DurationVar(&s.startupTimeout, "startup-timeout", time.Minute, "how long to wait for Kafka at start")
 }
@@ -196,7 +196,7 @@ func run(s settings, log *slog.Logger) error {
 // builds the Kitex client of logic (found through etcd) that recalls what
 // the judge rejects.
 func newModeration(s settings, m *metrics.Metrics) (*moderation.Job, error) {
-	cfg := moderation.Config{URL: s.modURL, Secret: s.modSecret, Timeout: s.webhookTimeout, MaxConns: s.workers, AdminSecret: s.adminSecret}
+	cfg := moderation.Config{URL: s.modURL, Secret: s.modSecret, Timeout: s.webhookTimeout, MaxConns: s.workers, RecallSecret: s.recallSecret}
 	if s.modWords != "" {
 		words, err := moderation.LoadWords(s.modWords)
 		if err != nil {

@@ -63,9 +63,10 @@ type Config struct {
 	MaxConns int
 	// Words are blocked words or phrases (see LoadWords).
 	Words []string
-	// Logic and AdminSecret recall what is rejected.
-	Logic       Recaller
-	AdminSecret string
+	// Logic and RecallSecret (logic's -recall-secret, or its admin
+	// secret) recall what is rejected.
+	Logic        Recaller
+	RecallSecret string
 }
 
 // Request is the JSON body POSTed to the moderation webhook.
@@ -82,8 +83,8 @@ type Request struct {
 
 // Answer is the moderation webhook's 2xx answer: {"action":"allow"}, or
 // {"action":"recall","reason":"..."} to take the message back, the reason
-// (1-256 bytes of UTF-8; "removed by moderation" when empty) being shown
-// to clients. An empty body means allow.
+// being shown to clients ("removed by moderation" when empty; cut to 256
+// bytes). An empty body means allow.
 type Answer struct {
 	Action string `json:"action"`
 	Reason string `json:"reason,omitempty"`
@@ -106,6 +107,7 @@ const (
 	verdictAllowed         = "allowed"
 	verdictRecalled        = "recalled"
 	verdictAlreadyRecalled = "already_recalled"
+	verdictDuplicate       = "duplicate"
 )
 
 // recallWait is how long logic is asked to wait for a recall to be stored.
@@ -133,17 +135,17 @@ func New(cfg Config, m *metrics.Metrics) (*Job, error) {
 		}
 	}
 	if cfg.URL != "" {
-		hook, err := webhook.New(webhook.Config{URL: cfg.URL, Secret: cfg.Secret, Timeout: cfg.Timeout, MaxConns: cfg.MaxConns,
+		hook, err := webhook.New(webhook.Config{URL: cfg.URL, Secret: cfg.Secret, Timeout: cfg.Timeout, MaxConns: cfg.MaxConns, KeepAnswer: true,
 			Latency: m.Webhook.MustCurryWith(prometheus.Labels{"job": job.KindName(events.TaskKind_MODERATE)})})
 		if err != nil {
 			return nil, fmt.Errorf("moderation: %w", err)
 		}
 		j.hook = hook
 	}
-	if j.Enabled() && (cfg.Logic == nil || cfg.AdminSecret == "") {
-		return nil, errors.New("moderation: recalling needs logic's admin secret (-admin-secret)")
+	if j.Enabled() && (cfg.Logic == nil || cfg.RecallSecret == "") {
+		return nil, errors.New("moderation: recalling needs logic's recall secret (-recall-secret)")
 	}
-	for _, v := range []string{verdictAllowed, verdictRecalled, verdictAlreadyRecalled} {
+	for _, v := range []string{verdictAllowed, verdictRecalled, verdictAlreadyRecalled, verdictDuplicate} {
 		m.Verdicts.WithLabelValues(v)
 	}
 	return j, nil
@@ -212,7 +214,7 @@ func (j *Job) Handle(ctx context.Context, rec *events.TaskRecord) error {
 		j.m.Verdicts.WithLabelValues(verdictAllowed).Inc()
 		return nil
 	}
-	resp, err := j.cfg.Logic.Recall(ctx, &logic.RecallReq{AdminSecret: j.cfg.AdminSecret, ConvId: msg.ConvId, Seq: msg.Seq,
+	resp, err := j.cfg.Logic.Recall(ctx, &logic.RecallReq{AdminSecret: j.cfg.RecallSecret, ConvId: msg.ConvId, Seq: msg.Seq,
 		Reason: reason, WaitMs: int32(recallWait / time.Millisecond)})
 	if err != nil {
 		code, text := errcode.Of(err)
@@ -225,9 +227,13 @@ func (j *Job) Handle(ctx context.Context, rec *events.TaskRecord) error {
 			return job.Permanent(fmt.Errorf("recall %s/%d: %w", msg.ConvId, msg.Seq, err))
 		}
 	}
-	if resp.AlreadyRecalled {
+	switch {
+	case resp.AlreadyRecalled:
 		j.m.Verdicts.WithLabelValues(verdictAlreadyRecalled).Inc()
-	} else {
+	case resp.Duplicate:
+		// Judged again (a redelivered task) after an earlier recall.
+		j.m.Verdicts.WithLabelValues(verdictDuplicate).Inc()
+	default:
 		j.m.Verdicts.WithLabelValues(verdictRecalled).Inc()
 	}
 	return nil
@@ -269,17 +275,28 @@ func (j *Job) ask(ctx context.Context, msg *common.Message) (string, bool, error
 	case ActionAllow:
 		return "", false, nil
 	case ActionRecall:
-		if a.Reason == "" {
-			a.Reason = DefaultReason
-		}
-		if len(a.Reason) > protocol.MaxRecallReason || !utf8.ValidString(a.Reason) {
-			return "", false, job.Permanent(fmt.Errorf("moderation webhook gave a reason that is not 1-%d bytes of UTF-8: %q",
-				protocol.MaxRecallReason, clip([]byte(a.Reason))))
-		}
-		return a.Reason, true, nil
+		// (encoding/json has made the reason valid UTF-8.) A reason too
+		// long is cut rather than refused: the verdict stands.
+		return cutReason(a.Reason), true, nil
 	default:
 		return "", false, job.Permanent(fmt.Errorf("moderation webhook answered action %q; want %q or %q", clip([]byte(a.Action)), ActionAllow, ActionRecall))
 	}
+}
+
+// cutReason returns reason, DefaultReason when it is empty, cut to
+// protocol.MaxRecallReason bytes at a character boundary.
+func cutReason(reason string) string {
+	if reason == "" {
+		return DefaultReason
+	}
+	if len(reason) <= protocol.MaxRecallReason {
+		return reason
+	}
+	n := protocol.MaxRecallReason
+	for n > 0 && !utf8.RuneStart(reason[n]) {
+		n--
+	}
+	return reason[:n]
 }
 
 func clip(b []byte) []byte {

@@ -112,7 +112,7 @@ func TestWordList(t *testing.T) {
 	srv := httptest.NewServer(hook)
 	defer srv.Close()
 	lg := &recaller{}
-	j, m := newJob(t, Config{Words: []string{"  Cheap Pills ", "", "scam"}, URL: srv.URL, Logic: lg, AdminSecret: "adm"})
+	j, m := newJob(t, Config{Words: []string{"  Cheap Pills ", "", "scam"}, URL: srv.URL, Logic: lg, RecallSecret: "adm"})
 	ctx := context.Background()
 	if err := j.Handle(ctx, task("buy CHEAP PILLS now")); err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func TestWebhookVerdicts(t *testing.T) {
 	srv := httptest.NewServer(hook)
 	defer srv.Close()
 	lg := &recaller{}
-	j, m := newJob(t, Config{URL: srv.URL, Secret: "sig", Logic: lg, AdminSecret: "adm"})
+	j, m := newJob(t, Config{URL: srv.URL, Secret: "sig", Logic: lg, RecallSecret: "adm"})
 	ctx := context.Background()
 
 	hook.set(http.StatusOK, `{"action":"recall","reason":"harassment"}`)
@@ -176,8 +176,7 @@ func TestWebhookVerdicts(t *testing.T) {
 
 	// Answers the job cannot act on go to the dead-letter topic; a judge
 	// that is down is retried.
-	for _, bad := range []string{`not json`, `{"action":"delete"}`, `{"action":"recall","reason":"` + strings.Repeat("x", 300) + `"}`,
-		`{"action":"recall","reason":"\xff"}`} {
+	for _, bad := range []string{`not json`, `{"action":"delete"}`, `{"action":"recall","reason":7}`} {
 		hook.set(http.StatusOK, bad)
 		if err := j.Handle(ctx, task("x")); !job.IsPermanent(err) {
 			t.Errorf("answer %q: %v, want permanent", bad, err)
@@ -190,15 +189,24 @@ func TestWebhookVerdicts(t *testing.T) {
 	if len(lg.calls) != 2 {
 		t.Fatalf("recalls after bad answers: %+v", lg.calls)
 	}
+	// A reason too long is cut at a character boundary; the verdict stands.
+	hook.set(http.StatusOK, `{"action":"recall","reason":"`+strings.Repeat("x", protocol.MaxRecallReason-1)+`é and more"}`)
+	if err := j.Handle(ctx, task("x")); err != nil || len(lg.calls) != 3 || lg.calls[2].Reason != strings.Repeat("x", protocol.MaxRecallReason-1) {
+		t.Fatalf("long reason: %v %+v", err, lg.calls[len(lg.calls)-1])
+	}
 }
 
 func TestRecallOutcomes(t *testing.T) {
 	lg := &recaller{}
-	j, m := newJob(t, Config{Words: []string{"bad"}, Logic: lg, AdminSecret: "adm"})
+	j, m := newJob(t, Config{Words: []string{"bad"}, Logic: lg, RecallSecret: "adm"})
 	ctx := context.Background()
 	lg.resp = &logic.RecallResp{AlreadyRecalled: true}
 	if err := j.Handle(ctx, task("bad")); err != nil || verdicts(m, verdictAlreadyRecalled) != 1 {
 		t.Fatalf("already recalled: %v", err)
+	}
+	lg.resp = &logic.RecallResp{Seq: 9, Duplicate: true}
+	if err := j.Handle(ctx, task("bad")); err != nil || verdicts(m, verdictDuplicate) != 1 || verdicts(m, verdictRecalled) != 0 {
+		t.Fatalf("recalled before: %v", err)
 	}
 	lg.resp = nil
 	for _, tc := range []struct {
@@ -226,7 +234,7 @@ func TestSkipsAndConfig(t *testing.T) {
 		t.Fatalf("no judge: %v", err)
 	}
 	lg := &recaller{}
-	j, _ := newJob(t, Config{Words: []string{"bad"}, Logic: lg, AdminSecret: "adm"})
+	j, _ := newJob(t, Config{Words: []string{"bad"}, Logic: lg, RecallSecret: "adm"})
 	recalled := task("")
 	recalled.Moderate.Recalled = true
 	event := task("reason")
@@ -246,7 +254,7 @@ func TestSkipsAndConfig(t *testing.T) {
 	if _, err := New(Config{Words: []string{"x"}}, m); err == nil {
 		t.Fatal("a judge without a way to recall was accepted")
 	}
-	if _, err := New(Config{URL: "ftp://x", Logic: lg, AdminSecret: "a"}, m); err == nil {
+	if _, err := New(Config{URL: "ftp://x", Logic: lg, RecallSecret: "a"}, m); err == nil {
 		t.Fatal("a bad url was accepted")
 	}
 }

@@ -51,6 +51,10 @@ type Config struct {
 	// Latency, when set, observes each call's duration by HTTP status class
 	// ("2xx", "4xx", ...) or "error" when no answer came.
 	Latency prometheus.ObserverVec
+	// KeepAnswer makes Post return a 2xx answer's body, which must then be
+	// read completely and be at most MaxAnswer bytes. Without it any 2xx
+	// is success, whatever its body (read in part and dropped).
+	KeepAnswer bool
 }
 
 // Client posts to one webhook.
@@ -105,10 +109,11 @@ func Sign(secret string, body []byte) string {
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
-// Post makes one attempt: it POSTs the JSON body with the idempotency key
-// and returns the answer's body (at most MaxAnswer bytes; more is an
-// error) when the status is 2xx. 408, 429, 5xx, any other status and
-// transport errors are retryable (with the server's Retry-After as a
+// Post makes one attempt: it POSTs the JSON body with the idempotency key.
+// A 2xx status is success; with Config.KeepAnswer, Post returns the
+// answer's body (a longer one than MaxAnswer is a permanent error, a body
+// that cannot be read a retryable one). 408, 429, 5xx, any other status
+// and transport errors are retryable (with the server's Retry-After as a
 // hint); other 4xx are permanent (job.Permanent).
 func (c *Client) Post(ctx context.Context, body []byte, idempotencyKey string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
@@ -131,6 +136,14 @@ func (c *Client) Post(ctx context.Context, body []byte, idempotencyKey string) (
 		return nil, fmt.Errorf("webhook post: %w", err)
 	}
 	code := resp.StatusCode
+	if code >= 200 && code < 300 && !c.cfg.KeepAnswer {
+		// Read (a bounded amount of) the body so the connection can be
+		// reused; what it says does not matter.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
+		c.observe(statusClass(code), start)
+		return nil, nil
+	}
 	if code >= 200 && code < 300 {
 		answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
 		_ = resp.Body.Close()

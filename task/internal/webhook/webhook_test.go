@@ -46,7 +46,7 @@ func TestPostAnswer(t *testing.T) {
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	}))
 	defer srv.Close()
-	c, err := New(Config{URL: srv.URL, Secret: "s", Timeout: 2 * time.Second})
+	c, err := New(Config{URL: srv.URL, Secret: "s", Timeout: 2 * time.Second, KeepAnswer: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +61,15 @@ func TestPostAnswer(t *testing.T) {
 	}
 	if _, err := c.Post(context.Background(), []byte(`{}`), "k1"); !job.IsPermanent(err) || !strings.Contains(err.Error(), "400") {
 		t.Fatalf("400: %v", err)
+	}
+	// Without KeepAnswer (offline push) any 2xx is success, however long.
+	drop, err := New(Config{URL: srv.URL, Secret: "s", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drop.Close()
+	if got, err := drop.Post(context.Background(), []byte(`{"x":1}`), "k1"); err != nil || got != nil {
+		t.Fatalf("long answer without KeepAnswer: %q %v", got, err)
 	}
 	for _, bad := range []string{"", "ftp://x", "http://", "::"} {
 		if _, err := New(Config{URL: bad}); err == nil {

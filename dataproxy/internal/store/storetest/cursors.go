@@ -218,10 +218,6 @@ func testOperatorRecall(t *testing.T, open Factory) {
 	if res[0].Seq != 3 || res[1].ErrorCode != int32(errcode.BadField) || !res[2].Duplicate || res[2].Seq != 3 {
 		t.Fatalf("operator recalls: %+v", res)
 	}
-	res = appendOK(t, s, op(a, b, "again", 1))
-	if res[0].ErrorCode != int32(errcode.BadField) {
-		t.Fatalf("operator recall of a recalled message: %+v", res)
-	}
 	m := syncAll(t, s, conv).Messages
 	if len(m) != 3 || !m[0].Recalled || m[0].Body != "" || m[1].Recalled || m[2].RefSeq != 1 || m[2].Body != "spam" || m[2].Sender != a {
 		t.Fatalf("sync: %+v", m)
@@ -232,11 +228,22 @@ func testOperatorRecall(t *testing.T, open Factory) {
 	if err != nil || len(list) != 1 || list[0].ReadSeq != 1 || list[0].DeliveredSeq != 1 || list[0].Unread != 2 {
 		t.Fatalf("alice's conversation after the operator recall: %+v %v", list, err)
 	}
-	// Only recalls can be the operator's.
+	// A message its sender recalled first; only recalls can be the
+	// operator's, and only under the id GoChat keeps for them.
+	wantSeqs(t, appendOK(t, s, p2pItem(a, b, "m4", "oops")), 4)
+	own := p2pItem(a, b, "r4", "")
+	own.RecallSeq, own.RecallWindowMs, own.CreatedAtMs = 4, 60_000, now
+	wantSeqs(t, appendOK(t, s, own), 5)
 	notRecall := p2pItem(a, b, "x", "x")
 	notRecall.ByOperator = true
-	if res := appendOK(t, s, notRecall); res[0].ErrorCode != int32(errcode.BadField) {
-		t.Fatalf("by_operator without recall_seq: %+v", res)
+	res = appendOK(t, s, op(a, b, "gochat.recall:4", 4), notRecall, op(a, b, "gochat.recall:9", 2), op(a, b, "other", 2))
+	for i, r := range res {
+		if r.ErrorCode != int32(errcode.BadField) {
+			t.Fatalf("refused operator recall %d: %+v", i, r)
+		}
+	}
+	if n := len(syncAll(t, s, conv).Messages); n != 5 {
+		t.Fatalf("%d messages after refused operator recalls", n)
 	}
 
 	// A group message of a member removed since.
