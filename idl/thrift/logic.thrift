@@ -118,7 +118,8 @@ struct RecallReq {
     3: i64 seq
     // Shown to clients as the recall event's body; 1-256 bytes of UTF-8.
     4: string reason
-    // How long to wait for the recall to be stored; 0 means 5 s.
+    // How long to wait for the recall to be stored; 0 means 5 s, at most
+    // 30 s.
     5: i32 wait_ms
 }
 

@@ -45,39 +45,43 @@ func (h *Handler) Recall(ctx context.Context, req *logic.RecallReq) (*logic.Reca
 	if m.ContentType == protocol.ContentTypeRecall {
 		return nil, errcode.Biz(errcode.BadField, "message %d is a recall event", req.Seq)
 	}
-	if err := h.groupOpen(ctx, req.ConvId); err != nil {
-		return nil, err
-	}
 	rec := &events.UpRecord{Kind: events.UpKind_RECALL, Sender: m.Sender, Device: ServerDevice,
 		ClientMsgId: protocol.OperatorRecallCMID(req.Seq), ConvId: req.ConvId, Seq: req.Seq, Body: req.Reason,
 		ByOperator: true, ReceivedAtMs: h.now().UnixMilli()}
 	if m.Recalled {
-		// By its sender, or by an earlier call of this one.
+		// By its sender, or by an earlier call of this one (whose answer
+		// stands even if the group was dissolved since).
 		return h.recalledBefore(ctx, rec, true)
+	}
+	if err := h.groupOpen(ctx, req.ConvId); err != nil {
+		return nil, err
 	}
 	// The pipeline refuses the record, and cannot tell this call, when the
 	// sender recalls the message or the group is dissolved in the
 	// meantime: check for both between polls.
 	check := func(ctx context.Context) error {
-		if err := h.groupOpen(ctx, req.ConvId); err != nil {
-			return err
-		}
 		m, err := h.messageAt(ctx, req.ConvId, req.Seq)
 		if err == nil && m.Recalled {
 			return errRecalledBefore
 		}
-		return nil
+		return h.groupOpen(ctx, req.ConvId)
 	}
-	ev, dup, err := h.throughPipeline(ctx, rec, req.WaitMs, check)
-	switch {
-	case errors.Is(err, errRecalledBefore):
-		// Ours may have been stored between the last poll and the check.
-		return h.recalledBefore(ctx, rec, false)
-	case err != nil:
-		return nil, err
+	ev, dup, err := h.throughPipeline(ctx, rec, min(req.WaitMs, maxRecallWaitMs), check)
+	if err == nil {
+		return operatorEvent(rec, ev, dup)
 	}
-	return operatorEvent(rec, ev, dup)
+	// Ours may have been stored since the last poll (before the group was
+	// dissolved, say, or just before the wait ran out).
+	if resp, lerr := h.recalledBefore(ctx, rec, false); lerr == nil && !resp.AlreadyRecalled {
+		return resp, nil
+	} else if lerr == nil && errors.Is(err, errRecalledBefore) {
+		return resp, nil
+	}
+	return nil, err
 }
+
+// maxRecallWaitMs caps RecallReq.wait_ms.
+const maxRecallWaitMs = 30_000
 
 // recalledBefore answers a Recall whose message is recalled already: by
 // the operator's recall rec (dup tells whether by an earlier call) or by

@@ -69,6 +69,12 @@ func TestOperatorRecall(t *testing.T) {
 	if _, err := h.IssueToken(ctx, &logic.IssueTokenReq{AdminSecret: "mod", Uid: "alice", Device: "web"}); code(err) != errcode.Unauthorized {
 		t.Fatalf("IssueToken with the recall secret: %v", err)
 	}
+	if _, err := h.Send(ctx, &logic.SendReq{AdminSecret: "mod", From: "alice", To: "bob", ClientMsgId: "s", Body: "x"}); code(err) != errcode.Unauthorized {
+		t.Fatalf("Send with the recall secret: %v", err)
+	}
+	if _, err := h.CreateGroup(ctx, &logic.CreateGroupReq{AdminSecret: "mod", Name: "x", Owner: "alice"}); code(err) != errcode.Unauthorized {
+		t.Fatalf("CreateGroup with the recall secret: %v", err)
+	}
 	if r, err := h.Recall(ctx, &logic.RecallReq{AdminSecret: "admin", ConvId: conv, Seq: 3, Reason: "x"}); err != nil || !r.AlreadyRecalled || r.Seq != 0 {
 		t.Fatalf("a message its sender recalled: %+v %v", r, err)
 	}
@@ -141,6 +147,24 @@ func TestOperatorRecall(t *testing.T) {
 	}
 	if _, err := h.Recall(ctx, &logic.RecallReq{AdminSecret: "admin", ConvId: "g:brief", Seq: 1, Reason: "x", WaitMs: 10_000}); code(err) != errcode.ConvNotFound {
 		t.Fatalf("recall in a group dissolved meanwhile: %v", err)
+	}
+	// A recall made before the group was dissolved keeps its answer.
+	if _, err := dp.CreateGroup(ctx, &dataproxy.CreateGroupReq{GroupId: "past", Owner: "alice", Members: []string{"bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dp.AppendMessages(ctx, &dataproxy.AppendMessagesReq{Items: []*dataproxy.AppendItem{
+		{ConvId: "g:past", Sender: "bob", ClientMsgId: "g1", ContentType: "text", Body: "bad"}}}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := h.Recall(ctx, &logic.RecallReq{AdminSecret: "admin", ConvId: "g:past", Seq: 1, Reason: "x"})
+	if err != nil || first.Seq != 2 {
+		t.Fatalf("group recall: %+v %v", first, err)
+	}
+	if _, err := dp.DissolveGroup(ctx, &dataproxy.DissolveGroupReq{GroupId: "past"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := h.Recall(ctx, &logic.RecallReq{AdminSecret: "admin", ConvId: "g:past", Seq: 1, Reason: "x"}); err != nil || !r.Duplicate || r.Seq != 2 {
+		t.Fatalf("the same recall after the group was dissolved: %+v %v", r, err)
 	}
 
 	// A client message stored under the id of the operator's recall (from

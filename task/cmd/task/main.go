@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -171,6 +172,18 @@ func run(s settings, log *slog.Logger) error {
 	defer mod.Close()
 	if err := jobs.Register(events.TaskKind_MODERATE, mod); err != nil {
 		return err
+	}
+	// A wrong recall secret stops the service here rather than leaving
+	// every rejected message to fail later; logic not answering yet is
+	// only worth a warning (the job retries).
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = mod.CheckAccess(cctx)
+	cancel()
+	switch {
+	case errors.Is(err, moderation.ErrUnauthorized):
+		return err
+	case err != nil:
+		log.Warn("could not check the recall secret with logic; moderation recalls are retried until it answers", "err", err)
 	}
 
 	cons, err := consumer.New(consumer.Config{

@@ -51,7 +51,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Latency of webhook calls, by job (offline_push, moderate) and HTTP status class or \"error\".",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"job", "class"}),
 		Verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gochat", Subsystem: "task", Name: "moderation_verdicts_total",
-			Help: "Messages the moderation job judged, by outcome: allowed, recalled, or already_recalled (by its sender first)."}, []string{"verdict"}),
+			Help: "Messages the moderation job judged, by outcome: allowed, recalled, already_recalled (by its sender first), or duplicate (recalled by an earlier attempt)."}, []string{"verdict"}),
 	}
 	for _, c := range []prometheus.Collector{m.Processed, m.Retried, m.DeadLettered, m.Skipped, m.Abandoned,
 		m.InFlight, m.Paused, m.StoreErrors, m.DeadErrors, m.Webhook, m.Verdicts} {

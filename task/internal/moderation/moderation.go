@@ -221,6 +221,10 @@ func (j *Job) Handle(ctx context.Context, rec *events.TaskRecord) error {
 		switch {
 		case code.Retryable():
 			return fmt.Errorf("recall %s/%d: %w", msg.ConvId, msg.Seq, err)
+		case code == errcode.Unauthorized:
+			// The secret is wrong here or there, or being rotated: retried,
+			// as the message is no less to be taken down.
+			return fmt.Errorf("recall %s/%d refused, check -recall-secret against logic's: %w", msg.ConvId, msg.Seq, err)
 		case code == errcode.ConvNotFound:
 			return fmt.Errorf("recall %s/%d: %s: %w", msg.ConvId, msg.Seq, text, job.ErrSkipped)
 		default:
@@ -235,6 +239,28 @@ func (j *Job) Handle(ctx context.Context, rec *events.TaskRecord) error {
 		j.m.Verdicts.WithLabelValues(verdictDuplicate).Inc()
 	default:
 		j.m.Verdicts.WithLabelValues(verdictRecalled).Inc()
+	}
+	return nil
+}
+
+// ErrUnauthorized is returned by CheckAccess when logic refuses the recall
+// secret.
+var ErrUnauthorized = errors.New("moderation: logic refuses the recall secret")
+
+// CheckAccess asks logic whether it takes the recall secret, with a Recall
+// call that names no message: ErrUnauthorized when it does not, nil when it
+// does or the job judges nothing, and the call's error when logic could
+// not be asked.
+func (j *Job) CheckAccess(ctx context.Context) error {
+	if !j.Enabled() {
+		return nil
+	}
+	_, err := j.cfg.Logic.Recall(ctx, &logic.RecallReq{AdminSecret: j.cfg.RecallSecret})
+	switch code, _ := errcode.Of(err); {
+	case code == errcode.Unauthorized:
+		return ErrUnauthorized
+	case code.Retryable():
+		return err
 	}
 	return nil
 }

@@ -218,7 +218,7 @@ func TestRecallOutcomes(t *testing.T) {
 		{errcode.Biz(errcode.Unavailable, "logic down"), func(e error) bool { return e != nil && !job.IsPermanent(e) }, "retryable"},
 		{errors.New("connection refused"), func(e error) bool { return e != nil && !job.IsPermanent(e) }, "retryable"},
 		{errcode.Biz(errcode.ConvNotFound, "gone"), func(e error) bool { return errors.Is(e, job.ErrSkipped) }, "skipped"},
-		{errcode.Biz(errcode.Unauthorized, "bad admin secret"), job.IsPermanent, "permanent"},
+		{errcode.Biz(errcode.Unauthorized, "bad secret"), func(e error) bool { return e != nil && !job.IsPermanent(e) }, "retryable"},
 		{errcode.Biz(errcode.BadField, "no message 7"), job.IsPermanent, "permanent"},
 	} {
 		lg.err = tc.err
@@ -299,5 +299,30 @@ func BenchmarkMatchWords(b *testing.B) {
 		if _, hit := j.matchWords(body); hit {
 			b.Fatal("matched")
 		}
+	}
+}
+
+func TestCheckAccess(t *testing.T) {
+	ctx := context.Background()
+	lg := &recaller{}
+	j, _ := newJob(t, Config{Words: []string{"x"}, Logic: lg, RecallSecret: "s"})
+	lg.err = errcode.Biz(errcode.BadField, "invalid conv_id") // the secret passed
+	if err := j.CheckAccess(ctx); err != nil {
+		t.Fatalf("accepted secret: %v", err)
+	}
+	if len(lg.calls) != 1 || lg.calls[0].AdminSecret != "s" || lg.calls[0].ConvId != "" {
+		t.Fatalf("probe: %+v", lg.calls)
+	}
+	lg.err = errcode.Biz(errcode.Unauthorized, "bad admin secret")
+	if err := j.CheckAccess(ctx); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("refused secret: %v", err)
+	}
+	lg.err = errcode.Biz(errcode.Unavailable, "no logic")
+	if err := j.CheckAccess(ctx); err == nil || errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("logic down: %v", err)
+	}
+	off, _ := newJob(t, Config{})
+	if err := off.CheckAccess(ctx); err != nil {
+		t.Fatalf("no judge: %v", err)
 	}
 }
