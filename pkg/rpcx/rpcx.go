@@ -8,11 +8,13 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cloudwego/kitex/client"
 	"github.com/cloudwego/kitex/pkg/connpool"
+	"github.com/cloudwego/kitex/pkg/discovery"
 	"github.com/cloudwego/kitex/pkg/klog"
 	"github.com/cloudwego/kitex/pkg/registry"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
@@ -129,8 +131,20 @@ func ClientOptions(cfg ClientConfig) ([]client.Option, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd resolver: %w", err)
 	}
-	return append(opts, client.WithResolver(res)), nil
+	return append(opts, client.WithResolver(clusterResolver{res, "etcd:" + strings.Join(cfg.Etcd, ",")})), nil
 }
+
+// clusterResolver names a resolver after its etcd endpoints. Kitex keeps
+// one load balancer per resolver name for the whole process, and
+// registry-etcd calls every resolver "etcd": a second client of another
+// etcd cluster (a test's second run, say) would get the first one's
+// balancer and look its services up in the first cluster.
+type clusterResolver struct {
+	discovery.Resolver
+	name string
+}
+
+func (r clusterResolver) Name() string { return r.name }
 
 // trackedRegistry wraps registry-etcd: it reports the registration, and
 // makes Deregister a no-op when Register never ran (registry-etcd v0.3.0
