@@ -13,10 +13,12 @@
 //     case) is recalled without asking further;
 //   - a webhook: one POST per message (Request), answered with an Answer.
 //
-// Deliveries are at least once, and so is judging: the same message can be
-// judged again after a crash, a rebalance or logic replaying a batch. The
-// webhook gets an Idempotency-Key of "<conv>:<seq>", and a second recall
-// of the same message is answered as a duplicate by logic.
+// Deliveries are at least once, and so is judging: the same message's task
+// can come again after a crash, a rebalance, logic replaying a batch or a
+// client retransmitting the message. A job remembers the messages it judged
+// lately and skips those; beyond that, the webhook gets an Idempotency-Key
+// of "<conv>:<seq>", and a second recall of the same message is answered as
+// a duplicate by logic.
 //
 // A Job is safe for concurrent use.
 package moderation
@@ -119,6 +121,7 @@ type Job struct {
 	words []string
 	hook  *webhook.Client // nil without a URL
 	m     *metrics.Metrics
+	seen  *recent // messages judged lately
 }
 
 var _ job.Handler = (*Job)(nil)
@@ -128,7 +131,7 @@ func New(cfg Config, m *metrics.Metrics) (*Job, error) {
 	if m == nil {
 		return nil, errors.New("moderation: nil metrics")
 	}
-	j := &Job{cfg: cfg, m: m}
+	j := &Job{cfg: cfg, m: m, seen: newRecent(recentCap)}
 	for _, w := range cfg.Words {
 		if w = strings.ToLower(strings.TrimSpace(w)); w != "" {
 			j.words = append(j.words, w)
@@ -203,6 +206,19 @@ func (j *Job) Handle(ctx context.Context, rec *events.TaskRecord) error {
 	if msg.Recalled || msg.ContentType == protocol.ContentTypeRecall {
 		return job.ErrSkipped
 	}
+	key := msg.ConvId + ":" + strconv.FormatInt(msg.Seq, 10)
+	if j.seen.has(key) {
+		return fmt.Errorf("%s judged already: %w", key, job.ErrSkipped)
+	}
+	if err := j.judge(ctx, msg); err != nil {
+		return err
+	}
+	j.seen.add(key)
+	return nil
+}
+
+// judge judges msg and has it recalled if the verdict says so.
+func (j *Job) judge(ctx context.Context, msg *common.Message) error {
 	reason, recall := j.matchWords(msg.Body)
 	if !recall && j.hook != nil {
 		var err error
@@ -286,7 +302,7 @@ func (j *Job) ask(ctx context.Context, msg *common.Message) (string, bool, error
 	if err != nil {
 		return "", false, job.Permanent(fmt.Errorf("encode moderation request: %w", err))
 	}
-	raw, err := j.hook.Post(ctx, body, msg.ConvId+":"+strconv.FormatInt(msg.Seq, 10))
+	raw, err := j.hook.Post(ctx, body, msg.ConvId+":"+strconv.FormatInt(msg.Seq, 10)) // the key of j.seen too
 	if err != nil {
 		return "", false, err
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,9 +84,15 @@ func (j *judge) calls() int {
 	return len(j.bodies)
 }
 
+// lastSeq numbers the messages task makes: 7, 8, 9 ...
+var lastSeq atomic.Int64
+
+func init() { lastSeq.Store(6) }
+
+// task returns the task of a new message with body.
 func task(body string) *events.TaskRecord {
 	return &events.TaskRecord{Kind: events.TaskKind_MODERATE, Moderate: &common.Message{
-		ConvId: "p:alice:bob", Seq: 7, Sender: "alice", Recipient: "bob", ClientMsgId: "c7",
+		ConvId: "p:alice:bob", Seq: lastSeq.Add(1), Sender: "alice", Recipient: "bob", ClientMsgId: "c7",
 		ContentType: "text", Body: body, CreatedAtMs: 1700000000123,
 	}}
 }
@@ -115,10 +122,11 @@ func TestWordList(t *testing.T) {
 	lg := &recaller{}
 	j, m := newJob(t, Config{Words: []string{"  Cheap Pills ", "", "scam"}, URL: srv.URL, Logic: lg, RecallSecret: "adm"})
 	ctx := context.Background()
-	if err := j.Handle(ctx, task("buy CHEAP PILLS now")); err != nil {
+	bad := task("buy CHEAP PILLS now")
+	if err := j.Handle(ctx, bad); err != nil {
 		t.Fatal(err)
 	}
-	if len(lg.calls) != 1 || lg.calls[0].Reason != WordReason || lg.calls[0].ConvId != "p:alice:bob" || lg.calls[0].Seq != 7 ||
+	if len(lg.calls) != 1 || lg.calls[0].Reason != WordReason || lg.calls[0].ConvId != "p:alice:bob" || lg.calls[0].Seq != bad.Moderate.Seq ||
 		lg.calls[0].AdminSecret != "adm" || lg.calls[0].WaitMs <= 0 {
 		t.Fatalf("recall calls: %+v", lg.calls)
 	}
@@ -142,18 +150,20 @@ func TestWebhookVerdicts(t *testing.T) {
 	ctx := context.Background()
 
 	hook.set(http.StatusOK, `{"action":"recall","reason":"harassment"}`)
-	if err := j.Handle(ctx, task("you again")); err != nil {
+	first := task("you again")
+	seq := first.Moderate.Seq
+	if err := j.Handle(ctx, first); err != nil {
 		t.Fatal(err)
 	}
 	if len(lg.calls) != 1 || lg.calls[0].Reason != "harassment" {
 		t.Fatalf("recall calls: %+v", lg.calls)
 	}
 	got, h := hook.bodies[0], hook.headers[0]
-	want := Request{Conv: "p:alice:bob", Seq: 7, From: "alice", To: "bob", CMID: "c7", ContentType: "text", Body: "you again", TS: 1700000000123}
+	want := Request{Conv: "p:alice:bob", Seq: seq, From: "alice", To: "bob", CMID: "c7", ContentType: "text", Body: "you again", TS: 1700000000123}
 	if got != want {
 		t.Fatalf("webhook request %+v, want %+v", got, want)
 	}
-	if h.Get(webhook.HeaderIdempotencyKey) != "p:alice:bob:7" || h.Get(webhook.HeaderSignature) == "" {
+	if h.Get(webhook.HeaderIdempotencyKey) != fmt.Sprintf("p:alice:bob:%d", seq) || h.Get(webhook.HeaderSignature) == "" {
 		t.Fatalf("headers: %v", h)
 	}
 
@@ -324,5 +334,40 @@ func TestCheckAccess(t *testing.T) {
 	off, _ := newJob(t, Config{})
 	if err := off.CheckAccess(ctx); err != nil {
 		t.Fatalf("no judge: %v", err)
+	}
+}
+
+// A message judged once is not judged again by the same job (its task
+// comes again when the message is pushed again as stored), unless the
+// judging failed; the memory is bounded.
+func TestRepeatsNotJudgedTwice(t *testing.T) {
+	hook := &judge{status: http.StatusServiceUnavailable}
+	srv := httptest.NewServer(hook)
+	defer srv.Close()
+	lg := &recaller{}
+	j, _ := newJob(t, Config{URL: srv.URL, Logic: lg, RecallSecret: "s"})
+	ctx := context.Background()
+	rec := task("hello")
+	if err := j.Handle(ctx, rec); err == nil || job.IsPermanent(err) {
+		t.Fatalf("judge down: %v", err)
+	}
+	hook.set(http.StatusOK, `{"action":"allow"}`)
+	for i, want := range []error{nil, job.ErrSkipped, job.ErrSkipped} {
+		if err := j.Handle(ctx, rec); !errors.Is(err, want) && (want != nil || err != nil) {
+			t.Fatalf("attempt %d: %v, want %v", i, err, want)
+		}
+	}
+	if hook.calls() != 2 {
+		t.Fatalf("%d webhook calls, want 2 (the failed one and the first that worked)", hook.calls())
+	}
+
+	r := newRecent(3)
+	for _, k := range []string{"a", "b", "c", "a", "d"} {
+		r.add(k)
+	}
+	for k, want := range map[string]bool{"a": false, "b": true, "c": true, "d": true} {
+		if r.has(k) != want {
+			t.Errorf("after a, b, c, a, d with room for 3: has(%q) = %v", k, !want)
+		}
 	}
 }
