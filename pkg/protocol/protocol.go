@@ -9,6 +9,7 @@ package protocol
 import (
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // WebSocket subprotocols a client may ask for in Sec-WebSocket-Protocol.
@@ -103,11 +104,13 @@ const (
 // may not use it, so theirs never collide with those.
 const ReservedCMIDPrefix = "gochat."
 
+// ReservedCMID reports whether cmid starts with ReservedCMIDPrefix.
+func ReservedCMID(cmid string) bool { return strings.HasPrefix(cmid, ReservedCMIDPrefix) }
+
 // ValidClientMsgID reports whether a sender may give cmid as a client
-// message id: 1 to MaxClientMsgIDLen bytes, not starting with
-// ReservedCMIDPrefix.
+// message id: 1 to MaxClientMsgIDLen bytes, not ReservedCMID.
 func ValidClientMsgID(cmid string) bool {
-	return len(cmid) > 0 && len(cmid) <= MaxClientMsgIDLen && !strings.HasPrefix(cmid, ReservedCMIDPrefix)
+	return len(cmid) > 0 && len(cmid) <= MaxClientMsgIDLen && !ReservedCMID(cmid)
 }
 
 // OperatorRecallCMID is the client message id of the operator's recall of
@@ -115,6 +118,19 @@ func ValidClientMsgID(cmid string) bool {
 // recalling it again is answered as a duplicate.
 func OperatorRecallCMID(seq int64) string {
 	return ReservedCMIDPrefix + "recall:" + strconv.FormatInt(seq, 10)
+}
+
+// CutUTF8 returns s cut to at most n bytes at a character boundary (s
+// itself when it is no longer), for text such as message bodies that is
+// valid UTF-8.
+func CutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // MaxRecallReason is the longest reason, in bytes, the operator may give

@@ -71,10 +71,10 @@ func (h *Handler) Recall(ctx context.Context, req *logic.RecallReq) (*logic.Reca
 		return operatorEvent(rec, ev, dup)
 	}
 	// Ours may have been stored since the last poll (before the group was
-	// dissolved, say, or just before the wait ran out).
-	if resp, lerr := h.recalledBefore(ctx, rec, false); lerr == nil && !resp.AlreadyRecalled {
-		return resp, nil
-	} else if lerr == nil && errors.Is(err, errRecalledBefore) {
+	// dissolved, say, or just before the wait ran out); without it, the
+	// sender's own recall is an answer, any other end of the wait is not.
+	resp, lerr := h.recalledBefore(ctx, rec, false)
+	if lerr == nil && (!resp.AlreadyRecalled || errors.Is(err, errRecalledBefore)) {
 		return resp, nil
 	}
 	return nil, err

@@ -31,7 +31,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
@@ -228,7 +227,7 @@ func (p *Processor) validate(it *item) {
 	case r.ByOperator && r.ClientMsgId != protocol.OperatorRecallCMID(r.Seq):
 		it.fail(errcode.BadField, "the operator's recall of message %d has cmid %s", r.Seq, protocol.OperatorRecallCMID(r.Seq))
 		return
-	case it.appends() && !r.ByOperator && strings.HasPrefix(r.ClientMsgId, protocol.ReservedCMIDPrefix):
+	case it.appends() && !r.ByOperator && protocol.ReservedCMID(r.ClientMsgId):
 		it.fail(errcode.BadField, "cmids starting with %s are reserved", protocol.ReservedCMIDPrefix)
 		return
 	}
@@ -370,16 +369,8 @@ func (p *Processor) append(ctx context.Context, items []*item, uids []string) (u
 	return p.router.Live(resp.Routes), true, nil
 }
 
-func preview(s string) string {
-	if len(s) <= previewLen {
-		return s
-	}
-	s = s[:previewLen]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s
-}
+// preview is the start of a body an offline-push task carries.
+func preview(s string) string { return protocol.CutUTF8(s, previewLen) }
 
 func uniq(s []string) []string {
 	seen := make(map[string]struct{}, len(s))

@@ -206,23 +206,25 @@ func (j *Job) Handle(ctx context.Context, rec *events.TaskRecord) error {
 	if msg.Recalled || msg.ContentType == protocol.ContentTypeRecall {
 		return job.ErrSkipped
 	}
+	// The message's key: in j.seen, and the webhook's Idempotency-Key.
 	key := msg.ConvId + ":" + strconv.FormatInt(msg.Seq, 10)
 	if j.seen.has(key) {
 		return fmt.Errorf("%s judged already: %w", key, job.ErrSkipped)
 	}
-	if err := j.judge(ctx, msg); err != nil {
+	if err := j.judge(ctx, msg, key); err != nil {
 		return err
 	}
 	j.seen.add(key)
 	return nil
 }
 
-// judge judges msg and has it recalled if the verdict says so.
-func (j *Job) judge(ctx context.Context, msg *common.Message) error {
+// judge judges msg, whose key is key, and has it recalled if the verdict
+// says so.
+func (j *Job) judge(ctx context.Context, msg *common.Message, key string) error {
 	reason, recall := j.matchWords(msg.Body)
 	if !recall && j.hook != nil {
 		var err error
-		if reason, recall, err = j.ask(ctx, msg); err != nil {
+		if reason, recall, err = j.ask(ctx, msg, key); err != nil {
 			return err
 		}
 	}
@@ -295,14 +297,15 @@ func (j *Job) matchWords(body string) (string, bool) {
 	return "", false
 }
 
-// ask posts msg to the webhook and reads its Answer.
-func (j *Job) ask(ctx context.Context, msg *common.Message) (string, bool, error) {
+// ask posts msg to the webhook, with key as its Idempotency-Key, and reads
+// its Answer.
+func (j *Job) ask(ctx context.Context, msg *common.Message, key string) (string, bool, error) {
 	body, err := json.Marshal(Request{Conv: msg.ConvId, Seq: msg.Seq, From: msg.Sender, To: msg.Recipient, CMID: msg.ClientMsgId,
 		ContentType: msg.ContentType, Body: msg.Body, TS: msg.CreatedAtMs})
 	if err != nil {
 		return "", false, job.Permanent(fmt.Errorf("encode moderation request: %w", err))
 	}
-	raw, err := j.hook.Post(ctx, body, msg.ConvId+":"+strconv.FormatInt(msg.Seq, 10)) // the key of j.seen too
+	raw, err := j.hook.Post(ctx, body, key)
 	if err != nil {
 		return "", false, err
 	}
@@ -331,14 +334,7 @@ func cutReason(reason string) string {
 	if reason == "" {
 		return DefaultReason
 	}
-	if len(reason) <= protocol.MaxRecallReason {
-		return reason
-	}
-	n := protocol.MaxRecallReason
-	for n > 0 && !utf8.RuneStart(reason[n]) {
-		n--
-	}
-	return reason[:n]
+	return protocol.CutUTF8(reason, protocol.MaxRecallReason)
 }
 
 func clip(b []byte) []byte {

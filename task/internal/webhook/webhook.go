@@ -64,10 +64,13 @@ type Client struct {
 }
 
 // maxErrBody is how much of an error answer is kept in the error message;
-// MaxAnswer is the most of a successful answer Post returns.
+// MaxAnswer is the most of a successful answer Post returns; maxDrain is
+// how much of an answer nobody reads is read and dropped, so the
+// connection can serve the next call.
 const (
 	maxErrBody = 256
 	MaxAnswer  = 64 << 10
+	maxDrain   = 64 << 10
 )
 
 // New checks cfg and returns a Client.
@@ -136,18 +139,18 @@ func (c *Client) Post(ctx context.Context, body []byte, idempotencyKey string) (
 		return nil, fmt.Errorf("webhook post: %w", err)
 	}
 	code := resp.StatusCode
-	if code >= 200 && code < 300 && !c.cfg.KeepAnswer {
+	defer func() {
+		_ = resp.Body.Close()
+		c.observe(statusClass(code), start)
+	}()
+	switch {
+	case code >= 200 && code < 300 && !c.cfg.KeepAnswer:
 		// Read (a bounded amount of) the body so the connection can be
 		// reused; what it says does not matter.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		_ = resp.Body.Close()
-		c.observe(statusClass(code), start)
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 		return nil, nil
-	}
-	if code >= 200 && code < 300 {
+	case code >= 200 && code < 300:
 		answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
-		_ = resp.Body.Close()
-		c.observe(statusClass(code), start)
 		switch {
 		case err != nil:
 			return nil, fmt.Errorf("webhook answer: %w", err)
@@ -159,9 +162,7 @@ func (c *Client) Post(ctx context.Context, body []byte, idempotencyKey string) (
 	// Read (a bounded amount of) the body so the connection can be reused.
 	var snippet bytes.Buffer
 	_, _ = io.Copy(&snippet, io.LimitReader(resp.Body, maxErrBody))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	_ = resp.Body.Close()
-	c.observe(statusClass(code), start)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 
 	err = fmt.Errorf("webhook answered %d: %q", code, snippet.Bytes())
 	switch {
