@@ -54,8 +54,18 @@ func isConsumerOnly(k string) bool {
 
 func (c Common) base(producer bool) kafka.ConfigMap {
 	m := kafka.ConfigMap{
-		"bootstrap.servers":                  c.Brokers,
-		"socket.keepalive.enable":            true,
+		"bootstrap.servers":       c.Brokers,
+		"socket.keepalive.enable": true,
+		// librdkafka leaves Nagle's algorithm on by default: a request
+		// written while an earlier one on the same connection is not yet
+		// acknowledged by TCP waits for that acknowledgement. A producer
+		// keeps up to five requests in flight and a consumer writes commits
+		// and heartbeats beside its long-polling fetch, so with Nagle a
+		// message can wait a round trip (or a delayed ACK) in the kernel.
+		// Every other GoChat connection (Kitex, Redis, WebSocket) already
+		// sets TCP_NODELAY. The producer's 1 ms linger (ProducerConfig)
+		// is what batches small messages.
+		"socket.nagle.disable":               true,
 		"topic.metadata.refresh.interval.ms": 10000,
 	}
 	for k, v := range c.Extra {

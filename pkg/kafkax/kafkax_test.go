@@ -28,7 +28,13 @@ func TestConfigSplit(t *testing.T) {
 	if p := (Common{Brokers: "127.0.0.1:9092", Extra: extra}).ProducerConfig(); p["go.events.channel.size"] != "50000" {
 		t.Errorf("an operator's go.events.channel.size was not kept: %v", p["go.events.channel.size"])
 	}
+	if p["socket.nagle.disable"] != true {
+		t.Errorf("producer config: Nagle not disabled: %v", p["socket.nagle.disable"])
+	}
 	cc := c.ConsumerConfig("g")
+	if cc["socket.nagle.disable"] != true {
+		t.Errorf("consumer config: Nagle not disabled: %v", cc["socket.nagle.disable"])
+	}
 	if cc["heartbeat.interval.ms"] != "300" || cc["group.id"] != "g" || cc["enable.auto.offset.store"] != false {
 		t.Errorf("consumer config: %v", cc)
 	}
