@@ -41,6 +41,11 @@ struct AppendResult {
     5: string error_message
 }
 
+// MAX_BATCH is the most items, users, uids or routes one call may carry;
+// dataproxy refuses a longer list with BadRequest. Callers that batch
+// (logic's -max-batch) stay within it.
+const i32 MAX_BATCH = 1000
+
 // AppendMessages stores the valid items in order in one transaction per
 // database, all or none of a database's items (a call spanning databases
 // that fails may have stored some: retry it with the same client message

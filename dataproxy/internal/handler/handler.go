@@ -62,7 +62,9 @@ type Inbox interface {
 
 // Defaults and limits of a call.
 const (
-	DefaultMaxBatch = 1000
+	// DefaultMaxBatch is the most items, users, uids or routes one call
+	// may carry, as the IDL promises callers.
+	DefaultMaxBatch = dataproxy.MAX_BATCH
 	// DefaultMaxRequestBytes bounds the bytes of the messages of one
 	// AppendMessages call.
 	DefaultMaxRequestBytes = 64 << 20

@@ -8,6 +8,10 @@ import (
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 )
 
+const (
+	MAX_BATCH = 1000
+)
+
 type AppendItem struct {
 	ConvId         string `thrift:"conv_id,1" frugal:"1,default,string" json:"conv_id"`
 	Sender         string `thrift:"sender,2" frugal:"2,default,string" json:"sender"`

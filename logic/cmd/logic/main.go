@@ -65,7 +65,7 @@ func main() {
 	fs.DurationVar(&o.tokenTTL, "token-ttl", 24*time.Hour, "default lifetime of issued tokens")
 	fs.DurationVar(&o.routeTTL, "route-ttl", 10*time.Minute, "lifetime of a route in Redis unless the gateway refreshes it")
 	fs.StringVar(&o.group, "consumer-group", "gochat.logic", "Kafka consumer group of the upstream topic")
-	fs.IntVar(&o.maxBatch, "max-batch", 256, "most upstream records persisted in one dataproxy call")
+	fs.IntVar(&o.maxBatch, "max-batch", 256, "most upstream records persisted in one dataproxy call (at most 1000, what dataproxy takes)")
 	fs.IntVar(&o.workers, "workers", 4, "upstream batches prepared at once (each partition always on the same worker)")
 	fs.IntVar(&o.maxInflight, "max-inflight", 8, "batches per worker whose outputs Kafka has not acknowledged yet")
 	fs.IntVar(&o.upPartitions, "up-partitions", 16, "partitions of the upstream topic when logic creates it")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/pkg/kafkax"
 )
 
@@ -16,7 +17,8 @@ import (
 type ConsumerConfig struct {
 	Kafka kafkax.Common
 	Group string
-	// MaxBatch caps the records handled together (one dataproxy call).
+	// MaxBatch caps the records handled together (one dataproxy call), at
+	// most dataproxy.MAX_BATCH, the most items dataproxy takes per call.
 	MaxBatch int
 	// Workers is how many batches are prepared at once; each upstream
 	// partition always goes to the same worker, so its records stay in
@@ -44,6 +46,11 @@ type Consumer struct {
 func NewConsumer(cfg ConsumerConfig, proc *Processor, prod AsyncProducer, log *slog.Logger) (*Consumer, error) {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 256
+	}
+	if cfg.MaxBatch > dataproxy.MAX_BATCH {
+		// dataproxy would refuse every full batch whole, and logic would
+		// answer each of its sends with an error.
+		return nil, fmt.Errorf("max batch %d: dataproxy takes at most %d messages in one call", cfg.MaxBatch, dataproxy.MAX_BATCH)
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 4

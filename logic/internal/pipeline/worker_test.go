@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -344,5 +345,14 @@ func TestDrainReportsOnlyUnfinishedWork(t *testing.T) {
 	prod.release(1)
 	if !w.drain(context.Background()) {
 		t.Fatal("drain failed after every output was delivered")
+	}
+}
+
+// A batch larger than dataproxy takes in one call would be refused whole,
+// and every send in it answered with an error: the consumer refuses to start.
+func TestNewConsumerRefusesBatchOverDataproxyLimit(t *testing.T) {
+	_, err := NewConsumer(ConsumerConfig{MaxBatch: dataproxy.MAX_BATCH + 1}, nil, nil, slog.Default())
+	if err == nil || !strings.Contains(err.Error(), "at most 1000") {
+		t.Fatalf("NewConsumer with MaxBatch %d: %v, want a refusal naming the limit", dataproxy.MAX_BATCH+1, err)
 	}
 }

@@ -73,9 +73,9 @@ func (r *Router) Lookup(ctx context.Context, uids []string) (map[string][]*commo
 	return r.Live(routes), nil
 }
 
-// MaxLookup is the most users one GetRoutes call names, well
-// under what dataproxy accepts in one call (its -max-batch, 1000 by
-// default): a large batch of sends between distinct users takes several.
+// MaxLookup is the most users one GetRoutes call names, well under what
+// dataproxy accepts in one call (dataproxy.MAX_BATCH): a large batch of
+// sends between distinct users takes several.
 const MaxLookup = 500
 
 // Live groups routes by user, leaving out those of gateways that are not

@@ -82,7 +82,7 @@ func (c *Cache) Existing(ctx context.Context, uids []string) (map[string]bool, e
 }
 
 // maxLookup is the most users one GetUsers call names, well under what
-// dataproxy accepts in one call (its -max-batch, 1000 by default).
+// dataproxy accepts in one call (dataproxy.MAX_BATCH).
 const maxLookup = 500
 
 func dedupe(s []string) []string {
