@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -70,16 +71,34 @@ type msgRow struct {
 // Retransmissions are rare, so the messages are first inserted on the
 // assumption that none of them is stored yet: the unique key on (conv_id,
 // sender, client_msg_id) refuses the statement if one is. Only then are the
-// stored ones looked up, the statements undone to a savepoint and the
-// messages numbered again without them. (A conversation that had no
-// message when it was locked cannot hold a duplicate, and no other
-// transaction can add one while it is locked.)
+// stored ones looked up and the messages numbered again without them. On
+// MySQL the statements are undone to a savepoint; on SQLite the refused
+// statement has rolled the whole transaction back (see
+// dialect.conflictRollsBack) and it runs again, looking up every message
+// first. (A conversation that had no message when it was locked cannot
+// hold a duplicate, and no other transaction can add one while it is
+// locked.)
 func (d *shardDB) appendTx(ctx context.Context, reqs []*appendReq) error {
 	if d.testFail != nil {
 		if err := d.testFail(reqs); err != nil {
 			return err
 		}
 	}
+	err := d.appendTxOnce(ctx, reqs, false)
+	if errors.Is(err, errLookUpFirst) {
+		d.stats.dedupLookups.Add(1)
+		err = d.appendTxOnce(ctx, reqs, true)
+	}
+	return err
+}
+
+// errLookUpFirst: the transaction was rolled back by a duplicate and must
+// run again with every message looked up before it is inserted.
+var errLookUpFirst = errors.New("store: a message of the batch is stored already")
+
+// appendTxOnce runs the append transaction; lookUp looks up every message
+// of a conversation that has any before inserting.
+func (d *shardDB) appendTxOnce(ctx context.Context, reqs []*appendReq, lookUp bool) error {
 	tx, err := d.w.BeginTx(ctx, d.d.txOptions)
 	if err != nil {
 		return err
@@ -126,12 +145,27 @@ func (d *shardDB) appendTx(ctx context.Context, reqs []*appendReq) error {
 	// Items that may be refused are looked up first: if one is a
 	// retransmission it must get its original answer, not the refusal.
 	var stored map[dedupKey]AppendResult
-	if oldConv && chk.mayRefuse(reqs, convs) {
+	switch {
+	case oldConv && lookUp:
+		if stored, err = d.findStored(ctx, tx, reqs, convs, nil); err != nil {
+			return err
+		}
+	case oldConv && chk.mayRefuse(reqs, convs):
 		if stored, err = d.findStored(ctx, tx, reqs, convs, func(it *AppendItem) bool { return chk.refusable(it, convs[it.ConvID]) }); err != nil {
 			return err
 		}
 	}
 	inserts, marks := number(reqs, convs, stored, len(d.t), chk)
+	if d.d.conflictRollsBack {
+		err = d.insertMessages(ctx, tx, inserts)
+		if err != nil && oldConv && !lookUp && d.d.duplicate(err) {
+			return errLookUpFirst
+		}
+		if err != nil {
+			return err
+		}
+		return d.finishAppend(ctx, tx, reqs, convs, perTable, marks)
+	}
 	// A refused statement changes nothing, so one INSERT needs no
 	// savepoint to be undone; several do.
 	savepoint := oldConv && d.insertStatements(inserts) > 1
@@ -158,6 +192,12 @@ func (d *shardDB) appendTx(ctx context.Context, reqs []*appendReq) error {
 	if err != nil {
 		return err
 	}
+	return d.finishAppend(ctx, tx, reqs, convs, perTable, marks)
+}
+
+// finishAppend writes what follows the messages of an append (recall
+// marks, the conversations' last seqs, the senders' cursors) and commits.
+func (d *shardDB) finishAppend(ctx context.Context, tx *sql.Tx, reqs []*appendReq, convs map[string]*convState, perTable [][]string, marks []recallMark) error {
 	if err := d.markRecalled(ctx, tx, marks); err != nil {
 		return err
 	}

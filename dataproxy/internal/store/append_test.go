@@ -10,8 +10,9 @@ import (
 
 // A retransmission inside a batch that needs several INSERT statements
 // (more rows than one statement takes, in two tables) is found after the
-// first attempt is refused, undone to the savepoint, and numbered again:
-// no gap, no second copy.
+// first attempt is refused (on SQLite the transaction rolls back and runs
+// again, looking every message up first) and numbered again: no gap, no
+// second copy.
 func TestRetransmissionInLongBatch(t *testing.T) {
 	s := newTestStore(t, SQLiteConfig{Options: Options{Tables: 2}})
 	ctx := context.Background()
@@ -89,5 +90,63 @@ func TestInsertStatementsBySize(t *testing.T) {
 	one := []msgRow{{it: &AppendItem{Body: string(make([]byte, 50_000))}}}
 	if n := d.insertStatements([][]msgRow{one, rows[:1]}); n != 2 {
 		t.Fatalf("an oversized row: %d statements, want 2 (one each)", n)
+	}
+}
+
+// On SQLite a refused INSERT rolls the whole transaction back, with what
+// it wrote before the messages (a new conversation, both users' list rows);
+// the second run writes them again, and the senders' cursors once.
+func TestRetransmissionRedoesWholeTransaction(t *testing.T) {
+	s := newTestStore(t, SQLiteConfig{})
+	ctx := context.Background()
+	appendOne(t, s, "alice", "bob", "old")
+	items := []AppendItem{
+		item("alice", "carol", "c1"), // a new conversation
+		item("alice", "bob", "b2"),
+		item("alice", "bob", "old"), // a retransmission
+		item("alice", "bob", "b3"),
+	}
+	res, err := s.AppendMessages(ctx, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.DedupLookups != 1 {
+		t.Fatalf("%d dedup lookups, want 1 (the insert refused once)", st.DedupLookups)
+	}
+	want := []AppendResult{{Seq: 1}, {Seq: 2}, {Seq: 1, Duplicate: true}, {Seq: 3}}
+	for i, r := range res {
+		if r.Seq != want[i].Seq || r.Duplicate != want[i].Duplicate || r.ErrorCode != 0 {
+			t.Fatalf("item %d: %+v, want %+v", i, r, want[i])
+		}
+	}
+	list, err := s.ListConversations(ctx, "alice", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Conversation{}
+	for _, c := range list {
+		got[c.Peer] = c
+	}
+	if len(list) != 2 || got["carol"].LastSeq != 1 || got["bob"].LastSeq != 3 {
+		t.Fatalf("alice's list: %+v", list)
+	}
+	if c := got["bob"]; c.ReadSeq != 3 || c.DeliveredSeq != 3 || c.Unread != 0 {
+		t.Fatalf("alice's cursors in the conversation with bob: %+v", c)
+	}
+	carol, err := s.ListConversations(ctx, "carol", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(carol) != 1 || carol[0].Peer != "alice" || carol[0].Unread != 1 {
+		t.Fatalf("carol's list: %+v", carol)
+	}
+	for conv, n := range map[string]int{ids.P2P("alice", "bob"): 3, ids.P2P("alice", "carol"): 1} {
+		got, err := s.SyncMessages(ctx, conv, 0, MaxSyncLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Messages) != n {
+			t.Fatalf("%s holds %d messages, want %d", conv, len(got.Messages), n)
+		}
 	}
 }
