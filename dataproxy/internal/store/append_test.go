@@ -150,3 +150,125 @@ func TestRetransmissionRedoesWholeTransaction(t *testing.T) {
 		}
 	}
 }
+
+// A retransmission inside a batch merged from several calls rolls the
+// whole SQLite transaction back and it runs again: every call gets the
+// answer it would get alone, with a new conversation, a recall of a message
+// whose seq is only known after the retransmission is found, an
+// UpdateCursors call, a group message with its membership check and a call
+// that only creates a conversation in the same batch.
+func TestRetransmissionRedoInMergedBatch(t *testing.T) {
+	s := newTestStore(t, SQLiteConfig{})
+	ctx := context.Background()
+	if _, err := s.UpsertUsers(ctx, []User{{UID: "alice"}, {UID: "bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateGroup(ctx, Group{ID: "team", Owner: "alice"}, []string{"alice", "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	gconv := "g:team"
+	gitem := func(from, cmid string) AppendItem {
+		return AppendItem{ConvID: gconv, Sender: from, ClientMsgID: cmid, Body: cmid}
+	}
+	appendOne(t, s, "alice", "bob", "old") // seq 1
+	appendOne(t, s, "alice", "bob", "x")   // seq 2
+	if r, err := s.AppendMessages(ctx, []AppendItem{gitem("alice", "g1")}); err != nil || r[0].Seq != 1 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	base := s.Stats()
+
+	d := s.dbs[0]
+	g := holdWriter(d, nil)
+	first := goAppend(ctx, s, item("alice", "zed", "first"))
+	<-g.entered
+	a := goAppend(ctx, s, item("alice", "bob", "old"), item("alice", "bob", "new1"))
+	waitQueued(t, d, 1)
+	rc := item("alice", "bob", "r1")
+	rc.RecallSeq, rc.RecallWindowMs, rc.Body = 3, 1<<40, ""
+	b := goAppend(ctx, s, rc, item("alice", "carol", "c1"))
+	waitQueued(t, d, 2)
+	cur := make(chan call, 1)
+	go func() {
+		_, err := s.UpdateCursors(ctx, []CursorUpdate{{UID: "bob", ConvID: ids.P2P("alice", "bob"), DeliveredSeq: 2, ReadSeq: 2}})
+		cur <- call{nil, err}
+	}()
+	waitQueued(t, d, 3)
+	gc := goAppend(ctx, s, gitem("bob", "g2"), gitem("alice", "g1"))
+	waitQueued(t, d, 4)
+	e := goAppend(ctx, s, item("dave", "erin", "d1"))
+	waitQueued(t, d, 5)
+	close(g.release)
+
+	if c := <-first; c.err != nil || c.res[0].Seq != 1 {
+		t.Fatalf("first: %+v", c)
+	}
+	check := func(name string, ch <-chan call, want []AppendResult) {
+		t.Helper()
+		c := <-ch
+		if c.err != nil {
+			t.Fatalf("%s: %v", name, c.err)
+		}
+		for i, r := range c.res {
+			if r.Seq != want[i].Seq || r.Duplicate != want[i].Duplicate || r.ErrorCode != 0 {
+				t.Fatalf("%s item %d: %+v, want %+v", name, i, r, want[i])
+			}
+		}
+	}
+	check("A", a, []AppendResult{{Seq: 1, Duplicate: true}, {Seq: 3}})
+	check("B", b, []AppendResult{{Seq: 4}, {Seq: 1}})
+	if c := <-cur; c.err != nil {
+		t.Fatal(c.err)
+	}
+	check("group", gc, []AppendResult{{Seq: 2}, {Seq: 1, Duplicate: true}})
+	check("E", e, []AppendResult{{Seq: 1}})
+
+	st := s.Stats()
+	if n := st.DedupLookups - base.DedupLookups; n != 1 {
+		t.Fatalf("%d dedup lookups", n)
+	}
+	if n := st.Splits - base.Splits; n != 0 {
+		t.Fatalf("%d splits", n)
+	}
+	if n := st.Commits - base.Commits; n != 2 {
+		t.Fatalf("%d commits, want 2", n)
+	}
+	got, err := s.SyncMessages(ctx, ids.P2P("alice", "bob"), 0, MaxSyncLimit)
+	if err != nil || len(got.Messages) != 4 {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if m := got.Messages[2]; m.ClientMsgID != "new1" || !m.Recalled || m.Body != "" {
+		t.Fatalf("seq 3: %+v", m)
+	}
+	if m := got.Messages[0]; m.Recalled || m.Body != "old" {
+		t.Fatalf("seq 1: %+v", m)
+	}
+	gm, err := s.SyncMessages(ctx, gconv, 0, MaxSyncLimit)
+	if err != nil || len(gm.Messages) != 2 {
+		t.Fatalf("group: %+v %v", gm, err)
+	}
+	for uid, want := range map[string]map[string][3]int64{ // peer -> last, read, unread
+		"alice": {"bob": {4, 4, 0}, "carol": {1, 1, 0}, "zed": {1, 1, 0}},
+		"bob":   {"alice": {4, 2, 2}},
+		"carol": {"alice": {1, 0, 1}},
+		"erin":  {"dave": {1, 0, 1}},
+		"dave":  {"erin": {1, 1, 0}},
+	} {
+		list, err := s.ListConversations(ctx, uid, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range list {
+			if c.Kind != ids.KindP2P {
+				continue
+			}
+			w, ok := want[c.Peer]
+			if !ok || c.LastSeq != w[0] || c.ReadSeq != w[1] || c.Unread != w[2] {
+				t.Fatalf("%s's row for %s: %+v, want %v", uid, c.Peer, c, w)
+			}
+			delete(want, c.Peer)
+		}
+		if len(want) != 0 {
+			t.Fatalf("%s misses %v", uid, want)
+		}
+	}
+}

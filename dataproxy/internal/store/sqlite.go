@@ -133,9 +133,10 @@ func openSQLiteFile(abs, sync string, cfg SQLiteConfig) (w, r *sql.DB, err error
 	}
 	// The writer sets WAL first: journal_mode is stored in the file, and the
 	// readers must find it set.
-	// Statement and savepoint journals in memory: an append writes through
-	// both (its multi-row INSERTs may fail half-way, and it may keep a
-	// savepoint), and files for them cost a write per page. A 32 MiB page
+	// Statement journals in memory: the multi-row INSERTs of new
+	// conversations and list rows may fail half-way, and a file for the
+	// journal would cost a write per page. (The append's messages and
+	// cursors need none: see dialect.conflictRollsBack.) A 32 MiB page
 	// cache (the default is 2 MiB) keeps the indexes of busy conversations
 	// in memory. A checkpoint every 8192 WAL pages (32 MiB; the default is
 	// 1000) rather than after nearly every large batch: a page that many
