@@ -87,7 +87,11 @@ func newTableSQL(l Layout, d dialect, t int) tableSQL {
 	ts.insIndex = rowSQL{head: "INSERT INTO " + ts.uconvs + " (uid, conv_id, kind, peer, created_at_ms) VALUES ", tuple: "(?, ?, ?, ?, ?)", tail: d.keepTail("uid")}
 	ts.insConv = rowSQL{head: "INSERT INTO " + ts.convs + " (conv_id, kind, last_seq, created_at_ms, updated_at_ms) VALUES ", tuple: "(?, ?, 0, ?, 0)",
 		tail: d.keepTail("conv_id")}
-	ts.insMsg = rowSQL{head: d.insert + ts.msgs + " (conv_id, seq, sender, recipient, client_msg_id, content_type, body, created_at_ms, recalled, ref_seq) VALUES ",
+	insMsg := "INSERT INTO "
+	if d.conflictRollsBack {
+		insMsg = "INSERT OR ROLLBACK INTO "
+	}
+	ts.insMsg = rowSQL{head: insMsg + ts.msgs + " (conv_id, seq, sender, recipient, client_msg_id, content_type, body, created_at_ms, recalled, ref_seq) VALUES ",
 		tuple: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"}
 	ts.saveConv = d.saveSeqs(ts.convs)
 	ts.lockConv = keySQL{"SELECT conv_id, last_seq, updated_at_ms FROM " + ts.convs + " WHERE ", d.lockSuffix, inList("conv_id")}

@@ -76,8 +76,6 @@ type dialect struct {
 	// statement that rolls back the whole transaction on a conflict needs
 	// no journal.
 	conflictRollsBack bool
-	// insert begins the statement that inserts messages.
-	insert string
 
 	// lockMigrations returns 1 once this session holds the migration lock of
 	// the current database (empty: not needed).
@@ -122,7 +120,6 @@ var sqliteDialect = dialect{
 	cursorsInCommit:   true,
 	prepareWrites:     true,
 	conflictRollsBack: true,
-	insert:            "INSERT OR ROLLBACK INTO ",
 	retryable:         func(error) bool { return false },
 	applied:           func(error) bool { return false },
 	greatest:          "MAX",
@@ -143,7 +140,6 @@ var mysqlDialect = dialect{
 		return errors.As(err, &me) && me.Number == 1062 // ER_DUP_ENTRY
 	},
 	lockSuffix: " FOR UPDATE",
-	insert:     "INSERT INTO ",
 	keepTail:   func(col string) string { return " ON DUPLICATE KEY UPDATE " + col + " = " + col },
 	// A UNION ALL derived table: MariaDB and MySQL spell a VALUES table
 	// differently.
