@@ -113,12 +113,7 @@ func TestRetransmissionRedoesWholeTransaction(t *testing.T) {
 	if st := s.Stats(); st.DedupLookups != 1 {
 		t.Fatalf("%d dedup lookups, want 1 (the insert refused once)", st.DedupLookups)
 	}
-	want := []AppendResult{{Seq: 1}, {Seq: 2}, {Seq: 1, Duplicate: true}, {Seq: 3}}
-	for i, r := range res {
-		if r.Seq != want[i].Seq || r.Duplicate != want[i].Duplicate || r.ErrorCode != 0 {
-			t.Fatalf("item %d: %+v, want %+v", i, r, want[i])
-		}
-	}
+	wantResults(t, "the batch", res, []AppendResult{{Seq: 1}, {Seq: 2}, {Seq: 1, Duplicate: true}, {Seq: 3}})
 	list, err := s.ListConversations(ctx, "alice", 10)
 	if err != nil {
 		t.Fatal(err)
@@ -208,11 +203,7 @@ func TestRetransmissionRedoInMergedBatch(t *testing.T) {
 		if c.err != nil {
 			t.Fatalf("%s: %v", name, c.err)
 		}
-		for i, r := range c.res {
-			if r.Seq != want[i].Seq || r.Duplicate != want[i].Duplicate || r.ErrorCode != 0 {
-				t.Fatalf("%s item %d: %+v, want %+v", name, i, r, want[i])
-			}
-		}
+		wantResults(t, name, c.res, want)
 	}
 	check("A", a, []AppendResult{{Seq: 1, Duplicate: true}, {Seq: 3}})
 	check("B", b, []AppendResult{{Seq: 4}, {Seq: 1}})
@@ -269,6 +260,20 @@ func TestRetransmissionRedoInMergedBatch(t *testing.T) {
 		}
 		if len(want) != 0 {
 			t.Fatalf("%s misses %v", uid, want)
+		}
+	}
+}
+
+// wantResults fails t unless res holds, item by item, the seq and duplicate
+// flag of want, without errors.
+func wantResults(t *testing.T, name string, res, want []AppendResult) {
+	t.Helper()
+	if len(res) != len(want) {
+		t.Fatalf("%s: %d results, want %d", name, len(res), len(want))
+	}
+	for i, r := range res {
+		if r.Seq != want[i].Seq || r.Duplicate != want[i].Duplicate || r.ErrorCode != 0 {
+			t.Fatalf("%s item %d: %+v, want %+v", name, i, r, want[i])
 		}
 	}
 }
