@@ -30,8 +30,12 @@ type bench struct {
 	sent      atomic.Int64
 	delivered atomic.Int64
 	acked     atomic.Int64
-	delivery  latency.Recorder
-	ack       latency.Recorder
+	// delivery and ack end when the frame reached the client's socket
+	// (the kernel's receive timestamp); read ends when this process read
+	// it, which adds its own waits for a CPU on a shared machine.
+	delivery latency.Recorder
+	ack      latency.Recorder
+	read     latency.Recorder
 	// The two parts of a delivery, split at the time logic stamped the
 	// message (its "ts", in whole milliseconds).
 	toLogic, fromLogic latency.Recorder
@@ -53,6 +57,7 @@ type result struct {
 	achieved           float64
 	sent, delivered    int64
 	delivery, ack      latency.Summary
+	read               latency.Summary
 	toLogic, fromLogic latency.Summary
 }
 
@@ -183,15 +188,26 @@ func (b *bench) readReceiver(c *conn) {
 		}
 		if sent, ok := b.sentAt(m.ClientMsgID); ok {
 			now := time.Now()
-			b.delivery.Add(now.Sub(sent))
+			at := arrival(c, now)
+			b.delivery.Add(at.Sub(sent))
+			b.read.Add(now.Sub(sent))
 			b.delivered.Add(1)
 			if m.TS > 0 {
 				stamped := time.UnixMilli(m.TS)
 				b.toLogic.Add(stamped.Sub(sent))
-				b.fromLogic.Add(now.Sub(stamped))
+				b.fromLogic.Add(at.Sub(stamped))
 			}
 		}
 	}
+}
+
+// arrival is when the frame c read last reached its socket, or now if the
+// kernel did not say.
+func arrival(c *conn, now time.Time) time.Time {
+	if at := c.c.Arrival(); !at.IsZero() {
+		return at
+	}
+	return now
 }
 
 func (b *bench) readSender(c *conn) {
@@ -206,7 +222,7 @@ func (b *bench) readSender(c *conn) {
 			continue
 		}
 		if sent, ok := b.sentAt(a.ClientMsgID); ok {
-			b.ack.Add(time.Since(sent))
+			b.ack.Add(arrival(c, time.Now()).Sub(sent))
 			b.acked.Add(1)
 		}
 	}
@@ -219,6 +235,7 @@ func (b *bench) measure(rate int, o options) result {
 	b.pace(rate, o.warmup, false)
 	b.delivery.Reset()
 	b.ack.Reset()
+	b.read.Reset()
 	b.toLogic.Reset()
 	b.fromLogic.Reset()
 	b.sent.Store(0)
@@ -235,7 +252,7 @@ func (b *bench) measure(rate int, o options) result {
 	}
 	b.measuring.Store(false)
 	return result{rate: rate, achieved: float64(b.sent.Load()) / elapsed.Seconds(), sent: b.sent.Load(),
-		delivered: b.delivered.Load(), delivery: b.delivery.Snapshot(), ack: b.ack.Snapshot(),
+		delivered: b.delivered.Load(), delivery: b.delivery.Snapshot(), ack: b.ack.Snapshot(), read: b.read.Snapshot(),
 		toLogic: b.toLogic.Snapshot(), fromLogic: b.fromLogic.Snapshot()}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/gobwas/ws"
 
@@ -44,6 +45,24 @@ type Conn struct {
 	binary bool
 	wjs    []byte // WriteJSON's MessagePack, reused (under wmu)
 	rjs    []byte // ReadJSON's JSON, reused
+
+	// at is the kernel's receive time (unix nanoseconds) of the latest
+	// read from the socket; 0 if none was stamped.
+	at int64
+}
+
+// Arrival is when the data that completed the message ReadMessage (or
+// ReadJSON) returned last reached this client's socket, by the kernel's
+// receive timestamp: a client that waited for a CPU before reading does
+// not add its wait. (bufio reads again only when a message needs more
+// bytes, so the latest read is the one that brought the message's last
+// byte.) It is the zero time when the kernel gave no timestamp: not on
+// Linux, or the message came with the handshake's response.
+func (c *Conn) Arrival() time.Time {
+	if c.at == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, c.at)
 }
 
 // Binary reports whether the connection speaks MessagePack.
@@ -86,7 +105,9 @@ const maxMessage = 16 << 20
 // newConn wraps a dialed connection; br is what ws.Dialer.Dial returned
 // (it holds the bytes that came with the 101, if any).
 func newConn(c net.Conn, br *bufio.Reader) *Conn {
-	return &Conn{Conn: c, br: bufio.NewReaderSize(wsclient.Buffered(c, br), readBuffer)}
+	conn := &Conn{Conn: c}
+	conn.br = bufio.NewReaderSize(wsclient.Buffered(stampReads(c, &conn.at), br), readBuffer)
+	return conn
 }
 
 // WriteText sends p as one masked text frame.

@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gochat-im/gochat/bench/internal/kstamp"
 )
 
 // Connection states.
@@ -55,7 +57,7 @@ type loop struct {
 	// kernel's receive timestamp of the data in oob.
 	msg unix.Msghdr
 	iov unix.Iovec
-	oob [64]byte
+	oob [kstamp.OOBSize]byte
 
 	dsts    []unix.SockaddrInet4
 	srcs    []netip.Addr
@@ -156,7 +158,7 @@ func (l *loop) dial(user int) error {
 	}
 	// The kernel stamps each read with the time the data arrived, so
 	// arrival times do not depend on when this loop gets to read them.
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	_ = kstamp.Enable(fd)
 	dst := l.dsts[gw]
 	if err := unix.Connect(fd, &dst); err != nil && err != unix.EINPROGRESS {
 		_ = unix.Close(fd)
@@ -304,23 +306,10 @@ func (l *loop) recv(fd int) (int, int64, error) {
 	return int(r), l.stamp(), nil
 }
 
-// stamp finds an SCM_TIMESTAMPNS message in the control data recv got.
+// stamp returns the kernel's receive timestamp in the control data recv
+// got.
 func (l *loop) stamp() int64 {
-	oob := l.oob[:min(int(l.msg.Controllen), len(l.oob))]
-	const hdr = int(unsafe.Sizeof(unix.Cmsghdr{}))
-	for len(oob) >= hdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		clen := int(h.Len)
-		if clen < hdr || clen > len(oob) {
-			return 0
-		}
-		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && clen >= hdr+int(unsafe.Sizeof(unix.Timespec{})) {
-			ts := (*unix.Timespec)(unsafe.Pointer(&oob[hdr]))
-			return ts.Nano()
-		}
-		oob = oob[min(len(oob), (clen+7)&^7):]
-	}
-	return 0
+	return kstamp.Parse(l.oob[:min(int(l.msg.Controllen), len(l.oob))])
 }
 
 // closed handles a connection the server closed or that failed.
