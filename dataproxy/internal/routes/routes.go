@@ -10,16 +10,15 @@
 //	<prefix>ugroups:<uid>    set   the ids of the active groups the user is in, and "" (the set exists once filled)
 //	<prefix>fill:ugroups:<uid>     string: the token of a fill in progress (10 s)
 //
-// route: every SetRoutes gives the key a TTL (the request's, or the
-// configured default of 10 minutes) with PEXPIRE, so a user's hash
-// disappears that long after the last SetRoutes for any of their devices.
-// Each field also carries its own expiry time (expires_at_ms): GetRoutes
-// skips a field whose time has passed, so a device whose gateway died
-// without a DelRoutes stops being returned after its own TTL even while
-// another device of the same user keeps the key alive. The key's TTL is
-// that of the latest SetRoutes, so a caller that mixes TTLs for one user
-// can shorten the life of an earlier, longer route. Gateways are expected
-// to call SetRoutes again well within the TTL for every live connection.
+// route: every SetRoutes raises the key's TTL to the request's (or the
+// configured default of 10 minutes) with PEXPIRE, never lowers it, so a
+// user's hash lives at least that long after the last SetRoutes for any of
+// their devices, and never expires before a route it holds. Each field
+// also carries its own expiry time (expires_at_ms): GetRoutes skips a
+// field whose time has passed, so a device whose gateway died without a
+// DelRoutes stops being returned after its own TTL even while another
+// device of the same user keeps the key alive. Gateways are expected to
+// call SetRoutes again well within the TTL for every live connection.
 //
 // groute: SetRoutes writes each route into the route set of every group in
 // the user's ugroups set, and DelRoutes removes it there too (compare and
