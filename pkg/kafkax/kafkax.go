@@ -138,9 +138,11 @@ type TopicSpec struct {
 }
 
 // EnsureTopics creates the topics that do not exist yet. A topic that exists
-// is left as it is, whatever its partition count.
+// is left as it is, whatever its partition count. The admin client takes
+// the same settings (c.Extra: security, client id, ...) as the producers.
 func EnsureTopics(ctx context.Context, c Common, topics ...TopicSpec) error {
-	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": c.Brokers})
+	cfg := c.base(true)
+	admin, err := kafka.NewAdminClient(&cfg)
 	if err != nil {
 		return fmt.Errorf("kafka admin: %w", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -28,8 +27,7 @@ type Producer struct {
 	p      *kafka.Producer
 	closed bool
 
-	recreating atomic.Bool
-	wg         sync.WaitGroup
+	wg sync.WaitGroup
 }
 
 // Callback receives the outcome of one produced message.
@@ -83,11 +81,11 @@ func (pr *Producer) events(p *kafka.Producer) {
 	}
 }
 
+// recreate replaces old, unless it was replaced already (every fatal error
+// of one instance leads here once; the check under mu makes the first
+// call the only one that acts). The replacement is recreated in turn if it
+// fails fatally too, even while old is still being released.
 func (pr *Producer) recreate(old *kafka.Producer) {
-	if !pr.recreating.CompareAndSwap(false, true) {
-		return
-	}
-	defer pr.recreating.Store(false)
 	pr.mu.Lock()
 	if pr.closed || pr.p != old {
 		pr.mu.Unlock()

@@ -1,0 +1,84 @@
+package kafkax
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// EnsureTopics connects with the same settings as the producers: against a
+// broker that requires SASL, the -kafka-config credentials get the topics
+// created (before, the admin client took the broker address only and
+// retried until its deadline).
+func TestEnsureTopicsUsesTheKafkaConfig(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser("PLAIN", "gochat", "pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	common := Common{Brokers: c.ListenAddrs()[0], Extra: kafka.ConfigMap{
+		"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+		"sasl.username": "gochat", "sasl.password": "pw",
+		// A consumer setting in -kafka-config must not stop the admin
+		// client from starting (librdkafka refuses it in a producer).
+		"group.instance.id": "ignored-here",
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := EnsureTopics(ctx, common, TopicSpec{Name: "gochat.task", Partitions: 3}); err != nil {
+		t.Fatalf("EnsureTopics with SASL settings: %v", err)
+	}
+	// Without the credentials the broker refuses the client: the check
+	// above is about the settings, not an open broker.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel2()
+	if err := EnsureTopics(ctx2, Common{Brokers: common.Brokers}, TopicSpec{Name: "other", Partitions: 1}); err == nil {
+		t.Fatal("the broker created a topic for a client without credentials")
+	}
+}
+
+// A producer whose instance fails fatally is replaced, and so is the
+// replacement if it fails while the first instance is still being
+// released (librdkafka reports a fatal error once per instance, so a
+// report ignored then would leave every later send failing).
+func TestProducerRecreatedAfterEachFatalError(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pr, err := NewProducer(Common{Brokers: c.ListenAddrs()[0]}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	current := func() *kafka.Producer {
+		pr.mu.RLock()
+		defer pr.mu.RUnlock()
+		return pr.p
+	}
+	replaced := func(old *kafka.Producer) *kafka.Producer {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if p := current(); p != old {
+				return p
+			}
+		}
+		t.Fatal("the producer was not replaced after a fatal error")
+		return nil
+	}
+	p1 := current()
+	p1.TestFatalError(kafka.ErrOutOfOrderSequenceNumber, "test: first instance fails")
+	p2 := replaced(p1)
+	// At once, while p1 is being purged and closed.
+	p2.TestFatalError(kafka.ErrOutOfOrderSequenceNumber, "test: replacement fails too")
+	replaced(p2)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pr.SendAll(ctx, []Msg{{Topic: "t", Key: []byte("k"), Value: []byte("v")}}); err != nil {
+		t.Fatalf("send after two fatal errors: %v", err)
+	}
+}
