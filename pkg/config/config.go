@@ -85,7 +85,10 @@ func applyFile(fs *flag.FlagSet, path string) error {
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
-	var m map[string]any
+	// Values are read as the text written, not as YAML types: 0755,
+	// 0x1f, 1e3 or 2026-01-02 would otherwise come back as 493, 31, 1000
+	// or a time, which matters for secrets and paths.
+	var m map[string]yaml.Node
 	if err := yaml.Unmarshal(data, &m); err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
@@ -98,22 +101,47 @@ func applyFile(fs *flag.FlagSet, path string) error {
 		if fs.Lookup(k) == nil {
 			return fmt.Errorf("config file %s: unknown setting %q", path, k)
 		}
-		var s string
-		switch v := m[k].(type) {
-		case []any:
-			parts := make([]string, len(v))
-			for i, p := range v {
-				parts[i] = fmt.Sprint(p)
-			}
-			s = strings.Join(parts, ",")
-		default:
-			s = fmt.Sprint(v)
+		s, set, err := nodeText(m[k])
+		if err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, k, err)
+		}
+		if !set {
+			continue
 		}
 		if err := fs.Set(k, s); err != nil {
 			return fmt.Errorf("config file %s: %s: %w", path, k, err)
 		}
 	}
 	return nil
+}
+
+// nodeText returns a setting's value as written: a scalar's text, or a
+// list's items joined with commas. An empty or null value (key: or
+// key: ~) is not set: the flag keeps its default.
+func nodeText(n yaml.Node) (string, bool, error) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = *n.Alias
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "", false, nil
+		}
+		return n.Value, true, nil
+	case yaml.SequenceNode:
+		parts := make([]string, len(n.Content))
+		for i, item := range n.Content {
+			if item.Kind == yaml.AliasNode && item.Alias != nil {
+				item = item.Alias
+			}
+			if item.Kind != yaml.ScalarNode {
+				return "", false, errors.New("a list may hold plain values only")
+			}
+			parts[i] = item.Value
+		}
+		return strings.Join(parts, ","), true, nil
+	}
+	return "", false, errors.New("want a value or a list of values")
 }
 
 // List splits a comma-separated setting, dropping empty items.

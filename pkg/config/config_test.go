@@ -73,3 +73,39 @@ func TestList(t *testing.T) {
 		t.Fatalf("List = %q", got)
 	}
 }
+
+// A file value reaches the flag as written, whatever YAML would make of it
+// as a number, a date or null; an empty or null value leaves the default;
+// a list joins its items with commas.
+func TestFileValuesAsWritten(t *testing.T) {
+	for in, want := range map[string]string{
+		"0755": "0755", "0x1f2e": "0x1f2e", "1_000": "1_000", "1e3": "1e3",
+		"12345678901234567890": "12345678901234567890", "2026-01-02": "2026-01-02",
+		"'quoted: yes'": "quoted: yes", "true": "true", "": "default", "~": "default", "null": "default",
+		"[a, 0755, '']": "a,0755,",
+	} {
+		file := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(file, []byte("listen-addr: "+in+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fs, s, _, _ := newFS()
+		if err := Parse(fs, []string{"-config", file}); err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if *s != want {
+			t.Errorf("file value %q: flag got %q, want %q", in, *s, want)
+		}
+	}
+	// A value that is neither a scalar nor a list of scalars is an error.
+	for _, in := range []string{"{a: 1}", "[[a]]"} {
+		file := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(file, []byte("listen-addr: "+in+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fs, _, _, _ := newFS()
+		if err := Parse(fs, []string{"-config", file}); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}
