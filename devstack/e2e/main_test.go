@@ -49,7 +49,8 @@ func TestMain(m *testing.M) {
 			"github.com/gochat-im/gochat/gateway/cmd/gateway",
 			"github.com/gochat-im/gochat/logic/cmd/logic",
 			"github.com/gochat-im/gochat/task/cmd/task",
-			"github.com/gochat-im/gochat/dataproxy/cmd/dataproxy")
+			"github.com/gochat-im/gochat/dataproxy/cmd/dataproxy",
+			"github.com/gochat-im/gochat/devstack/cmd/gochat-dev")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "building service binaries:", err)

@@ -6,11 +6,14 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gochat-im/gochat/devstack/internal/stack"
@@ -75,7 +78,8 @@ func main() {
 		cfg.DataDir = abs
 	}
 
-	ctx, stop := obs.SignalContext()
+	// SIGHUP too: closing the terminal stops the stack in order.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	// The embedded servers keep a few MB live and turn over a lot of
 	// garbage per message; without a floor they collect many times a second.

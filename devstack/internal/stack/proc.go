@@ -31,8 +31,10 @@ func (p *proc) start() error {
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	// Its own process group, so a Ctrl-C in the terminal reaches only the
-	// launcher, which then stops the children in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// launcher, which then stops the children in order. If the launcher
+	// dies without stopping them (SIGKILL, a crash), the kernel sends each
+	// child SIGTERM, so no orphan keeps the stack's ports.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -83,6 +83,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Stack, err err
 	if err := st.Ports.fill(cfg.Host, cfg.Gateways); err != nil {
 		return nil, err
 	}
+	if err := st.Ports.checkServices(cfg.Host); err != nil {
+		return nil, err
+	}
 	if st.AdminSecret == "" {
 		st.AdminSecret = randomSecret()
 	}

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/gochat-im/gochat/pkg/ports"
 )
@@ -68,6 +70,31 @@ func randomSecret() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// checkServices returns an error naming the first service port (the
+// services', not the embedded servers', which report their own) that
+// something already listens on, such as the services of another stack
+// started on the same data directory: a child could not bind it, and its
+// readiness check would be answered by the other process.
+func (p *Ports) checkServices(host string) error {
+	type named struct {
+		name string
+		port int
+	}
+	all := []named{{"logic", p.Logic}, {"logic admin", p.LogicAdmin}, {"dataproxy", p.DataProxy},
+		{"dataproxy admin", p.DataProxyAdmin}, {"task admin", p.TaskAdmin}}
+	for i := range p.Gateway {
+		all = append(all, named{fmt.Sprintf("gateway %d", i+1), p.Gateway[i]}, named{fmt.Sprintf("gateway %d admin", i+1), p.GatewayAdmin[i]})
+	}
+	for _, n := range all {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(n.port)))
+		if err != nil {
+			return fmt.Errorf("port %d (%s) is in use: is another gochat-dev running on this data directory? (%w)", n.port, n.name, err)
+		}
+		_ = l.Close()
+	}
+	return nil
 }
 
 // fill replaces every zero port with a free one.
