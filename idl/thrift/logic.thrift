@@ -91,7 +91,8 @@ struct SendReq {
     5: string client_msg_id
     6: string content_type
     7: string body
-    // How long to wait for the message to be stored; 0 means 5 s.
+    // How long to wait for the message to be stored; 0 means 5 s, at most
+    // 30 s.
     8: i32 wait_ms
 }
 

@@ -62,8 +62,8 @@ func main() {
 	fs.StringVar(&o.adminSecret, "admin-secret", "", "secret app backends present to IssueToken and CreateUsers (required; use GOCHAT_ADMIN_SECRET)")
 	fs.StringVar(&o.recallSecret, "recall-secret", "", "a second secret Recall accepts, and nothing else: give it to the task service's moderation job instead of the admin secret (use GOCHAT_RECALL_SECRET)")
 	fs.StringVar(&o.tokenSecret, "token-secret", "", "HMAC secret(s) for client tokens, comma-separated, the first signs (required; use GOCHAT_TOKEN_SECRET)")
-	fs.DurationVar(&o.tokenTTL, "token-ttl", 24*time.Hour, "default lifetime of issued tokens")
-	fs.DurationVar(&o.routeTTL, "route-ttl", 10*time.Minute, "lifetime of a route in Redis unless the gateway refreshes it")
+	fs.DurationVar(&o.tokenTTL, "token-ttl", 24*time.Hour, "default lifetime of issued tokens (more than 0)")
+	fs.DurationVar(&o.routeTTL, "route-ttl", 10*time.Minute, "lifetime of a route in Redis unless the gateway refreshes it (1s to 24h, what dataproxy accepts)")
 	fs.StringVar(&o.group, "consumer-group", "gochat.logic", "Kafka consumer group of the upstream topic")
 	fs.IntVar(&o.maxBatch, "max-batch", 256, "most upstream records persisted in one dataproxy call (at most 1000, what dataproxy takes)")
 	fs.IntVar(&o.workers, "workers", 4, "upstream batches prepared at once (each partition always on the same worker)")
@@ -73,7 +73,7 @@ func main() {
 	fs.StringVar(&o.loginPolicy, "login-policy", "phone=single,pad=single,desktop=single",
 		"per device kind (the device id up to its first '-'), single (a new login kicks the older connection) or multi; unlisted kinds are multi")
 	fs.IntVar(&o.maxBody, "max-body", 4096, "largest message body the Send RPC accepts (gateways have their own -max-body)")
-	fs.DurationVar(&o.recallWindow, "recall-window", pipeline.DefaultRecallWindow, "how long after sending a message its sender may recall it")
+	fs.DurationVar(&o.recallWindow, "recall-window", pipeline.DefaultRecallWindow, "how long after sending a message its sender may recall it (not negative)")
 	fs.BoolVar(&o.archive, "archive", false, "also emit every stored message to the task topic for the task service's archive job (task -archive-dir)")
 	fs.BoolVar(&o.moderate, "moderate", false, "also emit every message sent to the task topic for the task service's moderation job (task -moderation-url or -moderation-words), which recalls what it rejects")
 	fs.StringVar(&o.pprofListen, "pprof-listen", "", "address of a net/http/pprof server for profiling (off by default; keep it on loopback)")
@@ -85,6 +85,20 @@ func main() {
 	}
 }
 
+// check refuses settings that would only fail later, call by call.
+func (o *options) check() error {
+	switch {
+	case o.tokenTTL <= 0:
+		return fmt.Errorf("-token-ttl %v: must be more than 0", o.tokenTTL)
+	case o.routeTTL < handler.MinRouteTTL || o.routeTTL > handler.MaxRouteTTL:
+		// dataproxy takes whole seconds up to a day, and 0 as its default.
+		return fmt.Errorf("-route-ttl %v: must be from %v to %v (what dataproxy accepts)", o.routeTTL, handler.MinRouteTTL, handler.MaxRouteTTL)
+	case o.recallWindow < 0:
+		return fmt.Errorf("-recall-window %v: must not be negative", o.recallWindow)
+	}
+	return nil
+}
+
 func run(o options) error {
 	log, err := o.common.Logger("logic")
 	if err != nil {
@@ -93,6 +107,13 @@ func run(o options) error {
 	secrets := config.List(o.tokenSecret)
 	if len(secrets) == 0 || o.adminSecret == "" {
 		return errors.New("both -token-secret and -admin-secret are required")
+	}
+	if err := o.check(); err != nil {
+		return err
+	}
+	policy, err := handler.ParseLoginPolicy(o.loginPolicy)
+	if err != nil {
+		return err
 	}
 	ctx, stop := obs.SignalContext()
 	defer stop()
@@ -161,10 +182,6 @@ func run(o options) error {
 		return err
 	}
 
-	policy, err := handler.ParseLoginPolicy(o.loginPolicy)
-	if err != nil {
-		return err
-	}
 	h := handler.New(handler.Config{
 		AdminSecret: o.adminSecret, RecallSecret: o.recallSecret, TokenSecret: []byte(secrets[0]), TokenTTL: o.tokenTTL, RouteTTL: o.routeTTL,
 		LoginPolicy: policy, MaxBody: o.maxBody,

@@ -39,16 +39,26 @@ type Config struct {
 	// (and by nothing else), for callers that only take messages down.
 	RecallSecret string
 	TokenSecret  []byte
-	// TokenTTL is the default token lifetime; MaxTokenTTL caps a requested one.
+	// TokenTTL is the default token lifetime (24 h when not positive);
+	// MaxTokenTTL caps a requested one.
 	TokenTTL    time.Duration
 	MaxTokenTTL time.Duration
-	// RouteTTL is how long a route lives in Redis unless refreshed.
+	// RouteTTL is how long a route lives in Redis unless refreshed: 0
+	// means dataproxy's default, anything else is taken into
+	// [MinRouteTTL, MaxRouteTTL], what dataproxy accepts.
 	RouteTTL time.Duration
 	// LoginPolicy limits concurrent logins per device kind.
 	LoginPolicy LoginPolicy
 	// MaxBody is the largest body Send accepts.
 	MaxBody int
 }
+
+// Bounds of Config.RouteTTL: dataproxy takes whole seconds, at most a day
+// (0 being its own default).
+const (
+	MinRouteTTL = time.Second
+	MaxRouteTTL = 24 * time.Hour
+)
 
 // Handler serves the Logic service.
 type Handler struct {
@@ -61,10 +71,15 @@ type Handler struct {
 	now    func() time.Time
 }
 
-// New returns a Handler. router and prod serve the login policy.
+// New returns a Handler. router and prod serve the login policy, which is
+// not applied without them. Settings out of range are corrected (see
+// Config); logic's main refuses them before.
 func New(cfg Config, dp dpclient.Client, uc *users.Cache, router *routing.Router, prod Producer, log *slog.Logger) *Handler {
-	if cfg.TokenTTL == 0 {
+	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = 24 * time.Hour
+	}
+	if cfg.RouteTTL != 0 {
+		cfg.RouteTTL = min(max(cfg.RouteTTL, MinRouteTTL), MaxRouteTTL)
 	}
 	if cfg.MaxTokenTTL == 0 {
 		cfg.MaxTokenTTL = 30 * 24 * time.Hour
@@ -181,9 +196,10 @@ func routesOf(gw string, conns []*logic.ConnInfo) ([]*common.Route, error) {
 }
 
 // Connect records (or refreshes) the routes of a gateway's connections.
-// For new connections (not a refresh) it applies the login policy: older
-// connections of a single-login device kind are kicked once the new routes
-// are stored.
+// For new connections (not a refresh) it applies the login policy (see
+// kicksFor): the connections they replace, older ones of the same device
+// id or of the same single-login device kind, are kicked once the new
+// routes are stored.
 func (h *Handler) Connect(ctx context.Context, req *logic.ConnectReq) (*logic.ConnectResp, error) {
 	routes, err := routesOf(req.GatewayId, req.Conns)
 	if err != nil {
@@ -191,9 +207,17 @@ func (h *Handler) Connect(ctx context.Context, req *logic.ConnectReq) (*logic.Co
 	}
 	var kicks []kick
 	if !req.Refresh {
-		if kicks, err = h.kicksFor(ctx, req.GatewayId, req.Conns); err != nil {
+		var keep []bool
+		if kicks, keep, err = h.kicksFor(ctx, req.GatewayId, req.Conns); err != nil {
 			return nil, errcode.ToBiz(err)
 		}
+		kept := routes[:0]
+		for i, rt := range routes {
+			if keep[i] {
+				kept = append(kept, rt)
+			}
+		}
+		routes = kept
 	}
 	if len(routes) > 0 {
 		ttl := int32(h.cfg.RouteTTL / time.Second)

@@ -66,7 +66,7 @@ func (h *Handler) Recall(ctx context.Context, req *logic.RecallReq) (*logic.Reca
 		}
 		return h.groupOpen(ctx, req.ConvId)
 	}
-	ev, dup, err := h.throughPipeline(ctx, rec, min(req.WaitMs, maxRecallWaitMs), check)
+	ev, dup, err := h.throughPipeline(ctx, rec, req.WaitMs, check)
 	if err == nil {
 		return operatorEvent(rec, ev, dup)
 	}
@@ -79,9 +79,6 @@ func (h *Handler) Recall(ctx context.Context, req *logic.RecallReq) (*logic.Reca
 	}
 	return nil, err
 }
-
-// maxRecallWaitMs caps RecallReq.wait_ms.
-const maxRecallWaitMs = 30_000
 
 // recalledBefore answers a Recall whose message is recalled already: by
 // the operator's recall rec (dup tells whether by an earlier call) or by

@@ -95,17 +95,20 @@ func (h *Handler) Send(ctx context.Context, req *logic.SendReq) (*logic.SendResp
 // Recall) produce.
 const ServerDevice = "server"
 
+// maxWaitMs caps the wait_ms of Send and Recall.
+const maxWaitMs = 30_000
+
 // throughPipeline produces rec to the upstream topic, keyed by its
 // conversation, so it is ordered, deduplicated and stored exactly like a
-// client's record, and waits (waitMs, 0 meaning 5 s) until the pipeline
-// has stored it; it returns the stored message, found by (conv, sender,
-// client message id). A message stored before is returned as a duplicate
-// without producing anything. The pipeline answers refusals to the
+// client's record, and waits (waitMs, 0 meaning 5 s, at most maxWaitMs)
+// until the pipeline has stored it; it returns the stored message, found
+// by (conv, sender, client message id). A message stored before is
+// returned as a duplicate without producing anything. The pipeline answers refusals to the
 // sending connection, which an RPC does not have: a caller that can learn
 // of a refusal passes check, which is called between polls, and whose
 // error ends the wait and is returned.
 func (h *Handler) throughPipeline(ctx context.Context, rec *events.UpRecord, waitMs int32, check func(context.Context) error) (*common.Message, bool, error) {
-	wait := time.Duration(waitMs) * time.Millisecond
+	wait := time.Duration(min(waitMs, maxWaitMs)) * time.Millisecond
 	if wait <= 0 {
 		wait = 5 * time.Second
 	}
