@@ -8,6 +8,7 @@ import (
 
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
+	"github.com/gochat-im/gochat/pkg/kafkax"
 )
 
 // cursorChanges collects a batch's cursor changes: READ and DELIVERED
@@ -36,27 +37,44 @@ func cursorChanges(items []*item) []*dataproxy.CursorUpdate {
 }
 
 // SaveCursors stores a prepared batch's cursor changes and returns when
-// they are stored (or refused). Cursors are advisory (unread counts,
-// receipts): a refused update is counted and dropped, never holding the
-// partition; a transient failure is retried until ctx ends.
-func (p *Processor) SaveCursors(ctx context.Context, prep *Prepared) error {
-	done := make(chan error, 1)
-	p.saveCursorsAsync(ctx, prep, func(err error) { done <- err })
+// they are stored (or refused), with the batch's read receipts, which
+// announce the read cursors as saved (see receipts). Cursors are advisory
+// (unread counts, receipts): a refused update is counted and dropped,
+// never holding the partition, and gets no receipt; a transient failure is
+// retried until ctx ends.
+func (p *Processor) SaveCursors(ctx context.Context, prep *Prepared) ([]kafkax.Msg, error) {
+	type result struct {
+		receipts []kafkax.Msg
+		err      error
+	}
+	done := make(chan result, 1)
+	p.saveCursorsAsync(ctx, prep, func(receipts []kafkax.Msg, err error) { done <- result{receipts, err} })
 	select {
-	case err := <-done:
-		return err
+	case r := <-done:
+		return r.receipts, r.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
-// saveCursorsAsync is SaveCursors that calls done instead of waiting.
-func (p *Processor) saveCursorsAsync(ctx context.Context, prep *Prepared, done func(error)) {
+// saveCursorsAsync is SaveCursors that calls done instead of waiting. The
+// done callbacks of the saves one call carries run one after the other, in
+// the order of the saves.
+func (p *Processor) saveCursorsAsync(ctx context.Context, prep *Prepared, done func(receipts []kafkax.Msg, err error)) {
 	if len(prep.cursors) == 0 {
-		done(nil)
+		// (Every read record has a cursor change: no receipts either.)
+		done(nil, nil)
 		return
 	}
-	p.cursors.save(ctx, p, prep.cursors, done)
+	p.cursors.save(ctx, p, prep, done)
+}
+
+// savedCursors is what one cursor save stored: the read cursor of each
+// (user, conversation) whose update was stored, as the store holds it
+// after the call, and which of them a receipt has announced already.
+type savedCursors struct {
+	read      map[cursorKey]int64
+	announced map[cursorKey]bool
 }
 
 // maxCursorUpdates bounds the updates of one UpdateCursors call (dataproxy
@@ -79,18 +97,19 @@ type cursorSaver struct {
 }
 
 type cursorWaiter struct {
-	ctx  context.Context
-	done func(error)
+	ctx   context.Context
+	reads []readReceipt
+	done  func([]kafkax.Msg, error)
 }
 
 type cursorKey struct{ uid, conv string }
 
-func (s *cursorSaver) save(ctx context.Context, p *Processor, ups []*dataproxy.CursorUpdate, done func(error)) {
+func (s *cursorSaver) save(ctx context.Context, p *Processor, prep *Prepared, done func([]kafkax.Msg, error)) {
 	s.mu.Lock()
 	if s.pending == nil {
 		s.pending = make(map[cursorKey]*dataproxy.CursorUpdate)
 	}
-	for _, u := range ups {
+	for _, u := range prep.cursors {
 		k := cursorKey{u.Uid, u.ConvId}
 		if m, ok := s.pending[k]; ok {
 			m.DeliveredSeq = max(m.DeliveredSeq, u.DeliveredSeq)
@@ -101,7 +120,7 @@ func (s *cursorSaver) save(ctx context.Context, p *Processor, ups []*dataproxy.C
 		s.pending[k] = &c
 		s.order = append(s.order, &c)
 	}
-	s.waiters = append(s.waiters, cursorWaiter{ctx, done})
+	s.waiters = append(s.waiters, cursorWaiter{ctx, prep.reads, done})
 	start := !s.running
 	s.running = true
 	s.mu.Unlock()
@@ -136,24 +155,32 @@ func (s *cursorSaver) run(p *Processor) {
 				}
 			})
 		}
-		err := p.updateCursors(ctx, ups)
+		saved, err := p.updateCursors(ctx, ups)
 		for _, stop := range stops {
 			stop()
 		}
 		cancel()
 		for _, w := range waiters {
-			w.done(err)
+			if err != nil {
+				w.done(nil, err)
+				continue
+			}
+			w.done(p.receipts(w.reads, saved), nil)
 		}
 	}
 }
 
-// updateCursors stores ups in calls of at most maxCursorUpdates.
-func (p *Processor) updateCursors(ctx context.Context, ups []*dataproxy.CursorUpdate) error {
+// updateCursors stores ups in calls of at most maxCursorUpdates and
+// returns the read cursors the store holds afterwards, for the updates it
+// did not refuse.
+func (p *Processor) updateCursors(ctx context.Context, ups []*dataproxy.CursorUpdate) (*savedCursors, error) {
+	saved := &savedCursors{read: make(map[cursorKey]int64, len(ups)), announced: map[cursorKey]bool{}}
 	for len(ups) > 0 {
 		part := ups[:min(len(ups), maxCursorUpdates)]
 		ups = ups[len(part):]
-		err := retry(ctx, p.log, "update cursors", func() error {
-			_, err := p.dp.UpdateCursors(ctx, &dataproxy.UpdateCursorsReq{Updates: part})
+		var resp *dataproxy.UpdateCursorsResp
+		err := retry(ctx, p.log, "update cursors", func() (err error) {
+			resp, err = p.dp.UpdateCursors(ctx, &dataproxy.UpdateCursorsReq{Updates: part})
 			return err
 		})
 		var pe *permanentError
@@ -163,8 +190,18 @@ func (p *Processor) updateCursors(ctx context.Context, ups []*dataproxy.CursorUp
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, err
+		}
+		// One cursor per update, in order.
+		if len(resp.Cursors) != len(part) {
+			p.log.Warn("dataproxy answered a cursor update with the wrong number of cursors; no receipts", "updates", len(part), "cursors", len(resp.Cursors))
+			continue
+		}
+		for i, c := range resp.Cursors {
+			if c != nil {
+				saved.read[cursorKey{part[i].Uid, part[i].ConvId}] = c.ReadSeq
+			}
 		}
 	}
-	return nil
+	return saved, nil
 }

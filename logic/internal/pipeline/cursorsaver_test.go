@@ -11,6 +11,7 @@ import (
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/logic/internal/dpfake"
 	"github.com/gochat-im/gochat/pkg/errcode"
+	"github.com/gochat-im/gochat/pkg/kafkax"
 )
 
 // gatedDP records UpdateCursors calls; each call waits for a value on
@@ -51,7 +52,7 @@ func TestCursorSavesMergeWhileACallIsInFlight(t *testing.T) {
 	ctx := context.Background()
 
 	results := make(chan error, 4)
-	done := func(err error) { results <- err }
+	done := func(_ []kafkax.Msg, err error) { results <- err }
 	p.saveCursorsAsync(ctx, cursorPrep(&dataproxy.CursorUpdate{Uid: "alice", ConvId: "c1", ReadSeq: 1, DeliveredSeq: 1}), done)
 	waitFor(t, "the first call", func() bool { return g.ncalls() == 1 })
 	// Three more batches while the first call is in flight: merged into one
@@ -98,7 +99,7 @@ func TestCursorSaveRefusedIsDroppedNotFailed(t *testing.T) {
 	p := newProc(dpfake.New(), nil, &fakeProducer{})
 	p.dp = g
 	g.gate <- errcode.Biz(errcode.BadField, "no")
-	if err := p.SaveCursors(context.Background(), cursorPrep(&dataproxy.CursorUpdate{Uid: "alice", ConvId: "c1", ReadSeq: 1})); err != nil {
+	if _, err := p.SaveCursors(context.Background(), cursorPrep(&dataproxy.CursorUpdate{Uid: "alice", ConvId: "c1", ReadSeq: 1})); err != nil {
 		t.Fatalf("a refused cursor update failed the batch: %v", err)
 	}
 }
@@ -109,10 +110,10 @@ func TestCursorSaveOutlivesOneCancelledCaller(t *testing.T) {
 	p.dp = g
 	cctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
-	p.saveCursorsAsync(cctx, cursorPrep(&dataproxy.CursorUpdate{Uid: "alice", ConvId: "c1", ReadSeq: 1}), func(err error) { first <- err })
+	p.saveCursorsAsync(cctx, cursorPrep(&dataproxy.CursorUpdate{Uid: "alice", ConvId: "c1", ReadSeq: 1}), func(_ []kafkax.Msg, err error) { first <- err })
 	waitFor(t, "the first call", func() bool { return g.ncalls() == 1 })
 	second := make(chan error, 1)
-	p.saveCursorsAsync(context.Background(), cursorPrep(&dataproxy.CursorUpdate{Uid: "bob", ConvId: "c1", ReadSeq: 1}), func(err error) { second <- err })
+	p.saveCursorsAsync(context.Background(), cursorPrep(&dataproxy.CursorUpdate{Uid: "bob", ConvId: "c1", ReadSeq: 1}), func(_ []kafkax.Msg, err error) { second <- err })
 	// The first call carries only the cancelled caller's save: it ends.
 	cancel()
 	if err := <-first; !errors.Is(err, context.Canceled) {

@@ -3,7 +3,11 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/cloudwego/kitex/client/callopt"
 
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
@@ -142,5 +146,107 @@ func TestReadReceiptsTypingAndRecall(t *testing.T) {
 		{Uid: "bob", ConvId: conv}, {Uid: "alice", ConvId: conv}}})
 	if cur.Cursors[0].ReadSeq != 2 || cur.Cursors[1].ReadSeq != 3 {
 		t.Fatalf("cursors = %+v", cur.Cursors)
+	}
+}
+
+// removeOnAppendDP removes bob from group "team" in each AppendMessages
+// call, just before storing the batch (the removal commits first), and
+// records the order of the calls that matter. Before that, an append
+// waits a little for a group route lookup running beside it, so that
+// such a lookup (read before the message is stored) reads the route set
+// first, as it may in production; a pipeline that reads route sets only
+// after the append is just delayed by it.
+type removeOnAppendDP struct {
+	*dpfake.DP
+	groupRead     chan struct{} // closed by the first GetGroupRoutes
+	groupReadOnce sync.Once
+	mu            sync.Mutex
+	order         []string
+}
+
+func newRemoveOnAppendDP(base *dpfake.DP) *removeOnAppendDP {
+	return &removeOnAppendDP{DP: base, groupRead: make(chan struct{})}
+}
+
+func (d *removeOnAppendDP) note(s string) {
+	d.mu.Lock()
+	d.order = append(d.order, s)
+	d.mu.Unlock()
+}
+
+func (d *removeOnAppendDP) AppendMessages(ctx context.Context, req *dataproxy.AppendMessagesReq, o ...callopt.Option) (*dataproxy.AppendMessagesResp, error) {
+	select {
+	case <-d.groupRead:
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, err := d.DP.RemoveGroupMembers(ctx, &dataproxy.GroupMembersReq{GroupId: "team", Uids: []string{"bob"}}); err != nil {
+		return nil, err
+	}
+	d.note("append")
+	return d.DP.AppendMessages(ctx, req, o...)
+}
+
+func (d *removeOnAppendDP) GetGroupRoutes(ctx context.Context, req *dataproxy.GetGroupRoutesReq, o ...callopt.Option) (*dataproxy.GetGroupRoutesResp, error) {
+	resp, err := d.DP.GetGroupRoutes(ctx, req, o...)
+	d.note("group routes")
+	d.groupReadOnce.Do(func() { close(d.groupRead) })
+	return resp, err
+}
+
+// A group's route set is read once the append has returned, so a member
+// removed before the message was stored is not pushed it; the members
+// still in the group are.
+func TestGroupRoutesReadAfterTheAppend(t *testing.T) {
+	base := dpfake.New("alice", "bob", "carol")
+	ctx := context.Background()
+	if _, err := base.CreateGroup(ctx, &dataproxy.CreateGroupReq{GroupId: "team", Owner: "alice", Members: []string{"bob", "carol"}}); err != nil {
+		t.Fatal(err)
+	}
+	base.Routes = []*common.Route{
+		{Uid: "bob", Device: "d", GatewayId: "gw2", ConnId: 1},
+		{Uid: "carol", Device: "d", GatewayId: "gw2", ConnId: 2},
+	}
+	dp := newRemoveOnAppendDP(base)
+	prod := &fakeProducer{}
+	q := newProc(base, liveSet{"gw1": true, "gw2": true}, prod)
+	p := NewProcessor(dp, q.users, q.router, prod, NewMetrics(nil), q.log)
+	send := &events.UpRecord{Kind: events.UpKind_SEND, Sender: "alice", GatewayId: "gw1", ConnId: 7, ClientMsgId: "g1", ConvId: "g:team", Body: "secret"}
+	if err := p.Process(ctx, []*events.UpRecord{send}); err != nil {
+		t.Fatal(err)
+	}
+	if len(dp.order) != 2 || dp.order[0] != "append" || dp.order[1] != "group routes" {
+		t.Fatalf("calls %v, want the append, then the group's route set", dp.order)
+	}
+	down, _ := decoded(t, prod.msgs)
+	var pushed []string
+	for _, r := range down[kafkax.DownTopic("gw2")] {
+		if r.Kind == events.DownKind_PUSH {
+			for _, tg := range r.Targets {
+				pushed = append(pushed, tg.Uid)
+			}
+		}
+	}
+	if len(pushed) != 1 || pushed[0] != "carol" {
+		t.Fatalf("message stored after bob's removal pushed to %v, want carol only", pushed)
+	}
+}
+
+// A group send the store refuses needs no route set: none is read.
+func TestGroupRoutesNotReadForRefusedSends(t *testing.T) {
+	base := dpfake.New("alice", "dave")
+	ctx := context.Background()
+	if _, err := base.CreateGroup(ctx, &dataproxy.CreateGroupReq{GroupId: "team", Owner: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	dp := newRemoveOnAppendDP(base)
+	prod := &fakeProducer{}
+	q := newProc(base, liveSet{"gw1": true}, prod)
+	p := NewProcessor(dp, q.users, q.router, prod, NewMetrics(nil), q.log)
+	outsider := &events.UpRecord{Kind: events.UpKind_SEND, Sender: "dave", GatewayId: "gw1", ConnId: 3, ClientMsgId: "d1", ConvId: "g:team", Body: "hi"}
+	if err := p.Process(ctx, []*events.UpRecord{outsider}); err != nil {
+		t.Fatal(err)
+	}
+	if len(dp.order) != 1 || dp.order[0] != "append" {
+		t.Fatalf("calls %v, want the append only", dp.order)
 	}
 }

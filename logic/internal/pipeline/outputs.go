@@ -20,11 +20,11 @@ type audience struct {
 	groups map[string][]*common.Route
 }
 
-// needs lists whose routes a batch needs: users, and groups by their route
-// sets. It is computed before the append, so duplicates are not known yet:
-// a retransmission costs a lookup that goes unused.
-func needs(items []*item) (uids []string, groups map[string]bool) {
-	groups = map[string]bool{}
+// needs lists whose routes a batch needs: the users of its records (a
+// group's members are found by the group's route set, see storedGroups).
+// It is computed before the append, so duplicates are not known yet: a
+// retransmission costs a lookup that goes unused.
+func needs(items []*item) (uids []string) {
 	for _, it := range items {
 		if it.errCode != 0 {
 			continue
@@ -32,9 +32,7 @@ func needs(items []*item) (uids []string, groups map[string]bool) {
 		r := it.rec
 		switch {
 		case it.appends():
-			if it.group != "" {
-				groups[it.group] = true
-			} else {
+			if it.group == "" {
 				uids = append(uids, it.peer)
 			}
 			uids = append(uids, r.Sender)
@@ -47,7 +45,20 @@ func needs(items []*item) (uids []string, groups map[string]bool) {
 			uids = append(uids, it.peer)
 		}
 	}
-	return uids, groups
+	return uids
+}
+
+// storedGroups lists the groups with a message the append stored (or found
+// stored: a duplicate is pushed again), whose route sets the batch's pushes
+// need. It is called once the append has returned.
+func storedGroups(items []*item) map[string]bool {
+	groups := map[string]bool{}
+	for _, it := range items {
+		if it.errCode == 0 && it.res != nil && it.group != "" {
+			groups[it.group] = true
+		}
+	}
+	return groups
 }
 
 // lookupUsers finds the routes of uids. A refused lookup, which retrying
@@ -136,10 +147,19 @@ func (t *targets) add(from *events.UpRecord, routes ...*common.Route) {
 	}
 }
 
+// readReceipt is a read receipt to be sent once the cursor it announces is
+// saved (see receipts).
+type readReceipt struct {
+	key cursorKey // the reader and the conversation
+	// to is where it goes: the reader's other devices, and the other user
+	// of a one-to-one chat.
+	to *targets
+}
+
 // outputs builds the acks, error replies, pushes, typing indicators and
-// tasks of a batch (msgs), and its read receipts (receipts), each in record
-// order.
-func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) (msgs, receipts []kafkax.Msg) {
+// tasks of a batch (msgs), in record order, and its read receipts to be
+// (reads), which receipts completes once the cursors are saved.
+func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) (msgs []kafkax.Msg, reads []readReceipt) {
 	downTo := func(out *[]kafkax.Msg) func(gw, key string, rec *events.DownRecord) {
 		return func(gw, key string, rec *events.DownRecord) {
 			*out = append(*out, kafkax.Msg{Topic: kafkax.DownTopic(gw), Key: []byte(key), Value: kafkax.Encode(rec)})
@@ -156,11 +176,6 @@ func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) (m
 	}
 	down := downTo(&msgs)
 	fanout := fanoutTo(down)
-	fanoutReceipt := fanoutTo(downTo(&receipts))
-	frame := func(v any) []byte {
-		b, _ := json.Marshal(v)
-		return b
-	}
 	for _, it := range items {
 		r := it.rec
 		senderGW := p.router.SenderAlive(ctx, r.GatewayId)
@@ -197,8 +212,7 @@ func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) (m
 			if it.peer != "" {
 				t.add(r, aud.users[it.peer]...)
 			}
-			fanoutReceipt(r.ConvId, t, &events.DownRecord{Kind: events.DownKind_FRAME,
-				Frame: frame(protocol.Cursor{Type: protocol.TypeRead, Conv: r.ConvId, UID: r.Sender, Seq: r.Seq})})
+			reads = append(reads, readReceipt{key: cursorKey{r.Sender, r.ConvId}, to: t})
 		case events.UpKind_TYPING:
 			t := newTargets()
 			t.add(r, aud.users[it.peer]...)
@@ -206,7 +220,52 @@ func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) (m
 				Frame: frame(protocol.Typing{Type: protocol.TypeTyping, Conv: r.ConvId, From: r.Sender})})
 		}
 	}
-	return msgs, receipts
+	return msgs, reads
+}
+
+// frame encodes a client frame.
+func frame(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// fanoutDown appends to out a copy of rec for each gateway of t, with the
+// targets t has there.
+func fanoutDown(out []kafkax.Msg, key string, t *targets, rec *events.DownRecord) []kafkax.Msg {
+	for _, gw := range t.order {
+		r := *rec
+		r.Targets = t.by[gw]
+		out = append(out, kafkax.Msg{Topic: kafkax.DownTopic(gw), Key: []byte(key), Value: kafkax.Encode(&r)})
+	}
+	return out
+}
+
+// receipts builds the read receipts of reads from what the cursor save
+// stored (saved, shared by the batches whose changes one UpdateCursors call
+// carried, which are handed to it one after the other). A receipt
+// announces the read cursor as saved, never the value asked: one above
+// the conversation's last seq has been cut to it, and a lower one than
+// the cursor held announces the cursor (a reply moves the replier's read
+// cursor past the message answered, and the client's "read" for that
+// message may come after the reply: the other side still learns it was
+// read). None goes out when nothing was saved for it (the update was
+// refused, or the reader has no list entry for the conversation: the
+// store answers 0). One (reader, conversation) is announced once per
+// call. The store does not say what the cursor held before, so a value
+// may be announced again: receipts are idempotent, like pushes, and never
+// go backwards.
+func (p *Processor) receipts(reads []readReceipt, saved *savedCursors) []kafkax.Msg {
+	var out []kafkax.Msg
+	for _, rr := range reads {
+		c, ok := saved.read[rr.key]
+		if !ok || c <= 0 || saved.announced[rr.key] {
+			continue
+		}
+		saved.announced[rr.key] = true
+		out = fanoutDown(out, rr.key.conv, rr.to, &events.DownRecord{Kind: events.DownKind_FRAME,
+			Frame: frame(protocol.Cursor{Type: protocol.TypeRead, Conv: rr.key.conv, UID: rr.key.uid, Seq: c})})
+	}
+	return pack(out, p.router.Batches)
 }
 
 // messageOutputs handles a stored send or recall: the ack and the pushes to

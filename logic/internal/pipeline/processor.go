@@ -134,11 +134,12 @@ func (p *Processor) Process(ctx context.Context, recs []*events.UpRecord) error 
 	if err != nil {
 		return err
 	}
-	if err := p.SaveCursors(ctx, prep); err != nil {
+	receipts, err := p.SaveCursors(ctx, prep)
+	if err != nil {
 		return err
 	}
 	return retry(ctx, p.log, "produce", func() error {
-		return p.prod.SendAll(ctx, append(prep.Msgs[:len(prep.Msgs):len(prep.Msgs)], prep.Receipts...))
+		return p.prod.SendAll(ctx, append(prep.Msgs[:len(prep.Msgs):len(prep.Msgs)], receipts...))
 	})
 }
 
@@ -148,22 +149,25 @@ type Prepared struct {
 	// tasks, in an order that keeps each conversation's records in seq
 	// order.
 	Msgs []kafkax.Msg
-	// Receipts are the read receipts: they announce a cursor, so they go
-	// out once the cursor save returns (a device told "read up to 40" then
-	// finds read_seq 40 in its conversation list, read replicas' lag
-	// aside).
-	Receipts []kafkax.Msg
+	// reads are the read receipts to be: a receipt announces the read
+	// cursor the store saved, so it is built from the answer of the cursor
+	// save (SaveCursors) and goes out after it (a device told "read up to
+	// 40" then finds read_seq 40 in its conversation list, read replicas'
+	// lag aside).
+	reads []readReceipt
 	// cursors are the batch's cursor changes, for SaveCursors.
 	cursors []*dataproxy.CursorUpdate
 }
 
 // Prepare does everything for recs except producing and saving cursors: it
-// validates them and has sends and recalls stored while the routes of
-// everyone involved are looked up, then builds the outputs. The users'
-// routes come with the append call (dataproxy reads them while it stores
-// the batch: one round trip instead of two), or from a GetRoutes call when
-// the batch stores nothing or that lookup failed; each group's route set is
-// read by a call of its own, beside the append. It returns an error only
+// validates them, has sends and recalls stored, then looks up the routes of
+// everyone involved and builds the outputs. The users' routes come with the
+// append call (dataproxy reads them while it stores the batch: one round
+// trip instead of two), or from a GetRoutes call when the batch stores
+// nothing or that lookup failed. Each group's route set is read by a call
+// of its own, once the append has returned: a member removed before the
+// message was stored (the removal committed first) is then not in it, and
+// is not pushed a message sent after they left. It returns an error only
 // when ctx ends first.
 func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) (*Prepared, error) {
 	items := make([]*item, len(recs))
@@ -174,17 +178,24 @@ func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) (*Prep
 	if err := p.checkRecipients(ctx, items); err != nil {
 		return nil, err
 	}
+	uids := uniq(needs(items))
+	users, read, err := p.append(ctx, items, uids)
+	if err != nil {
+		return nil, err
+	}
+	// The group route sets are read after the append, beside the users'
+	// GetRoutes call when one is needed.
 	var (
 		aud    audience
 		audErr error
 		groupW sync.WaitGroup
 	)
-	uids, groups := needs(items)
-	uids = uniq(uids)
-	if len(groups) > 0 {
+	if groups := storedGroups(items); len(groups) > 0 {
 		groupW.Go(func() { aud.groups, audErr = p.lookupGroups(ctx, groups) })
 	}
-	users, read, err := p.append(ctx, items, uids)
+	if !read && len(uids) > 0 {
+		users, err = p.lookupUsers(ctx, uids)
+	}
 	groupW.Wait()
 	if err != nil {
 		return nil, err
@@ -192,18 +203,12 @@ func (p *Processor) Prepare(ctx context.Context, recs []*events.UpRecord) (*Prep
 	if audErr != nil {
 		return nil, audErr
 	}
-	if !read && len(uids) > 0 {
-		if users, err = p.lookupUsers(ctx, uids); err != nil {
-			return nil, err
-		}
-	}
 	aud.users = users
 	if err := p.readDuplicates(ctx, items); err != nil {
 		return nil, err
 	}
-	msgs, receipts := p.outputs(ctx, items, aud)
-	return &Prepared{Msgs: pack(msgs, p.router.Batches), Receipts: pack(receipts, p.router.Batches),
-		cursors: cursorChanges(items)}, nil
+	msgs, reads := p.outputs(ctx, items, aud)
+	return &Prepared{Msgs: pack(msgs, p.router.Batches), reads: reads, cursors: cursorChanges(items)}, nil
 }
 
 func (p *Processor) validate(it *item) {
@@ -307,12 +312,12 @@ func (p *Processor) checkRecipients(ctx context.Context, items []*item) error {
 	return nil
 }
 
-// append stores the batch's sends and recalls, in order, in one call, which
-// also reads the routes of uids. read is false when it did not (nothing to
-// store, the call was refused, or dataproxy's route lookup failed).
+// append stores the batch's sends and recalls, in order, which also reads
+// the routes of uids. read is false when it did not (nothing to store, the
+// call was refused, or dataproxy's route lookup failed).
 func (p *Processor) append(ctx context.Context, items []*item, uids []string) (users map[string][]*common.Route, read bool, err error) {
 	var (
-		req  = dataproxy.AppendMessagesReq{RouteUids: uids}
+		reqs []*dataproxy.AppendItem
 		sent []*item
 	)
 	now := p.now().UnixMilli()
@@ -327,14 +332,58 @@ func (p *Processor) append(ctx context.Context, items []*item, uids []string) (u
 		}
 		if r.Kind == events.UpKind_RECALL {
 			ai.ContentType, ai.Body = protocol.ContentTypeRecall, recallBody(r)
-			ai.RecallSeq, ai.RecallWindowMs, ai.ByOperator = r.Seq, p.recallWindow.Milliseconds(), r.ByOperator
+			ai.RecallSeq, ai.RecallWindowMs, ai.ByOperator = r.Seq, p.recallWindowMs(r, now), r.ByOperator
 		}
-		req.Items = append(req.Items, ai)
+		reqs = append(reqs, ai)
 		sent = append(sent, it)
 	}
 	if len(sent) == 0 {
 		return nil, false, nil
 	}
+	return p.appendCall(ctx, sent, reqs, uids)
+}
+
+// recallWindowMs is the window dataproxy judges a recall by (now is the
+// recall's created_at). dataproxy measures it back from the recall's
+// created_at, which is when logic stores it; a user's recall is judged by
+// when the user sent it, so the window is widened by the time the record
+// waited between the gateway (ReceivedAtMs) and now: a backlog, or a
+// replay after a crash, does not make a recall that was in time too late.
+// The widening is never more than the time that passed: a record without
+// ReceivedAtMs is not widened, and one stamped later than now (a gateway
+// clock ahead of logic's) counts as received now. A negative configured
+// window counts as 0. The operator's recall has no window (dataproxy does
+// not check it for them): 0.
+func (p *Processor) recallWindowMs(r *events.UpRecord, now int64) int64 {
+	if r.ByOperator {
+		return 0
+	}
+	w := max(p.recallWindow.Milliseconds(), 0)
+	if r.ReceivedAtMs > 0 && r.ReceivedAtMs < now {
+		w += now - r.ReceivedAtMs
+	}
+	return w
+}
+
+// splitsOnRefusal reports whether dataproxy refusing a whole
+// AppendMessages call with code is about the call, not its items: too
+// many bytes (TooLarge: -max-request-bytes) or too many items (BadRequest:
+// -max-batch). Smaller calls may then pass.
+func splitsOnRefusal(code errcode.Code) bool {
+	return code == errcode.TooLarge || code == errcode.BadRequest
+}
+
+// appendCall stores sent (reqs are their items, in order) with one call,
+// which also reads the routes of uids (none when empty). A call dataproxy
+// refuses whole for what it carries together (splitsOnRefusal) is split in
+// halves, down to single items, sent one after the other in batch order so
+// each conversation keeps its order; the routes ride on the last part. An
+// item refused even alone gets the refusal as its answer, and so does every
+// item of a call refused whole for any other reason: nothing of it was
+// stored. read is false when the routes were not read (the caller looks
+// them up itself).
+func (p *Processor) appendCall(ctx context.Context, sent []*item, reqs []*dataproxy.AppendItem, uids []string) (users map[string][]*common.Route, read bool, err error) {
+	req := dataproxy.AppendMessagesReq{Items: reqs, RouteUids: uids}
 	var resp *dataproxy.AppendMessagesResp
 	err = retry(ctx, p.log, "append messages", func() (err error) {
 		resp, err = p.dp.AppendMessages(ctx, &req)
@@ -345,6 +394,14 @@ func (p *Processor) append(ctx context.Context, items []*item, uids []string) (u
 	})
 	var pe *permanentError
 	switch {
+	case errors.As(err, &pe) && len(sent) > 1 && splitsOnRefusal(pe.code):
+		p.log.Warn("append refused whole; sent again in halves", "err", err, "items", len(sent))
+		p.m.appendSplits.Inc()
+		half := len(sent) / 2
+		if _, _, err := p.appendCall(ctx, sent[:half], reqs[:half], nil); err != nil {
+			return nil, false, err
+		}
+		return p.appendCall(ctx, sent[half:], reqs[half:], uids)
 	case errors.As(err, &pe):
 		// The whole call was refused: tell each sender; nothing was stored.
 		p.log.Error("append refused", "err", err, "items", len(sent))

@@ -151,25 +151,27 @@ func (w *worker) handle(ctx context.Context, msgs []*kafka.Message) bool {
 		return false
 	}
 	b := &batch{offsets: nextOffsets(msgs)}
-	// One count per output, one for the cursor save, one released below
-	// once everything is queued.
-	b.pending.Store(int64(len(prep.Msgs)+len(prep.Receipts)) + 2)
+	// One count per output, one for the cursor save (which adds its
+	// receipts' before releasing it), one released below once everything
+	// is queued.
+	b.pending.Store(int64(len(prep.Msgs)) + 2)
 	w.mu.Lock()
 	w.inflight = append(w.inflight, b)
 	w.mu.Unlock()
 	// The cursor save runs beside the produce (merged with other batches'
-	// saves); the read receipts, which announce the saved cursors, and the
-	// batch's offsets wait for it. If ctx ends first the batch never
-	// completes and is replayed (cursor updates are idempotent).
-	// The receipts are queued from the cursor saver's callbacks, which run
-	// in save order, so one (user, conversation)'s receipts keep their
-	// order. Queuing blocks only while librdkafka's local queue is full,
-	// when every produce of this process waits anyway.
-	w.proc.saveCursorsAsync(ctx, prep, func(err error) {
+	// saves); the read receipts, which announce the saved cursors (built
+	// from the save's answer), and the batch's offsets wait for it. If ctx
+	// ends first the batch never completes and is replayed (cursor updates
+	// are idempotent). The receipts are queued from the cursor saver's
+	// callbacks, which run in save order, so one (user, conversation)'s
+	// receipts keep their order. Queuing blocks only while librdkafka's
+	// local queue is full, when every produce of this process waits anyway.
+	w.proc.saveCursorsAsync(ctx, prep, func(receipts []kafkax.Msg, err error) {
 		if err != nil {
 			return
 		}
-		for _, o := range prep.Receipts {
+		b.pending.Add(int64(len(receipts)))
+		for _, o := range receipts {
 			w.produce(ctx, b, o, 0)
 		}
 		w.done(b)
