@@ -60,7 +60,7 @@ func (s *settings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.shardReplicas, "shard-replicas", "", `mysql read replicas, "<shard>=<dsn>" entries separated by ";" (a shard may have several)`)
 	fs.IntVar(&s.mysqlMaxOpen, "mysql-max-open", 32, "MySQL connection pool size per database and per replica")
 	fs.IntVar(&s.mysqlMaxIdle, "mysql-max-idle", 16, "MySQL idle connections kept per database and per replica")
-	fs.IntVar(&s.groupMax, "group-commit-max", store.DefaultGroupMaxItems, "most messages (and conversation-list rows) one append transaction combines; 1 turns group commit off")
+	fs.IntVar(&s.groupMax, "group-commit-max", store.DefaultGroupMaxItems, "an append batch stops taking calls once it holds this many messages, conversation-list rows and cursor updates (calls are taken whole, so a batch may go past it, and a larger call commits alone); 1 turns group commit off")
 	fs.DurationVar(&s.groupWait, "group-commit-wait", 0, "how long a writer waits for more calls before committing a batch (0: commit what is queued; calls arriving during a commit share the next one)")
 	fs.IntVar(&s.groupWriters, "group-commit-writers", 0, "append transactions in flight per database (0: 1, or 2 for a single mysql database)")
 	fs.DurationVar(&s.txTimeout, "tx-timeout", store.DefaultTxTimeout, "longest an append transaction may take")

@@ -37,7 +37,8 @@ type dialect struct {
 	// each other for conversations they do not share.
 	saveSeqs func(table string) rowSQL
 
-	hasTable string // one parameter: the table name; returns a count
+	hasTable   string // one parameter: the table name; returns a count
+	listTables string // the names of the database's tables, one per row
 
 	// uninterrupted: statements of a write transaction run with a context
 	// that cannot be cancelled (the transaction itself still is, by its
@@ -116,6 +117,7 @@ var sqliteDialect = dialect{
 			tail: ") AS v WHERE " + t + ".conv_id = v.column1"}
 	},
 	hasTable:          "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+	listTables:        "SELECT name FROM sqlite_master WHERE type = 'table'",
 	uninterrupted:     true,
 	cursorsInCommit:   true,
 	prepareWrites:     true,
@@ -147,7 +149,8 @@ var mysqlDialect = dialect{
 		return rowSQL{head: "UPDATE " + t + " AS c JOIN (", tuple: "SELECT ? AS id, ? AS s, ? AS u", sep: " UNION ALL ",
 			tail: ") AS v ON c.conv_id = v.id SET c.last_seq = v.s, c.updated_at_ms = v.u"}
 	},
-	hasTable: "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+	hasTable:   "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+	listTables: "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()",
 	// GET_LOCK names are server-wide: one lock per database, so the shard
 	// databases of one server migrate independently. Names are limited to
 	// 64 characters, hence the hash.

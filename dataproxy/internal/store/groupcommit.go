@@ -10,9 +10,13 @@ import (
 // GroupCommit configures how concurrent appends to one database are combined
 // into shared transactions.
 type GroupCommit struct {
-	// MaxItems stops a batch from growing once it holds this many messages
-	// and index rows; 0 means DefaultGroupMaxItems, 1 turns batching off
-	// (every call commits on its own).
+	// MaxItems stops a batch from growing once it holds this many rows or
+	// more: messages, conversation-list rows and cursor updates (see
+	// appendReq.size). Calls are taken whole, in queue order, so a batch
+	// may exceed MaxItems by up to one call's rows less one, and a call
+	// larger than MaxItems is a batch of its own; it is not a bound on the
+	// rows of one transaction. 0 means DefaultGroupMaxItems, 1 turns
+	// batching off (every call commits on its own).
 	MaxItems int
 	// MaxWait is how long a writer that has a batch smaller than MaxItems
 	// waits for more calls before committing; 0 commits what is queued at
@@ -80,8 +84,9 @@ type appendReq struct {
 func (r *appendReq) size() int { return len(r.items) + len(r.index) + len(r.cursors) }
 
 // committer runs the append transactions of one database. Calls queue up;
-// each writer goroutine takes everything queued (up to MaxItems, waiting at
-// most MaxWait for more) and commits it in one transaction, so under load
+// each writer goroutine takes everything queued (whole calls, until the
+// batch holds MaxItems rows or more; waiting at most MaxWait for more) and
+// commits it in one transaction, so under load
 // one commit (one fsync, one round trip per statement) serves many calls.
 //
 // Order: a batch keeps the queue's order, and a call's items keep their
@@ -156,8 +161,9 @@ func (c *committer) run() {
 	}
 }
 
-// collect adds queued calls to batch until it holds MaxItems, the queue is
-// empty and MaxWait has passed, or the queue is closed.
+// collect adds queued calls to batch, each call whole, until it holds
+// MaxItems rows or more (so the last call added may take it past MaxItems),
+// the queue is empty and MaxWait has passed, or the queue is closed.
 func (c *committer) collect(batch []*appendReq) []*appendReq {
 	n := batch[0].size()
 	var timer *time.Timer

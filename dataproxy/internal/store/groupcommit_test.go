@@ -328,3 +328,40 @@ func TestCursorUpdatesShareTheAppendCommit(t *testing.T) {
 		t.Fatalf("bob's list: %+v %v", list, err)
 	}
 }
+
+// collect takes whole calls until the batch holds MaxItems rows or more:
+// the call that reaches the limit is taken whole (so a batch may exceed
+// MaxItems), and a call larger than MaxItems is a batch of its own.
+// MaxItems bounds when a batch stops growing, not its size.
+func TestGroupCommitCollectTakesWholeCalls(t *testing.T) {
+	req := func(items int) *appendReq { return &appendReq{items: make([]AppendItem, items)} }
+	sizes := func(batch []*appendReq) (out []int) {
+		for _, r := range batch {
+			out = append(out, r.size())
+		}
+		return out
+	}
+	c := &committer{cfg: GroupCommit{MaxItems: 5}, queue: make(chan *appendReq, 10)}
+	for _, n := range []int{3, 1, 2, 7} {
+		c.queue <- req(n)
+	}
+	// A batch started by a call of 2 rows takes the queued 3: at 5 rows,
+	// the limit, it stops.
+	if got := sizes(c.collect([]*appendReq{req(2)})); fmt.Sprint(got) != "[2 3]" {
+		t.Fatalf("first batch: %v, want [2 3]", got)
+	}
+	// 1 + 2 = 3 < 5, so the next call (7 rows) is taken whole: 10 rows.
+	if got := sizes(c.collect([]*appendReq{<-c.queue})); fmt.Sprint(got) != "[1 2 7]" {
+		t.Fatalf("second batch: %v, want [1 2 7] (10 rows, over MaxItems 5)", got)
+	}
+	// A call of more than MaxItems rows is not joined by another.
+	c.queue <- req(1)
+	if got := sizes(c.collect([]*appendReq{req(6)})); fmt.Sprint(got) != "[6]" {
+		t.Fatalf("a large call: %v, want [6] alone", got)
+	}
+	// MaxItems 1: every call on its own.
+	c.cfg.MaxItems = 1
+	if got := sizes(c.collect([]*appendReq{<-c.queue})); fmt.Sprint(got) != "[1]" {
+		t.Fatalf("MaxItems 1: %v, want [1]", got)
+	}
+}

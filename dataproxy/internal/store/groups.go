@@ -23,10 +23,10 @@ import (
 //
 // Each member also has a list row of kind "group" (user_conversations,
 // placed by uid, so usually in another database). It is written before the
-// member is added and again after (so a concurrent removal that deletes it
-// cannot leave a member without one), and deleted after the member is
-// removed (and written again if the user was added back meanwhile). Reads
-// treat it as a hint and check group_members; see list.go.
+// member is added and again after (an existing row is left as it is), and
+// kept when the member is removed: it holds the member's cursors, which a
+// member added back finds as they left them. Reads treat it as a hint and
+// check group_members; see list.go.
 
 func validGroupID(id string) error {
 	if !ids.ValidConv("g:" + id) {
@@ -194,32 +194,6 @@ func (s *SQLStore) writeGroupRows(ctx context.Context, id string, uids []string,
 		err := d.inTx(ctx, func(tx *sql.Tx) error { return d.writeIndex(ctx, tx, []*appendReq{{index: rows}}) })
 		if err != nil {
 			return fmt.Errorf("group %s: %w", id, err)
-		}
-	}
-	return nil
-}
-
-// dropGroupRows deletes the list rows of the group of uids.
-func (s *SQLStore) dropGroupRows(ctx context.Context, id string, uids []string) error {
-	per := make(map[place][]any)
-	for _, u := range uids {
-		db, t := s.layout.Locate(u)
-		per[place{db, t}] = append(per[place{db, t}], u, "g:"+id)
-	}
-	for p, args := range per {
-		d := s.dbs[p.db]
-		q := "DELETE FROM " + d.t[p.table].uconvs + " WHERE "
-		err := d.inTx(ctx, func(tx *sql.Tx) error {
-			for lo := 0; lo < len(args)/2; lo += keysPerQuery {
-				hi := min(lo+keysPerQuery, len(args)/2)
-				if _, err := tx.ExecContext(ctx, q+orTerms("(uid = ? AND conv_id = ?)")(hi-lo), args[2*lo:2*hi]...); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("group %s: remove list rows in %s.%s: %w", id, d.name, d.t[p.table].uconvs, err)
 		}
 	}
 	return nil
@@ -460,27 +434,12 @@ func (s *SQLStore) RemoveGroupMembers(ctx context.Context, id string, uids []str
 	if err != nil {
 		return 0, Group{}, wrapGroup("remove from", id, d, err)
 	}
-	// The list rows go after the membership. A user added back meanwhile
-	// must keep one: write theirs again. A list row is only a hint (every
-	// read checks the membership), so these steps never fail the call: a
-	// row left behind costs nothing, and when the membership cannot be
-	// read again every named user keeps a row rather than risk a member
-	// without one.
-	actx, cancel := afterCommit(ctx)
-	defer cancel()
-	if err := s.dropGroupRows(actx, id, uids); err != nil {
-		s.log.Warn("list rows of removed members not deleted (they are only hints)", "group", id, "err", err)
-	}
-	back, err := membersAmong(actx, d.r, ts, id, uids)
-	if err != nil {
-		s.log.Warn("membership not read again after a removal; keeping list rows for every named user", "group", id, "err", err)
-		back = uids
-	}
-	if len(back) > 0 {
-		if err := s.writeGroupRows(actx, id, back, s.now().UnixMilli()); err != nil {
-			s.log.Warn("list rows of members added back not written", "group", id, "uids", len(back), "err", err)
-		}
-	}
+	// The removed members' list rows stay, with their cursors: a row is
+	// only a hint (every read checks the membership), and a member added
+	// back finds the row, and what they had read, as they left it
+	// (writeGroupRows keeps an existing row). Deleting them would reset the
+	// cursors of a member added back, and a deletion that came after a
+	// concurrent add would have to write the row again, with zeros.
 	return len(gone), g, nil
 }
 

@@ -16,9 +16,10 @@ import (
 // lives. A list row of a one-to-one conversation is exact: it is written
 // before (or with) the conversation's first message and never removed. A
 // list row of kind "group" is only a hint: it is written before the user
-// joins and removed after the user leaves, so it may outlive a failed or
-// undone membership; every read below keeps a group only if group_members
-// (the truth, in the group's own database) has the user.
+// joins and kept when the user leaves (with the user's cursors, for a
+// rejoin), so it outlives a failed, undone or ended membership; every read
+// below keeps a group only if group_members (the truth, in the group's own
+// database) has the user.
 
 // place is a database and a table within it.
 type place struct{ db, table int }

@@ -77,6 +77,9 @@ func loadMigrations(dialect string) ([]migration, error) {
 			return nil, fmt.Errorf("migrations %s: version %d is empty", dialect, m.version)
 		}
 	}
+	if len(out) >= layoutVersion && out[layoutVersion-1].name != layoutName {
+		return nil, fmt.Errorf("migrations %s: version %d is %q, want %q (see migrate)", dialect, layoutVersion, out[layoutVersion-1].name, layoutName)
+	}
 	return out, nil
 }
 
@@ -169,12 +172,32 @@ func (d *shardDB) readLayout(ctx context.Context, q queryer) (rec layoutRecord, 
 	return rec, true, nil
 }
 
+// layoutVersion is the migration that creates shard_layout. Its one
+// statement (CREATE TABLE IF NOT EXISTS) is also run ahead of the others
+// when a new database is set up, so that the layout is recorded before any
+// migration (see migrate); checked by loadMigrations.
+const (
+	layoutVersion = 2
+	layoutName    = "shard_layout"
+)
+
 // migrate brings this database's schema up to the newest version and makes
 // sure it belongs to the configured layout, recording the layout if it is
 // new. wantID is the layout id read from shard 0 ("" for shard 0 itself);
 // the database's layout id is returned. It is safe to call on every start
 // and from several processes at once: MySQL takes a named lock per
 // database, SQLite's write lock serialises the callers.
+//
+// The layout is recorded as soon as the table that holds it exists, before
+// any further migration: on a new database (no migration recorded) the
+// table is created and the record written first of all; on a database from
+// before layouts were recorded, right after version 2. A start that stops
+// anywhere (MySQL commits DDL statement by statement) therefore leaves
+// either no migration recorded, which the next start takes as new, or the
+// record, which it checks. A database with migrations but no record is
+// judged by what it holds (see unrecordedProblem): that covers databases
+// from before layouts, and those of a first start by an older binary that
+// recorded the layout only after every migration and was stopped before.
 func (d *shardDB) migrate(ctx context.Context, migs []migration, wantID string) (string, error) {
 	conn, err := d.w.Conn(ctx)
 	if err != nil {
@@ -211,21 +234,61 @@ func (d *shardDB) migrate(ctx context.Context, migs []migration, wantID string) 
 		if err := d.checkRecord(rec, wantID); err != nil {
 			return "", err
 		}
-	case current >= 1 && (d.layout != Layout{1, 1} || d.index != 0):
-		// A database from before layouts were recorded: it was created
-		// unsharded, with the plain table names.
-		return "", fmt.Errorf("store: database %s holds an unsharded schema (version %d, no layout record), but the configuration makes it shard %d of %s: %w (see docs/DATAPROXY.md)",
-			d.name, current, d.index, d.layout, ErrLayoutMismatch)
+	case current >= 1:
+		problem, err := d.unrecordedProblem(ctx, conn)
+		if err != nil {
+			return "", err
+		}
+		if problem != "" {
+			return "", fmt.Errorf("store: database %s has schema version %d but no layout record, and %s: it holds an unsharded schema from before layouts were recorded (or one of another layout), but the configuration makes it shard %d of %s: %w (see docs/DATAPROXY.md)",
+				d.name, current, problem, d.index, d.layout, ErrLayoutMismatch)
+		}
+	case latest >= layoutVersion:
+		// A new database: the layout is recorded before anything else.
+		for i, st := range migs[layoutVersion-1].render(d.layout) {
+			if _, err := conn.ExecContext(ctx, st); err != nil {
+				return "", fmt.Errorf("migrate %s: create %s (statement %d of version %d): %w", d.name, layoutName, i+1, layoutVersion, err)
+			}
+		}
+	}
+	// recordIfReady writes the record once its table exists.
+	recordIfReady := func() error {
+		if recorded {
+			return nil
+		}
+		var n int
+		if err := conn.QueryRowContext(ctx, d.d.hasTable, layoutName).Scan(&n); err != nil {
+			return fmt.Errorf("migrate %s: %w", d.name, err)
+		}
+		if n == 0 {
+			return nil
+		}
+		rec, err = d.recordLayout(ctx, conn, wantID)
+		recorded = err == nil
+		return err
+	}
+	if err := recordIfReady(); err != nil {
+		return "", err
 	}
 	for _, m := range migs[current:] {
 		if err := d.apply(ctx, conn, m); err != nil {
 			return "", err
 		}
 		d.log.Info("schema migrated", "db", d.name, "version", m.version, "name", m.name)
+		if err := recordIfReady(); err != nil {
+			return "", err
+		}
 	}
-	if recorded {
-		return rec.LayoutID, nil
+	if !recorded {
+		return "", fmt.Errorf("migrate %s: no %s table after the migrations", d.name, layoutName)
 	}
+	return rec.LayoutID, nil
+}
+
+// recordLayout writes the configured layout into the database's
+// shard_layout, which has no record yet, and returns the record read back.
+// wantID is the layout id of shard 0 ("" for shard 0: a new random id).
+func (d *shardDB) recordLayout(ctx context.Context, conn *sql.Conn, wantID string) (layoutRecord, error) {
 	id := wantID
 	if id == "" {
 		var b [8]byte
@@ -236,20 +299,127 @@ func (d *shardDB) migrate(ctx context.Context, migs []migration, wantID string) 
 	// checked like any other.
 	if _, err := conn.ExecContext(ctx, "INSERT INTO shard_layout (id, layout_id, hash, dbs, tables_per_db, shard, created_at_ms) VALUES (1, ?, ?, ?, ?, ?, ?)"+
 		d.d.keepTail("id"), id, HashName, d.layout.DBs, d.layout.Tables, d.index, time.Now().UnixMilli()); err != nil {
-		return "", fmt.Errorf("migrate %s: record layout: %w", d.name, err)
+		return layoutRecord{}, fmt.Errorf("migrate %s: record layout: %w", d.name, err)
 	}
-	rec, recorded, err = d.readLayout(ctx, conn)
+	rec, recorded, err := d.readLayout(ctx, conn)
 	if err != nil {
-		return "", err
+		return layoutRecord{}, err
 	}
 	if !recorded {
-		return "", fmt.Errorf("migrate %s: layout record missing after writing it", d.name)
+		return layoutRecord{}, fmt.Errorf("migrate %s: layout record missing after writing it", d.name)
 	}
 	if err := d.checkRecord(rec, wantID); err != nil {
-		return "", err
+		return layoutRecord{}, err
 	}
 	d.log.Info("sharding layout recorded", "db", d.name, "layout", rec.String())
-	return rec.LayoutID, nil
+	return rec, nil
+}
+
+// trafficKinds are the tables that exist once per table of the layout.
+var trafficKinds = []string{"conversations", "user_conversations", "messages", "chat_groups", "group_members"}
+
+// unrecordedProblem judges a database that has migrations but no layout
+// record, which is either
+//
+//   - a database from before layouts were recorded (made unsharded, one
+//     database of one table, with the plain table names, and maybe
+//     interrupted while being upgraded), or
+//   - one whose first start stopped before the record was written (only an
+//     older binary, which wrote it after every migration, left this).
+//
+// The first may only become shard 0 of a one-database, one-table layout;
+// the second was never used, so it may take the configured layout if its
+// tables are the ones that layout makes. It returns "" when the database
+// may take the configured layout, else what stands in the way: tables named
+// for another number of tables per database, or rows in any of GoChat's
+// tables. (An empty unsharded database with the plain names, configured as
+// one table per database, cannot be told from the second kind and is
+// accepted: nothing in it can be misplaced.)
+func (d *shardDB) unrecordedProblem(ctx context.Context, q tableQueryer) (string, error) {
+	if d.layout == (Layout{1, 1}) && d.index == 0 {
+		return "", nil
+	}
+	rows, err := q.QueryContext(ctx, d.d.listTables)
+	if err != nil {
+		return "", fmt.Errorf("tables of %s: %w", d.name, err)
+	}
+	tables := map[string]bool{}
+	var names []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			_ = rows.Close()
+			return "", fmt.Errorf("tables of %s: %w", d.name, err)
+		}
+		tables[name] = true
+		names = append(names, name)
+	}
+	if err := rows.Close(); err != nil {
+		return "", fmt.Errorf("tables of %s: %w", d.name, err)
+	}
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("tables of %s: %w", d.name, err)
+	}
+	// Version 1's traffic tables are all there (it is recorded), named for
+	// the configured number of tables and no other.
+	for _, kind := range trafficKinds[:3] {
+		for t := range d.layout.Tables {
+			if name := kind + d.layout.tableSuffix(t); !tables[name] {
+				return "it has no table " + name, nil
+			}
+		}
+		other := []string{kind + "_" + strconv.Itoa(d.layout.Tables)}
+		if d.layout.Tables == 1 {
+			other[0] = kind + "_0"
+		} else {
+			other = append(other, kind)
+		}
+		for _, name := range other {
+			if tables[name] {
+				return "it has a table " + name, nil
+			}
+		}
+	}
+	// Nothing was ever stored in it.
+	sort.Strings(names)
+	for _, name := range names {
+		if !gochatTable(name) {
+			continue
+		}
+		var one int
+		err := q.QueryRowContext(ctx, "SELECT 1 FROM "+name+" LIMIT 1").Scan(&one)
+		if err == nil {
+			return "its table " + name + " holds rows", nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return "", fmt.Errorf("read %s of %s: %w", name, d.name, err)
+		}
+	}
+	return "", nil
+}
+
+// gochatTable reports whether name is users or one of the traffic tables
+// (plain or numbered).
+func gochatTable(name string) bool {
+	if name == "users" {
+		return true
+	}
+	for _, kind := range trafficKinds {
+		if name == kind {
+			return true
+		}
+		if n, ok := strings.CutPrefix(name, kind+"_"); ok {
+			if _, err := strconv.Atoi(n); err == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+type tableQueryer interface {
+	queryer
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
 func createMigrationsTable(d dialect) string {
@@ -383,17 +553,36 @@ func (s *SQLStore) CheckSchema(ctx context.Context) ([]ShardSchema, error) {
 		if d.index == 0 && ok {
 			firstID = rec.LayoutID
 		}
+		unrecorded := false
 		switch {
 		case ok:
 			st.Layout = rec.String()
 			if err := d.checkRecord(rec, firstID); err != nil {
 				st.Problem = err.Error()
 			}
-		case v >= 1 && (d.layout != Layout{1, 1} || d.index != 0):
-			st.Problem = fmt.Sprintf("holds an unsharded schema, but the configuration makes it shard %d of %s", d.index, d.layout)
+		case v >= 1:
+			problem, err := d.unrecordedProblem(ctx, d.r)
+			if err != nil {
+				return nil, err
+			}
+			if problem != "" {
+				st.Problem = fmt.Sprintf("no layout record, and %s: holds an unsharded schema (or one of another layout), but the configuration makes it shard %d of %s", problem, d.index, d.layout)
+			} else {
+				// A first start that stopped before recording it, or a
+				// database from before layouts, configured as such.
+				unrecorded = true
+			}
 		}
 		if st.Problem == "" && v != st.Latest {
 			st.Problem = fmt.Sprintf("schema version %d, latest %d", v, st.Latest)
+		}
+		if unrecorded {
+			const note = "layout not recorded yet (the next start records it)"
+			if st.Problem == "" {
+				st.Problem = note
+			} else {
+				st.Problem += "; " + note
+			}
 		}
 		out = append(out, st)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,4 +181,116 @@ func TestMySQLMigrationStoppedHalfway(t *testing.T) {
 		}
 		_ = rows.Close()
 	}
+}
+
+// readyMySQL opens cfg (databases created) and runs Ready.
+func readyMySQL(t *testing.T, cfg store.MySQLConfig, stop func(*store.SQLStore)) (*store.SQLStore, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg.MaxOpen, cfg.MaxIdle, cfg.CreateDatabase = 8, 4, true
+	s, err := store.OpenMySQL(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("OpenMySQL: %v", err)
+	}
+	if stop != nil {
+		stop(s)
+	}
+	if err := s.Ready(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkCurrent asserts that the store starts with cfg, takes a message,
+// and that CheckSchema finds nothing wrong.
+func checkCurrent(t *testing.T, cfg store.MySQLConfig) {
+	t.Helper()
+	s, err := readyMySQL(t, cfg, nil)
+	if err != nil {
+		t.Fatalf("restart with the same configuration: %v", err)
+	}
+	defer s.Close()
+	res, err := s.AppendMessages(context.Background(), []store.AppendItem{{ConvID: "p:alice:bob", Sender: "alice", Recipient: "bob", ClientMsgID: "m", Body: "m"}})
+	if err != nil || res[0].ErrorCode != 0 || res[0].Seq != 1 {
+		t.Fatalf("append: %+v %v", res, err)
+	}
+	st, err := s.CheckSchema(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sh := range st {
+		if sh.Problem != "" {
+			t.Fatalf("CheckSchema: %+v", st)
+		}
+	}
+}
+
+// The first start of a sharded MySQL store stops in a migration (MySQL
+// commits DDL statement by statement, so what ran before the stop stays):
+// the layout was recorded before the first migration, so the next start
+// with the same configuration completes the schema, and another layout is
+// refused. A database an older binary left migrated but without its record
+// (it wrote the record last) is taken by the same configuration as long as
+// it has that layout's tables and no rows.
+func TestMySQLFirstStartStoppedHalfway(t *testing.T) {
+	for _, stop := range []struct{ version, after int }{{1, 0}, {1, 2}, {3, 1}, {3, 3}, {3, 4}} {
+		cfg := store.MySQLConfig{DSNs: []string{testDatabase(t), testDatabase(t)}, Options: store.Options{Tables: 2}}
+		s, err := readyMySQL(t, cfg, func(s *store.SQLStore) { store.StopMigrationForTest(s, stop.version, stop.after) })
+		if err == nil {
+			_ = s.Close()
+			t.Fatalf("%+v: the stopped migration succeeded", stop)
+		}
+		other := cfg
+		other.Tables = 4
+		if s, err := readyMySQL(t, other, nil); !errors.Is(err, store.ErrLayoutMismatch) {
+			if s != nil {
+				_ = s.Close()
+			}
+			t.Fatalf("%+v: another layout after the stop: %v", stop, err)
+		}
+		checkCurrent(t, cfg)
+	}
+
+	// The older binary's leftover: every database migrated (shard 0 with
+	// version 3 half done), none recorded; shard 1 also has a row (as if
+	// its record had been lost later, which is not a first start).
+	cfg := store.MySQLConfig{DSNs: []string{testDatabase(t), testDatabase(t)}, Options: store.Options{Tables: 2}}
+	s := openMySQLCfg(t, cfg)
+	for i, qs := range [][]string{
+		{"DELETE FROM shard_layout", "DELETE FROM schema_migrations WHERE version = 3", "DROP TABLE group_members_1",
+			"ALTER TABLE messages_1 DROP COLUMN recalled, DROP COLUMN ref_seq"},
+		{"DELETE FROM shard_layout", "INSERT INTO messages_0 (conv_id, seq, sender, client_msg_id, body, created_at_ms) VALUES ('p:a:b', 1, 'a', 'x', '', 1)"},
+	} {
+		for _, q := range qs {
+			if _, err := store.PrimaryForTest(s, i).Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	_ = s.Close()
+	other := cfg
+	other.Tables = 4
+	if s, err := readyMySQL(t, other, nil); !errors.Is(err, store.ErrLayoutMismatch) || !strings.Contains(err.Error(), "no table conversations_2") {
+		if s != nil {
+			_ = s.Close()
+		}
+		t.Fatalf("another layout: %v", err)
+	}
+	if s, err := readyMySQL(t, cfg, nil); !errors.Is(err, store.ErrLayoutMismatch) || !strings.Contains(err.Error(), "table messages_0 holds rows") {
+		if s != nil {
+			_ = s.Close()
+		}
+		t.Fatalf("a database with rows and no record: %v", err)
+	}
+	db, err := sql.Open("mysql", cfg.DSNs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("DELETE FROM messages_0"); err != nil {
+		t.Fatal(err)
+	}
+	checkCurrent(t, cfg)
 }

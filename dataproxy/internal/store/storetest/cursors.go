@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,13 +89,88 @@ func testCursors(t *testing.T, open Factory) {
 			t.Fatalf("b's list holds %+v", cv)
 		}
 	}
-	// A member removed and added back starts again from zero.
+}
+
+// testGroupRejoinKeepsCursors: a member removed from a group and added
+// back has the cursors they had (what they read stays read), also when
+// removals and adds of the same user run concurrently; while out, the
+// group is not in their lists.
+func testGroupRejoinKeepsCursors(t *testing.T, open Factory) {
+	s := handle(t, open)
+	ctx := ctxT(t)
+	a, b := uid("alice"), uid("bob")
+	id := uid("team")
+	gconv := "g:" + id
+	createGroup(t, s, id, a, b)
+	for i := range 3 {
+		appendOK(t, s, store.AppendItem{ConvID: gconv, Sender: a, ClientMsgID: fmt.Sprint(i)})
+	}
+	if got, err := s.UpdateCursors(ctx, []store.CursorUpdate{cursor(b, gconv, 3, 2)}); err != nil || got[0] != cursor(b, gconv, 3, 2) {
+		t.Fatalf("update: %+v %v", got, err)
+	}
+	// entry returns b's list entry of the group (ok false if not listed).
+	entry := func() (store.Conversation, bool) {
+		t.Helper()
+		list, err := s.ListConversations(ctx, b, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cv := range list {
+			if cv.ConvID == gconv {
+				return cv, true
+			}
+		}
+		return store.Conversation{}, false
+	}
 	if _, _, err := s.RemoveGroupMembers(ctx, id, []string{b}); err != nil {
 		t.Fatal(err)
 	}
-	got, err = s.UpdateCursors(ctx, []store.CursorUpdate{cursor(b, gconv, 2, 2)})
-	if err != nil || got[0] != cursor(b, gconv, 0, 0) {
-		t.Fatalf("a removed member's cursor: %+v %v", got, err)
+	// Out of the group: not listed, not among b's groups.
+	if cv, ok := entry(); ok {
+		t.Fatalf("a removed member's list shows the group: %+v", cv)
+	}
+	if gs, err := s.ListUserGroups(ctx, b); err != nil || len(gs) != 0 {
+		t.Fatalf("a removed member's groups: %+v %v", gs, err)
+	}
+	appendOK(t, s, store.AppendItem{ConvID: gconv, Sender: a, ClientMsgID: "while out"}) // seq 4
+	if _, _, err := s.AddGroupMembers(ctx, id, []string{b}, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Back: the cursors are those b left with; only seq 4 is unread...
+	if cv, ok := entry(); !ok || cv.DeliveredSeq != 3 || cv.ReadSeq != 2 || cv.LastSeq != 4 || cv.Unread != 2 {
+		t.Fatalf("after leaving and rejoining (left with delivered 3, read 2; last_seq 4): %+v %v", cv, ok)
+	}
+	// ...and they grow from there.
+	if got, err := s.UpdateCursors(ctx, []store.CursorUpdate{cursor(b, gconv, 9, 4)}); err != nil || got[0] != cursor(b, gconv, 4, 4) {
+		t.Fatalf("update after rejoining: %+v %v", got, err)
+	}
+
+	// Removals racing with adds: whenever b ends up a member, b's row is
+	// there with its cursors.
+	for round := range 10 {
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if _, _, err := s.RemoveGroupMembers(ctx, id, []string{b}); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			if _, _, err := s.AddGroupMembers(ctx, id, []string{b}, 0); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Wait()
+		in, err := s.MembersAmong(ctx, id, []string{b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cv, ok := entry()
+		if len(in) == 1 && (!ok || cv.ReadSeq != 4 || cv.DeliveredSeq != 4) {
+			t.Fatalf("round %d: member with list entry %+v %v, want read and delivered 4", round, cv, ok)
+		}
+		if len(in) == 0 && ok {
+			t.Fatalf("round %d: a removed member's list shows the group: %+v", round, cv)
+		}
 	}
 }
 

@@ -55,6 +55,7 @@ func Run(t *testing.T, open Factory) {
 		{"GroupChangesDuringAppends", testGroupChangesDuringAppends},
 		{"GroupLists", testGroupLists},
 		{"Cursors", testCursors},
+		{"GroupRejoinKeepsCursors", testGroupRejoinKeepsCursors},
 		{"Recall", testRecall},
 		{"RecallInBatch", testRecallInBatch},
 		{"OperatorRecall", testOperatorRecall},
