@@ -20,6 +20,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,6 +89,14 @@ type App struct {
 func New(cfg Config, log *slog.Logger) (*App, error) {
 	if len(cfg.TokenSecrets) == 0 {
 		return nil, errors.New("no token secret: set -token-secret or GOCHAT_TOKEN_SECRET")
+	}
+	if cfg.Server.MaxRecord == 0 {
+		// -max-body must fit in one record the producer takes.
+		n, err := messageMaxBytes(cfg.Kafka)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Server.MaxRecord = n
 	}
 	if err := cfg.Server.Validate(); err != nil {
 		return nil, err
@@ -258,4 +268,31 @@ func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
 	}()
 	log.Info("pprof endpoints enabled", "addr", ln.Addr().String())
 	return srv, nil
+}
+
+// messageMaxBytes is the producer's message.max.bytes: the value given in
+// the Kafka settings (-kafka-config), or librdkafka's default.
+func messageMaxBytes(c kafkax.Common) (int, error) {
+	v, ok := c.Extra["message.max.bytes"]
+	if !ok {
+		return server.DefaultMaxRecord, nil
+	}
+	var (
+		n   int
+		err error
+	)
+	switch x := v.(type) {
+	case int:
+		n = x
+	case int64:
+		n = int(x)
+	case string:
+		n, err = strconv.Atoi(strings.TrimSpace(x))
+	default:
+		err = fmt.Errorf("type %T", v)
+	}
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("kafka config message.max.bytes=%v: want a positive number of bytes", v)
+	}
+	return n, nil
 }

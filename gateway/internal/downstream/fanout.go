@@ -8,7 +8,9 @@
 // connection id never reaches another user's connection. Targets are read
 // straight from the Kafka message (Record), so a record for 10,000 targets
 // costs the allocations of its one frame, not two per target. Queuing never
-// blocks: a client too slow to take the frame is disconnected by its session.
+// blocks: a client too slow to take the frame is disconnected by its
+// session (a full queue is written to the socket without blocking when the
+// client has taken everything so far).
 // When the Lookup is a Batcher, the writers of a record's targets are
 // started together once the frame is queued to all of them.
 //
@@ -194,9 +196,11 @@ func (f *Fanout) deliverRaw(b []byte, skip func(*Record) bool) (int, error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
-		// Start the writers every flushEvery records: frames queued to a
-		// connection whose writer has not started count against its
-		// write queue, and a long batch must not fill it.
+		// Start the writers every flushEvery records, so that a long
+		// batch's frames start leaving while the rest are queued. (A
+		// connection's queue that fills before its writer runs is not
+		// taken for a slow client: the session writes it to the socket
+		// on this goroutine, without blocking; see session.Session.Send.)
 		if held++; held == flushEvery && batch != nil {
 			batch.Flush()
 			batch, held = f.batch(), 0
@@ -209,15 +213,19 @@ func (f *Fanout) deliverRaw(b []byte, skip func(*Record) bool) (int, error) {
 }
 
 // flushEvery is how many records of a BATCH record are queued before the
-// writers of their connections are started: well below the smallest
-// sensible per-connection write queue (-write-queue), so that a batch
-// holding many records for one connection cannot fill its queue before
-// its writer runs.
+// writers of their connections are started: an ack and a push for one
+// connection still leave in one writev, and the writers need not wait for
+// the end of a long batch. Nothing depends on a writer running between
+// two flushes: a queue that fills first is written by the goroutine
+// queuing to it (session.Session.Send), and only a queue full while the
+// client's socket is backed up closes the connection as too slow.
 const flushEvery = 16
 
 // MinWriteQueue is the smallest per-connection write queue (-write-queue)
-// the fan-out works with: room for the flushEvery frames one BATCH record
-// may queue for a connection before its writer starts, twice over.
+// the gateway accepts: room for the flushEvery frames one BATCH record
+// may queue for a connection before its writer starts, twice over. A
+// smaller queue would still be correct, but the fan-out goroutine would
+// write to the socket itself every few frames.
 const MinWriteQueue = 2 * flushEvery
 
 // deliverRecord queues rec's frame to its targets through batch (nil: each

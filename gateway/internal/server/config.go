@@ -14,6 +14,29 @@ import (
 // maxCursorBatch is the most users logic.Cursors accepts in one call.
 const maxCursorBatch = 1000
 
+// DefaultWriteQueueBytes is the default of Config.WriteQueueBytes: room
+// for a few full sync pages (200 messages of 4 KiB are about 850 KB) or
+// thousands of pushes, while one client that does not read holds no more
+// than about that much (plus one frame) until it is disconnected.
+const DefaultWriteQueueBytes = 4 << 20
+
+// DefaultMaxRecord is librdkafka's default message.max.bytes, the default
+// of Config.MaxRecord.
+const DefaultMaxRecord = 1000000
+
+// RecordOverhead is the room MaxBody must leave in MaxRecord for the rest
+// of a send's upstream record: its key (the conversation id) and its other
+// fields (ids of at most 64 bytes, the content type, numbers), about 700
+// bytes in Thrift binary, and librdkafka's per-record framing (under 64
+// bytes), with a margin.
+const RecordOverhead = 2048
+
+// The range of Config.WriteQueueBytes: the session counts in 32 bits.
+const (
+	minWriteQueueBytes = 64 << 10
+	maxWriteQueueBytes = 1 << 30
+)
+
 // Config is the server's configuration. Zero fields take the defaults
 // listed; Validate fills them in and checks the rest.
 type Config struct {
@@ -42,8 +65,14 @@ type Config struct {
 	// MaxFrame limits a frame's payload and a reassembled message; default
 	// 65536.
 	MaxFrame int
-	// MaxBody limits a sent message body; default 4096.
+	// MaxBody limits a sent message body; default 4096. A send becomes
+	// one upstream Kafka record, so MaxBody must leave room in MaxRecord
+	// for the record's other fields (RecordOverhead).
 	MaxBody int
+	// MaxRecord is the largest upstream Kafka record the producer takes:
+	// its message.max.bytes; default 1,000,000, librdkafka's default.
+	// librdkafka refuses a larger record in the produce call itself.
+	MaxRecord int
 	// MaxHead limits the HTTP request head; default 8 KiB.
 	MaxHead int
 	// MsgRate is the most messages per second one connection may send;
@@ -72,8 +101,14 @@ type Config struct {
 	// to everyone else wait.
 	Writers int
 	// WriteQueue is how many frames may wait for one connection before it
-	// counts as too slow; default 256.
-	WriteQueue int
+	// counts as too slow; default 256. WriteQueueBytes bounds the bytes
+	// waiting for it, in its queue and in netpoll's output buffer
+	// together; default 4 MiB, at least 64 KiB, at most 1 GiB. Either
+	// bound only counts while the client's socket is backed up: a queue
+	// that fills while the socket takes everything is written by the
+	// goroutine queuing to it (session.Session.Send).
+	WriteQueue      int
+	WriteQueueBytes int
 	// RouteRefresh is the interval of full route re-registration; default
 	// 30 s; negative disables it.
 	RouteRefresh time.Duration
@@ -136,11 +171,13 @@ func (c *Config) Validate() error {
 	}
 	defInt(&c.MaxFrame, 65536)
 	defInt(&c.MaxBody, 4096)
+	defInt(&c.MaxRecord, DefaultMaxRecord)
 	defInt(&c.MaxHead, upgrade.DefaultMaxHead)
 	defInt(&c.Workers, 64)
 	defInt(&c.RPCQueue, 4096)
 	defInt(&c.Writers, 1024)
 	defInt(&c.WriteQueue, 256)
+	defInt(&c.WriteQueueBytes, DefaultWriteQueueBytes)
 	defInt(&c.RegisterBatch, 500)
 	defInt(&c.MsgRate, 1000)
 	defInt(&c.CursorBatch, 500)
@@ -165,9 +202,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.WriteQueue < downstream.MinWriteQueue {
-		// A batch of pushes or acks to one healthy client could fill a
-		// smaller queue before its writer starts, closing it as slow.
+		// A smaller queue is correct but makes the fan-out write to the
+		// socket itself every few frames (see downstream.MinWriteQueue).
 		return fmt.Errorf("write queue %d: want at least %d", c.WriteQueue, downstream.MinWriteQueue)
+	}
+	if c.WriteQueueBytes < minWriteQueueBytes || c.WriteQueueBytes > maxWriteQueueBytes {
+		return fmt.Errorf("write queue bytes %d: want %d to %d", c.WriteQueueBytes, minWriteQueueBytes, maxWriteQueueBytes)
 	}
 	if c.CursorBatch < 1 || c.CursorBatch > maxCursorBatch {
 		return fmt.Errorf("cursor batch %d: want 1-%d", c.CursorBatch, maxCursorBatch)
@@ -177,6 +217,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBody > c.MaxFrame {
 		return fmt.Errorf("max body %d exceeds max frame %d", c.MaxBody, c.MaxFrame)
+	}
+	if c.MaxBody > c.MaxRecord-RecordOverhead {
+		// The producer would refuse every such send (too_large), though
+		// hello advertises it as acceptable.
+		return fmt.Errorf("max body %d does not fit in one Kafka record: message.max.bytes %d leaves room for a body of at most %d bytes (raise message.max.bytes in -kafka-config, and the brokers' and topics' limits, or lower -max-body)",
+			c.MaxBody, c.MaxRecord, max(c.MaxRecord-RecordOverhead, 0))
 	}
 	return nil
 }

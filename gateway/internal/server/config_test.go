@@ -7,8 +7,9 @@ import (
 	"github.com/gochat-im/gochat/gateway/internal/downstream"
 )
 
-// A write queue too small for one BATCH record's frames to a connection is
-// refused at start-up rather than closing healthy clients as slow.
+// A write queue below downstream.MinWriteQueue is refused at start-up: it
+// would make the fan-out write to a connection's socket itself every few
+// frames of a BATCH record (see downstream.MinWriteQueue).
 func TestConfigRefusesSmallWriteQueue(t *testing.T) {
 	for _, tc := range []struct {
 		queue int
@@ -21,6 +22,55 @@ func TestConfigRefusesSmallWriteQueue(t *testing.T) {
 		}
 		if err != nil && !strings.Contains(err.Error(), "write queue") {
 			t.Errorf("write queue %d: error %q does not name the setting", tc.queue, err)
+		}
+	}
+}
+
+// A -max-body that cannot fit in one Kafka record (the producer's
+// message.max.bytes, librdkafka's 1,000,000 by default, less
+// RecordOverhead) is refused at start-up with an error naming both
+// settings: the producer would refuse every such send. A larger MaxRecord
+// (message.max.bytes raised in the Kafka settings) lets it through.
+func TestConfigRefusesMaxBodyOverKafkaRecord(t *testing.T) {
+	for _, tc := range []struct {
+		body, record int
+		ok           bool
+	}{
+		{4096, 0, true},
+		{DefaultMaxRecord - RecordOverhead, 0, true},
+		{DefaultMaxRecord - RecordOverhead + 1, 0, false},
+		{2 << 20, 0, false},
+		{2 << 20, 4 << 20, true},
+		{4096, 4096, false},
+	} {
+		c := Config{ID: "gw1", Listen: "127.0.0.1:0", MaxFrame: 4 << 20, MaxBody: tc.body, MaxRecord: tc.record}
+		err := c.Validate()
+		if tc.ok != (err == nil) {
+			t.Errorf("max body %d, max record %d: %v", tc.body, tc.record, err)
+		}
+		if err != nil && !(strings.Contains(err.Error(), "max body") && strings.Contains(err.Error(), "message.max.bytes")) {
+			t.Errorf("max body %d: error %q does not name the settings", tc.body, err)
+		}
+	}
+}
+
+// -write-queue-bytes defaults to DefaultWriteQueueBytes and is refused
+// outside 64 KiB to 1 GiB (the session counts bytes in 32 bits).
+func TestConfigWriteQueueBytes(t *testing.T) {
+	for _, tc := range []struct {
+		bytes int
+		ok    bool
+	}{{0, true}, {minWriteQueueBytes, true}, {maxWriteQueueBytes, true}, {minWriteQueueBytes - 1, false}, {maxWriteQueueBytes + 1, false}, {-1, false}} {
+		c := Config{ID: "gw1", Listen: "127.0.0.1:0", WriteQueueBytes: tc.bytes}
+		err := c.Validate()
+		if tc.ok != (err == nil) {
+			t.Errorf("write queue bytes %d: %v", tc.bytes, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "write queue bytes") {
+			t.Errorf("write queue bytes %d: error %q does not name the setting", tc.bytes, err)
+		}
+		if tc.bytes == 0 && c.WriteQueueBytes != DefaultWriteQueueBytes {
+			t.Errorf("default write queue bytes %d, want %d", c.WriteQueueBytes, DefaultWriteQueueBytes)
 		}
 	}
 }

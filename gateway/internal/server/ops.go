@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/gobwas/ws"
 
 	"github.com/gochat-im/gochat/gateway/internal/session"
@@ -303,12 +304,30 @@ func (s *Server) opRecall(sess *session.Session, req *request) {
 	s.produce(sess, rec, true)
 }
 
+// produceFailed reports a record Kafka refused. A record over Kafka's size
+// limit (librdkafka's message.max.bytes, checked in the produce call, or
+// the broker's or topic's) is answered too_large: sending it again would
+// fail again, so the client must not be told to retry (Validate keeps
+// MaxBody within MaxRecord, so only a broker or topic with a lower limit
+// than the producer gets here). Any other failure is "unavailable".
 func (s *Server) produceFailed(sess *session.Session, cmid string, tell bool, err error) {
 	s.m.ProduceErrors.Inc()
 	s.log.Warn("upstream produce failed", "conn", sess.ConnID(), "uid", sess.UID(), "err", err)
-	if tell {
-		s.sendError(sess, errcode.Unavailable, "message not accepted; retry", cmid, "")
+	if !tell {
+		return
 	}
+	if tooLarge(err) {
+		s.sendError(sess, errcode.TooLarge, "message too large for the message log", cmid, "")
+		return
+	}
+	s.sendError(sess, errcode.Unavailable, "message not accepted; retry", cmid, "")
+}
+
+// tooLarge reports whether err is Kafka refusing a record over its size
+// limit.
+func tooLarge(err error) bool {
+	var ke kafka.Error
+	return errors.As(err, &ke) && ke.Code() == kafka.ErrMsgSizeTooLarge
 }
 
 func (s *Server) opSync(sess *session.Session, req *request) {

@@ -39,7 +39,12 @@ func fillSocket(t *testing.T, e *env, target *events.Target) {
 // A client whose queue overflows is told why (1008) and counted; one that
 // does not read at all is dropped when the write timeout runs out.
 func TestSlowClientClosedWith1008(t *testing.T) {
-	e := start(t, func(c *Config) { c.WriteQueue = 70; c.WriteTimeout = 3 * time.Second })
+	// The byte bound is raised out of the way: this is the frame bound.
+	e := start(t, func(c *Config) {
+		c.WriteQueue = 70
+		c.WriteQueueBytes = maxWriteQueueBytes
+		c.WriteTimeout = 3 * time.Second
+	})
 	c, h := connect(t, e, "alice")
 	target := &events.Target{Uid: "alice", ConnId: h.ConnID}
 	fillSocket(t, e, target)
@@ -60,7 +65,9 @@ func TestSlowClientClosedWith1008(t *testing.T) {
 // everybody else must still arrive at once, long before the write timeout
 // frees those writers.
 func TestSlowClientsDoNotStallOthers(t *testing.T) {
-	e := start(t, func(c *Config) { c.WriteTimeout = 20 * time.Second })
+	// fillSocket queues 64 MiB: the byte bound is raised out of its way
+	// (a client closed as slow would block its writer all the same).
+	e := start(t, func(c *Config) { c.WriteQueueBytes = maxWriteQueueBytes; c.WriteTimeout = 20 * time.Second })
 	// More stuck clients than the writer pool's core goroutines.
 	stuck := 4*runtime.GOMAXPROCS(0) + 2
 	for i := 0; i < stuck; i++ {

@@ -126,15 +126,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.writers = workpool.NewPool(workpool.Config{Core: min(4*runtime.GOMAXPROCS(0), cfg.Writers), Max: cfg.Writers})
 	s.rpc = workpool.New(cfg.Workers, cfg.RPCQueue)
 	s.env = &session.Env{
-		Handler:    s,
-		Obs:        s.m,
-		Writers:    s.writers,
-		MaxFrame:   int64(cfg.MaxFrame),
-		MaxHead:    cfg.MaxHead,
-		WriteQueue: cfg.WriteQueue,
-		SlowClose:  wsframe.CloseFrame(ws.StatusPolicyViolation, "client too slow"),
-		Now:        deps.Now,
-		Log:        s.log,
+		Handler:         s,
+		Obs:             s.m,
+		Writers:         s.writers,
+		MaxFrame:        int64(cfg.MaxFrame),
+		MaxHead:         cfg.MaxHead,
+		WriteQueue:      cfg.WriteQueue,
+		WriteQueueBytes: cfg.WriteQueueBytes,
+		SlowClose:       wsframe.CloseFrame(ws.StatusPolicyViolation, "client too slow"),
+		Now:             deps.Now,
+		Log:             s.log,
 	}
 	s.reg, err = routereg.New(routereg.Config{
 		GatewayID:  cfg.ID,

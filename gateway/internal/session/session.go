@@ -15,24 +15,35 @@
 // socket, so the common case costs one system call and no copy; only
 // when the socket is full do the rest go into netpoll's output buffer, to
 // be sent by a blocking Flush on a goroutine of its own, which fails after
-// the write timeout for a client that does not read. A full queue means
-// the client reads too slowly: the frames still waiting are replaced by a
+// the write timeout for a client that does not read. The queue is bounded
+// in frames (WriteQueue) and in bytes (WriteQueueBytes, counting what
+// waits in netpoll's output buffer too). A queue that reaches a bound
+// while the socket has taken everything written so far only means its
+// writer has not run yet (a burst, such as one BATCH record holding a
+// thousand acks for the connection): the goroutine queuing the frame
+// writes what waits to the socket itself, without blocking, and queues the
+// frame. Only a queue at a bound while the socket is backed up means the
+// client reads too slowly: the frames still waiting are replaced by a
 // close frame with code 1008 and the connection closes, so it never grows
 // memory. Frames are never modified after Send, so one encoded push is
 // shared by every target. A Batch (the fan-out of one downstream record)
 // starts the writers of all its targets at once, a chunk of sessions per
 // pool task, instead of one pool task and one wake-up per target.
 //
-// Lock order: wmu before nothing; ioMu before nothing (they are never held
-// together). ioMu orders writes to the socket and into netpoll's output
-// buffer against closing, which closes the socket and releases that
-// buffer: Kill and OnClosed set ioClosed under it before either happens.
+// Lock order: ioMu before wmu; wmu before nothing. ioMu orders writes to
+// the socket and into netpoll's output buffer against closing, which
+// closes the socket and releases that buffer: Kill and OnClosed set
+// ioClosed under it before either happens. Whoever writes takes the
+// frames off the queue and writes them under one hold of ioMu, so frames
+// leave in the order they were queued even when the goroutine queuing a
+// frame writes ahead of the queue's writer (see queue).
 package session
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,8 +129,14 @@ type Env struct {
 	MaxFrame int64
 	// MaxHead limits the request head.
 	MaxHead int
-	// WriteQueue is how many frames may wait for one connection.
-	WriteQueue int
+	// WriteQueue is how many frames may wait for one connection, and
+	// WriteQueueBytes how many bytes may wait for it, in its queue and in
+	// netpoll's output buffer together (at most 1 GiB; 0 means no byte
+	// bound; one frame of any size is let in when nothing waits). A
+	// connection over either while its socket is backed up is too slow
+	// (see the package comment).
+	WriteQueue      int
+	WriteQueueBytes int
 	// SlowClose is the close frame sent to a client whose write queue
 	// overflowed (code 1008); built once, shared by every session.
 	SlowClose []byte
@@ -156,11 +173,16 @@ type Session struct {
 
 	// Read side: only the OnRequest goroutine (and OnClosed, which netpoll
 	// runs when no OnRequest is active).
-	head    upgrade.Head // a request head that arrived in pieces
-	dec     wsframe.Decoder
-	msg     *[]byte // fragmented text message being reassembled
-	rateWin int32   // rate-limit window (seconds on the session clock)
-	rateN   int32   // messages counted in rateWin
+	head upgrade.Head // a request head that arrived in pieces
+	dec  wsframe.Decoder
+	msg  *[]byte // fragmented text message being reassembled
+	// rateWin is the rate-limit window (seconds on the session clock
+	// modulo 2^16), rateN the messages counted in it (saturating).
+	rateWin uint16
+	rateN   uint16
+	// typingAt is when the last typing indicator was let through, in
+	// milliseconds of the session clock modulo 2^32 (AllowTyping).
+	typingAt uint32
 
 	ioMu sync.Mutex
 	wmu  sync.Mutex
@@ -172,10 +194,11 @@ type Session struct {
 	closeAfter bool
 	// wbits (ioClosed, backlog) is guarded by ioMu.
 	wbits uint8
-	// typingAt is when the last typing indicator was let through, in
-	// milliseconds of the session clock modulo 2^32 (AllowTyping). Read
-	// side; it sits here to fill the padding after the flags.
-	typingAt uint32
+	// wbytes is the bytes of the frames in wq, of the frames a writer
+	// has taken from wq and is writing (under ioMu), and of netpoll's
+	// output buffer (the backlog): what the client has not taken yet.
+	// Guarded by wmu.
+	wbytes uint32
 }
 
 const (
@@ -332,7 +355,7 @@ func (s *Session) Open(hello []byte) bool {
 		s.wmu.Unlock()
 		return false
 	}
-	s.wq = append(s.wq, hello)
+	s.push(hello)
 	sched := !s.scheduled
 	s.scheduled = true
 	s.wmu.Unlock()
@@ -372,7 +395,7 @@ func (s *Session) finish(last []byte, st State) {
 		s.wmu.Unlock()
 		return
 	}
-	s.wq = append(s.wq, last)
+	s.push(last)
 	s.closeAfter = true
 	sched := !s.scheduled
 	s.scheduled = true
@@ -411,7 +434,7 @@ func (s *Session) OnClosed(netpoll.Connection) error {
 	s.wbits |= ioClosed
 	s.ioMu.Unlock()
 	s.wmu.Lock()
-	s.wq, s.closeAfter = nil, true
+	s.wq, s.wbytes, s.closeAfter = nil, 0, true
 	s.wmu.Unlock()
 	s.dec.Reset()
 	if s.msg != nil {
@@ -442,15 +465,21 @@ func (s *Session) AllowTyping(every time.Duration) bool {
 // Allow counts one client message against the per-connection rate limit
 // of limit messages per second (a fixed one-second window) and reports
 // whether it is within it; limit <= 0 means no limit. Only the OnRequest
-// goroutine calls it.
+// goroutine calls it. The window and the count are kept in 16 bits each:
+// the count stops at 65535 (so a limit of 65535 or more never refuses),
+// and a connection silent for a multiple of 65536 seconds to the second
+// continues its old window's count, which at worst refuses part of one
+// second's messages.
 func (s *Session) Allow(limit int) bool {
 	if limit <= 0 {
 		return true
 	}
-	win := int32(s.env.Now() / int64(time.Second))
+	win := uint16(s.env.Now() / int64(time.Second))
 	if win != s.rateWin {
 		s.rateWin, s.rateN = win, 0
 	}
-	s.rateN++
+	if s.rateN < math.MaxUint16 {
+		s.rateN++
+	}
 	return int(s.rateN) <= limit
 }

@@ -22,6 +22,15 @@ import (
 // socket does not take goes into netpoll's output buffer (the backlog),
 // and a blocking Flush sends it before anything else.
 //
+// One goroutine besides the writer may write: one that finds the queue at
+// a bound while there is no backlog writes what waits itself
+// (writeAhead), without blocking, instead of waiting for a writer that
+// has not run yet. It takes the frames off the queue and writes them
+// under one hold of ioMu, as the writer does, so frames keep their order;
+// it never flushes (there is no backlog when it starts, and one it leaves
+// is the writer's to flush: the writer checks for one before it gives up
+// the queue), so only the writer ever waits on the client.
+//
 // Writing to the socket directly is safe because netpoll writes to it
 // only on behalf of a Flush (Flush itself, or its poller while that Flush
 // waits for the socket to drain; only our writer calls Flush, and a nil
@@ -39,38 +48,125 @@ import (
 // maxIovecs bounds the frames one writev(2) sends.
 const maxIovecs = 64
 
+// push appends frame to the write queue and counts its bytes. wmu is held.
+func (s *Session) push(frame []byte) {
+	s.wq = append(s.wq, frame)
+	s.wbytes += uint32(len(frame))
+}
+
+// full reports whether a frame of n bytes would take the queue over one of
+// its bounds: WriteQueue frames, or WriteQueueBytes bytes not yet taken by
+// the client (one frame is let in whatever its size when nothing waits, so
+// that a large reply can always be sent). wmu is held.
+func (s *Session) full(n int) bool {
+	return len(s.wq) >= s.env.WriteQueue ||
+		(s.wbytes > 0 && s.env.WriteQueueBytes > 0 && int64(s.wbytes)+int64(n) > int64(s.env.WriteQueueBytes))
+}
+
 // queue appends frame to the write queue. start reports whether the caller
 // must start a writer for the session: no writer owned it.
+//
+// A queue at one of its bounds is first written to the socket by this
+// goroutine (writeAhead), without blocking, when the socket is not backed
+// up: the frames waiting are there only because their writer has not run
+// yet (a pool task not yet started, a Batch not yet flushed), and the
+// client is not to blame for that. Only when the socket is backed up (the
+// client has not taken what was already written) and the queue is still
+// at a bound is the client too slow: the frames still waiting are dropped,
+// a close frame with code 1008 takes their place, and ErrSlow is returned.
 func (s *Session) queue(frame []byte) (start bool, err error) {
+	ahead := false
 	s.wmu.Lock()
-	if s.closeAfter || s.State() >= StateClosing {
+	for {
+		if s.closeAfter || s.State() >= StateClosing {
+			s.wmu.Unlock()
+			return false, ErrClosed
+		}
+		if !s.full(len(frame)) {
+			break
+		}
+		if ahead {
+			// The socket is backed up (or writing failed): too slow.
+			for _, f := range s.wq {
+				s.wbytes -= uint32(len(f))
+			}
+			clear(s.wq)
+			s.wq = s.wq[:0]
+			s.push(s.env.SlowClose)
+			s.closeAfter = true
+			start = !s.scheduled
+			s.scheduled = true
+			s.wmu.Unlock()
+			s.advance(StateClosing)
+			s.env.Obs.SlowClient()
+			s.env.Log.Debug("client too slow; disconnecting", "conn", s.id, "uid", s.UID())
+			return start, ErrSlow
+		}
 		s.wmu.Unlock()
-		return false, ErrClosed
+		ahead = true
+		s.writeAhead()
+		s.wmu.Lock()
 	}
-	if len(s.wq) >= s.env.WriteQueue {
-		clear(s.wq)
-		s.wq = append(s.wq[:0], s.env.SlowClose)
-		s.closeAfter = true
-		start = !s.scheduled
-		s.scheduled = true
-		s.wmu.Unlock()
-		s.advance(StateClosing)
-		s.env.Obs.SlowClient()
-		s.env.Log.Debug("client too slow; disconnecting", "conn", s.id, "uid", s.UID())
-		return start, ErrSlow
-	}
-	s.wq = append(s.wq, frame)
+	s.push(frame)
 	start = !s.scheduled
 	s.scheduled = true
 	s.wmu.Unlock()
 	return start, nil
 }
 
+// writeAhead writes the frames waiting in the queue to the socket on the
+// calling goroutine, without blocking, for queue, when the queue is at a
+// bound but the socket is not backed up. What the socket does not take
+// goes into netpoll's output buffer as the writer would put it there;
+// the queue's writer (there is one: the queue is not empty) flushes it.
+// Taking the frames and writing them under one hold of ioMu keeps them in
+// order with the writer's own writes. It does nothing when the socket is
+// backed up or closing, or nothing waits.
+func (s *Session) writeAhead() {
+	s.ioMu.Lock()
+	if s.wbits&(ioClosed|backlog) != 0 {
+		s.ioMu.Unlock()
+		return
+	}
+	s.wmu.Lock()
+	q := s.wq
+	if len(q) == 0 {
+		s.wmu.Unlock()
+		s.ioMu.Unlock()
+		return
+	}
+	s.wq = nil
+	s.wmu.Unlock()
+	_, sent, err := s.write(q)
+	s.wrote(q, sent)
+	s.ioMu.Unlock()
+	if err != nil {
+		s.writeFailed(err)
+		return
+	}
+	s.env.Obs.FramesOut(len(q))
+}
+
+// wrote accounts for q, taken from the queue and written with sent bytes
+// reaching the socket (the rest went into the backlog), and gives q's
+// array back to the queue for the next frames when it is small. ioMu is
+// held.
+func (s *Session) wrote(q [][]byte, sent int) {
+	clear(q)
+	s.wmu.Lock()
+	s.wbytes -= uint32(sent)
+	if s.wq == nil && cap(q) <= 64 && !s.closeAfter {
+		s.wq = q[:0] // keep the array for the next frames
+	}
+	s.wmu.Unlock()
+}
+
 // Send queues one encoded frame (or raw bytes during the handshake). It
-// never blocks on the network. If the connection already has WriteQueue
-// frames waiting, the client reads too slowly: the frames still waiting
-// are dropped, a close frame with code 1008 is queued in their place, the
-// disconnect is counted and ErrSlow returned.
+// never blocks on the network. If the connection's queue is at a bound
+// (WriteQueue frames, WriteQueueBytes bytes) while its socket is backed
+// up, the client reads too slowly: the frames still waiting are dropped,
+// a close frame with code 1008 is queued in their place, the disconnect
+// is counted and ErrSlow returned (see queue).
 func (s *Session) Send(frame []byte) error {
 	frame, err := s.wire(frame)
 	if err != nil {
@@ -113,7 +209,7 @@ func (s *Session) SendHandshake(resp []byte) error {
 		}
 		// Queue the rest while still holding wmu, so that no frame can
 		// be queued ahead of it, and start the writer.
-		s.wq = append(s.wq, resp)
+		s.push(resp)
 		s.scheduled = true
 		s.wmu.Unlock()
 		if !s.env.Writers.Submit(s) {
@@ -162,21 +258,42 @@ func (s *Session) drain(block bool) int {
 				}
 				return frames
 			}
-			// Only this session's writer waits here.
+			// Only this session's writer waits here, and nothing else
+			// touches netpoll's output buffer while there is a backlog.
 			if err := s.conn.Writer().Flush(); err != nil {
 				s.writeFailed(err)
 				return frames
 			}
 			s.ioMu.Lock()
 			s.wbits &^= backlog
+			// The backlog is gone: what the client has not taken is
+			// what waits in the queue.
+			s.wmu.Lock()
+			s.wbytes = 0
+			for _, f := range s.wq {
+				s.wbytes += uint32(len(f))
+			}
+			s.wmu.Unlock()
 			s.ioMu.Unlock()
 		}
+		// Take the frames and write them under one hold of ioMu, so that
+		// a writeAhead cannot send later frames between the two.
+		s.ioMu.Lock()
 		s.wmu.Lock()
 		q := s.wq
 		if len(q) == 0 {
+			if s.wbits&(backlog|ioClosed) == backlog {
+				// A writeAhead left a backlog since this writer last
+				// looked: it must be flushed before the queue is given up.
+				s.wmu.Unlock()
+				s.ioMu.Unlock()
+				pending = true
+				continue
+			}
 			s.scheduled = false
 			closeNow := s.closeAfter
 			s.wmu.Unlock()
+			s.ioMu.Unlock()
 			if closeNow {
 				s.Kill()
 			}
@@ -185,17 +302,16 @@ func (s *Session) drain(block bool) int {
 		s.wq = nil
 		s.wmu.Unlock()
 
-		var err error
-		pending, err = s.write(q)
+		var (
+			err  error
+			sent int
+		)
+		pending, sent, err = s.write(q)
 		if err == nil {
 			frames += len(q)
 		}
-		clear(q)
-		s.wmu.Lock()
-		if s.wq == nil && cap(q) <= 64 && !s.closeAfter {
-			s.wq = q[:0] // keep the array for the next frames
-		}
-		s.wmu.Unlock()
+		s.wrote(q, sent)
+		s.ioMu.Unlock()
 		if err != nil {
 			s.writeFailed(err)
 			return frames
@@ -206,7 +322,7 @@ func (s *Session) drain(block bool) int {
 // writeFailed closes the connection after a write error.
 func (s *Session) writeFailed(err error) {
 	s.wmu.Lock()
-	s.wq = nil
+	s.wq, s.wbytes = nil, 0
 	s.closeAfter = true
 	s.wmu.Unlock()
 	if errors.Is(err, netpoll.ErrWriteTimeout) {
@@ -218,13 +334,11 @@ func (s *Session) writeFailed(err error) {
 
 // write sends q to the socket without blocking and puts what it does not
 // take into netpoll's output buffer; pending reports that it did, so a
-// Flush must follow. Frames queued behind a backlog join the backlog, to
-// keep their order.
-func (s *Session) write(q [][]byte) (pending bool, err error) {
-	s.ioMu.Lock()
-	defer s.ioMu.Unlock()
+// Flush must follow, and sent is the bytes the socket took. Frames queued
+// behind a backlog join the backlog, to keep their order. ioMu is held.
+func (s *Session) write(q [][]byte) (pending bool, sent int, err error) {
 	if s.wbits&ioClosed != 0 || !s.conn.IsActive() {
-		return false, ErrClosed
+		return false, 0, ErrClosed
 	}
 	off := 0 // bytes of q[0] already sent
 	if s.wbits&backlog == 0 {
@@ -232,14 +346,15 @@ func (s *Session) write(q [][]byte) (pending bool, err error) {
 		if ok {
 			var n int
 			if n, err = writeFrames(fc.Fd(), q); err != nil {
-				return false, err
+				return false, n, err
 			}
+			sent = n
 			for len(q) > 0 && n >= len(q[0]) {
 				n -= len(q[0])
 				q = q[1:]
 			}
 			if len(q) == 0 {
-				return false, nil
+				return false, sent, nil
 			}
 			off = n
 		}
@@ -252,14 +367,14 @@ func (s *Session) write(q [][]byte) (pending bool, err error) {
 	}
 	buf, err := s.conn.Writer().Malloc(total)
 	if err != nil {
-		return false, err
+		return false, sent, err
 	}
 	k := copy(buf, q[0][off:])
 	for _, f := range q[1:] {
 		k += copy(buf[k:], f)
 	}
 	s.wbits |= backlog
-	return true, nil
+	return true, sent, nil
 }
 
 // writeFrames writes q to the non-blocking socket fd, one frame with

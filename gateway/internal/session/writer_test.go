@@ -3,6 +3,7 @@ package session
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -143,6 +144,166 @@ func TestPartialWritesKeepOrder(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("client did not get everything")
 	}
+	// Everything was taken: the byte count of what waits (queue and
+	// backlog) is back to 0, not left over from partial writes.
+	waitIdle(t, s)
+}
+
+// waitIdle waits until s's writer has given up the queue with nothing
+// waiting and its byte count back to 0 (what the client has not taken).
+func waitIdle(t *testing.T, s *Session) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.wmu.Lock()
+		n, q, sched := s.wbytes, len(s.wq), s.scheduled
+		s.wmu.Unlock()
+		if n == 0 && q == 0 && !sched {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writer not idle: %d bytes counted, %d frames queued, scheduled %v", n, q, sched)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// indexed is a binary frame of size bytes whose payload starts with i.
+func indexed(i, size int) []byte {
+	p := make([]byte, size)
+	binary.BigEndian.PutUint32(p, uint32(i))
+	return wsframe.Frame(ws.OpBinary, p)
+}
+
+// readIndexed reads frames from c until a close frame (or an error) and
+// returns how many data frames came and the close code (0 if none); err
+// says a frame was out of order (they must be 0, 1, 2, ...).
+func readIndexed(c net.Conn) (n int, code uint16, err error) {
+	br := bufio.NewReader(c)
+	for ; ; n++ {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		f, rerr := ws.ReadFrame(br)
+		if rerr != nil {
+			return n, 0, nil
+		}
+		if f.Header.OpCode == ws.OpClose {
+			return n, binary.BigEndian.Uint16(f.Payload), nil
+		}
+		if got := binary.BigEndian.Uint32(f.Payload); got != uint32(n) {
+			return n, 0, fmt.Errorf("frame %d carries index %d: out of order", n, got)
+		}
+	}
+}
+
+// One Batch queues far more frames to a session than WriteQueue before it
+// is flushed (its writer has not started): the queue is at its bound, but
+// the socket takes everything, so the queuing goroutine writes the queue
+// itself each time it fills. Every frame is accepted and arrives in order;
+// the client is not counted slow; the byte count returns to 0.
+func TestBatchOverQueueWritesAhead(t *testing.T) {
+	l := startLoop(t, 1, false, 32)
+	s, c := l.h.sessions[0], l.clients[0]
+	const n = 1000
+	b := l.env.Batch()
+	for i := 0; i < n; i++ {
+		if err := b.Send(s, indexed(i, 8)); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	b.Flush()
+	got := readFrames(c, n)
+	if len(got) != n {
+		t.Fatalf("client got %d of %d frames", len(got), n)
+	}
+	for i, p := range got {
+		if binary.BigEndian.Uint32(p) != uint32(i) {
+			t.Fatalf("frame %d carries index %d", i, binary.BigEndian.Uint32(p))
+		}
+	}
+	if k := l.obs.slow.Load(); k != 0 {
+		t.Fatalf("%d slow clients counted", k)
+	}
+	waitIdle(t, s)
+}
+
+// A client that does not read, sent 128 KiB frames through one Batch with
+// a 32-frame queue: writing ahead fills its socket and leaves a backlog
+// for the writer (which has not started) to flush; the queue then fills
+// again behind that backlog, and that is too slow: ErrSlow, long before
+// every frame is accepted. When the client reads, it gets the frames that
+// were written (the backlog flushed by the writer), in order, then 1008;
+// the frames that were still queued are dropped.
+func TestWriteAheadBacklogThenSlow(t *testing.T) {
+	l := startLoop(t, 1, false, 32)
+	s, c := l.h.sessions[0], l.clients[0]
+	const limit = 400 // 50 MiB: more than any socket buffers take
+	b := l.env.Batch()
+	accepted := 0
+	for ; accepted < limit; accepted++ {
+		if err := b.Send(s, indexed(accepted, 128<<10)); err != nil {
+			if err != ErrSlow {
+				t.Fatalf("frame %d: %v, want ErrSlow", accepted, err)
+			}
+			break
+		}
+	}
+	b.Flush()
+	if accepted == limit {
+		t.Fatalf("all %d frames accepted for a client that does not read", limit)
+	}
+	if l.obs.slow.Load() != 1 {
+		t.Fatalf("%d slow clients counted, want 1", l.obs.slow.Load())
+	}
+	n, code, err := readIndexed(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("accepted %d frames, the client got %d then close %d", accepted, n, code)
+	if code != uint16(ws.StatusPolicyViolation) {
+		t.Fatalf("close code %d, want 1008", code)
+	}
+	if n < 32 || n > accepted {
+		t.Fatalf("client got %d frames; want the %d+ written ahead, at most the %d accepted", n, 32, accepted)
+	}
+}
+
+// The byte bound: a client that does not read, sent 64 KiB frames one by
+// one with a 1 MiB bound and a frame bound far away. Once its socket is
+// backed up, what waits for it (queue and backlog) cannot pass the bound
+// by more than one frame: the next Send is ErrSlow, what was queued is
+// dropped, and the client, reading at last, gets what was written in
+// order and then 1008.
+func TestWriteQueueBytesSlowReader(t *testing.T) {
+	l := startLoop(t, 1, false, 1<<16)
+	l.env.WriteQueueBytes = 1 << 20 // before anything is queued
+	s, c := l.h.sessions[0], l.clients[0]
+	const limit, size = 800, 64 << 10 // 50 MiB
+	accepted := 0
+	for ; accepted < limit; accepted++ {
+		s.wmu.Lock()
+		held := s.wbytes
+		s.wmu.Unlock()
+		if held > 1<<20+size+64 {
+			t.Fatalf("%d bytes wait for the client, bound 1 MiB", held)
+		}
+		if err := s.Send(indexed(accepted, size)); err != nil {
+			if err != ErrSlow {
+				t.Fatalf("frame %d: %v, want ErrSlow", accepted, err)
+			}
+			break
+		}
+	}
+	if accepted == limit {
+		t.Fatalf("all %d frames accepted for a client that does not read", limit)
+	}
+	n, code, err := readIndexed(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("accepted %d frames, the client got %d then close %d", accepted, n, code)
+	if code != uint16(ws.StatusPolicyViolation) || n > accepted {
+		t.Fatalf("client got %d frames (of %d accepted) and close %d, want 1008", n, accepted, code)
+	}
 }
 
 // Sends, kills and clients going away at the same time: no write reaches
@@ -199,5 +360,54 @@ func TestKillWhileWriting(t *testing.T) {
 		if err := s.Send(frame); err != ErrClosed {
 			t.Fatalf("send to a closed session: %v", err)
 		}
+	}
+}
+
+// Writing ahead races the queue's own writers (chunk tasks of Batches
+// flushed every 50 frames, Run tasks of plain Sends) many times over: the
+// client still gets every frame once, in the order queued, and is never
+// judged slow (it reads all along). Run with -race.
+func TestWriteAheadRacesWritersKeepsOrder(t *testing.T) {
+	l := startLoop(t, 1, false, 32)
+	s, c := l.h.sessions[0], l.clients[0]
+	const n = 20000
+	type result struct {
+		n    int
+		code uint16
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		k, code, err := readIndexed(c)
+		got <- result{k, code, err}
+	}()
+	b := l.env.Batch()
+	for i := 0; i < n; i++ {
+		var err error
+		if i%3 == 0 {
+			err = s.Send(indexed(i, 16))
+		} else {
+			err = b.Send(s, indexed(i, 16))
+		}
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if i%50 == 49 {
+			b.Flush()
+			b = l.env.Batch()
+		}
+	}
+	b.Flush()
+	waitIdle(t, s)
+	s.CloseWith(1000, "done")
+	r := <-got
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.n != n || r.code != 1000 {
+		t.Fatalf("client got %d of %d frames, then close %d", r.n, n, r.code)
+	}
+	if k := l.obs.slow.Load(); k != 0 {
+		t.Fatalf("%d slow clients counted", k)
 	}
 }
