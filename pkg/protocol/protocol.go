@@ -267,12 +267,14 @@ type Error struct {
 	RID         string `json:"rid,omitempty"`
 }
 
-// Kick tells a connection it is being closed because the same user logged
-// in on another device of the same kind (the login policy allows one).
+// Kick tells a connection it is being closed because a newer connection
+// of the same user replaced it: on another device of the same kind, which
+// the login policy allows once (Reason "replaced"), or with the same
+// device id, which a user has one connection of (Reason "same_device").
 type Kick struct {
 	Type   string `json:"type"`
 	Reason string `json:"reason"`
-	// Device is the device id of the new login.
+	// Device is the device id of the new connection.
 	Device string `json:"device,omitempty"`
 }
 

@@ -98,7 +98,12 @@ type tally struct {
 	reason     string
 	sent, miss int
 	batch      Batch // nil: each Send starts its connection's writer
-	reply      bool  // an ack or error: also for a connection not yet open
+	// reply: also for a connection not yet open. Acks and errors answer
+	// its own requests; a kick (a frame with a close code) may name a
+	// connection logic refused in the very Connect call that registers
+	// it (the login policy's last-one-wins among logins registered
+	// together), and may arrive before that call returns.
+	reply bool
 }
 
 func (t *tally) deliver(c Conn, ok bool) {
@@ -287,6 +292,7 @@ func (f *Fanout) prepare(rec *events.DownRecord, batch Batch) (*tally, error) {
 			return nil, fmt.Errorf("close code %d is not one a server may send", rec.CloseCode)
 		}
 		t.kick, t.reason = uint16(rec.CloseCode), rec.CloseReason
+		t.reply = true
 	}
 	return t, nil
 }

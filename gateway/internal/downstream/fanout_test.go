@@ -216,6 +216,23 @@ func TestDeliverFrameAndKick(t *testing.T) {
 	}
 }
 
+// A kick reaches a connection that is not open yet (logic may refuse a
+// login in the Connect call that registers it, and its kick may come
+// before the call returns), while a plain push still skips it.
+func TestKickReachesRegisteringConnection(t *testing.T) {
+	c := &fakeConn{uid: "u1"} // registering: not routable
+	f := NewFanout(byConn(map[int64]*fakeConn{1: c}), nil)
+	targets := []*events.Target{{Uid: "u1", ConnId: 1}}
+	if n, err := f.Deliver(&events.DownRecord{Kind: events.DownKind_FRAME, Frame: []byte(`{"type":"typing","conv":"p:u1:u2","from":"u2"}`), Targets: targets}); err != nil || n != 0 || len(c.frames) != 0 {
+		t.Fatalf("a push reached a connection not yet open: %d, %v", n, err)
+	}
+	kick := &events.DownRecord{Kind: events.DownKind_FRAME, Frame: []byte(`{"type":"kick","reason":"replaced","device":"phone-b"}`),
+		CloseCode: 4001, CloseReason: "replaced", Targets: targets}
+	if n, err := f.Deliver(kick); err != nil || n != 1 || c.closeCode != 4001 || c.reason != "replaced" {
+		t.Fatalf("kick to a registering connection: %d, %v, closed %d %q", n, err, c.closeCode, c.reason)
+	}
+}
+
 // funcLookup adapts a function to Lookup.
 type funcLookup func(uid string, id int64) (Conn, bool)
 
