@@ -125,7 +125,9 @@ func run(o options) error {
 	fmt.Printf("%d members online after %v\n", r.count(), time.Since(start).Round(time.Millisecond))
 
 	body := strings.Repeat("x", o.size)
-	fmt.Printf("\n| round | online | delivered | send RPC ms | first ms | p50 ms | p99 ms | last ms | deliveries/s |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Printf("\nTimes from the send call to each member's copy reaching its socket (the kernel's receive timestamp);\n")
+	fmt.Printf("\"last read\" is when this tool had read the last one (its own waits for a CPU included).\n")
+	fmt.Printf("\n| round | online | delivered | send RPC ms | first ms | p50 ms | p99 ms | last ms | deliveries/s | last read ms |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	var last latency.Summary
 	for round := 1; round <= o.rounds; round++ {
 		cmid := fmt.Sprintf("%s-r%d", o.prefix, round)
@@ -146,8 +148,9 @@ func run(o options) error {
 		if s.Max() > 0 {
 			rate = float64(s.Count()) / s.Max().Seconds()
 		}
-		fmt.Printf("| %d (seq %d) | %d | %d | %s | %s | %s | %s | %s | %.0f |\n", round, resp.Seq, len(r.conns), s.Count(),
-			latency.Ms(sent), latency.Ms(s.Quantile(0)), latency.Ms(s.Quantile(.5)), latency.Ms(s.Quantile(.99)), latency.Ms(s.Max()), rate)
+		fmt.Printf("| %d (seq %d) | %d | %d | %s | %s | %s | %s | %s | %.0f | %s |\n", round, resp.Seq, len(r.conns), s.Count(),
+			latency.Ms(sent), latency.Ms(s.Quantile(0)), latency.Ms(s.Quantile(.5)), latency.Ms(s.Quantile(.99)), latency.Ms(s.Max()), rate,
+			latency.Ms(r.readAt.Snapshot().Max()))
 		time.Sleep(o.pause)
 	}
 	if o.plot != "" {
@@ -170,7 +173,12 @@ type receivers struct {
 	cmid string
 	t0   time.Time
 	got  atomic.Int64
-	rec  latency.Recorder
+	// rec times each member's copy to its arrival at the member's socket
+	// (the kernel's receive timestamp; see wsdial.Conn.Arrival); readAt to
+	// when this process read it, which adds its own waits for a CPU (one
+	// process reads thousands of connections on a box it shares with the
+	// servers).
+	rec, readAt latency.Recorder
 }
 
 func (r *receivers) connect(o options, st devstate.State, uid func(int) string) error {
@@ -245,6 +253,7 @@ func (r *receivers) arm(cmid string) {
 	r.mu.Unlock()
 	r.got.Store(0)
 	r.rec.Reset()
+	r.readAt.Reset()
 }
 
 func (r *receivers) read(c *wsdial.Conn) {
@@ -257,7 +266,13 @@ func (r *receivers) read(c *wsdial.Conn) {
 		cmid, t0 := r.cmid, r.t0
 		r.mu.Unlock()
 		if cmid != "" && strings.Contains(string(data), `"cmid":"`+cmid+`"`) {
-			r.rec.Add(time.Since(t0))
+			now := time.Now()
+			at := c.Arrival()
+			if at.IsZero() {
+				at = now
+			}
+			r.rec.Add(at.Sub(t0))
+			r.readAt.Add(now.Sub(t0))
 			r.got.Add(1)
 		}
 	}
