@@ -23,8 +23,10 @@ func TestEnsureTopicsUsesTheKafkaConfig(t *testing.T) {
 		"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
 		"sasl.username": "gochat", "sasl.password": "pw",
 		// A consumer setting in -kafka-config must not stop the admin
-		// client from starting (librdkafka refuses it in a producer).
-		"group.instance.id": "ignored-here",
+		// client from starting (librdkafka refuses it in a producer), nor
+		// one of confluent-kafka-go's own (TUNING.md documents these).
+		"group.instance.id":      "ignored-here",
+		"go.events.channel.size": 5000,
 	}}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -139,9 +139,16 @@ type TopicSpec struct {
 
 // EnsureTopics creates the topics that do not exist yet. A topic that exists
 // is left as it is, whatever its partition count. The admin client takes
-// the same settings (c.Extra: security, client id, ...) as the producers.
+// the same settings (c.Extra: security, client id, ...) as the producers,
+// but for confluent-kafka-go's own "go." ones, which its admin client
+// refuses.
 func EnsureTopics(ctx context.Context, c Common, topics ...TopicSpec) error {
 	cfg := c.base(true)
+	for k := range cfg {
+		if strings.HasPrefix(k, "go.") {
+			delete(cfg, k)
+		}
+	}
 	admin, err := kafka.NewAdminClient(&cfg)
 	if err != nil {
 		return fmt.Errorf("kafka admin: %w", err)

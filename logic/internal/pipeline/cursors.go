@@ -74,7 +74,16 @@ func (p *Processor) saveCursorsAsync(ctx context.Context, prep *Prepared, done f
 // after the call, and which of them a receipt has announced already.
 type savedCursors struct {
 	read      map[cursorKey]int64
-	announced map[cursorKey]bool
+	announced map[announcedKey]bool
+}
+
+// announcedKey is one connection told of one (user, conversation)'s read
+// cursor.
+type announcedKey struct {
+	cursor cursorKey
+	gw     string
+	uid    string
+	conn   int64
 }
 
 // maxCursorUpdates bounds the updates of one UpdateCursors call (dataproxy
@@ -174,7 +183,7 @@ func (s *cursorSaver) run(p *Processor) {
 // returns the read cursors the store holds afterwards, for the updates it
 // did not refuse.
 func (p *Processor) updateCursors(ctx context.Context, ups []*dataproxy.CursorUpdate) (*savedCursors, error) {
-	saved := &savedCursors{read: make(map[cursorKey]int64, len(ups)), announced: map[cursorKey]bool{}}
+	saved := &savedCursors{read: make(map[cursorKey]int64, len(ups)), announced: map[announcedKey]bool{}}
 	for len(ups) > 0 {
 		part := ups[:min(len(ups), maxCursorUpdates)]
 		ups = ups[len(part):]

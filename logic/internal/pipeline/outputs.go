@@ -250,19 +250,36 @@ func fanoutDown(out []kafkax.Msg, key string, t *targets, rec *events.DownRecord
 // message may come after the reply: the other side still learns it was
 // read). None goes out when nothing was saved for it (the update was
 // refused, or the reader has no list entry for the conversation: the
-// store answers 0). One (reader, conversation) is announced once per
-// call. The store does not say what the cursor held before, so a value
+// store answers 0). A connection is told of one (reader, conversation)
+// once per call. The store does not say what the cursor held before, so a value
 // may be announced again: receipts are idempotent, like pushes, and never
 // go backwards.
 func (p *Processor) receipts(reads []readReceipt, saved *savedCursors) []kafkax.Msg {
 	var out []kafkax.Msg
 	for _, rr := range reads {
 		c, ok := saved.read[rr.key]
-		if !ok || c <= 0 || saved.announced[rr.key] {
+		if !ok || c <= 0 {
 			continue
 		}
-		saved.announced[rr.key] = true
-		out = fanoutDown(out, rr.key.conv, rr.to, &events.DownRecord{Kind: events.DownKind_FRAME,
+		// Each connection is told once per call. Not once per reader and
+		// conversation: each read's targets leave out the device that
+		// made it, so when two devices of one user read, each must hear
+		// of the other's.
+		to := newTargets()
+		for _, gw := range rr.to.order {
+			for _, tg := range rr.to.by[gw] {
+				k := announcedKey{rr.key, gw, tg.Uid, tg.ConnId}
+				if saved.announced[k] {
+					continue
+				}
+				saved.announced[k] = true
+				if _, ok := to.by[gw]; !ok {
+					to.order = append(to.order, gw)
+				}
+				to.by[gw] = append(to.by[gw], tg)
+			}
+		}
+		out = fanoutDown(out, rr.key.conv, to, &events.DownRecord{Kind: events.DownKind_FRAME,
 			Frame: frame(protocol.Cursor{Type: protocol.TypeRead, Conv: rr.key.conv, UID: rr.key.uid, Seq: c})})
 	}
 	return pack(out, p.router.Batches)

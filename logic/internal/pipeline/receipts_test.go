@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -212,5 +214,42 @@ func TestNoReadReceiptWithoutASavedCursor(t *testing.T) {
 	}
 	if got := readFrames(t, prod); len(got) != 0 {
 		t.Fatalf("a refused cursor update announced: %v", got)
+	}
+}
+
+// Two devices of one user reading in one batch each hear of the other's
+// read (each read's receipt leaves out the device that made it), with the
+// cursor saved, and alice hears once.
+func TestReadOnTwoDevicesTellsEachOther(t *testing.T) {
+	_, p, prod := receiptSetup(t)
+	conv := "p:alice:bob"
+	web := rec(events.UpKind_READ, "bob", conv, 2)
+	web.GatewayId, web.ConnId = "gw2", 2
+	if err := p.Process(context.Background(), []*events.UpRecord{bobReads(conv, 1), web}); err != nil {
+		t.Fatal(err)
+	}
+	down, _ := decoded(t, prod.msgs)
+	told := map[string]int{}
+	for topic, recs := range down {
+		for _, r := range recs {
+			if !strings.Contains(string(r.Frame), `"type":"read"`) {
+				continue
+			}
+			if !strings.Contains(string(r.Frame), `"seq":2`) {
+				t.Errorf("receipt %s on %s does not carry the saved cursor 2", r.Frame, topic)
+			}
+			for _, tg := range r.Targets {
+				told[topic+"/"+tg.Uid+"/"+strconv.FormatInt(tg.ConnId, 10)]++
+			}
+		}
+	}
+	want := map[string]int{kafkax.DownTopic("gw1") + "/alice/7": 1, kafkax.DownTopic("gw2") + "/bob/1": 1, kafkax.DownTopic("gw2") + "/bob/2": 1}
+	if len(told) != len(want) {
+		t.Fatalf("receipts went to %v, want %v", told, want)
+	}
+	for k, n := range want {
+		if told[k] != n {
+			t.Fatalf("receipts went to %v, want %v", told, want)
+		}
 	}
 }
