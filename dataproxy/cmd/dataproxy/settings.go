@@ -76,7 +76,7 @@ func (s *settings) register(fs *flag.FlagSet) {
 	fs.IntVar(&s.maxGroupMembers, "max-group-members", store.DefaultMaxGroupMembers, "most members a group may have")
 	fs.DurationVar(&s.startupTimeout, "startup-timeout", time.Minute, "how long to wait at start for the databases and Redis to answer")
 	fs.StringVar(&s.pprofListen, "pprof-listen", "", "address of a net/http/pprof server for profiling (empty: none; never expose it)")
-	fs.BoolVar(&s.checkSchema, "check-schema", false, "print every shard database's schema version and layout, exit 0 if all are current, 1 if not; changes nothing")
+	fs.BoolVar(&s.checkSchema, "check-schema", false, "print every shard database's schema version and layout, exit 0 if all are current, 1 if not, 2 if one could not be read; changes nothing")
 }
 
 func (s *settings) validate() error {

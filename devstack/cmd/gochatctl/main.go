@@ -53,7 +53,7 @@ flags:
 func main() {
 	fs := flag.NewFlagSet("gochatctl", flag.ExitOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
-	dataDir := fs.String("data-dir", "", "data directory of a `make run` stack (supplies logic's address and the admin secret)")
+	dataDir := fs.String("data-dir", "", "data directory of a make run stack (supplies logic's address and the admin secret)")
 	etcd := fs.String("etcd", "127.0.0.1:2379", "etcd endpoints used to find logic")
 	logicAddr := fs.String("logic", "", "logic's host:port (skips etcd)")
 	secret := fs.String("admin-secret", os.Getenv("GOCHAT_ADMIN_SECRET"), "admin secret (default $GOCHAT_ADMIN_SECRET)")

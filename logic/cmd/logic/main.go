@@ -59,7 +59,7 @@ func main() {
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8900", "Kitex listen address")
 	fs.StringVar(&o.advertise, "advertise", "", "address published in etcd (default: the listen address)")
 	fs.DurationVar(&o.registryTTL, "registry-ttl", 10*time.Second, "etcd lease TTL: how long a dead instance stays listed")
-	fs.StringVar(&o.adminSecret, "admin-secret", "", "secret app backends present to IssueToken and CreateUsers (required; use GOCHAT_ADMIN_SECRET)")
+	fs.StringVar(&o.adminSecret, "admin-secret", "", "secret app backends present to IssueToken, CreateUsers, Send, Recall and the group calls (required; use GOCHAT_ADMIN_SECRET)")
 	fs.StringVar(&o.recallSecret, "recall-secret", "", "a second secret Recall accepts, and nothing else: give it to the task service's moderation job instead of the admin secret (use GOCHAT_RECALL_SECRET)")
 	fs.StringVar(&o.tokenSecret, "token-secret", "", "HMAC secret(s) for client tokens, comma-separated, the first signs (required; use GOCHAT_TOKEN_SECRET)")
 	fs.DurationVar(&o.tokenTTL, "token-ttl", 24*time.Hour, "default lifetime of issued tokens (more than 0)")
