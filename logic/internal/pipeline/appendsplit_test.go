@@ -62,6 +62,16 @@ func newCallLimitProc(d *callLimitDP, live liveSet, prod *fakeProducer) *Process
 	return NewProcessor(d, q.users, q.router, prod, NewMetrics(nil), q.log)
 }
 
+// bobOnGW1WithCallLimit is alice and bob, bob online on gw1, behind a
+// dataproxy that refuses calls whose bodies pass limit bytes.
+func bobOnGW1WithCallLimit(limit int) (*callLimitDP, *Processor, *fakeProducer) {
+	base := dpfake.New("alice", "bob")
+	base.Routes = []*common.Route{{Uid: "bob", Device: "d", GatewayId: "gw1", ConnId: 1}}
+	dp := &callLimitDP{DP: base, limit: limit}
+	prod := &fakeProducer{}
+	return dp, newCallLimitProc(dp, liveSet{"gw1": true}, prod), prod
+}
+
 // acksAndErrors returns the acks (cmid -> seq) and error codes (cmid ->
 // code) produced.
 func acksAndErrors(t *testing.T, msgs []kafkax.Msg) (acks map[string]int64, errs map[string]int32, ackOrder []string) {
@@ -88,11 +98,7 @@ func acksAndErrors(t *testing.T, msgs []kafkax.Msg) (acks map[string]int64, errs
 // (seqs follow send order), and the routes ride on the last part (no
 // GetRoutes call), so the recipient is pushed every message.
 func TestAppendRefusedWholeForItsSizeIsSentInHalves(t *testing.T) {
-	base := dpfake.New("alice", "bob")
-	base.Routes = []*common.Route{{Uid: "bob", Device: "d", GatewayId: "gw1", ConnId: 1}}
-	dp := &callLimitDP{DP: base, limit: 10}
-	prod := &fakeProducer{}
-	p := newCallLimitProc(dp, liveSet{"gw1": true}, prod)
+	dp, p, prod := bobOnGW1WithCallLimit(10)
 	cmids := []string{"m1", "m2", "m3", "m4", "m5"}
 	var recs []*events.UpRecord
 	for _, c := range cmids {
@@ -132,8 +138,8 @@ func TestAppendRefusedWholeForItsSizeIsSentInHalves(t *testing.T) {
 	if len(stored) != len(cmids) {
 		t.Fatalf("stored in calls %v, want each of %v once", stored, cmids)
 	}
-	if base.RouteLookups != 0 {
-		t.Fatalf("%d GetRoutes calls; the routes came with the last part", base.RouteLookups)
+	if dp.DP.RouteLookups != 0 {
+		t.Fatalf("%d GetRoutes calls; the routes came with the last part", dp.DP.RouteLookups)
 	}
 	down, _ := decoded(t, prod.msgs)
 	var pushed []int64
@@ -152,11 +158,7 @@ func TestAppendRefusedWholeForItsSizeIsSentInHalves(t *testing.T) {
 // is the last part (which was to read the routes), the routes are looked
 // up by GetRoutes and the others are still pushed.
 func TestAppendSplitFailsOnlyTheItemRefusedAlone(t *testing.T) {
-	base := dpfake.New("alice", "bob")
-	base.Routes = []*common.Route{{Uid: "bob", Device: "d", GatewayId: "gw1", ConnId: 1}}
-	dp := &callLimitDP{DP: base, limit: 10}
-	prod := &fakeProducer{}
-	p := newCallLimitProc(dp, liveSet{"gw1": true}, prod)
+	dp, p, prod := bobOnGW1WithCallLimit(10)
 	recs := []*events.UpRecord{
 		sendRec("alice", "bob", "m1", "12345"),
 		sendRec("alice", "bob", "big", "12345678901"), // over the call limit alone
@@ -173,8 +175,8 @@ func TestAppendSplitFailsOnlyTheItemRefusedAlone(t *testing.T) {
 	if len(acks) != 2 || acks["m1"] != 1 || acks["m2"] != 2 {
 		t.Fatalf("acks %v, want m1 seq 1, m2 seq 2", acks)
 	}
-	if base.RouteLookups != 1 {
-		t.Fatalf("%d GetRoutes calls, want 1 (the part that was to read the routes was refused)", base.RouteLookups)
+	if dp.DP.RouteLookups != 1 {
+		t.Fatalf("%d GetRoutes calls, want 1 (the part that was to read the routes was refused)", dp.DP.RouteLookups)
 	}
 	down, _ := decoded(t, prod.msgs)
 	var pushes int

@@ -140,11 +140,16 @@ func (t *targets) add(from *events.UpRecord, routes ...*common.Route) {
 		if rt.GatewayId == from.GatewayId && rt.ConnId == from.ConnId && rt.Uid == from.Sender {
 			continue
 		}
-		if _, ok := t.by[rt.GatewayId]; !ok {
-			t.order = append(t.order, rt.GatewayId)
-		}
-		t.by[rt.GatewayId] = append(t.by[rt.GatewayId], &events.Target{Uid: rt.Uid, ConnId: rt.ConnId})
+		t.put(rt.GatewayId, &events.Target{Uid: rt.Uid, ConnId: rt.ConnId})
 	}
+}
+
+// put adds tg on gateway gw.
+func (t *targets) put(gw string, tg *events.Target) {
+	if _, ok := t.by[gw]; !ok {
+		t.order = append(t.order, gw)
+	}
+	t.by[gw] = append(t.by[gw], tg)
 }
 
 // readReceipt is a read receipt to be sent once the cursor it announces is
@@ -160,22 +165,10 @@ type readReceipt struct {
 // tasks of a batch (msgs), in record order, and its read receipts to be
 // (reads), which receipts completes once the cursors are saved.
 func (p *Processor) outputs(ctx context.Context, items []*item, aud audience) (msgs []kafkax.Msg, reads []readReceipt) {
-	downTo := func(out *[]kafkax.Msg) func(gw, key string, rec *events.DownRecord) {
-		return func(gw, key string, rec *events.DownRecord) {
-			*out = append(*out, kafkax.Msg{Topic: kafkax.DownTopic(gw), Key: []byte(key), Value: kafkax.Encode(rec)})
-		}
+	down := func(gw, key string, rec *events.DownRecord) {
+		msgs = append(msgs, kafkax.Msg{Topic: kafkax.DownTopic(gw), Key: []byte(key), Value: kafkax.Encode(rec)})
 	}
-	fanoutTo := func(down func(gw, key string, rec *events.DownRecord)) func(string, *targets, *events.DownRecord) {
-		return func(key string, t *targets, rec *events.DownRecord) {
-			for _, gw := range t.order {
-				r := *rec
-				r.Targets = t.by[gw]
-				down(gw, key, &r)
-			}
-		}
-	}
-	down := downTo(&msgs)
-	fanout := fanoutTo(down)
+	fanout := func(key string, t *targets, rec *events.DownRecord) { msgs = fanoutDown(msgs, key, t, rec) }
 	for _, it := range items {
 		r := it.rec
 		senderGW := p.router.SenderAlive(ctx, r.GatewayId)
@@ -251,9 +244,9 @@ func fanoutDown(out []kafkax.Msg, key string, t *targets, rec *events.DownRecord
 // read). None goes out when nothing was saved for it (the update was
 // refused, or the reader has no list entry for the conversation: the
 // store answers 0). A connection is told of one (reader, conversation)
-// once per call. The store does not say what the cursor held before, so a value
-// may be announced again: receipts are idempotent, like pushes, and never
-// go backwards.
+// once per call. The store does not say what the cursor held before, so a
+// value may be announced again: receipts are idempotent, like pushes, and
+// never go backwards.
 func (p *Processor) receipts(reads []readReceipt, saved *savedCursors) []kafkax.Msg {
 	var out []kafkax.Msg
 	for _, rr := range reads {
@@ -273,10 +266,7 @@ func (p *Processor) receipts(reads []readReceipt, saved *savedCursors) []kafkax.
 					continue
 				}
 				saved.announced[k] = true
-				if _, ok := to.by[gw]; !ok {
-					to.order = append(to.order, gw)
-				}
-				to.by[gw] = append(to.by[gw], tg)
+				to.put(gw, tg)
 			}
 		}
 		out = fanoutDown(out, rr.key.conv, to, &events.DownRecord{Kind: events.DownKind_FRAME,
