@@ -267,11 +267,7 @@ func (r *receivers) read(c *wsdial.Conn) {
 		r.mu.Unlock()
 		if cmid != "" && strings.Contains(string(data), `"cmid":"`+cmid+`"`) {
 			now := time.Now()
-			at := c.Arrival()
-			if at.IsZero() {
-				at = now
-			}
-			r.rec.Add(at.Sub(t0))
+			r.rec.Add(c.ArrivalOr(now).Sub(t0))
 			r.readAt.Add(now.Sub(t0))
 			r.got.Add(1)
 		}

@@ -188,7 +188,7 @@ func (b *bench) readReceiver(c *conn) {
 		}
 		if sent, ok := b.sentAt(m.ClientMsgID); ok {
 			now := time.Now()
-			at := arrival(c, now)
+			at := c.c.ArrivalOr(now)
 			b.delivery.Add(at.Sub(sent))
 			b.read.Add(now.Sub(sent))
 			b.delivered.Add(1)
@@ -199,15 +199,6 @@ func (b *bench) readReceiver(c *conn) {
 			}
 		}
 	}
-}
-
-// arrival is when the frame c read last reached its socket, or now if the
-// kernel did not say.
-func arrival(c *conn, now time.Time) time.Time {
-	if at := c.c.Arrival(); !at.IsZero() {
-		return at
-	}
-	return now
 }
 
 func (b *bench) readSender(c *conn) {
@@ -222,7 +213,7 @@ func (b *bench) readSender(c *conn) {
 			continue
 		}
 		if sent, ok := b.sentAt(a.ClientMsgID); ok {
-			b.ack.Add(arrival(c, time.Now()).Sub(sent))
+			b.ack.Add(c.c.ArrivalOr(time.Now()).Sub(sent))
 			b.acked.Add(1)
 		}
 	}

@@ -58,9 +58,12 @@ type Conn struct {
 // bytes, so the latest read is the one that brought the message's last
 // byte.) It is the zero time when the kernel gave no timestamp: not on
 // Linux, or the message came with the handshake's response.
-func (c *Conn) Arrival() time.Time {
+func (c *Conn) Arrival() time.Time { return c.ArrivalOr(time.Time{}) }
+
+// ArrivalOr is Arrival, or now when the kernel gave no timestamp.
+func (c *Conn) ArrivalOr(now time.Time) time.Time {
 	if c.at == 0 {
-		return time.Time{}
+		return now
 	}
 	return time.Unix(0, c.at)
 }
