@@ -118,10 +118,8 @@ func applyFile(fs *flag.FlagSet, path string) error {
 // nodeText returns a setting's value as written: a scalar's text, or a
 // list's items joined with commas. An empty or null value (key: or
 // key: ~) is not set: the flag keeps its default.
-func nodeText(n yaml.Node) (string, bool, error) {
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = *n.Alias
-	}
+func nodeText(node yaml.Node) (string, bool, error) {
+	n := resolve(&node)
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if n.Tag == "!!null" {
@@ -131,9 +129,7 @@ func nodeText(n yaml.Node) (string, bool, error) {
 	case yaml.SequenceNode:
 		parts := make([]string, len(n.Content))
 		for i, item := range n.Content {
-			if item.Kind == yaml.AliasNode && item.Alias != nil {
-				item = item.Alias
-			}
+			item = resolve(item)
 			if item.Kind != yaml.ScalarNode {
 				return "", false, errors.New("a list may hold plain values only")
 			}
@@ -142,6 +138,14 @@ func nodeText(n yaml.Node) (string, bool, error) {
 		return strings.Join(parts, ","), true, nil
 	}
 	return "", false, errors.New("want a value or a list of values")
+}
+
+// resolve returns the node an alias (*anchor) stands for, or n itself.
+func resolve(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		return n.Alias
+	}
+	return n
 }
 
 // List splits a comma-separated setting, dropping empty items.

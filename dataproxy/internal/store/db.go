@@ -82,8 +82,8 @@ type keySQL struct {
 
 func newTableSQL(l Layout, d dialect, t int) tableSQL {
 	sfx := l.tableSuffix(t)
-	ts := tableSQL{msgs: "messages" + sfx, convs: "conversations" + sfx, uconvs: "user_conversations" + sfx,
-		groups: "chat_groups" + sfx, members: "group_members" + sfx}
+	ts := tableSQL{msgs: tblMsgs + sfx, convs: tblConvs + sfx, uconvs: tblUconvs + sfx,
+		groups: tblGroups + sfx, members: tblMembers + sfx}
 	ts.insIndex = rowSQL{head: "INSERT INTO " + ts.uconvs + " (uid, conv_id, kind, peer, created_at_ms) VALUES ", tuple: "(?, ?, ?, ?, ?)", tail: d.keepTail("uid")}
 	ts.insConv = rowSQL{head: "INSERT INTO " + ts.convs + " (conv_id, kind, last_seq, created_at_ms, updated_at_ms) VALUES ", tuple: "(?, ?, 0, ?, 0)",
 		tail: d.keepTail("conv_id")}

@@ -315,8 +315,21 @@ func (d *shardDB) recordLayout(ctx context.Context, conn *sql.Conn, wantID strin
 	return rec, nil
 }
 
-// trafficKinds are the tables that exist once per table of the layout.
-var trafficKinds = []string{"conversations", "user_conversations", "messages", "chat_groups", "group_members"}
+// The tables that exist once per table of the layout, by their plain
+// names (a layout of several tables per database numbers them).
+const (
+	tblConvs   = "conversations"
+	tblUconvs  = "user_conversations"
+	tblMsgs    = "messages"
+	tblGroups  = "chat_groups"
+	tblMembers = "group_members"
+)
+
+var (
+	// v1Kinds are those migration 1 creates, trafficKinds all of them.
+	v1Kinds      = []string{tblConvs, tblUconvs, tblMsgs}
+	trafficKinds = []string{tblConvs, tblUconvs, tblMsgs, tblGroups, tblMembers}
+)
 
 // unrecordedProblem judges a database that has migrations but no layout
 // record, which is either
@@ -362,7 +375,7 @@ func (d *shardDB) unrecordedProblem(ctx context.Context, q tableQueryer) (string
 	}
 	// Version 1's traffic tables are all there (it is recorded), named for
 	// the configured number of tables and no other.
-	for _, kind := range trafficKinds[:3] {
+	for _, kind := range v1Kinds {
 		for t := range d.layout.Tables {
 			if name := kind + d.layout.tableSuffix(t); !tables[name] {
 				return "it has no table " + name, nil
