@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,10 @@ func TestMultiDevice(t *testing.T) {
 	for _, kind := range []string{"gateway", "logic", "task", "dataproxy"} {
 		extra[kind] = []string{"-timer-slack", slack.String()}
 	}
+	// New connections wait up to 300 ms for others to share their Connect
+	// call, so that two logins dialled one after the other are registered
+	// together (the last subtest).
+	extra["gateway"] = append(extra["gateway"], "-register-flush", "300ms")
 	e := startStack(t, stack.Config{Gateways: 2, Extra: extra})
 	t.Run("every thread of every service has the timer slack", func(t *testing.T) {
 		pids := e.st.PIDs()
@@ -83,6 +88,51 @@ func TestMultiDevice(t *testing.T) {
 	waitAck(t, bob, "b2")
 	for _, c := range []*wsClient{phoneB, web} {
 		if m := waitMsg(t, c); m.Seq != 3 {
+			t.Fatalf("%s got %+v", c.name, m)
+		}
+	}
+
+	// Two phone logins registered in one Connect call: the policy keeps
+	// the later one, and the gateway closes the other with the kick
+	// without ever sending it hello. The phone routed before is kicked by
+	// the one kept.
+	phoneC := connect(t, "alice/phone-c", e.url(0, e.token("alice", "phone-c")))
+	phoneD := connect(t, "alice/phone-d", e.url(0, e.token("alice", "phone-d")))
+	first := func(c *wsClient) frame {
+		t.Helper()
+		f, err := c.poll(wait, func(f frame) bool { return f.Type == protocol.TypeHello || f.Type == protocol.TypeKick })
+		if err != nil {
+			t.Fatalf("%s: neither hello nor kick: %v", c.name, err)
+		}
+		return f
+	}
+	kept, refused := phoneD, phoneC
+	fc, fd := first(phoneC), first(phoneD)
+	if fc.Type == protocol.TypeHello { // the gateway took phone-d's handshake first
+		kept, refused, fc, fd = phoneC, phoneD, fd, fc
+	}
+	if fc.Type != protocol.TypeKick || fd.Type != protocol.TypeHello {
+		t.Fatalf("first frames %s (%s) and %s (%s), want a kick and a hello", fc.Type, refused.name, fd.Type, kept.name)
+	}
+	keptDevice := strings.TrimPrefix(kept.name, "alice/")
+	fc.decode(t, &k)
+	if k.Reason != "replaced" || k.Device != keptDevice {
+		t.Fatalf("kick of %s = %+v, want replaced by %s", refused.name, k, keptDevice)
+	}
+	if code := refused.waitClosed(wait); code != protocol.CloseReplaced {
+		t.Fatalf("%s closed with %d, want %d", refused.name, code, protocol.CloseReplaced)
+	}
+	if h := refused.pending(protocol.TypeHello); len(h) != 0 {
+		t.Fatalf("%s got hello after its kick: %s", refused.name, h[0].Raw)
+	}
+	phoneB.waitType(wait, protocol.TypeKick).decode(t, &k)
+	if k.Reason != "replaced" || k.Device != keptDevice {
+		t.Fatalf("kick of phone-b = %+v", k)
+	}
+	send(bob, "b3", "alice", "which phone now?")
+	waitAck(t, bob, "b3")
+	for _, c := range []*wsClient{kept, web} {
+		if m := waitMsg(t, c); m.Seq != 4 {
 			t.Fatalf("%s got %+v", c.name, m)
 		}
 	}

@@ -45,7 +45,22 @@ struct ConnectReq {
     3: bool refresh
 }
 
+// A new connection of a Connect call that the login policy refused
+// because a later connection of the same call took its place (the same
+// device id, or the same single-login device kind). Logic stores no route
+// for it; the gateway closes it with the kick frame and close code a kick
+// record would carry, without opening it first.
+struct RefusedConn {
+    1: i64 conn_id
+    // "replaced" or "same_device", as in the kick frame.
+    2: string reason
+    // The device id of the connection that took its place.
+    3: string device
+}
+
 struct ConnectResp {
+    // Only for a Connect that is not a refresh.
+    1: list<RefusedConn> refused
 }
 
 struct DisconnectReq {

@@ -56,6 +56,8 @@ func run() error {
 	fs.IntVar(&sc.WriteQueueBytes, "write-queue-bytes", server.DefaultWriteQueueBytes, "bytes that may wait for one client whose socket is backed up (queued and in the output buffer) before it is disconnected as too slow")
 	fs.IntVar(&sc.MaxFrame, "max-frame", 65536, "largest frame or message payload a client may send, bytes")
 	fs.IntVar(&sc.MaxBody, "max-body", 4096, "largest message body, bytes")
+	fs.DurationVar(&sc.RegisterFlush, "register-flush", 5*time.Millisecond, "how long a new connection waits for others to share its Connect call to logic (and so for its hello); at most 1s")
+	fs.IntVar(&sc.RegisterBatch, "register-batch", 500, "most connections per Connect or Disconnect call to logic (1-1000)")
 	fs.DurationVar(&sc.RouteRefresh, "route-refresh", 30*time.Second, "interval of full route re-registration with logic (negative disables)")
 	fs.DurationVar(&cfg.RegistryTTL, "registry-ttl", 10*time.Second, "lease TTL of the gateway's etcd registration")
 	fs.IntVar(&cfg.DownPartitions, "down-partitions", 4, "partitions of this gateway's downstream topic when created")

@@ -38,6 +38,7 @@ type Metrics struct {
 	RPCRejected     prometheus.Counter
 	DownstreamError prometheus.Counter
 	TypingDropped   prometheus.Counter
+	Refused         prometheus.Counter
 
 	reg prometheus.Registerer
 }
@@ -95,12 +96,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		TypingDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "typing_dropped_total", Help: "Typing indicators dropped because a connection sent more than one per second.",
 		}),
+		Refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "logins_refused_total", Help: "New connections closed with a kick before opening: the login policy preferred a later connection registered in the same Connect call.",
+		}),
 	}
 	m.reg = reg
 	if reg != nil {
 		reg.MustRegister(m.Handshakes, m.FramesInTotal, m.FramesOutTotal, m.PushRecords, m.Pushes,
 			m.PushMisses, m.SlowClients, m.Produced, m.ProduceErrors, m.RPCErrors, m.RouteBatches,
-			m.RouteErrors, m.ClientErrors, m.RPCRejected, m.DownstreamError, m.TypingDropped)
+			m.RouteErrors, m.ClientErrors, m.RPCRejected, m.DownstreamError, m.TypingDropped, m.Refused)
 	}
 	return m
 }

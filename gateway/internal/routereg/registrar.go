@@ -4,7 +4,9 @@
 // New connections are queued and sent in batched Connect calls (one call per
 // few milliseconds or per BatchMax connections); when a batch succeeds each
 // connection is told (Target.Registered), and only then does the gateway
-// send hello and make it routable. A failed batch is retried with
+// send hello and make it routable; a connection the login policy refused in
+// favour of a later one of the same batch is told that instead
+// (Target.Refused). A failed batch is retried with
 // exponential backoff, minus connections that closed meanwhile, so a retry
 // never recreates the route of a connection already disconnected. Closed
 // connections are batched into Disconnect calls the same way. Every Refresh
@@ -39,6 +41,11 @@ type Target interface {
 	Alive() bool
 	// Registered is called once logic accepted the route.
 	Registered()
+	// Refused is called instead when logic's login policy refused the
+	// connection because a later one of the same Connect call took its
+	// place: reason ("replaced", "same_device") and the device id of that
+	// connection are what its kick frame says. No route was stored.
+	Refused(reason, device string)
 }
 
 // Observer receives counts for metrics; call is "connect", "disconnect"
@@ -235,7 +242,8 @@ func (r *Registrar) flushConnects(ctx context.Context) time.Duration {
 			for i, t := range batch {
 				infos[i] = t.Info()
 			}
-			if err := r.call(ctx, "connect", infos); err != nil {
+			refused, err := r.call(ctx, "connect", infos)
+			if err != nil {
 				// Put the rest back in front of newer arrivals and back off.
 				r.mu.Lock()
 				r.connects = append(append([]Target(nil), live[start:]...), r.connects...)
@@ -246,8 +254,12 @@ func (r *Registrar) flushConnects(ctx context.Context) time.Duration {
 				return r.connBackoff
 			}
 			r.connBackoff = 0
-			for _, t := range batch {
-				t.Registered()
+			for i, t := range batch {
+				if rc := refused[infos[i].ConnId]; rc != nil {
+					t.Refused(rc.Reason, rc.Device)
+				} else {
+					t.Registered()
+				}
 			}
 		}
 	}
@@ -260,7 +272,7 @@ func (r *Registrar) flushDisconnects(ctx context.Context) time.Duration {
 	r.mu.Unlock()
 	for start := 0; start < len(pending); start += r.cfg.BatchMax {
 		batch := pending[start:min(start+r.cfg.BatchMax, len(pending))]
-		if err := r.call(ctx, "disconnect", batch); err != nil {
+		if _, err := r.call(ctx, "disconnect", batch); err != nil {
 			r.discAttempt++
 			if r.discAttempt >= r.cfg.DisconnectAttempts {
 				r.log.Warn("logic Disconnect failed; dropping, routes will expire", "conns", len(pending)-start, "err", err)
@@ -284,26 +296,40 @@ func (r *Registrar) refresh(ctx context.Context) {
 	infos := r.list()
 	for start := 0; start < len(infos); start += r.cfg.BatchMax {
 		batch := infos[start:min(start+r.cfg.BatchMax, len(infos))]
-		if err := r.call(ctx, "refresh", batch); err != nil {
+		if _, err := r.call(ctx, "refresh", batch); err != nil {
 			r.log.Warn("route refresh failed; next refresh retries", "conns", len(infos)-start, "err", err)
 			return
 		}
 	}
 }
 
-func (r *Registrar) call(ctx context.Context, kind string, infos []*logic.ConnInfo) error {
+// call makes one call; for a connect it returns the connections the login
+// policy refused, by connection id.
+func (r *Registrar) call(ctx context.Context, kind string, infos []*logic.ConnInfo) (map[int64]*logic.RefusedConn, error) {
 	cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
 	defer cancel()
-	var err error
+	var (
+		refused map[int64]*logic.RefusedConn
+		err     error
+	)
 	if kind == "disconnect" {
 		_, err = r.logic.Disconnect(cctx, &logic.DisconnectReq{GatewayId: r.cfg.GatewayID, Conns: infos})
 	} else {
-		_, err = r.logic.Connect(cctx, &logic.ConnectReq{GatewayId: r.cfg.GatewayID, Conns: infos, Refresh: kind == "refresh"})
+		var resp *logic.ConnectResp
+		resp, err = r.logic.Connect(cctx, &logic.ConnectReq{GatewayId: r.cfg.GatewayID, Conns: infos, Refresh: kind == "refresh"})
+		if err == nil && resp != nil && len(resp.Refused) > 0 {
+			refused = make(map[int64]*logic.RefusedConn, len(resp.Refused))
+			for _, rc := range resp.Refused {
+				if rc != nil {
+					refused[rc.ConnId] = rc
+				}
+			}
+		}
 	}
 	if r.obs != nil {
 		r.obs.Batch(kind, err == nil)
 	}
-	return err
+	return refused, err
 }
 
 // finalDisconnects sends the queued Disconnects once at shutdown.
@@ -315,7 +341,7 @@ func (r *Registrar) finalDisconnects() {
 	ctx := context.Background()
 	for start := 0; start < len(pending); start += r.cfg.BatchMax {
 		batch := pending[start:min(start+r.cfg.BatchMax, len(pending))]
-		if err := r.call(ctx, "disconnect", batch); err != nil {
+		if _, err := r.call(ctx, "disconnect", batch); err != nil {
 			r.log.Warn("logic Disconnect at shutdown failed; routes will expire", "conns", len(pending)-start, "err", err)
 			return
 		}

@@ -22,6 +22,9 @@ type fakeLogic struct {
 	mu    sync.Mutex
 	calls []call
 	fail  atomic.Int32 // number of Connect calls still to fail
+	// refuse: connection ids the login policy refuses in any Connect
+	// that is not a refresh.
+	refuse map[int64]bool
 }
 
 func ids(infos []*logic.ConnInfo) []int64 {
@@ -39,7 +42,13 @@ func (f *fakeLogic) Connect(_ context.Context, req *logic.ConnectReq) (*logic.Co
 	f.mu.Lock()
 	f.calls = append(f.calls, call{"connect", ids(req.Conns)})
 	f.mu.Unlock()
-	return &logic.ConnectResp{}, nil
+	resp := &logic.ConnectResp{}
+	for _, c := range req.Conns {
+		if f.refuse[c.ConnId] && !req.Refresh {
+			resp.Refused = append(resp.Refused, &logic.RefusedConn{ConnId: c.ConnId, Reason: "replaced", Device: "phone-new"})
+		}
+	}
+	return resp, nil
 }
 
 func (f *fakeLogic) Disconnect(_ context.Context, req *logic.DisconnectReq) (*logic.DisconnectResp, error) {
@@ -59,6 +68,7 @@ type target struct {
 	id         int64
 	alive      atomic.Bool
 	registered atomic.Int32
+	refused    atomic.Pointer[string] // "reason device"
 }
 
 func newTarget(id int64) *target {
@@ -70,6 +80,10 @@ func newTarget(id int64) *target {
 func (t *target) Info() *logic.ConnInfo { return &logic.ConnInfo{Uid: "u", Device: "d", ConnId: t.id} }
 func (t *target) Alive() bool           { return t.alive.Load() }
 func (t *target) Registered()           { t.registered.Add(1) }
+func (t *target) Refused(reason, device string) {
+	s := reason + " " + device
+	t.refused.Store(&s)
+}
 
 func run(t *testing.T, cfg Config, l Logic, list func() []*logic.ConnInfo) *Registrar {
 	t.Helper()
@@ -122,6 +136,27 @@ func TestBatchesConnects(t *testing.T) {
 	}
 	if total != 10 || len(calls) > 4 {
 		t.Fatalf("%d conns in %d calls, want 10 in at most 4", total, len(calls))
+	}
+}
+
+// A connection logic's answer lists as refused is told so, with the
+// reason and the device that took its place, and is not registered; the
+// others of the batch are.
+func TestRefusedConnects(t *testing.T) {
+	f := &fakeLogic{refuse: map[int64]bool{2: true}}
+	r := run(t, Config{FlushDelay: 20 * time.Millisecond}, f, nil)
+	ts := []*target{newTarget(1), newTarget(2), newTarget(3)}
+	for _, tg := range ts {
+		r.Add(tg)
+	}
+	waitFor(t, "answers", func() bool {
+		return ts[0].registered.Load() == 1 && ts[2].registered.Load() == 1 && ts[1].refused.Load() != nil
+	})
+	if got := *ts[1].refused.Load(); got != "replaced phone-new" || ts[1].registered.Load() != 0 {
+		t.Fatalf("refused target: %q, registered %d times", got, ts[1].registered.Load())
+	}
+	if ts[0].refused.Load() != nil || ts[2].refused.Load() != nil {
+		t.Fatal("an accepted connection was told it was refused")
 	}
 }
 

@@ -11,8 +11,15 @@ import (
 	"github.com/gochat-im/gochat/pkg/ids"
 )
 
-// maxCursorBatch is the most users logic.Cursors accepts in one call.
-const maxCursorBatch = 1000
+// maxCursorBatch is the most users logic.Cursors accepts in one call, and
+// maxRegisterBatch the most connections logic.Connect accepts.
+const (
+	maxCursorBatch   = 1000
+	maxRegisterBatch = 1000
+)
+
+// maxRegisterFlush bounds Config.RegisterFlush.
+const maxRegisterFlush = time.Second
 
 // DefaultWriteQueueBytes is the default of Config.WriteQueueBytes: room
 // for a few full sync pages (200 messages of 4 KiB are about 850 KB) or
@@ -113,7 +120,7 @@ type Config struct {
 	// 30 s; negative disables it.
 	RouteRefresh time.Duration
 	// RegisterFlush and RegisterBatch shape Connect batches; defaults 5 ms
-	// and 500.
+	// and 500. RegisterFlush is at most maxRegisterFlush.
 	RegisterFlush time.Duration
 	RegisterBatch int
 	// SweepInterval is how often handshaking connections are checked for
@@ -184,11 +191,16 @@ func (c *Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"heartbeat": c.Heartbeat, "idle timeout": c.IdleTimeout, "handshake timeout": c.HandshakeTimeout,
 		"close grace": c.CloseGrace, "write timeout": c.WriteTimeout, "rpc timeout": c.RPCTimeout,
-		"sweep interval": c.SweepInterval, "cursor delay": c.CursorDelay,
+		"sweep interval": c.SweepInterval, "cursor delay": c.CursorDelay, "register flush": c.RegisterFlush,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("%s must be positive, got %v", name, d)
 		}
+	}
+	if c.RegisterFlush > maxRegisterFlush {
+		// Every new connection waits this long before its Connect call,
+		// and so before its hello.
+		return fmt.Errorf("register flush %v: want at most %v", c.RegisterFlush, maxRegisterFlush)
 	}
 	if c.IdleTimeout < c.Heartbeat {
 		return fmt.Errorf("idle timeout %v is shorter than the heartbeat %v", c.IdleTimeout, c.Heartbeat)
@@ -208,6 +220,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WriteQueueBytes < minWriteQueueBytes || c.WriteQueueBytes > maxWriteQueueBytes {
 		return fmt.Errorf("write queue bytes %d: want %d to %d", c.WriteQueueBytes, minWriteQueueBytes, maxWriteQueueBytes)
+	}
+	if c.RegisterBatch > maxRegisterBatch {
+		return fmt.Errorf("register batch %d: want 1-%d", c.RegisterBatch, maxRegisterBatch)
 	}
 	if c.CursorBatch < 1 || c.CursorBatch > maxCursorBatch {
 		return fmt.Errorf("cursor batch %d: want 1-%d", c.CursorBatch, maxCursorBatch)

@@ -3,6 +3,7 @@ package server
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gochat-im/gochat/gateway/internal/downstream"
 )
@@ -71,6 +72,37 @@ func TestConfigWriteQueueBytes(t *testing.T) {
 		}
 		if tc.bytes == 0 && c.WriteQueueBytes != DefaultWriteQueueBytes {
 			t.Errorf("default write queue bytes %d, want %d", c.WriteQueueBytes, DefaultWriteQueueBytes)
+		}
+	}
+}
+
+// -register-flush must be positive and at most a second (every new
+// connection waits that long for its hello); -register-batch 1 to 1000,
+// logic's limit per Connect call. Zero takes the defaults.
+func TestConfigRegisterBatching(t *testing.T) {
+	for _, tc := range []struct {
+		flush time.Duration
+		batch int
+		ok    bool
+		names string
+	}{
+		{0, 0, true, ""},
+		{time.Second, maxRegisterBatch, true, ""},
+		{time.Second + 1, 0, false, "register flush"},
+		{-time.Millisecond, 0, false, "register flush"},
+		{0, maxRegisterBatch + 1, false, "register batch"},
+		{0, -1, false, "register batch"},
+	} {
+		c := Config{ID: "gw1", Listen: "127.0.0.1:0", RegisterFlush: tc.flush, RegisterBatch: tc.batch}
+		err := c.Validate()
+		if tc.ok != (err == nil) {
+			t.Errorf("flush %v batch %d: %v", tc.flush, tc.batch, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), tc.names) {
+			t.Errorf("flush %v batch %d: error %q does not name the setting", tc.flush, tc.batch, err)
+		}
+		if tc.ok && tc.flush == 0 && (c.RegisterFlush != 5*time.Millisecond || c.RegisterBatch != 500) {
+			t.Errorf("defaults %v, %d", c.RegisterFlush, c.RegisterBatch)
 		}
 	}
 }

@@ -48,6 +48,9 @@ type fakeLogic struct {
 	// gate, when set, holds Connect calls until it is closed.
 	gate       chan struct{}
 	connectErr error
+	// refuse: new connections of this device id are refused by the
+	// login policy in favour of a (made-up) "phone-b".
+	refuse string
 	// ClientCall: calls made; callReply, when set, is the reply frame,
 	// else a group_info-like reply naming the request's group; callErr
 	// fails the call.
@@ -78,8 +81,15 @@ func (f *fakeLogic) Connect(ctx context.Context, req *logic.ConnectReq) (*logic.
 	}
 	f.mu.Lock()
 	f.connects = append(f.connects, req)
+	refuse := f.refuse
 	f.mu.Unlock()
-	return &logic.ConnectResp{}, nil
+	resp := &logic.ConnectResp{}
+	for _, c := range req.Conns {
+		if c.Device == refuse && refuse != "" && !req.Refresh {
+			resp.Refused = append(resp.Refused, &logic.RefusedConn{ConnId: c.ConnId, Reason: "replaced", Device: "phone-b"})
+		}
+	}
+	return resp, nil
 }
 
 func (f *fakeLogic) Disconnect(_ context.Context, req *logic.DisconnectReq) (*logic.DisconnectResp, error) {

@@ -118,6 +118,37 @@ func TestHelloAfterConnect(t *testing.T) {
 	}
 }
 
+// A connection logic refuses in its Connect answer (the login policy chose
+// a later one of the same call) gets the kick frame and close code, never a
+// hello, and has no route to withdraw when it closes.
+func TestRefusedLoginClosedWithoutHello(t *testing.T) {
+	e := start(t, nil)
+	e.logic.set(func(f *fakeLogic) { f.refuse = "phone-a" })
+	c := dial(t, e.addr, token(t, "alice", "phone-a", time.Hour))
+	var k protocol.Kick
+	c.readJSON(&k)
+	if k != (protocol.Kick{Type: protocol.TypeKick, Reason: "replaced", Device: "phone-b"}) {
+		t.Fatalf("first frame %+v, want the kick", k)
+	}
+	c.expectClose(ws.StatusCode(protocol.CloseReplaced))
+	eventually(t, "closed and counted", func() bool {
+		return len(e.srv.table.ByUID("alice", nil)) == 0 && testutil.ToFloat64(e.m.Refused) == 1
+	})
+	// An accepted connection opens as usual, and only it is disconnected.
+	other, _ := connectDevice(t, e, "alice", "web")
+	_ = other.conn.Close()
+	eventually(t, "disconnect", func() bool {
+		e.logic.mu.Lock()
+		defer e.logic.mu.Unlock()
+		return len(e.logic.disconnects) == 1
+	})
+	e.logic.mu.Lock()
+	defer e.logic.mu.Unlock()
+	if d := e.logic.disconnects[0].Conns; len(d) != 1 || d[0].Device != "web" {
+		t.Fatalf("disconnects %+v", d)
+	}
+}
+
 // A client may send before its hello arrives (while logic is accepting its
 // route): the message is stored, so its ack (or error) must reach it, while
 // pushes wait until the connection is open.

@@ -275,7 +275,55 @@ var fieldIDToName_ConnectReq = map[int16]string{
 	3: "refresh",
 }
 
+type RefusedConn struct {
+	ConnId int64  `thrift:"conn_id,1" frugal:"1,default,i64" json:"conn_id"`
+	Reason string `thrift:"reason,2" frugal:"2,default,string" json:"reason"`
+	Device string `thrift:"device,3" frugal:"3,default,string" json:"device"`
+}
+
+func NewRefusedConn() *RefusedConn {
+	return &RefusedConn{}
+}
+
+func (p *RefusedConn) InitDefault() {
+}
+
+func (p *RefusedConn) GetConnId() (v int64) {
+	return p.ConnId
+}
+
+func (p *RefusedConn) GetReason() (v string) {
+	return p.Reason
+}
+
+func (p *RefusedConn) GetDevice() (v string) {
+	return p.Device
+}
+func (p *RefusedConn) SetConnId(val int64) {
+	p.ConnId = val
+}
+func (p *RefusedConn) SetReason(val string) {
+	p.Reason = val
+}
+func (p *RefusedConn) SetDevice(val string) {
+	p.Device = val
+}
+
+func (p *RefusedConn) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("RefusedConn(%+v)", *p)
+}
+
+var fieldIDToName_RefusedConn = map[int16]string{
+	1: "conn_id",
+	2: "reason",
+	3: "device",
+}
+
 type ConnectResp struct {
+	Refused []*RefusedConn `thrift:"refused,1" frugal:"1,default,list<RefusedConn>" json:"refused"`
 }
 
 func NewConnectResp() *ConnectResp {
@@ -285,6 +333,13 @@ func NewConnectResp() *ConnectResp {
 func (p *ConnectResp) InitDefault() {
 }
 
+func (p *ConnectResp) GetRefused() (v []*RefusedConn) {
+	return p.Refused
+}
+func (p *ConnectResp) SetRefused(val []*RefusedConn) {
+	p.Refused = val
+}
+
 func (p *ConnectResp) String() string {
 	if p == nil {
 		return "<nil>"
@@ -292,7 +347,9 @@ func (p *ConnectResp) String() string {
 	return fmt.Sprintf("ConnectResp(%+v)", *p)
 }
 
-var fieldIDToName_ConnectResp = map[int16]string{}
+var fieldIDToName_ConnectResp = map[int16]string{
+	1: "refused",
+}
 
 type DisconnectReq struct {
 	GatewayId string      `thrift:"gateway_id,1" frugal:"1,default,string" json:"gateway_id"`

@@ -199,12 +199,17 @@ func routesOf(gw string, conns []*logic.ConnInfo) ([]*common.Route, error) {
 // For new connections (not a refresh) it applies the login policy (see
 // kicksFor): the connections they replace, older ones of the same device
 // id or of the same single-login device kind, are kicked once the new
-// routes are stored.
+// routes are stored. Those of the call itself that a later one of the call
+// replaces get no route and are listed in the answer's refused, so the
+// gateway closes them without opening them; they are also sent the kick
+// record, for gateways that predate refused (a gateway that already
+// closed the connection drops it).
 func (h *Handler) Connect(ctx context.Context, req *logic.ConnectReq) (*logic.ConnectResp, error) {
 	routes, err := routesOf(req.GatewayId, req.Conns)
 	if err != nil {
 		return nil, err
 	}
+	resp := &logic.ConnectResp{}
 	var kicks []kick
 	if !req.Refresh {
 		var keep []bool
@@ -225,8 +230,13 @@ func (h *Handler) Connect(ctx context.Context, req *logic.ConnectReq) (*logic.Co
 			return nil, errcode.ToBiz(err)
 		}
 	}
+	for _, k := range kicks {
+		if k.refused {
+			resp.Refused = append(resp.Refused, &logic.RefusedConn{ConnId: k.route.ConnId, Reason: k.reason(), Device: k.device})
+		}
+	}
 	h.sendKicks(kicks)
-	return &logic.ConnectResp{}, nil
+	return resp, nil
 }
 
 // Disconnect removes routes, each only if it still names that connection.

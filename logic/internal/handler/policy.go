@@ -64,6 +64,9 @@ const (
 type kick struct {
 	route  *common.Route
 	device string // the new connection's device
+	// refused: the connection is one of the same Connect call, refused in
+	// favour of a later one of that call; it has no route.
+	refused bool
 }
 
 func (k kick) reason() string {
@@ -115,7 +118,7 @@ func (h *Handler) kicksFor(ctx context.Context, gw string, conns []*logic.ConnIn
 		}
 		keep[i] = false
 		if w.ConnId != c.ConnId { // else the same connection twice
-			kicks = append(kicks, kick{route: &common.Route{Uid: c.Uid, Device: c.Device, GatewayId: gw, ConnId: c.ConnId}, device: w.Device})
+			kicks = append(kicks, kick{route: &common.Route{Uid: c.Uid, Device: c.Device, GatewayId: gw, ConnId: c.ConnId}, device: w.Device, refused: true})
 		}
 	}
 	uids := make([]string, 0, len(ours))

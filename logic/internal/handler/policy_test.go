@@ -133,7 +133,7 @@ func TestLoginPolicyWithinOneConnect(t *testing.T) {
 	if _, err := h.Connect(ctx, &logic.ConnectReq{GatewayId: "gw2", Conns: []*logic.ConnInfo{{Uid: "alice", Device: "phone-old", ConnId: 7}}}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := h.Connect(ctx, &logic.ConnectReq{GatewayId: "gw1", Conns: []*logic.ConnInfo{
+	resp, err := h.Connect(ctx, &logic.ConnectReq{GatewayId: "gw1", Conns: []*logic.ConnInfo{
 		{Uid: "alice", Device: "phone-a", ConnId: 1},
 		{Uid: "bob", Device: "phone-a", ConnId: 2}, // another user
 		{Uid: "alice", Device: "web", ConnId: 3},
@@ -154,6 +154,11 @@ func TestLoginPolicyWithinOneConnect(t *testing.T) {
 	if !maps.Equal(got, want) {
 		t.Fatalf("kicks on gw1 = %v, want %v", got, want)
 	}
+	// The same three are refused in the answer, so the gateway closes them
+	// without opening them.
+	if got := refusedOf(resp); !maps.Equal(got, want) {
+		t.Fatalf("refused = %v, want %v", got, want)
+	}
 	if got := kicked(t, prod, "gw2"); len(got) != 1 || got[7] != (protocol.Kick{Type: protocol.TypeKick, Reason: "replaced", Device: "phone-c"}) {
 		t.Fatalf("kicks on gw2 = %v", got)
 	}
@@ -163,16 +168,36 @@ func TestLoginPolicyWithinOneConnect(t *testing.T) {
 	}
 	// The gateway retries the same batch (its first answer was lost):
 	// the winners are not kicked by their own routes, the losers again.
-	if _, err := h.Connect(ctx, &logic.ConnectReq{GatewayId: "gw1", Conns: []*logic.ConnInfo{
-		{Uid: "alice", Device: "phone-a", ConnId: 1}, {Uid: "alice", Device: "phone-c", ConnId: 8}}}); err != nil {
+	resp, err = h.Connect(ctx, &logic.ConnectReq{GatewayId: "gw1", Conns: []*logic.ConnInfo{
+		{Uid: "alice", Device: "phone-a", ConnId: 1}, {Uid: "alice", Device: "phone-c", ConnId: 8}}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got := kicked(t, prod, "gw1"); len(got) != 1 || got[1].Device != "phone-c" {
 		t.Fatalf("kicks on gw1 after a retry = %v", got)
 	}
+	if got := refusedOf(resp); len(got) != 1 || got[1].Device != "phone-c" {
+		t.Fatalf("refused after a retry = %v", got)
+	}
+	// A refresh applies no policy and refuses nothing.
+	resp, err = h.Connect(ctx, &logic.ConnectReq{GatewayId: "gw1", Refresh: true, Conns: []*logic.ConnInfo{
+		{Uid: "alice", Device: "phone-c", ConnId: 8}, {Uid: "alice", Device: "web", ConnId: 5}}})
+	if err != nil || len(resp.Refused) != 0 {
+		t.Fatalf("refresh: %v, %v", resp, err)
+	}
 	if got := routedConns(dp); len(got) != 5 || got[8] != "phone-c" {
 		t.Fatalf("routed connections after a retry %v", got)
 	}
+}
+
+// refusedOf gives a Connect answer's refused connections as the kick
+// frames the gateway sends them.
+func refusedOf(resp *logic.ConnectResp) map[int64]protocol.Kick {
+	out := map[int64]protocol.Kick{}
+	for _, r := range resp.Refused {
+		out[r.ConnId] = protocol.Kick{Type: protocol.TypeKick, Reason: r.Reason, Device: r.Device}
+	}
+	return out
 }
 
 func TestParseLoginPolicy(t *testing.T) {
