@@ -99,6 +99,10 @@ func TestGroupChat(t *testing.T) {
 	if extra := carol.pending(protocol.TypeMsg); len(extra) != 0 {
 		t.Fatalf("removed member still gets messages: %v", extra)
 	}
+	// A removed member's read marks do not move its cursor (it would
+	// count when added back). The send after it, of the same conversation
+	// and so the same partition, is processed after it.
+	carol.sendJSON(protocol.Cursor{Type: protocol.TypeRead, Conv: "g:team", Seq: 2})
 	sendGroup(carol, "c1", "team", "wait")
 	if e := waitError(t, carol); e.Code != int32(errcode.Forbidden) {
 		t.Fatalf("removed member sends: %+v", e)
@@ -122,6 +126,16 @@ func TestGroupChat(t *testing.T) {
 	}
 	if r, code := groupOp(t, carol, protocol.GroupReq{Type: protocol.TypeGroups, RID: "gs"}); code != 0 || len(r.Groups) != 0 {
 		t.Fatalf("carol's groups: %+v code %d", r, code)
+	}
+	// Added back, carol has both messages unread: the read she sent while
+	// out did not count.
+	if r, code := groupOp(t, alice, protocol.GroupReq{Type: protocol.TypeGroupAdd, RID: "a2", Group: "team", Members: []string{"carol"}}); code != 0 || r.Changed != 1 {
+		t.Fatalf("add carol back: %+v code %d", r, code)
+	}
+	carol.sendJSON(protocol.ConversationsReq{Type: protocol.TypeConversations, RID: "l2"})
+	carol.waitType(wait, protocol.TypeConversations).decode(t, &cs)
+	if len(cs.Items) != 1 || cs.Items[0].Conv != "g:team" || cs.Items[0].LastSeq != 2 || cs.Items[0].ReadSeq != 0 || cs.Items[0].Unread != 2 {
+		t.Fatalf("carol's conversations after rejoining: %+v", cs)
 	}
 
 	// App backends: create a group and post a system message into it.

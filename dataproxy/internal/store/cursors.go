@@ -49,9 +49,16 @@ type cursorKey struct{ uid, conv string }
 // reads them back. Values above last_seq are cut to it (so a conversation
 // with no message keeps zeros); a lower value than the stored one changes
 // nothing. Negative values are BadField.
+//
+// A group's cursors move only for its members: a removed member keeps
+// the list row (and its cursors, for a return to the group), so the
+// memberships are read first, where the groups live (primaries), and the
+// updates of non-members are answered with zeros like those of users
+// without a row. The read is not in the update's transaction (the tables
+// are sharded by group and by user): a removal that commits between the
+// two lets that one update through.
 func (s *SQLStore) UpdateCursors(ctx context.Context, ups []CursorUpdate) ([]CursorUpdate, error) {
 	want := make(map[cursorKey]*CursorUpdate)
-	var convs []string
 	for _, u := range ups {
 		if u.DeliveredSeq < 0 || u.ReadSeq < 0 {
 			return nil, badField("cursors of %q in %q are negative", clip(u.UID), clip(u.ConvID))
@@ -66,14 +73,20 @@ func (s *SQLStore) UpdateCursors(ctx context.Context, ups []CursorUpdate) ([]Cur
 		}
 		c := u
 		want[k] = &c
-		convs = append(convs, u.ConvID)
 	}
 	out := make([]CursorUpdate, len(ups))
 	for i, u := range ups {
 		out[i] = CursorUpdate{UID: u.UID, ConvID: u.ConvID}
 	}
+	if err := s.dropNonMembers(ctx, want); err != nil {
+		return nil, fmt.Errorf("update cursors: %w", err)
+	}
 	if len(want) == 0 {
 		return out, nil
+	}
+	convs := make([]string, 0, len(want))
+	for k := range want {
+		convs = append(convs, k.conv)
 	}
 	seqs, err := s.lastSeqs(ctx, slices.Compact(slices.Sorted(slices.Values(convs))), false)
 	if err != nil {
@@ -126,6 +139,31 @@ func (s *SQLStore) UpdateCursors(ctx context.Context, ups []CursorUpdate) ([]Cur
 		}
 	}
 	return out, nil
+}
+
+// dropNonMembers removes from want the updates of group conversations
+// whose user is not a member of the group (dissolved groups keep their
+// members).
+func (s *SQLStore) dropNonMembers(ctx context.Context, want map[cursorKey]*CursorUpdate) error {
+	var pairs []memberPair
+	for k := range want {
+		if g, ok := strings.CutPrefix(k.conv, "g:"); ok {
+			pairs = append(pairs, memberPair{k.uid, g})
+		}
+	}
+	if len(pairs) == 0 {
+		return nil
+	}
+	groups, err := s.memberGroups(ctx, pairs, false)
+	if err != nil {
+		return err
+	}
+	for _, p := range pairs {
+		if !slices.ContainsFunc(groups[p.uid], func(g Group) bool { return g.ID == p.group }) {
+			delete(want, cursorKey{p.uid, "g:" + p.group})
+		}
+	}
+	return nil
 }
 
 // sortCursorRows sorts rows in table, then (uid, conv) order, so that

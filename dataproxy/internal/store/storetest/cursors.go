@@ -92,9 +92,9 @@ func testCursors(t *testing.T, open Factory) {
 }
 
 // testGroupRejoinKeepsCursors: a member removed from a group and added
-// back has the cursors they had (what they read stays read), also when
-// removals and adds of the same user run concurrently; while out, the
-// group is not in their lists.
+// back has the cursors they had (what they read stays read, and what they
+// marked while out did not move them), also when removals and adds of the
+// same user run concurrently; while out, the group is not in their lists.
 func testGroupRejoinKeepsCursors(t *testing.T, open Factory) {
 	s := handle(t, open)
 	ctx := ctxT(t)
@@ -133,6 +133,13 @@ func testGroupRejoinKeepsCursors(t *testing.T, open Factory) {
 		t.Fatalf("a removed member's groups: %+v %v", gs, err)
 	}
 	appendOK(t, s, store.AppendItem{ConvID: gconv, Sender: a, ClientMsgID: "while out"}) // seq 4
+	// Out of the group, b's cursors do not move (answered with zeros, as
+	// for a conversation b has no row of), while a member's in the same
+	// call do.
+	got, err := s.UpdateCursors(ctx, []store.CursorUpdate{cursor(b, gconv, 4, 4), cursor(a, gconv, 4, 4)})
+	if err != nil || got[0] != cursor(b, gconv, 0, 0) || got[1] != cursor(a, gconv, 4, 4) {
+		t.Fatalf("cursor updates of a removed member and a member: %+v %v", got, err)
+	}
 	if _, _, err := s.AddGroupMembers(ctx, id, []string{b}, 0); err != nil {
 		t.Fatal(err)
 	}
