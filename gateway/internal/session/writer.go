@@ -75,7 +75,7 @@ func (s *Session) full(n int) bool {
 // at a bound is the client too slow: the frames still waiting are dropped,
 // a close frame with code 1008 takes their place, and ErrSlow is returned.
 func (s *Session) queue(frame []byte) (start bool, err error) {
-	ahead := false
+	ahead, backedUp := false, false
 	s.wmu.Lock()
 	for {
 		if s.closeAfter || s.State() >= StateClosing {
@@ -83,6 +83,14 @@ func (s *Session) queue(frame []byte) (start bool, err error) {
 			return false, ErrClosed
 		}
 		if !s.full(len(frame)) {
+			break
+		}
+		if ahead && !backedUp {
+			// The socket is not backed up (it took what was written
+			// ahead, or another goroutine is writing the queue), but
+			// other goroutines filled the queue again meanwhile: the
+			// client is not slow. The frame goes in over the bound, which
+			// concurrent senders thus pass by at most one frame each.
 			break
 		}
 		if ahead {
@@ -104,7 +112,7 @@ func (s *Session) queue(frame []byte) (start bool, err error) {
 		}
 		s.wmu.Unlock()
 		ahead = true
-		s.writeAhead()
+		backedUp = s.writeAhead()
 		s.wmu.Lock()
 	}
 	s.push(frame)
@@ -121,30 +129,33 @@ func (s *Session) queue(frame []byte) (start bool, err error) {
 // the queue's writer (there is one: the queue is not empty) flushes it.
 // Taking the frames and writing them under one hold of ioMu keeps them in
 // order with the writer's own writes. It does nothing when the socket is
-// backed up or closing, or nothing waits.
-func (s *Session) writeAhead() {
+// backed up or closing, or nothing waits. It reports whether the socket
+// is backed up or closing when it returns: false when it took every frame
+// written, or when nothing waited (another goroutine took the queue).
+func (s *Session) writeAhead() (backedUp bool) {
 	s.ioMu.Lock()
 	if s.wbits&(ioClosed|backlog) != 0 {
 		s.ioMu.Unlock()
-		return
+		return true
 	}
 	s.wmu.Lock()
 	q := s.wq
 	if len(q) == 0 {
 		s.wmu.Unlock()
 		s.ioMu.Unlock()
-		return
+		return false
 	}
 	s.wq = nil
 	s.wmu.Unlock()
-	_, sent, err := s.write(q)
+	pending, sent, err := s.write(q)
 	s.wrote(q, sent)
 	s.ioMu.Unlock()
 	if err != nil {
 		s.writeFailed(err)
-		return
+		return true
 	}
 	s.env.Obs.FramesOut(len(q))
+	return pending
 }
 
 // wrote accounts for q, taken from the queue and written with sent bytes

@@ -411,3 +411,48 @@ func TestWriteAheadRacesWritersKeepsOrder(t *testing.T) {
 		t.Fatalf("%d slow clients counted", k)
 	}
 }
+
+// Several goroutines queue to one session at once through Batches (as the
+// fan-out's and the RPC workers do), far past its 32-frame queue, while the
+// client reads and its socket never backs up (all the frames together fit
+// in the socket buffers). One that writes the queue ahead may find it
+// taken by another, or filled again by the others before it queues its own
+// frame: that is no reason to judge the client slow. Every frame arrives,
+// each sender's in its order, and no slow client is counted.
+func TestConcurrentWritersAheadNotSlow(t *testing.T) {
+	l := startLoop(t, 1, false, 32)
+	s, c := l.h.sessions[0], l.clients[0]
+	const senders, each = 8, 200 // about 35 KB on the wire
+	got := make(chan [][]byte, 1)
+	go func() { got <- readFrames(c, senders*each) }()
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Go(func() {
+			b := l.env.Batch()
+			defer b.Flush()
+			for i := range each {
+				if err := b.Send(s, indexed(g<<16|i, 16)); err != nil {
+					t.Errorf("sender %d, frame %d: %v", g, i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	frames := <-got
+	if len(frames) != senders*each {
+		t.Fatalf("client got %d of %d frames", len(frames), senders*each)
+	}
+	next := make([]int, senders)
+	for _, p := range frames {
+		v := int(binary.BigEndian.Uint32(p))
+		g, i := v>>16, v&0xffff
+		if g >= senders || i != next[g] {
+			t.Fatalf("sender %d's frame %d arrived when %d was due", g, i, next[g])
+		}
+		next[g]++
+	}
+	if k := l.obs.slow.Load(); k != 0 {
+		t.Fatalf("%d slow clients counted", k)
+	}
+}
