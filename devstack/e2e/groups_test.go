@@ -172,4 +172,29 @@ func TestGroupChat(t *testing.T) {
 	if len(s.Messages) != 2 {
 		t.Fatalf("history of a dissolved group: %+v", s)
 	}
+	// The history stays readable, so the operator can still take a
+	// message down there. A dissolved group has no route set, so the
+	// recall event is not pushed: members learn of it by the heartbeat
+	// cursor, which counts dissolved groups, and sync shows the message
+	// recalled.
+	ping := func(rid string) int64 {
+		bob.sendJSON(protocol.Ping{Type: protocol.TypePing, RID: rid})
+		var p protocol.Pong
+		bob.waitType(wait, protocol.TypePong).decode(t, &p)
+		return p.Cursor
+	}
+	before := ping("hb1")
+	rr, err := e.logic.Recall(ctx, &logic.RecallReq{AdminSecret: admin, ConvId: "g:team", Seq: 1, Reason: "removed by moderation"})
+	if err != nil || rr.Seq != 3 {
+		t.Fatalf("operator recall in a dissolved group: %+v %v", rr, err)
+	}
+	if after := ping("hb2"); after != before+1 {
+		t.Fatalf("heartbeat cursor %d after the recall, want %d", after, before+1)
+	}
+	bob.sendJSON(protocol.SyncReq{Type: protocol.TypeSync, RID: "s4", Conv: "g:team"})
+	bob.waitType(wait, protocol.TypeSync).decode(t, &s)
+	if len(s.Messages) != 3 || !s.Messages[0].Recalled || s.Messages[0].Body != "" ||
+		s.Messages[2].ContentType != protocol.ContentTypeRecall || s.Messages[2].RefSeq != 1 || s.Messages[2].Body != "removed by moderation" {
+		t.Fatalf("history after the recall: %+v", s)
+	}
 }

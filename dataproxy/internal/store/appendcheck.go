@@ -58,7 +58,7 @@ type memberKey struct{ conv, uid string }
 // conversations' groups (active or not) and which senders are members, and
 // the stored messages the batch's recalls name.
 type checks struct {
-	active  map[string]bool // group conversation -> the group exists and is not dissolved
+	active  map[string]bool // group conversation (of a group that exists) -> not dissolved
 	members map[memberKey]bool
 	targets map[seqKey]target
 }
@@ -69,8 +69,15 @@ func (c *checks) refuse(it *AppendItem, st *convState) *errcode.Error {
 	if st.kind != ids.KindGroup {
 		return nil
 	}
-	if !st.found || !c.active[it.ConvID] {
-		return errcode.New(errcode.ConvNotFound, "group %q does not exist or was dissolved", strings.TrimPrefix(it.ConvID, "g:"))
+	active, exists := c.active[it.ConvID]
+	if !st.found || !exists {
+		return errcode.New(errcode.ConvNotFound, "group %q does not exist", strings.TrimPrefix(it.ConvID, "g:"))
+	}
+	if !active && !it.ByOperator {
+		// A dissolved group takes nothing more, except the operator's
+		// recalls: its history stays readable, so what moderation finds
+		// there must still be taken down.
+		return errcode.New(errcode.ConvNotFound, "group %q was dissolved", strings.TrimPrefix(it.ConvID, "g:"))
 	}
 	if !c.members[memberKey{it.ConvID, it.Sender}] && !it.ByOperator {
 		return errcode.New(errcode.Forbidden, "%q is not a member of group %q", it.Sender, strings.TrimPrefix(it.ConvID, "g:"))

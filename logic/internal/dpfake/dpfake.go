@@ -87,7 +87,7 @@ func (f *DP) AppendMessages(_ context.Context, req *dataproxy.AppendMessagesReq,
 		}
 		if g, ok := strings.CutPrefix(it.ConvId, "g:"); ok {
 			members, exists := f.groups[g]
-			if !exists || f.groupInfo[g].Dissolved {
+			if !exists || (f.groupInfo[g].Dissolved && !it.ByOperator) {
 				resp.Results = append(resp.Results, &dataproxy.AppendResult_{ErrorCode: int32(errcode.ConvNotFound), ErrorMessage: "no group"})
 				continue
 			}

@@ -3,7 +3,6 @@ package handler
 import (
 	"context"
 	"errors"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/gochat-im/gochat/idl/kitex_gen/common"
@@ -20,7 +19,8 @@ import (
 var errRecalledBefore = errors.New("recalled before")
 
 // Recall takes back a message on the operator's behalf (the moderation job,
-// an abuse desk): any message, at any age, in the name of its sender. The
+// an abuse desk): any message, at any age, in the name of its sender, in a
+// dissolved group too (its history stays readable). The
 // recall is an upstream record like a client's, so it is ordered with the
 // conversation's other messages and pushed and synced as a recall event
 // whose body is the reason. Its client message id is derived from the
@@ -49,30 +49,25 @@ func (h *Handler) Recall(ctx context.Context, req *logic.RecallReq) (*logic.Reca
 		ClientMsgId: protocol.OperatorRecallCMID(req.Seq), ConvId: req.ConvId, Seq: req.Seq, Body: req.Reason,
 		ByOperator: true, ReceivedAtMs: h.now().UnixMilli()}
 	if m.Recalled {
-		// By its sender, or by an earlier call of this one (whose answer
-		// stands even if the group was dissolved since).
+		// By its sender, or by an earlier call of this one.
 		return h.recalledBefore(ctx, rec, true)
 	}
-	if err := h.groupOpen(ctx, req.ConvId); err != nil {
-		return nil, err
-	}
 	// The pipeline refuses the record, and cannot tell this call, when the
-	// sender recalls the message or the group is dissolved in the
-	// meantime: check for both between polls.
+	// sender recalls the message in the meantime: check between polls.
 	check := func(ctx context.Context) error {
 		m, err := h.messageAt(ctx, req.ConvId, req.Seq)
 		if err == nil && m.Recalled {
 			return errRecalledBefore
 		}
-		return h.groupOpen(ctx, req.ConvId)
+		return nil
 	}
 	ev, dup, err := h.throughPipeline(ctx, rec, req.WaitMs, check)
 	if err == nil {
 		return operatorEvent(rec, ev, dup)
 	}
-	// Ours may have been stored since the last poll (before the group was
-	// dissolved, say, or just before the wait ran out); without it, the
-	// sender's own recall is an answer, any other end of the wait is not.
+	// Ours may have been stored since the last poll (just before the wait
+	// ran out, say); without it, the sender's own recall is an answer, any
+	// other end of the wait is not.
 	resp, lerr := h.recalledBefore(ctx, rec, false)
 	if lerr == nil && (!resp.AlreadyRecalled || errors.Is(err, errRecalledBefore)) {
 		return resp, nil
@@ -103,23 +98,6 @@ func operatorEvent(rec *events.UpRecord, ev *common.Message, dup bool) (*logic.R
 			ev.Seq, rec.ConvId, rec.ClientMsgId, rec.Seq)
 	}
 	return &logic.RecallResp{Seq: ev.Seq, CreatedAtMs: ev.CreatedAtMs, Duplicate: dup}, nil
-}
-
-// groupOpen returns a ConvNotFound error when conv is a group that is
-// dissolved (the store refuses anything more there), else nil.
-func (h *Handler) groupOpen(ctx context.Context, conv string) error {
-	g, ok := strings.CutPrefix(conv, "g:")
-	if !ok {
-		return nil
-	}
-	resp, err := h.dp.GetGroup(ctx, &dataproxy.GetGroupReq{GroupId: g})
-	if err != nil {
-		return errcode.ToBiz(err)
-	}
-	if resp.Group == nil || resp.Group.Dissolved {
-		return errcode.Biz(errcode.ConvNotFound, "group %q is dissolved", g)
-	}
-	return nil
 }
 
 // messageAt returns message seq of conv, or a BadField error when there is

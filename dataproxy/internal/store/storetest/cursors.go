@@ -277,8 +277,9 @@ func testRecall(t *testing.T, open Factory) {
 }
 
 // testOperatorRecall: the operator (moderation) recalls any sender's
-// message at any age, in a group too after the sender left it; the event
-// keeps its reason and leaves the sender's cursors alone.
+// message at any age, in a group too after the sender left it or the
+// group was dissolved; the event keeps its reason and leaves the sender's
+// cursors alone.
 func testOperatorRecall(t *testing.T, open Factory) {
 	s := handle(t, open)
 	ctx := ctxT(t)
@@ -344,6 +345,24 @@ func testOperatorRecall(t *testing.T, open Factory) {
 	}
 	if g := syncAll(t, s, gconv).Messages; len(g) != 2 || !g[0].Recalled || g[1].RefSeq != 1 {
 		t.Fatalf("group sync: %+v", g)
+	}
+
+	// A dissolved group keeps its history readable, so the operator can
+	// still recall there; nothing else is taken.
+	appendOK(t, s, store.AppendItem{ConvID: gconv, Sender: a, ClientMsgID: "g3", Body: "worse", CreatedAtMs: now}) // seq 3
+	appendOK(t, s, store.AppendItem{ConvID: gconv, Sender: a, ClientMsgID: "g4", Body: "mine", CreatedAtMs: now})  // seq 4
+	if err := s.DissolveGroup(ctx, id, now); err != nil {
+		t.Fatal(err)
+	}
+	gop.ClientMsgID, gop.RecallSeq, gop.Sender = "gochat.recall:3", 3, a
+	selfRecall := store.AppendItem{ConvID: gconv, Sender: a, ClientMsgID: "r4", ContentType: protocol.ContentTypeRecall,
+		RecallSeq: 4, RecallWindowMs: 60_000, CreatedAtMs: now}
+	res = appendOK(t, s, gop, selfRecall, store.AppendItem{ConvID: gconv, Sender: a, ClientMsgID: "g5", Body: "late", CreatedAtMs: now})
+	if res[0].Seq != 5 || res[1].ErrorCode != int32(errcode.ConvNotFound) || res[2].ErrorCode != int32(errcode.ConvNotFound) {
+		t.Fatalf("operator recall, own recall and send in a dissolved group: %+v", res)
+	}
+	if g := syncAll(t, s, gconv).Messages; len(g) != 5 || !g[2].Recalled || g[3].Recalled || g[4].RefSeq != 3 || g[4].Body != "spam" {
+		t.Fatalf("dissolved group sync: %+v", g)
 	}
 }
 
