@@ -214,7 +214,7 @@ func report(o wsload.Options, setup, measured, final wsload.Total, setupDur time
 		}
 		sum.Row("CPU during setup: gateways / client workers", per(cpu.gateway)+" / "+per(cpu.client), "")
 	}
-	sum.Row("dial to hello p50 / p99 / max", fmt.Sprintf("%s / %s / %s", wsload.Dur(setup.Setup.Quantile(0.5)),
+	sum.Row("dial to hello p50 / p99 / max (p50, p99: histogram bucket lower bounds, up to 3% low)", fmt.Sprintf("%s / %s / %s", wsload.Dur(setup.Setup.Quantile(0.5)),
 		wsload.Dur(setup.Setup.Quantile(0.99)), wsload.Dur(setup.Setup.Max())), "")
 	var tb, ta, anon, open int64
 	for i := range o.Gateways {

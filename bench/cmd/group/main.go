@@ -2,7 +2,8 @@
 // backend posts one message to a group through logic's Send RPC, logic
 // stores it and reads the group's route set once, and the gateways push it
 // to every online member. It reports the time until the first and the last
-// online member had it, delivery percentiles and deliveries per second.
+// online member had it, delivery percentiles, deliveries per second from
+// the send call and the fan-out rate from the first arrival to the last.
 //
 // Against a `make run` stack (more gateways spread the connections):
 //
@@ -19,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +34,7 @@ import (
 	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
 	logicsvc "github.com/gochat-im/gochat/idl/kitex_gen/logic/logic"
 	"github.com/gochat-im/gochat/pkg/auth"
+	"github.com/gochat-im/gochat/pkg/ids"
 	"github.com/gochat-im/gochat/pkg/rpcx"
 )
 
@@ -45,7 +48,7 @@ type options struct {
 func main() {
 	var o options
 	fs := flag.NewFlagSet("group", flag.ExitOnError)
-	fs.StringVar(&o.dataDir, "data-dir", "./data", "data directory of a `make run` stack")
+	fs.StringVar(&o.dataDir, "data-dir", "./data", "data directory of the stack (`dir` of make run or gochat-dev -data-dir)")
 	fs.IntVar(&o.members, "members", 10000, "group members")
 	fs.IntVar(&o.online, "online", 10000, "members connected while the message is sent")
 	fs.IntVar(&o.rounds, "rounds", 3, "messages sent, one at a time, each measured")
@@ -53,11 +56,15 @@ func main() {
 	fs.IntVar(&o.dialers, "dialers", 64, "connections opened at once")
 	fs.DurationVar(&o.timeout, "round-timeout", time.Minute, "give up on a round after this long")
 	fs.DurationVar(&o.pause, "pause", 2*time.Second, "pause between rounds")
-	fs.StringVar(&o.prefix, "prefix", "", "user and group id prefix (default: a fresh one per run)")
+	fs.StringVar(&o.prefix, "prefix", "", "user and group id prefix (default: a fresh one per run, from the time in nanoseconds)")
 	fs.StringVar(&o.plot, "plot", "group-delivery.svg", "SVG histogram of the last round's delivery times (empty: none)")
 	_ = fs.Parse(os.Args[1:])
 	if o.prefix == "" {
-		o.prefix = "g" + strconv.FormatInt(time.Now().Unix()%1000000, 36)
+		o.prefix = freshPrefix(time.Now())
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "group:", err)
+		os.Exit(2)
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "group:", err)
@@ -65,10 +72,37 @@ func main() {
 	}
 }
 
-func run(o options) error {
-	if o.online > o.members || o.members < 2 {
-		return fmt.Errorf("need 2 <= -online <= -members")
+// freshPrefix returns a user and group id prefix for a run started at t:
+// the time in nanoseconds, so runs never share their users and group.
+func freshPrefix(t time.Time) string { return "g" + strconv.FormatInt(t.UnixNano(), 36) }
+
+func (o options) uid(i int) string { return o.prefix + "-" + strconv.Itoa(i) }
+func (o options) group() string    { return o.prefix + "-group" }
+
+// validate checks the flags' values.
+func (o options) validate() error {
+	switch {
+	case o.members < 2:
+		return fmt.Errorf("-members must be at least 2, not %d", o.members)
+	case o.online < 1 || o.online > o.members:
+		return fmt.Errorf("-online must be 1 to -members (%d), not %d", o.members, o.online)
+	case o.rounds < 1:
+		return fmt.Errorf("-rounds must be at least 1, not %d", o.rounds)
+	case o.size < 1:
+		return fmt.Errorf("-size must be at least 1 byte, not %d", o.size)
+	case o.dialers < 1:
+		return fmt.Errorf("-dialers must be at least 1, not %d", o.dialers)
+	case o.timeout <= 0:
+		return fmt.Errorf("-round-timeout must be positive, not %v", o.timeout)
+	case o.pause < 0:
+		return fmt.Errorf("-pause must not be negative, not %v", o.pause)
+	case !ids.ValidUID(o.uid(o.members-1)) || !ids.ValidUID(o.group()):
+		return fmt.Errorf("-prefix %q: user and group ids (such as %q) must be 1-%d bytes of [A-Za-z0-9_.@-]", o.prefix, o.group(), ids.MaxIDLen)
 	}
+	return nil
+}
+
+func run(o options) error {
 	st, err := devstate.Load(o.dataDir)
 	if err != nil {
 		return err
@@ -83,8 +117,7 @@ func run(o options) error {
 		return err
 	}
 	ctx := context.Background()
-	uid := func(i int) string { return o.prefix + "-" + strconv.Itoa(i) }
-	group := o.prefix + "-group"
+	uid, group := o.uid, o.group()
 
 	start := time.Now()
 	for i := 0; i < o.members; i += 1000 {
@@ -113,7 +146,7 @@ func run(o options) error {
 	// Connect the online members: members 0..online-1. Member 0 (the
 	// owner) is the sender; a server-side send reaches the sender's own
 	// devices too, like every other member's.
-	r := &receivers{}
+	r := &receivers{quiet: min(o.timeout, 30*time.Second)}
 	start = time.Now()
 	stopPings := r.keepAlive(20 * time.Second) // from the first connection on
 	defer stopPings()
@@ -125,13 +158,14 @@ func run(o options) error {
 	fmt.Printf("%d members online after %v\n", r.count(), time.Since(start).Round(time.Millisecond))
 
 	body := strings.Repeat("x", o.size)
-	fmt.Printf("\nTimes from the send call to each member's copy reaching its socket (the kernel's receive timestamp);\n")
-	fmt.Printf("\"last read\" is when this tool had read the last one (its own waits for a CPU included).\n")
-	fmt.Printf("\n| round | online | delivered | send RPC ms | first ms | p50 ms | p99 ms | last ms | deliveries/s | last read ms |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	var last latency.Summary
+	printLegend()
+	var (
+		last     latency.Summary
+		warnings []string
+	)
 	for round := 1; round <= o.rounds; round++ {
 		cmid := fmt.Sprintf("%s-r%d", o.prefix, round)
-		r.arm(cmid)
+		want := r.arm(int64(round), cmid)
 		t0 := time.Now()
 		resp, err := cli.Send(ctx, &logic.SendReq{AdminSecret: st.AdminSecret, From: uid(0), GroupId: group, ClientMsgId: cmid, Body: body, WaitMs: 30000})
 		if err != nil {
@@ -139,19 +173,24 @@ func run(o options) error {
 		}
 		sent := time.Since(t0)
 		deadline := time.Now().Add(o.timeout)
-		for r.got.Load() < int64(len(r.conns)) && time.Now().Before(deadline) {
+		for !r.complete() && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		s := r.rec.Snapshot()
-		last = s
-		rate := 0.0
-		if s.Max() > 0 {
-			rate = float64(s.Count()) / s.Max().Seconds()
+		rs := r.end()
+		rs.n, rs.seq, rs.online, rs.send = round, resp.Seq, want, sent
+		last = rs.arrivals
+		fmt.Println(rs.row())
+		warnings = append(warnings, rs.warnings(o.timeout)...)
+		if round < o.rounds {
+			time.Sleep(o.pause)
 		}
-		fmt.Printf("| %d (seq %d) | %d | %d | %s | %s | %s | %s | %s | %.0f | %s |\n", round, resp.Seq, len(r.conns), s.Count(),
-			latency.Ms(sent), latency.Ms(s.Quantile(0)), latency.Ms(s.Quantile(.5)), latency.Ms(s.Quantile(.99)), latency.Ms(s.Max()), rate,
-			latency.Ms(r.readAt.Snapshot().Max()))
-		time.Sleep(o.pause)
+	}
+	closed, notes := r.closedTotal()
+	for _, w := range append(warnings, notes...) {
+		fmt.Printf("\n%s\n", w)
+	}
+	if closed > 0 {
+		fmt.Printf("\n%d member connection(s) closed during the run\n", closed)
 	}
 	if o.plot != "" {
 		f, err := os.Create(o.plot)
@@ -167,18 +206,40 @@ func run(o options) error {
 // receivers are the online members' connections.
 type receivers struct {
 	cmu   sync.Mutex // guards conns while connecting
-	conns []*wsdial.Conn
+	conns []*member
 
-	mu   sync.Mutex
-	cmid string
-	t0   time.Time
-	got  atomic.Int64
+	// quiet is the longest time a round goes without keepalives;
+	// quietUntil ends the current round's (Unix nanoseconds, 0: none).
+	quiet      time.Duration
+	quietUntil atomic.Int64
+	closing    atomic.Bool
+
+	mu     sync.Mutex
+	round  int64 // the current round, 0 before the first
+	active bool  // a round is being measured
+	cmid   string
+	t0     time.Time
+	want   int      // connections open when the round started
+	closed int      // connections closed so far
+	lost   int      // connections closed in the round before its copy came
+	notes  []string // the first closed connections, described
+	got    atomic.Int64
+	dups   atomic.Int64
 	// rec times each member's copy to its arrival at the member's socket
 	// (the kernel's receive timestamp; see wsdial.Conn.Arrival); readAt to
 	// when this process read it, which adds its own waits for a CPU (one
 	// process reads thousands of connections on a box it shares with the
 	// servers).
 	rec, readAt latency.Recorder
+}
+
+// member is one online member's connection.
+type member struct {
+	c   *wsdial.Conn
+	uid string
+	// got is the last round whose message the member received; only its
+	// reading goroutine uses it (in receive and lostConn).
+	got int64
 }
 
 func (r *receivers) connect(o options, st devstate.State, uid func(int) string) error {
@@ -202,14 +263,13 @@ func (r *receivers) connect(o options, st devstate.State, uid func(int) string) 
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
-				} else {
-					r.cmu.Lock()
-					r.conns = append(r.conns, c)
-					r.cmu.Unlock()
+					continue
 				}
-				if err == nil {
-					go r.read(c)
-				}
+				m := &member{c: c, uid: uid(i)}
+				r.cmu.Lock()
+				r.conns = append(r.conns, m)
+				r.cmu.Unlock()
+				go r.read(m)
 			}
 		}()
 	}
@@ -246,36 +306,113 @@ func dialMember(st devstate.State, uid string, i int) (*wsdial.Conn, error) {
 	return wsdial.Hello(context.Background(), url, 30*time.Second)
 }
 
-// arm starts a round: arrivals of the message with cmid are timed from now.
-func (r *receivers) arm(cmid string) {
-	r.mu.Lock()
-	r.cmid, r.t0 = cmid, time.Now()
-	r.mu.Unlock()
+// arm starts round n: arrivals of the message with cmid are timed from
+// now, and keepalives pause. It returns the connections open, each of
+// which should get the message.
+func (r *receivers) arm(n int64, cmid string) int {
 	r.got.Store(0)
+	r.dups.Store(0)
 	r.rec.Reset()
 	r.readAt.Reset()
+	if r.quiet > 0 {
+		r.quietUntil.Store(time.Now().Add(r.quiet).UnixNano())
+	}
+	opened := r.count()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.round, r.active, r.cmid, r.t0 = n, true, cmid, time.Now()
+	r.want = opened - r.closed
+	r.lost = 0
+	return r.want
 }
 
-func (r *receivers) read(c *wsdial.Conn) {
+// complete reports whether every connection open at the round's start has
+// the message or has closed.
+func (r *receivers) complete() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return int(r.got.Load())+r.lost >= r.want
+}
+
+// end ends the round and returns its figures.
+func (r *receivers) end() roundResult {
+	r.quietUntil.Store(0)
+	r.mu.Lock()
+	r.active = false
+	lost := r.lost
+	r.mu.Unlock()
+	s := r.rec.Snapshot()
+	return roundResult{arrivals: s, delivered: s.Count(), dups: r.dups.Load(), lost: lost, lastRead: r.readAt.Snapshot().Max()}
+}
+
+func (r *receivers) read(m *member) {
 	for {
-		data, err := c.ReadMessage()
+		data, err := m.c.ReadMessage()
 		if err != nil {
+			r.lostConn(m, err)
 			return
 		}
-		r.mu.Lock()
-		cmid, t0 := r.cmid, r.t0
-		r.mu.Unlock()
-		if cmid != "" && strings.Contains(string(data), `"cmid":"`+cmid+`"`) {
-			now := time.Now()
-			r.rec.Add(c.ArrivalOr(now).Sub(t0))
-			r.readAt.Add(now.Sub(t0))
-			r.got.Add(1)
-		}
+		now := time.Now()
+		r.receive(m, data, m.c.ArrivalOr(now), now)
 	}
+}
+
+// receive handles a message m read at now, which had reached its socket
+// at arrival: it times the round's message, the first copy only.
+func (r *receivers) receive(m *member, data []byte, arrival, now time.Time) {
+	r.mu.Lock()
+	round, cmid, t0, active := r.round, r.cmid, r.t0, r.active
+	r.mu.Unlock()
+	if !active || !strings.Contains(string(data), `"cmid":"`+cmid+`"`) {
+		return
+	}
+	if m.got == round {
+		r.dups.Add(1)
+		return
+	}
+	m.got = round
+	r.rec.Add(arrival.Sub(t0))
+	r.readAt.Add(now.Sub(t0))
+	r.got.Add(1)
+}
+
+// lostConn counts a member's connection that closed; in a round without
+// the round's message, it is not waited for. The first few are described
+// in notes, printed after the table.
+func (r *receivers) lostConn(m *member, err error) {
+	if r.closing.Load() {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed++
+	during := r.active && m.got != r.round
+	if during {
+		r.lost++
+	}
+	switch {
+	case len(r.notes) > 5:
+	case len(r.notes) == 5:
+		r.notes = append(r.notes, "warning: more connections closed: counted, not described")
+	case during:
+		r.notes = append(r.notes, fmt.Sprintf("warning: %s's connection closed during round %d before the message came (%v); not waited for, counted as not delivered", m.uid, r.round, err))
+	default:
+		r.notes = append(r.notes, fmt.Sprintf("warning: %s's connection closed after round %d (%v); it misses the rounds after", m.uid, r.round, err))
+	}
+}
+
+// closedTotal returns the number of connections closed so far, and the
+// descriptions of the first few.
+func (r *receivers) closedTotal() (int, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed, slices.Clone(r.notes)
 }
 
 // keepAlive sends each connection a JSON ping every d (the gateway closes
 // silent connections), from one goroutine, the only writer after the dial.
+// It skips the pings due during a round, up to r.quiet into it, so they
+// do not compete with the message's pushes.
 func (r *receivers) keepAlive(d time.Duration) (stop func()) {
 	done := make(chan struct{})
 	go func() {
@@ -285,9 +422,12 @@ func (r *receivers) keepAlive(d time.Duration) (stop func()) {
 			select {
 			case <-done:
 				return
-			case <-t.C:
-				for _, c := range r.snapshot() {
-					_ = c.WriteText([]byte(`{"type":"ping"}`))
+			case now := <-t.C:
+				if now.UnixNano() < r.quietUntil.Load() {
+					continue // no writes while a round is measured
+				}
+				for _, m := range r.snapshot() {
+					_ = m.c.WriteText([]byte(`{"type":"ping"}`))
 				}
 			}
 		}
@@ -295,8 +435,8 @@ func (r *receivers) keepAlive(d time.Duration) (stop func()) {
 	return func() { close(done) }
 }
 
-// snapshot returns the connections open so far.
-func (r *receivers) snapshot() []*wsdial.Conn {
+// snapshot returns the connections opened so far.
+func (r *receivers) snapshot() []*member {
 	r.cmu.Lock()
 	defer r.cmu.Unlock()
 	return r.conns[:len(r.conns):len(r.conns)]
@@ -305,7 +445,8 @@ func (r *receivers) snapshot() []*wsdial.Conn {
 func (r *receivers) count() int { return len(r.snapshot()) }
 
 func (r *receivers) close() {
-	for _, c := range r.snapshot() {
-		c.Close()
+	r.closing.Store(true)
+	for _, m := range r.snapshot() {
+		m.c.Close()
 	}
 }

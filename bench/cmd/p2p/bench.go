@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,40 +24,65 @@ type bench struct {
 	peers     []string // peers[i] is the receiver of senders[i]
 	body      string
 
+	// next is the send index of the next message, counted over the whole
+	// process (warm-ups included); only the pacing goroutine uses it.
+	next int64
+	// A message is measured when its send index is at least firstIdx and
+	// it arrives while measuring (warm-up messages and messages arriving
+	// after the drain are not counted). run numbers the measurements.
 	measuring atomic.Bool
-	start     atomic.Int64 // UnixNano when the measurement began
+	firstIdx  atomic.Int64
+	run       atomic.Int64
+
 	sent      atomic.Int64
-	delivered atomic.Int64
-	acked     atomic.Int64
-	// delivery and ack end when the frame reached the client's socket
-	// (the kernel's receive timestamp); read ends when this process read
-	// it, which adds its own waits for a CPU on a shared machine.
-	delivery latency.Recorder
-	ack      latency.Recorder
-	read     latency.Recorder
+	delivered atomic.Int64 // measured messages received, each once
+	acked     atomic.Int64 // measured messages acked, each once
+	// Found by the receivers in the measured time (see seqCheck).
+	dups        atomic.Int64 // a message received again on the same connection
+	ackDups     atomic.Int64 // a message acked again
+	skipped     atomic.Int64 // seqs skipped and not received by the end
+	late        atomic.Int64 // pushes of a seq lower than one received before
+	misnumbered atomic.Int64 // seq order differing from the send order
+	reused      atomic.Int64 // a seq received again, for a different message
+
+	// Latencies. The end point is when the frame reached the client's
+	// socket (the kernel's receive timestamp), except read's: when this
+	// process read it, which adds its own waits for a CPU on a shared
+	// machine. delivery, ack and read start at the scheduled send time;
+	// actual at the write (leaving out any wait to be sent). lag is how
+	// long after its scheduled time each message was written.
+	delivery, actual, ack, read, lag latency.Recorder
 	// The two parts of a delivery, split at the time logic stamped the
-	// message (its "ts", in whole milliseconds).
+	// message (its "ts", in whole milliseconds): from the write to the
+	// stamp, and from the stamp to the arrival.
 	toLogic, fromLogic latency.Recorder
 
 	stopPings chan struct{}
 	closed    atomic.Int64 // connections that closed before the end
-	// outOfOrder counts pushes whose seq was not above the last one the
-	// receiver had for that conversation (a reordering or a duplicate).
-	outOfOrder atomic.Int64
-	closing    atomic.Bool
+	closing   atomic.Bool
 }
 
-type conn struct{ c *wsdial.Conn }
+// conn is a sender's or a receiver's connection; once and seq belong to
+// its reading goroutine.
+type conn struct {
+	c    *wsdial.Conn
+	once onceSet
+	seq  seqCheck
+}
 
 func (c *conn) write(b []byte) error { return c.c.WriteJSON(b) }
 
+// result holds one rate's figures.
 type result struct {
-	rate               int
-	achieved           float64
-	sent, delivered    int64
-	delivery, ack      latency.Summary
-	read               latency.Summary
-	toLogic, fromLogic latency.Summary
+	rate                        int
+	achieved                    float64
+	drain                       time.Duration
+	sent, delivered, acked      int64
+	dups, ackDups               int64
+	skipped, late, misnumbered  int64
+	reused                      int64
+	delivery, actual, ack, read latency.Summary
+	lag, toLogic, fromLogic     latency.Summary
 }
 
 func setup(ctx context.Context, o options, urls []string) (*bench, error) {
@@ -79,7 +103,7 @@ func setup(ctx context.Context, o options, urls []string) (*bench, error) {
 			return nil, fmt.Errorf("create users: %w", err)
 		}
 	}
-	b := &bench{body: strings.Repeat("x", max(o.bodySize, 1))}
+	b := &bench{body: strings.Repeat("x", o.bodySize)}
 	dial := func(uid string, i int) (*conn, error) {
 		tok, err := cli.IssueToken(ctx, &logic.IssueTokenReq{AdminSecret: o.adminSecret, Uid: uid, Device: "bench"})
 		if err != nil {
@@ -154,23 +178,14 @@ func (b *bench) close() {
 	}
 }
 
-// Message bodies and client message ids carry the send time, so neither
-// side keeps a table of messages in flight.
-func stamp(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }
-
-// sentAt returns when the stamped message was sent, and whether it was sent
-// during the measurement (warm-up messages arriving late are not counted).
-func (b *bench) sentAt(s string) (time.Time, bool) {
-	s, _, _ = strings.Cut(s, "-")
-	ns, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || !b.measuring.Load() || ns < b.start.Load() {
-		return time.Time{}, false
-	}
-	return time.Unix(0, ns), true
+// measured returns the current run and whether the message with send
+// index idx counts in it.
+func (b *bench) measured(idx int64) (int64, bool) {
+	run := b.run.Load()
+	return run, b.measuring.Load() && idx >= b.firstIdx.Load()
 }
 
 func (b *bench) readReceiver(c *conn) {
-	last := map[string]int64{} // conversation -> highest seq received
 	for {
 		data, err := c.c.ReadJSON()
 		if err != nil {
@@ -181,23 +196,49 @@ func (b *bench) readReceiver(c *conn) {
 		if json.Unmarshal(data, &m) != nil || m.Type != protocol.TypeMsg {
 			continue
 		}
-		if m.Seq <= last[m.Conv] {
-			b.outOfOrder.Add(1)
-		} else {
-			last[m.Conv] = m.Seq
+		now := time.Now()
+		id, ok := parseCMID(m.ClientMsgID)
+		idx := int64(-1)
+		if ok {
+			idx = id.idx
 		}
-		if sent, ok := b.sentAt(m.ClientMsgID); ok {
-			now := time.Now()
-			at := c.c.ArrivalOr(now)
-			b.delivery.Add(at.Sub(sent))
-			b.read.Add(now.Sub(sent))
-			b.delivered.Add(1)
-			if m.TS > 0 {
-				stamped := time.UnixMilli(m.TS)
-				b.toLogic.Add(stamped.Sub(sent))
-				b.fromLogic.Add(at.Sub(stamped))
-			}
+		run, measured := b.measured(idx)
+		measured = measured && ok
+		counted := int64(0) // the run whose figures count what this push reveals
+		if measured {
+			counted = run
 		}
+		chk := c.seq.observe(m.Conv, m.Seq, idx, counted)
+		if chk.late && chk.lateRun != 0 && chk.lateRun == run {
+			b.skipped.Add(-1) // counted as skipped in this run, it came after all
+		}
+		if !measured {
+			continue
+		}
+		b.skipped.Add(chk.skipped)
+		if chk.late {
+			b.late.Add(1)
+		}
+		if chk.misnumbered {
+			b.misnumbered.Add(1)
+		}
+		if !c.once.first(run, idx) {
+			b.dups.Add(1)
+			continue
+		}
+		if chk.repeated {
+			b.reused.Add(1)
+		}
+		at := c.c.ArrivalOr(now)
+		b.delivery.Add(at.Sub(id.scheduled))
+		b.actual.Add(at.Sub(id.sent()))
+		b.read.Add(now.Sub(id.scheduled))
+		if m.TS > 0 {
+			stamped := time.UnixMilli(m.TS)
+			b.toLogic.Add(stamped.Sub(id.sent()))
+			b.fromLogic.Add(at.Sub(stamped))
+		}
+		b.delivered.Add(1)
 	}
 }
 
@@ -212,72 +253,109 @@ func (b *bench) readSender(c *conn) {
 		if json.Unmarshal(data, &a) != nil || a.Type != protocol.TypeAck {
 			continue
 		}
-		if sent, ok := b.sentAt(a.ClientMsgID); ok {
-			b.ack.Add(c.c.ArrivalOr(time.Now()).Sub(sent))
-			b.acked.Add(1)
+		id, ok := parseCMID(a.ClientMsgID)
+		if !ok {
+			continue
 		}
+		run, measured := b.measured(id.idx)
+		if !measured {
+			continue
+		}
+		if !c.once.first(run, id.idx) {
+			b.ackDups.Add(1)
+			continue
+		}
+		b.ack.Add(c.c.ArrivalOr(time.Now()).Sub(id.scheduled))
+		b.acked.Add(1)
 	}
 }
 
 // measure sends at rate for the warm-up and the measured time, then waits
-// for the measured messages to arrive.
+// up to -drain for the measured messages and their acks to arrive.
 func (b *bench) measure(rate int, o options) result {
 	fmt.Printf("\nrate %d msg/s: warming up for %v\n", rate, o.warmup)
 	b.pace(rate, o.warmup, false)
-	b.delivery.Reset()
-	b.ack.Reset()
-	b.read.Reset()
-	b.toLogic.Reset()
-	b.fromLogic.Reset()
-	b.sent.Store(0)
-	b.delivered.Store(0)
-	b.acked.Store(0)
-	start := time.Now()
-	b.start.Store(start.UnixNano())
+	for _, r := range []*latency.Recorder{&b.delivery, &b.actual, &b.ack, &b.read, &b.lag, &b.toLogic, &b.fromLogic} {
+		r.Reset()
+	}
+	for _, n := range []*atomic.Int64{&b.sent, &b.delivered, &b.acked, &b.dups, &b.ackDups, &b.skipped, &b.late, &b.misnumbered, &b.reused} {
+		n.Store(0)
+	}
+	b.run.Add(1)
+	b.firstIdx.Store(b.next)
 	b.measuring.Store(true)
+	start := time.Now()
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		b.progress(start, stop)
+	}()
 	b.pace(rate, o.duration, true)
 	elapsed := time.Since(start)
+	close(stop)
+	<-stopped
 	deadline := time.Now().Add(o.drain)
-	for b.delivered.Load() < b.sent.Load() && time.Now().Before(deadline) {
+	for (b.delivered.Load() < b.sent.Load() || b.acked.Load() < b.sent.Load()) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	b.measuring.Store(false)
-	return result{rate: rate, achieved: float64(b.sent.Load()) / elapsed.Seconds(), sent: b.sent.Load(),
-		delivered: b.delivered.Load(), delivery: b.delivery.Snapshot(), ack: b.ack.Snapshot(), read: b.read.Snapshot(),
-		toLogic: b.toLogic.Snapshot(), fromLogic: b.fromLogic.Snapshot()}
+	return result{rate: rate, achieved: float64(b.sent.Load()) / elapsed.Seconds(), drain: o.drain,
+		sent: b.sent.Load(), delivered: b.delivered.Load(), acked: b.acked.Load(),
+		dups: b.dups.Load(), ackDups: b.ackDups.Load(), skipped: b.skipped.Load(), late: b.late.Load(),
+		misnumbered: b.misnumbered.Load(), reused: b.reused.Load(),
+		delivery: b.delivery.Snapshot(), actual: b.actual.Snapshot(), ack: b.ack.Snapshot(), read: b.read.Snapshot(),
+		lag: b.lag.Snapshot(), toLogic: b.toLogic.Snapshot(), fromLogic: b.fromLogic.Snapshot()}
 }
 
-// pace sends rate messages per second for d, spread over the senders, in
-// slots of 1 ms, or of one message when they are further apart (waking
-// every millisecond for nothing costs the box a few percent of a CPU); it
-// prints progress every second when measuring.
-func (b *bench) pace(rate int, d time.Duration, progress bool) {
+// progress prints a line every second until stop: counts so far, and the
+// latencies recorded in the last second (a small sort, in this goroutine,
+// so the sender keeps its pace).
+func (b *bench) progress(start time.Time, stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var fromD, fromL int
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			var d, l latency.Summary
+			d, fromD = b.delivery.Since(fromD)
+			l, fromL = b.lag.Since(fromL)
+			fmt.Printf("  %4.0fs sent %d acked %d delivered %d | last second: delivery from the scheduled send n=%d p50 %s p99 %s max %s ms, send lag max %s ms\n",
+				now.Sub(start).Seconds(), b.sent.Load(), b.acked.Load(), b.delivered.Load(),
+				d.Count(), latency.Ms(d.Quantile(.5)), latency.Ms(d.Quantile(.99)), latency.Ms(d.Max()), latency.Ms(l.Max()))
+		}
+	}
+}
+
+// pace sends rate messages per second for d, spread over the senders,
+// following the plan described at slotOf; when measuring it counts the
+// messages sent and records how late each went out.
+func (b *bench) pace(rate int, d time.Duration, measuring bool) {
+	slot := slotOf(rate)
 	start := time.Now()
-	tick := time.NewTicker(max(time.Millisecond, time.Second/time.Duration(rate)))
+	tick := time.NewTicker(slot)
 	defer tick.Stop()
-	var due, n float64
-	next := 0
-	lastReport := start
-	for now := range tick.C {
-		el := now.Sub(start)
+	var n int64 // messages sent in this call
+	for range tick.C {
+		el := time.Since(start)
 		if el >= d {
 			return
 		}
-		due = el.Seconds() * float64(rate)
-		for n < due {
-			s := b.senders[next%len(b.senders)]
-			to := `"to":"` + b.peers[next%len(b.senders)] + `"`
-			t := time.Now()
-			frame := `{"type":"send","cmid":"` + stamp(t) + "-" + strconv.Itoa(next) + `",` + to + `,"body":"` + b.body + `"}`
-			if err := s.write([]byte(frame)); err == nil && progress {
+		boundary := el.Truncate(slot)
+		for dueAt(n, rate) < boundary {
+			i := int(b.next % int64(len(b.senders)))
+			scheduled := start.Add(scheduledAt(n, rate, slot))
+			now := time.Now()
+			id := msgID{scheduled: scheduled, idx: b.next, lag: now.Sub(scheduled)}
+			frame := `{"type":"send","cmid":"` + formatCMID(id) + `","to":"` + b.peers[i] + `","body":"` + b.body + `"}`
+			if err := b.senders[i].write([]byte(frame)); err == nil && measuring {
 				b.sent.Add(1)
+				b.lag.Add(id.lag)
 			}
-			next++
+			b.next++
 			n++
-		}
-		if progress && now.Sub(lastReport) >= time.Second {
-			lastReport = now
-			fmt.Printf("  %4.0fs sent %d acked %d delivered %d | delivery %s\n", el.Seconds(), b.sent.Load(), b.acked.Load(), b.delivered.Load(), b.delivery.Snapshot().Line())
 		}
 	}
 }

@@ -1,8 +1,15 @@
 // Command p2p measures GoChat's one-to-one latency end to end: pairs of
 // WebSocket clients, senders paced at a fixed total rate, receivers timing
-// each message from the moment it was written to the moment it arrived
-// (send -> gateway -> Kafka -> logic -> dataproxy -> Kafka -> gateway ->
-// receiver). It also times acks (send -> durable -> ack back at the sender).
+// each message (send -> gateway -> Kafka -> logic -> dataproxy -> Kafka ->
+// gateway -> receiver). It also times acks (send -> durable -> ack back at
+// the sender).
+//
+// Times start at the message's scheduled send time, from the pacing plan
+// (see slotOf), not at the moment this tool wrote it: when the sender is
+// held up, the messages due meanwhile go out late, and timing them from the
+// write would leave the wait out (coordinated omission). The report gives
+// the latency from the write too, and how far the sends fell behind the
+// schedule.
 //
 // A message has arrived when it reached the receiver's socket: on Linux the
 // kernel stamps the time (SO_TIMESTAMPNS), so when this tool, sharing the
@@ -15,8 +22,9 @@
 //	./bin/p2p -data-dir ./data -rate 5000 -duration 30s -plot p2p.svg
 //	./bin/p2p -data-dir ./data -sweep 5000,10000,15000,20000 -duration 20s
 //
-// It prints progress every second and a percentile table at the end, and
-// writes an SVG histogram of the delivery latency.
+// It prints progress every second and percentile tables at the end, checks
+// the pushes for duplicates, skipped seqs and reordering, and writes an SVG
+// histogram of the delivery latency.
 package main
 
 import (
@@ -29,7 +37,6 @@ import (
 	"time"
 
 	"github.com/gochat-im/gochat/bench/internal/devstate"
-	"github.com/gochat-im/gochat/bench/internal/latency"
 	"github.com/gochat-im/gochat/pkg/config"
 )
 
@@ -44,7 +51,7 @@ type options struct {
 func main() {
 	var o options
 	fs := flag.NewFlagSet("p2p", flag.ExitOnError)
-	fs.StringVar(&o.dataDir, "data-dir", "", "data directory of a `make run` stack (gives -ws, -logic and -admin-secret)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "data directory of the stack (`dir` of make run or gochat-dev -data-dir; gives -ws, -logic and -admin-secret)")
 	fs.StringVar(&o.wsList, "ws", "", "gateway WebSocket URLs, comma-separated; clients are spread over them")
 	fs.StringVar(&o.logic, "logic", "", "logic's Kitex host:port (tokens and users)")
 	fs.StringVar(&o.adminSecret, "admin-secret", os.Getenv("GOCHAT_ADMIN_SECRET"), "admin secret")
@@ -59,10 +66,56 @@ func main() {
 	fs.StringVar(&o.prefix, "user-prefix", "bench", "prefix of the generated user ids")
 	fs.BoolVar(&o.msgpack, "msgpack", false, "clients speak MessagePack (subprotocol gochat.msgpack) instead of JSON")
 	_ = fs.Parse(os.Args[1:])
+	if err := o.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "p2p:", err)
+		os.Exit(2)
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "p2p:", err)
 		os.Exit(1)
 	}
+}
+
+// maxRate bounds -rate, which keeps the pacing arithmetic in range.
+const maxRate = 1_000_000_000
+
+// validate checks the flags' values.
+func (o options) validate() error {
+	switch {
+	case o.pairs < 1:
+		return fmt.Errorf("-pairs must be at least 1, not %d", o.pairs)
+	case o.sweep == "" && (o.rate < 1 || o.rate > maxRate):
+		return fmt.Errorf("-rate must be 1 to %d messages per second, not %d", maxRate, o.rate)
+	case o.bodySize < 1:
+		return fmt.Errorf("-body must be at least 1 byte, not %d", o.bodySize)
+	case o.duration <= 0:
+		return fmt.Errorf("-duration must be positive, not %v", o.duration)
+	case o.warmup < 0:
+		return fmt.Errorf("-warmup must not be negative, not %v", o.warmup)
+	case o.drain < 0:
+		return fmt.Errorf("-drain must not be negative, not %v", o.drain)
+	}
+	_, err := o.rates()
+	return err
+}
+
+// rates returns the rates to measure: -sweep's, or -rate.
+func (o options) rates() ([]int, error) {
+	if o.sweep == "" {
+		return []int{o.rate}, nil
+	}
+	var rates []int
+	for _, r := range config.List(o.sweep) {
+		n, err := strconv.Atoi(r)
+		if err != nil || n < 1 || n > maxRate {
+			return nil, fmt.Errorf("-sweep: bad rate %q (1 to %d messages per second)", r, maxRate)
+		}
+		rates = append(rates, n)
+	}
+	if len(rates) == 0 {
+		return nil, fmt.Errorf("-sweep: no rates in %q", o.sweep)
+	}
+	return rates, nil
 }
 
 func (o *options) fromDataDir() error {
@@ -93,16 +146,9 @@ func run(o options) error {
 	if len(urls) == 0 || o.logic == "" || o.adminSecret == "" {
 		return fmt.Errorf("need -data-dir, or -ws, -logic and -admin-secret")
 	}
-	rates := []int{o.rate}
-	if o.sweep != "" {
-		rates = rates[:0]
-		for _, r := range config.List(o.sweep) {
-			n, err := strconv.Atoi(r)
-			if err != nil || n <= 0 {
-				return fmt.Errorf("bad rate %q", r)
-			}
-			rates = append(rates, n)
-		}
+	rates, err := o.rates()
+	if err != nil {
+		return err
 	}
 	ctx := context.Background()
 	fmt.Printf("setting up %d pairs over %d gateway(s)...\n", o.pairs, len(urls))
@@ -120,36 +166,14 @@ func run(o options) error {
 			if err != nil {
 				return err
 			}
-			title := fmt.Sprintf("GoChat one-to-one delivery latency at %d msg/s (%d pairs, %d-byte bodies)", rate, o.pairs, o.bodySize)
+			title := fmt.Sprintf("GoChat one-to-one delivery latency from the scheduled send at %d msg/s (%d pairs, %d-byte bodies)", rate, o.pairs, o.bodySize)
 			if err := res.delivery.SVG(f, title); err != nil {
 				return err
 			}
 			f.Close()
 		}
 	}
-	fmt.Printf("\nDelivery and ack: from the send to the frame's arrival at the client's socket (the kernel's receive timestamp).\n")
-	fmt.Printf("\n| target rate msg/s | achieved msg/s | sent | delivered | not delivered within -drain | delivery p50 ms | p99 ms | p99.9 ms | max ms | ack p50 ms | ack p99 ms |\n")
-	fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, r := range results {
-		d, a := r.delivery, r.ack
-		fmt.Printf("| %d | %.0f | %d | %d | %d | %s | %s | %s | %s | %s | %s |\n", r.rate, r.achieved, r.sent, r.delivered, r.sent-r.delivered,
-			latency.Ms(d.Quantile(.5)), latency.Ms(d.Quantile(.99)), latency.Ms(d.Quantile(.999)), latency.Ms(d.Max()),
-			latency.Ms(a.Quantile(.5)), latency.Ms(a.Quantile(.99)))
-	}
-	fmt.Printf("\nDelivery as this tool read the messages (its own waits for a CPU included):\n\n")
-	fmt.Printf("| target rate msg/s | read p50 ms | p99 ms | p99.9 ms | max ms |\n| --- | --- | --- | --- | --- |\n")
-	for _, r := range results {
-		fmt.Printf("| %d | %s | %s | %s | %s |\n", r.rate, latency.Ms(r.read.Quantile(.5)), latency.Ms(r.read.Quantile(.99)),
-			latency.Ms(r.read.Quantile(.999)), latency.Ms(r.read.Max()))
-	}
-	fmt.Printf("\nWhere the time goes, split at logic's stamp of each message (\"ts\", whole milliseconds, so each part is off by up to 1 ms):\n")
-	fmt.Printf("sender -> gateway -> Kafka -> logic; logic -> dataproxy -> Kafka -> gateway -> recipient.\n\n")
-	fmt.Printf("| target rate msg/s | to logic p50 ms | p99 ms | from logic p50 ms | p99 ms |\n| --- | --- | --- | --- | --- |\n")
-	for _, r := range results {
-		fmt.Printf("| %d | %s | %s | %s | %s |\n", r.rate, latency.Ms(r.toLogic.Quantile(.5)), latency.Ms(r.toLogic.Quantile(.99)),
-			latency.Ms(r.fromLogic.Quantile(.5)), latency.Ms(r.fromLogic.Quantile(.99)))
-	}
-	fmt.Printf("\npushes out of order or repeated, per conversation, over the whole run: %d\n", b.outOfOrder.Load())
+	report(os.Stdout, results)
 	if n := b.closed.Load(); n > 0 {
 		fmt.Printf("\n%d connection(s) closed during the run: the figures are incomplete\n", n)
 	}

@@ -434,11 +434,25 @@ func report(o wsload.Options, po pushOptions, targets int, rs []result, final ws
 	for i, r := range rs {
 		rates[i] = r.rate()
 	}
-	slices.Sort(rates)
-	t.Row("median", "", "", "", "", "", "", fmt.Sprintf("%.0f", rates[len(rates)/2]), "", "", "", "")
+	t.Row("median", "", "", "", "", "", "", fmt.Sprintf("%.0f", median(rates)), "", "", "", "")
 	t.Print(os.Stdout)
-	fmt.Println("\nother load: the share of the machine's CPU time that processes other than the servers, the client workers and this tool used during the round")
+	fmt.Println("\np50, p99: read from a histogram, as the lower bound of the bucket holding the value (up to 3% below it, never above)")
+	fmt.Println("other load: the share of the machine's CPU time that processes other than the servers, the client workers and this tool used during the round")
 	if final.Closed > 0 || len(final.Errors) > 0 {
 		fmt.Printf("\nconnections closed by the gateways: %d; errors: %s\n", final.Closed, wsload.TopErrors(final.Errors, 5))
 	}
+}
+
+// median returns the median of xs: the middle value, or the mean of the
+// two middle values of an even count (0 for none). xs is sorted in place.
+func median(xs []float64) float64 {
+	n := len(xs)
+	if n == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }

@@ -35,6 +35,22 @@ func (r *Recorder) Snapshot() Summary {
 	return Summary{sorted: s}
 }
 
+// Since returns the samples recorded after the first from, sorted, and
+// the number recorded so far, to pass as from next time: a progress line
+// can summarize the last interval without copying and sorting every
+// sample of the run. After a Reset, from counts from the start again.
+func (r *Recorder) Since(from int) (Summary, int) {
+	r.mu.Lock()
+	n := len(r.samples)
+	if from > n {
+		from = 0
+	}
+	s := slices.Clone(r.samples[from:])
+	r.mu.Unlock()
+	slices.Sort(s)
+	return Summary{sorted: s}, n
+}
+
 // Reset drops the samples (after a warm-up).
 func (r *Recorder) Reset() {
 	r.mu.Lock()
@@ -56,6 +72,25 @@ func (s Summary) Quantile(q float64) time.Duration {
 	i := int(math.Ceil(q*float64(len(s.sorted)))) - 1
 	i = max(0, min(i, len(s.sorted)-1))
 	return s.sorted[i]
+}
+
+// QuantileOf returns the q-quantile (nearest rank) of total samples of
+// which s holds the Count() smallest: the other total-Count() (such as
+// messages that never arrived) were not recorded but are known to be
+// larger than every recorded sample. ok is false when the quantile falls
+// among those; the value is then unknown and d is zero. With total at or
+// below Count() it is Quantile.
+func (s Summary) QuantileOf(q float64, total int) (d time.Duration, ok bool) {
+	n := len(s.sorted)
+	if total <= n {
+		return s.Quantile(q), true
+	}
+	i := int(math.Ceil(q*float64(total))) - 1
+	i = max(0, i)
+	if i >= n {
+		return 0, false
+	}
+	return s.sorted[i], true
 }
 
 // Max is the largest sample.
@@ -90,25 +125,35 @@ func (s Summary) Table(w io.Writer, name string) {
 // TableHeader is the header matching Table.
 const TableHeader = "| latency | samples | mean ms | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
 
-// bucket bounds: 10 per decade from 10 µs to 100 s.
+// bounds returns the upper bounds of the histogram's buckets, 10 per
+// decade from 10 µs to 100 s: bucket i holds the samples in
+// (bounds[i-1], bounds[i]], bucket 0 those up to 10 µs, and one more
+// bucket after the last bound holds those above 100 s.
 func bounds() []time.Duration {
 	var b []time.Duration
-	for e := -5.0; e < 2; e += 0.1 {
-		b = append(b, time.Duration(math.Pow(10, e+0.1)*float64(time.Second)))
+	for k := -50; k <= 20; k++ { // 10^(k/10) seconds
+		b = append(b, time.Duration(math.Round(math.Pow(10, float64(k)/10)*float64(time.Second))))
 	}
 	return b
 }
 
+// bucketOf returns the index of the bucket holding d (len(bs) for the
+// bucket above the last bound).
+func bucketOf(bs []time.Duration, d time.Duration) int {
+	i, _ := slices.BinarySearch(bs, d)
+	return i
+}
+
 // SVG writes a histogram of the samples (log-scaled time axis) with the
-// p50 and p99 marked.
+// p50 and p99 marked. The axis labels each sit at the right edge of a bar
+// and give that bar's upper bound.
 func (s Summary) SVG(w io.Writer, title string) error {
 	bs := bounds()
-	counts := make([]int, len(bs))
+	counts := make([]int, len(bs)+1)
 	for _, d := range s.sorted {
-		i, _ := slices.BinarySearch(bs, d)
-		counts[min(i, len(bs)-1)]++
+		counts[bucketOf(bs, d)]++
 	}
-	lo, hi := 0, len(bs)-1
+	lo, hi := 0, len(counts)-1
 	for lo < hi && counts[lo] == 0 {
 		lo++
 	}
@@ -130,15 +175,16 @@ func (s Summary) SVG(w io.Writer, title string) error {
 			h = plotH * float64(counts[i]) / float64(peak)
 		}
 		x := left + float64(i-lo)*bw
-		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#4a7bd0"><title>≤ %s ms: %d</title></rect>`+"\n",
-			x, top+plotH-h, math.Max(bw-1, 1), h, Ms(bs[i]), counts[i])
-		if (i-lo)%5 == 0 {
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" transform="rotate(45 %.1f %.0f)">%s ms</text>`+"\n", x, H-bottom+14, x, H-bottom+14, Ms(bs[i]))
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#4a7bd0"><title>%s: %d</title></rect>`+"\n",
+			x, top+plotH-h, math.Max(bw-1, 1), h, esc(bucketName(bs, i)), counts[i])
+		if (i-lo)%5 == 0 && i < len(bs) {
+			xr := x + bw // the right edge, where the bucket's upper bound is
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" transform="rotate(45 %.1f %.0f)">%s ms</text>`+"\n", xr, H-bottom+14, xr, H-bottom+14, Ms(bs[i]))
 		}
 	}
 	mark := func(q float64, label, color string) {
 		d := s.Quantile(q)
-		i, _ := slices.BinarySearch(bs, d)
+		i := bucketOf(bs, d)
 		x := left + (float64(i-lo)+0.5)*bw
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="%s" stroke-dasharray="4"/><text x="%.1f" y="%.0f" fill="%s">%s %s ms</text>`+"\n",
 			x, top, x, top+plotH, color, x+3, top+12, color, label, Ms(d))
@@ -152,6 +198,17 @@ func (s Summary) SVG(w io.Writer, title string) error {
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// bucketName describes bucket i's range for the SVG's tooltips.
+func bucketName(bs []time.Duration, i int) string {
+	switch {
+	case i == 0:
+		return "≤ " + Ms(bs[0]) + " ms"
+	case i == len(bs):
+		return "> " + Ms(bs[i-1]) + " ms"
+	}
+	return Ms(bs[i-1]) + "–" + Ms(bs[i]) + " ms"
 }
 
 func esc(s string) string {

@@ -61,7 +61,9 @@ func (h *Histogram) Count() uint64 { return h.n }
 // Max is the largest value recorded.
 func (h *Histogram) Max() time.Duration { return h.max }
 
-// Quantile returns the value at quantile q (0..1), at bucket precision.
+// Quantile returns the value at quantile q (0..1) at bucket precision: the
+// lower bound of the bucket holding it (at most Max). It is exact below
+// 64 µs and otherwise up to ~3% (1/32) below the value, never above it.
 func (h *Histogram) Quantile(q float64) time.Duration {
 	if h.n == 0 {
 		return 0

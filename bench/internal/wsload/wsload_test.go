@@ -228,3 +228,18 @@ func TestWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Quantile gives the lower bound of the value's bucket: never above the
+// exact value, at most 1/32 below it.
+func TestHistogramQuantileIsLowerBound(t *testing.T) {
+	for _, us := range []int64{1, 63, 64, 65, 1000, 1063, 99_999, 5_000_000} {
+		h := NewHistogram()
+		h.Add(time.Duration(us) * time.Microsecond)
+		h.Add(time.Hour) // so Max does not clamp the first value
+		got := h.Quantile(0.5)
+		exact := time.Duration(us) * time.Microsecond
+		if got > exact || exact-got > exact/32 {
+			t.Errorf("%d µs: p50 %v", us, got)
+		}
+	}
+}
