@@ -32,16 +32,14 @@ import (
 	"github.com/gochat-im/gochat/task/internal/offlinepush"
 )
 
-// Topic layout created at start when missing.
-const (
-	taskPartitions = 8
-	deadPartitions = 1
-)
+// Partitions of the dead-letter topic when task creates it.
+const deadPartitions = 1
 
 type settings struct {
 	common svc.Common
 
 	group          string
+	taskPartitions int
 	workers        int
 	maxInflight    int
 	maxAttempts    int
@@ -63,11 +61,12 @@ func (s *settings) register(fs *flag.FlagSet) {
 	s.common.Register(fs, "127.0.0.1:9192")
 	s.common.RegisterGC(fs, 32)
 	fs.StringVar(&s.group, "group", "gochat.task", "Kafka consumer group of the task consumers")
+	fs.IntVar(&s.taskPartitions, "task-partitions", 8, "partitions of the task topic when task creates it (an existing topic is left as it is); use the value of logic's -task-partitions")
 	fs.IntVar(&s.workers, "workers", 16, "goroutines running task attempts concurrently")
 	fs.IntVar(&s.maxInflight, "max-inflight", 1024, "tasks consumed and not finished (retries waiting included) before fetching pauses")
 	fs.IntVar(&s.maxAttempts, "max-attempts", 5, "attempts per task before it goes to the dead-letter topic")
-	fs.DurationVar(&s.retryBase, "retry-base", 200*time.Millisecond, "delay before the second attempt; doubles per attempt, with jitter")
-	fs.DurationVar(&s.retryMax, "retry-max", 30*time.Second, "longest delay between two attempts")
+	fs.DurationVar(&s.retryBase, "retry-base", 200*time.Millisecond, "delay before the second attempt; doubles per attempt, with jitter (also spaces retries of a failed dead-letter write)")
+	fs.DurationVar(&s.retryMax, "retry-max", 30*time.Second, "longest delay between two attempts; at least -retry-base")
 	fs.StringVar(&s.webhookURL, "webhook-url", "", "offline-push webhook URL; empty acknowledges offline-push tasks without calling anything")
 	fs.StringVar(&s.archiveDir, "archive-dir", "", "directory of the message archive (hourly JSON Lines files; logic -archive emits the tasks); empty acknowledges archive tasks without writing them")
 	fs.StringVar(&s.webhookSecret, "webhook-secret", "", "HMAC-SHA256 key signing webhook bodies (X-GoChat-Signature); set it through GOCHAT_WEBHOOK_SECRET")
@@ -85,6 +84,10 @@ func main() {
 	fs := flag.NewFlagSet("task", flag.ExitOnError)
 	s.register(fs)
 	svc.Parse(fs, os.Args[1:])
+	if err := s.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "task:", err)
+		os.Exit(2)
+	}
 
 	log, err := s.common.Logger("task")
 	if err != nil {
@@ -95,6 +98,42 @@ func main() {
 		log.Error("task service failed", "err", err)
 		os.Exit(1)
 	}
+}
+
+// check refuses flag values that have no meaning, rather than replacing
+// them with defaults.
+func (s *settings) check() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"-task-partitions", s.taskPartitions},
+		{"-workers", s.workers},
+		{"-max-inflight", s.maxInflight},
+		{"-max-attempts", s.maxAttempts},
+	} {
+		if f.v <= 0 {
+			return fmt.Errorf("%s %d: must be more than 0", f.name, f.v)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"-retry-base", s.retryBase},
+		{"-retry-max", s.retryMax},
+		{"-webhook-timeout", s.webhookTimeout},
+		{"-shutdown-grace", s.shutdownGrace},
+		{"-startup-timeout", s.startupTimeout},
+	} {
+		if f.v <= 0 {
+			return fmt.Errorf("%s %v: must be more than 0", f.name, f.v)
+		}
+	}
+	if s.retryMax < s.retryBase {
+		return fmt.Errorf("-retry-max %v: must be at least -retry-base (%v)", s.retryMax, s.retryBase)
+	}
+	return nil
 }
 
 func run(s settings, log *slog.Logger) error {
@@ -119,7 +158,7 @@ func run(s settings, log *slog.Logger) error {
 
 	tctx, cancel := context.WithTimeout(ctx, s.startupTimeout)
 	err = kafkax.EnsureTopics(tctx, kcommon,
-		kafkax.TopicSpec{Name: kafkax.TopicTask, Partitions: taskPartitions},
+		kafkax.TopicSpec{Name: kafkax.TopicTask, Partitions: s.taskPartitions},
 		kafkax.TopicSpec{Name: kafkax.TopicTaskDead, Partitions: deadPartitions})
 	cancel()
 	if err != nil {
@@ -194,11 +233,13 @@ func run(s settings, log *slog.Logger) error {
 		MaxAttempts:   s.maxAttempts,
 		Backoff:       backoff.Policy{Base: s.retryBase, Max: s.retryMax},
 		ShutdownGrace: s.shutdownGrace,
+		// Ready once consuming, and not while a dead-letter write keeps
+		// failing.
+		OnReady: admin.SetReady,
 	}, jobs, producer, m, log)
 	if err != nil {
 		return err
 	}
-	admin.SetReady(true)
 	log.Info("task service started", "admin", admin.Addr(), "brokers", kcommon.Brokers)
 	err = cons.Run(ctx)
 	admin.SetReady(false)

@@ -74,7 +74,16 @@ type Archiver struct {
 	// gen changes whenever a file is dropped after an error: lines written
 	// before that and not yet synced may be lost.
 	gen uint64
+	// syncedAtEnd[g] is the value of synced when gen moved on from g: a
+	// line written in generation g is on disk if its number is at most
+	// that, and lost otherwise. Only the last maxGenHistory generations
+	// are kept; a line of an older one is reported lost (and written
+	// again).
+	syncedAtEnd map[uint64]uint64
 }
+
+// maxGenHistory bounds Archiver.syncedAtEnd.
+const maxGenHistory = 64
 
 // file is one open archive file.
 type file struct {
@@ -119,7 +128,7 @@ func New(dir string) (*Archiver, error) {
 
 func newArchiver(dir string, idle time.Duration) *Archiver {
 	return &Archiver{dir: dir, idle: idle, stop: make(chan struct{}), stopped: make(chan struct{}),
-		files: map[string]*file{}}
+		files: map[string]*file{}, syncedAtEnd: map[uint64]uint64{}}
 }
 
 // closeIdle closes each file once it has had no line for a.idle, checking
@@ -290,21 +299,33 @@ func truncate(f *os.File, size int64) error {
 	return f.Sync()
 }
 
+// durable tells whether line n, written in generation gen, is known to be
+// on disk (a.mu held). ok is false while that is not settled yet: the line
+// may still be synced by a round. A line synced before its generation
+// ended is on disk, whatever failed afterwards; one not synced by then was
+// in a file dropped after an error, or may have been, and is lost.
+func (a *Archiver) durable(n, gen uint64) (onDisk, ok bool) {
+	if a.gen == gen {
+		return a.synced >= n, a.synced >= n
+	}
+	synced, known := a.syncedAtEnd[gen]
+	return known && synced >= n, true
+}
+
 // sync returns once line n (written in generation gen) and every line
 // before it are on disk. Whoever comes first flushes and fsyncs every open
 // file for all the lines written so far; the others find theirs synced
 // when their turn comes. A line buffered in a file dropped after an error
-// is reported lost, and its task retried.
+// before it was synced is reported lost, and its task retried.
 func (a *Archiver) sync(n, gen uint64) error {
 	a.syncMu.Lock()
 	defer a.syncMu.Unlock()
 	a.mu.Lock()
-	switch {
-	case a.gen != gen:
+	if onDisk, ok := a.durable(n, gen); ok {
 		a.mu.Unlock()
-		return errLost
-	case a.synced >= n:
-		a.mu.Unlock()
+		if !onDisk {
+			return errLost
+		}
 		return nil
 	}
 	// Every line counted in upTo and not yet synced is in one of the
@@ -349,15 +370,27 @@ func (a *Archiver) sync(n, gen uint64) error {
 		if a.files[failed.path] == failed {
 			a.abandon(failed)
 		} else {
-			a.gen++
+			a.nextGen()
 		}
 		return fmt.Errorf("archive: %w", err)
 	}
 	if a.gen != gen {
+		// A file was dropped during the round, perhaps one it synced
+		// after the drop closed it: its lines are not known to be on
+		// disk, so upTo is not either. This line was not synced when
+		// its generation ended.
 		return errLost
 	}
 	a.synced = upTo
 	return nil
+}
+
+// nextGen starts a new generation after a file was dropped (a.mu held):
+// the lines written so far and not synced may be lost.
+func (a *Archiver) nextGen() {
+	a.syncedAtEnd[a.gen] = a.synced
+	delete(a.syncedAtEnd, a.gen-maxGenHistory)
+	a.gen++
 }
 
 // closeFile flushes, syncs and closes of (a.mu held). On failure the file
@@ -383,7 +416,7 @@ func (a *Archiver) closeFile(of *file) error {
 func (a *Archiver) abandon(of *file) {
 	_ = of.f.Close()
 	delete(a.files, of.path)
-	a.gen++
+	a.nextGen()
 }
 
 // Close makes everything written durable and closes the open files. No

@@ -367,6 +367,86 @@ func TestArchiveSyncFailureFailsEveryPendingLine(t *testing.T) {
 	}
 }
 
+// failRound makes the next sync round fail: the descriptor of the file
+// holding line n goes away under it, so its fsync fails (EBADF) where a
+// disk would report EIO. It returns that round's error.
+func failRound(t *testing.T, a *Archiver, path string, n, gen uint64) error {
+	t.Helper()
+	a.mu.Lock()
+	of := a.files[path]
+	if of == nil || of.w.Flush() != nil {
+		a.mu.Unlock()
+		t.Fatal("setup")
+	}
+	if err := syscall.Close(int(of.f.Fd())); err != nil {
+		a.mu.Unlock()
+		t.Fatal(err)
+	}
+	a.mu.Unlock()
+	return a.sync(n, gen)
+}
+
+// A line that a round made durable stays reported durable when another
+// file fails before its own task asks: its task must not be retried (that
+// would write the line twice).
+func TestArchiveSyncedLineSurvivesLaterFailure(t *testing.T) {
+	a := openArchive(t, t.TempDir())
+	h := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC).UnixMilli()
+	hour := time.Hour.Milliseconds()
+	n1, g1, err := a.write(a.Path(h), []byte("{\"seq\":1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another task's round syncs line 1 with its own.
+	n2, g2, err := a.write(a.Path(h), []byte("{\"seq\":2}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.sync(n2, g2); err != nil {
+		t.Fatal(err)
+	}
+	// An unrelated file fails before line 1's task checks.
+	n3, g3, err := a.write(a.Path(h+hour), []byte("{\"seq\":3}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := failRound(t, a, a.Path(h+hour), n3, g3); err == nil {
+		t.Fatal("round with a failing file succeeded")
+	}
+	if err := a.sync(n1, g1); err != nil {
+		t.Fatalf("line synced before the failure: %v, want success", err)
+	}
+}
+
+// A line lost with a failed file stays reported lost after later rounds
+// succeed and sync lines numbered after it.
+func TestArchiveLostLineStaysLost(t *testing.T) {
+	a := openArchive(t, t.TempDir())
+	h := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC).UnixMilli()
+	hour := time.Hour.Milliseconds()
+	n1, g1, err := a.write(a.Path(h), []byte("{\"seq\":1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, g2, err := a.write(a.Path(h+hour), []byte("{\"seq\":2}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := failRound(t, a, a.Path(h), n2, g2); err == nil {
+		t.Fatal("round with a failing file succeeded")
+	}
+	// A later line is synced by a good round before line 1's task checks.
+	if err := a.Handle(context.Background(), task("p:a:b", 3, h+2*hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.sync(n1, g1); !errors.Is(err, errLost) {
+		t.Fatalf("line in the failed file: %v, want errLost", err)
+	}
+	if err := a.sync(n2, g2); !errors.Is(err, errLost) {
+		t.Fatalf("line not synced when the file failed: %v, want errLost", err)
+	}
+}
+
 // BenchmarkArchive measures archived lines per second with 16 goroutines
 // handling tasks at once (the task service's default -workers), every line
 // fsynced before its Handle returns; group syncs make that affordable.

@@ -14,6 +14,12 @@
 //     their offsets and redone by the new owner, with a fresh attempt count;
 //   - the graceful shutdown's grace period ends with tasks still in flight.
 //
+// A task that fails for good is not finished until the dead-letter topic
+// has its record. A dead-letter write that fails is retried with backoff for
+// as long as it takes, holding its partition's offset and an in-flight
+// slot; after Config.DeadLetterStuckAfter failures of one task the consumer
+// reports itself not ready (Config.OnReady) until the write succeeds.
+//
 // Concurrency: Run owns the librdkafka consumer and calls Poll on one
 // goroutine; the rebalance callback runs inside Poll on that goroutine too.
 // The Dispatcher's workers, retry timers and dead-letter callbacks run
@@ -36,7 +42,8 @@ import (
 	"github.com/gochat-im/gochat/task/internal/metrics"
 )
 
-// Config configures the consumer. Zero fields take the defaults noted.
+// Config configures the consumer. Zero fields take the defaults noted;
+// negative ones are refused.
 type Config struct {
 	Kafka kafkax.Common
 	// Group is the consumer group; "gochat.task" by default.
@@ -59,6 +66,49 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// PollInterval bounds one Poll call; 100 ms by default.
 	PollInterval time.Duration
+	// DeadLetterStuckAfter is the number of failed dead-letter writes of
+	// one task after which the consumer reports itself not ready (see
+	// OnReady); DefaultStuckAfter by default. The write is still retried.
+	DeadLetterStuckAfter int
+	// OnReady, when set, is told whether the consumer works as it should:
+	// true once Run has subscribed, false while a task's dead-letter write
+	// has failed DeadLetterStuckAfter times or more (the task is still
+	// retried, and its partition's offset waits for it), true again when
+	// no task is in that state, and false when the shutdown starts. It is
+	// called from Run's goroutine, only when the value changes. The task
+	// service flips /readyz with it.
+	OnReady func(ready bool)
+}
+
+// check refuses negative values, which have no meaning.
+func (c *Config) check() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"workers", c.Workers},
+		{"max-inflight", c.MaxInflight},
+		{"max-attempts", c.MaxAttempts},
+		{"dead-letter stuck after", c.DeadLetterStuckAfter},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("consumer: negative %s (%d)", f.name, f.v)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"retry base", c.Backoff.Base},
+		{"retry max", c.Backoff.Max},
+		{"shutdown grace", c.ShutdownGrace},
+		{"poll interval", c.PollInterval},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("consumer: negative %s (%v)", f.name, f.v)
+		}
+	}
+	return nil
 }
 
 func (c *Config) defaults() {
@@ -92,6 +142,9 @@ func (c *Config) defaults() {
 	if c.PollInterval == 0 {
 		c.PollInterval = 100 * time.Millisecond
 	}
+	if c.DeadLetterStuckAfter == 0 {
+		c.DeadLetterStuckAfter = DefaultStuckAfter
+	}
 }
 
 // Consumer reads the task topic. Create it with New and call Run once.
@@ -106,12 +159,16 @@ type Consumer struct {
 	assigned map[partKey]struct{}
 	paused   bool
 	draining bool
+	ready    bool // as last told to cfg.OnReady
 }
 
 // New creates the librdkafka consumer and the dispatcher; nothing is
 // consumed before Run. dead writes dead-letter records (a
 // *kafkax.Producer in the service).
 func New(cfg Config, reg *job.Registry, dead DeadLetterer, m *metrics.Metrics, log *slog.Logger) (*Consumer, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	cfg.defaults()
 	if reg == nil || dead == nil || m == nil {
 		return nil, errors.New("consumer: missing job registry, dead-letter producer or metrics")
@@ -141,6 +198,7 @@ func New(cfg Config, reg *job.Registry, dead DeadLetterer, m *metrics.Metrics, l
 	}
 	c.d, err = NewDispatcher(DispatcherConfig{
 		Workers: cfg.Workers, MaxAttempts: cfg.MaxAttempts, Backoff: cfg.Backoff, DeadTopic: cfg.DeadTopic,
+		StuckAfter: cfg.DeadLetterStuckAfter,
 	}, reg, dead, store, m, log)
 	if err != nil {
 		_ = kc.Close()
@@ -161,9 +219,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe %s: %w", c.cfg.Topic, err)
 	}
 	c.log.Info("consuming tasks", "topic", c.cfg.Topic, "group", c.cfg.Group, "workers", c.cfg.Workers, "max_inflight", c.cfg.MaxInflight)
+	c.setReady(true)
 	pollMs := int(c.cfg.PollInterval / time.Millisecond)
 	var runErr error
 	for runErr == nil && ctx.Err() == nil {
+		c.checkReady()
 		c.throttle()
 		switch e := c.kc.Poll(pollMs).(type) {
 		case *kafka.Message:
@@ -201,6 +261,29 @@ func (c *Consumer) onError(e kafka.Error) error {
 	}
 	c.log.Warn("kafka consumer error", "err", e)
 	return nil
+}
+
+// checkReady tells cfg.OnReady whether the consumer is ready: it is not
+// while a dead-letter write keeps failing.
+func (c *Consumer) checkReady() {
+	stuck := c.d.Stuck()
+	ready := stuck == 0
+	if ready == c.ready {
+		return
+	}
+	if ready {
+		c.log.Info("no dead-letter write is stuck any more; ready again")
+	} else {
+		c.log.Error("dead-letter writes keep failing; reporting not ready", "stuck_tasks", stuck)
+	}
+	c.setReady(ready)
+}
+
+func (c *Consumer) setReady(ready bool) {
+	c.ready = ready
+	if c.cfg.OnReady != nil {
+		c.cfg.OnReady(ready)
+	}
 }
 
 // throttle pauses fetching while MaxInflight tasks are in flight and
@@ -251,7 +334,7 @@ func (c *Consumer) assignment() []kafka.TopicPartition {
 }
 
 // rebalance runs inside Poll. On assignment it starts tracking the new
-// partitions (paused if fetching is paused); on revocation it abandons
+// partitions, paused or resumed to match fetching; on revocation it abandons
 // their tasks first, so no offset of theirs can be stored after this point,
 // then commits what was stored while they were ours.
 func (c *Consumer) rebalance(kc *kafka.Consumer, ev kafka.Event) error {
@@ -271,9 +354,18 @@ func (c *Consumer) rebalance(kc *kafka.Consumer, ev kafka.Event) error {
 		if err != nil {
 			c.log.Error("kafka assign", "err", err)
 		}
-		if c.paused && len(e.Partitions) > 0 {
-			if err := kc.Pause(e.Partitions); err != nil {
-				c.log.Warn("kafka pause new partitions", "err", err)
+		// librdkafka keeps a partition's pause flag across revocation and
+		// assignment: a partition revoked while fetching was paused comes
+		// back paused even if fetching has resumed since. Set the flag
+		// explicitly either way.
+		if len(e.Partitions) > 0 {
+			if c.paused {
+				err = kc.Pause(e.Partitions)
+			} else {
+				err = kc.Resume(e.Partitions)
+			}
+			if err != nil {
+				c.log.Warn("kafka pause/resume assigned partitions", "pause", c.paused, "err", err)
 			}
 		}
 		c.log.Info("partitions assigned", "topic", c.cfg.Topic, "partitions", partitionIDs(e.Partitions), "protocol", kc.GetRebalanceProtocol())
@@ -313,6 +405,9 @@ func (c *Consumer) commit(why string) {
 
 func (c *Consumer) shutdown() {
 	c.draining = true
+	if c.ready {
+		c.setReady(false)
+	}
 	if !c.paused {
 		c.setPaused(true)
 	}

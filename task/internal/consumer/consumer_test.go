@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +42,8 @@ type env struct {
 	hook    *webhook
 	dead    *kafkax.Producer
 	log     *slog.Logger
+	// deadLetterer, when set, replaces dead for the consumers started next.
+	deadLetterer consumer.DeadLetterer
 }
 
 func newEnv(t *testing.T) *env {
@@ -201,7 +205,11 @@ func (e *env) start(cfg consumer.Config) *running {
 	}
 	cfg.Kafka = kafkax.Common{Brokers: e.brokers, Extra: kafka.ConfigMap{"heartbeat.interval.ms": 300}}
 	cfg.Group = e.group
-	c, err := consumer.New(cfg, reg, e.dead, m, e.log)
+	var dead consumer.DeadLetterer = e.dead
+	if e.deadLetterer != nil {
+		dead = e.deadLetterer
+	}
+	c, err := consumer.New(cfg, reg, dead, m, e.log)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -527,5 +535,256 @@ func TestConsumerMaxInflight(t *testing.T) {
 	}
 	if testutil.ToFloat64(r.m.InFlight) != 0 {
 		t.Fatalf("in flight %v after stop", testutil.ToFloat64(r.m.InFlight))
+	}
+}
+
+// rebalanceLog is a slog handler that records the partitions a consumer
+// logs as assigned and revoked, and passes warnings and errors to stderr.
+type rebalanceLog struct {
+	next slog.Handler
+	mu   *sync.Mutex
+	evs  *[]rebalanceEvent
+}
+
+type rebalanceEvent struct {
+	assigned   bool // false: revoked
+	partitions []int32
+}
+
+func newRebalanceLog() *rebalanceLog {
+	return &rebalanceLog{next: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}),
+		mu: &sync.Mutex{}, evs: &[]rebalanceEvent{}}
+}
+
+func (l *rebalanceLog) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *rebalanceLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "partitions assigned" || r.Message == "partitions revoked" {
+		ev := rebalanceEvent{assigned: r.Message == "partitions assigned"}
+		r.Attrs(func(a slog.Attr) bool {
+			if ids, ok := a.Value.Any().([]int32); ok && a.Key == "partitions" {
+				ev.partitions = append([]int32(nil), ids...)
+			}
+			return true
+		})
+		l.mu.Lock()
+		*l.evs = append(*l.evs, ev)
+		l.mu.Unlock()
+	}
+	if !l.next.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return l.next.Handle(ctx, r)
+}
+
+func (l *rebalanceLog) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *l
+	c.next = l.next.WithAttrs(as)
+	return &c
+}
+
+func (l *rebalanceLog) WithGroup(name string) slog.Handler {
+	c := *l
+	c.next = l.next.WithGroup(name)
+	return &c
+}
+
+// owned returns the partitions the consumer holds according to its log.
+func (l *rebalanceLog) owned() map[int32]bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[int32]bool{}
+	for _, ev := range *l.evs {
+		for _, p := range ev.partitions {
+			if ev.assigned {
+				out[p] = true
+			} else {
+				delete(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// TestConsumerPartitionReturnsAfterPause: a consumer paused at max-inflight
+// loses partitions to a second consumer, resumes fetching for what it kept,
+// and gets the partitions back when the second consumer leaves. librdkafka
+// keeps a partition's pause flag across revocation and assignment, so the
+// returning partitions must be resumed explicitly; records produced to them
+// afterwards must be delivered.
+func TestConsumerPartitionReturnsAfterPause(t *testing.T) {
+	e := newEnv(t)
+	gate := make(chan struct{})
+	e.hook.gate = gate
+	var first []string
+	for p := int32(0); p < taskPartitions; p++ {
+		uid := fmt.Sprintf("first%d", p)
+		e.produce(p, uid)
+		first = append(first, uid)
+	}
+	cfg := consumer.Config{Workers: 8, MaxInflight: 2, MaxAttempts: 3,
+		Backoff: backoff.Policy{Base: 100 * time.Millisecond, Max: time.Second}, ShutdownGrace: 5 * time.Second}
+	logA, logB := newRebalanceLog(), newRebalanceLog()
+	e.log = slog.New(logA)
+	a := e.start(cfg)
+	eventually(t, 60*time.Second, "A paused at max-inflight", func() bool { return testutil.ToFloat64(a.m.Paused) == 1 })
+	if n := len(logA.owned()); n != taskPartitions {
+		t.Fatalf("A owns %d partitions, want all %d", n, taskPartitions)
+	}
+
+	// B joins while A is paused: A gives up part of its partitions.
+	e.log = slog.New(logB)
+	cfgB := cfg
+	cfgB.MaxInflight = 100
+	b := e.start(cfgB)
+	eventually(t, 60*time.Second, "B owns partitions", func() bool { return len(logB.owned()) > 0 })
+	eventually(t, 30*time.Second, "A gave them up", func() bool { return len(logA.owned()) < taskPartitions })
+
+	// A's tasks finish and it resumes fetching for what it kept.
+	close(gate)
+	eventually(t, 60*time.Second, "every first task delivered", func() bool {
+		_, ok := e.hook.snapshot()
+		for _, u := range first {
+			if ok[key(u)] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	eventually(t, 30*time.Second, "A resumed", func() bool { return testutil.ToFloat64(a.m.Paused) == 0 })
+
+	// B leaves: its partitions come back to A, which is not paused.
+	b.stop(t)
+	eventually(t, 60*time.Second, "A owns every partition again", func() bool { return len(logA.owned()) == taskPartitions })
+	var after []string
+	for p := int32(0); p < taskPartitions; p++ {
+		u := fmt.Sprintf("after%d", p)
+		e.produce(p, u)
+		after = append(after, u)
+	}
+	// Delivered within a second or so; the timeout is what a partition
+	// left paused shows as.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, ok := e.hook.snapshot()
+		var missing []string
+		for _, u := range after {
+			if ok[key(u)] == 0 {
+				missing = append(missing, u)
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never delivered after their partitions came back to A: %v", missing)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// flakyDead fails dead-letter writes while failing is set and passes them
+// to next otherwise.
+type flakyDead struct {
+	next    consumer.DeadLetterer
+	failing atomic.Bool
+	fails   atomic.Int64
+}
+
+func (f *flakyDead) Produce(topic string, key, value []byte, cb kafkax.Callback) error {
+	if f.failing.Load() {
+		f.fails.Add(1)
+		return errors.New("dead-letter topic unavailable")
+	}
+	return f.next.Produce(topic, key, value, cb)
+}
+
+// readiness records what a consumer reports through OnReady.
+type readiness struct {
+	mu  sync.Mutex
+	got []bool
+}
+
+func (r *readiness) set(ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, ok)
+}
+
+func (r *readiness) history() []bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]bool(nil), r.got...)
+}
+
+// TestConsumerNotReadyWhileDeadLetterStuck: a task whose dead-letter write
+// keeps failing makes the consumer report not ready once the failures reach
+// DeadLetterStuckAfter, holds its partition's offset and is still retried;
+// when the dead-letter topic works again the record is written, the offset
+// moves on and the consumer is ready again.
+func TestConsumerNotReadyWhileDeadLetterStuck(t *testing.T) {
+	e := newEnv(t)
+	e.hook.fail["bad"] = true
+	dead := &flakyDead{next: e.dead}
+	dead.failing.Store(true)
+	e.deadLetterer = dead
+	e.produce(0, "bad", "p0-a")
+	var ready readiness
+	r := e.start(consumer.Config{Workers: 2, MaxInflight: 16, MaxAttempts: 1, DeadLetterStuckAfter: 3,
+		Backoff: backoff.Policy{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}, OnReady: ready.set})
+	eventually(t, 60*time.Second, "not ready", func() bool {
+		h := ready.history()
+		return len(h) == 2 && h[0] && !h[1]
+	})
+	if n := dead.fails.Load(); n < 3 {
+		t.Fatalf("not ready after %d failed dead-letter writes, want 3", n)
+	}
+	if g := testutil.ToFloat64(r.m.DeadStuck); g != 1 {
+		t.Fatalf("dead_letter_stuck %v, want 1", g)
+	}
+	// Still retried; the partition's offset stays before the task.
+	before := dead.fails.Load()
+	eventually(t, 10*time.Second, "more retries", func() bool { return dead.fails.Load() >= before+3 })
+	if committed, _ := e.offsets(); committed[0] > 0 {
+		t.Fatalf("partition 0 committed at %d past the task being dead-lettered", committed[0])
+	}
+
+	dead.failing.Store(false)
+	eventually(t, 30*time.Second, "the dead-letter record", func() bool { return len(e.deadLetters()) == 1 })
+	eventually(t, 10*time.Second, "ready again", func() bool { return len(ready.history()) == 3 })
+	eventually(t, 30*time.Second, "partition 0 committed to its end", func() bool {
+		committed, end := e.offsets()
+		return committed[0] == end[0]
+	})
+	r.stop(t)
+	if h := ready.history(); fmt.Sprint(h) != "[true false true false]" {
+		t.Fatalf("readiness reported %v, want [true false true false]", h)
+	}
+	if g := testutil.ToFloat64(r.m.DeadStuck); g != 0 {
+		t.Fatalf("dead_letter_stuck %v after the write, want 0", g)
+	}
+}
+
+// Negative settings are refused rather than used.
+func TestConsumerRefusesNegativeConfig(t *testing.T) {
+	m, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*consumer.Config){
+		"workers":                 func(c *consumer.Config) { c.Workers = -1 },
+		"max-inflight":            func(c *consumer.Config) { c.MaxInflight = -1 },
+		"max-attempts":            func(c *consumer.Config) { c.MaxAttempts = -1 },
+		"retry base":              func(c *consumer.Config) { c.Backoff.Base = -time.Millisecond },
+		"retry max":               func(c *consumer.Config) { c.Backoff.Max = -time.Second },
+		"shutdown grace":          func(c *consumer.Config) { c.ShutdownGrace = -time.Second },
+		"poll interval":           func(c *consumer.Config) { c.PollInterval = -time.Millisecond },
+		"dead-letter stuck after": func(c *consumer.Config) { c.DeadLetterStuckAfter = -1 },
+	} {
+		cfg := consumer.Config{Kafka: kafkax.Common{Brokers: "127.0.0.1:1"}}
+		mod(&cfg)
+		if _, err := consumer.New(cfg, job.NewRegistry(), &flakyDead{}, m, nil); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("negative %s: error %v, want one naming it", name, err)
+		}
 	}
 }

@@ -41,11 +41,22 @@ type DispatcherConfig struct {
 	// the dead-letter topic.
 	MaxAttempts int
 	// Backoff spaces the attempts of one task (and retries of a failed
-	// dead-letter write).
+	// dead-letter write). Its Base must be more than 0.
 	Backoff backoff.Policy
 	// DeadTopic receives the tasks that failed for good.
 	DeadTopic string
+	// StuckAfter is the number of failed dead-letter writes of one task
+	// after which the task counts as stuck (Stuck, the dead_letter_stuck
+	// gauge) and each failure is logged at Error rather than Warn. A stuck
+	// task is still retried, never dropped. 0 means DefaultStuckAfter.
+	StuckAfter int
 }
+
+// DefaultStuckAfter is the default DispatcherConfig.StuckAfter. With the
+// service's default backoff (200 ms doubling up to 30 s, with jitter) the
+// waits between ten failed writes add up to 40-80 s, plus the time each
+// write takes to fail.
+const DefaultStuckAfter = 10
 
 // maxLastError bounds the error text copied into a dead-letter record.
 const maxLastError = 1024
@@ -71,6 +82,7 @@ type Dispatcher struct {
 
 	queue    *queue
 	inflight atomic.Int64
+	stuck    atomic.Int64
 	workers  sync.WaitGroup
 	stop     sync.Once
 
@@ -85,6 +97,11 @@ func NewDispatcher(cfg DispatcherConfig, reg *job.Registry, dead DeadLetterer, s
 		return nil, fmt.Errorf("dispatcher: workers %d, want at least 1", cfg.Workers)
 	case cfg.MaxAttempts < 1:
 		return nil, fmt.Errorf("dispatcher: max attempts %d, want at least 1", cfg.MaxAttempts)
+	case cfg.Backoff.Base <= 0 || cfg.Backoff.Max < 0:
+		// A zero delay would retry failures in a tight loop.
+		return nil, fmt.Errorf("dispatcher: backoff base %v and max %v, want a base above 0 and a max not below 0", cfg.Backoff.Base, cfg.Backoff.Max)
+	case cfg.StuckAfter < 0:
+		return nil, fmt.Errorf("dispatcher: stuck after %d dead-letter failures, want at least 0", cfg.StuckAfter)
 	case cfg.DeadTopic == "":
 		return nil, errors.New("dispatcher: no dead-letter topic")
 	case reg == nil || dead == nil || store == nil || m == nil:
@@ -92,6 +109,9 @@ func NewDispatcher(cfg DispatcherConfig, reg *job.Registry, dead DeadLetterer, s
 	}
 	if log == nil {
 		log = slog.Default()
+	}
+	if cfg.StuckAfter == 0 {
+		cfg.StuckAfter = DefaultStuckAfter
 	}
 	d := &Dispatcher{cfg: cfg, reg: reg, dead: dead, store: store, m: m, log: log,
 		queue: newQueue(), parts: map[partKey]*partition{}}
@@ -105,6 +125,11 @@ func NewDispatcher(cfg DispatcherConfig, reg *job.Registry, dead DeadLetterer, s
 // Inflight is the number of tasks submitted and not yet finished or
 // abandoned.
 func (d *Dispatcher) Inflight() int { return int(d.inflight.Load()) }
+
+// Stuck is the number of tasks whose dead-letter write has failed
+// cfg.StuckAfter times or more and is still being retried. Their
+// partitions' offsets cannot move past them until the write succeeds.
+func (d *Dispatcher) Stuck() int { return int(d.stuck.Load()) }
 
 // Assign starts tracking a partition the consumer was given. Offsets of
 // its records are stored from now until Revoke.
@@ -328,8 +353,20 @@ func (d *Dispatcher) deadDone(t *task, err error) {
 	d.m.DeadErrors.Inc()
 	t.deadTries++
 	delay := d.cfg.Backoff.Delay(t.deadTries)
-	d.log.Warn("dead-letter write failed; will retry", "kind", t.kind, "partition", t.part.key.id, "offset", t.offset,
-		"delay", delay, "err", err)
+	if t.deadTries < d.cfg.StuckAfter {
+		d.log.Warn("dead-letter write failed; will retry", "kind", t.kind, "partition", t.part.key.id, "offset", t.offset,
+			"failures", t.deadTries, "delay", delay, "err", err)
+	} else {
+		// The task is kept and retried: dropping it would lose it. Its
+		// partition's offset stays behind it until a write succeeds.
+		if !t.stuck {
+			t.stuck = true
+			d.stuck.Add(1)
+			d.m.DeadStuck.Inc()
+		}
+		d.log.Error("dead-letter write keeps failing; the task is retried and its partition's offset waits for it",
+			"kind", t.kind, "partition", t.part.key.id, "offset", t.offset, "failures", t.deadTries, "delay", delay, "err", err)
+	}
 	d.later(t, delay)
 }
 
@@ -347,16 +384,22 @@ func (d *Dispatcher) finish(t *task, outcome *prometheus.CounterVec) {
 	}
 	d.mu.Unlock()
 	outcome.WithLabelValues(t.kind).Inc()
-	d.release()
+	d.release(t)
 }
 
 // abandon drops an unfinished task without storing its offset.
 func (d *Dispatcher) abandon(t *task) {
 	d.m.Abandoned.WithLabelValues(t.kind).Inc()
-	d.release()
+	d.release(t)
 }
 
-func (d *Dispatcher) release() {
+// release ends t's time in flight, finished or abandoned.
+func (d *Dispatcher) release(t *task) {
+	if t.stuck {
+		t.stuck = false
+		d.stuck.Add(-1)
+		d.m.DeadStuck.Dec()
+	}
 	d.inflight.Add(-1)
 	d.m.InFlight.Dec()
 }

@@ -95,6 +95,14 @@ type harness struct {
 
 func newHarness(t *testing.T, maxAttempts int, base time.Duration, h job.Handler) *harness {
 	t.Helper()
+	return newHarnessConfig(t, DispatcherConfig{
+		Workers: 4, MaxAttempts: maxAttempts, DeadTopic: "dead",
+		Backoff: backoff.Policy{Base: base, Max: 4 * base},
+	}, h)
+}
+
+func newHarnessConfig(t *testing.T, cfg DispatcherConfig, h job.Handler) *harness {
+	t.Helper()
 	m, err := metrics.New(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -104,10 +112,7 @@ func newHarness(t *testing.T, maxAttempts int, base time.Duration, h job.Handler
 		t.Fatal(err)
 	}
 	hs := &harness{store: &fakeStore{stored: map[int32][]int64{}}, dead: &fakeDead{}, m: m}
-	hs.d, err = NewDispatcher(DispatcherConfig{
-		Workers: 4, MaxAttempts: maxAttempts, DeadTopic: "dead",
-		Backoff: backoff.Policy{Base: base, Max: 4 * base},
-	}, reg, hs.dead, hs.store.store, m, slog.New(slog.DiscardHandler))
+	hs.d, err = NewDispatcher(cfg, reg, hs.dead, hs.store.store, m, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,6 +303,83 @@ func TestDispatcherDeadLetterWriteRetried(t *testing.T) {
 	eventually(t, "offset 1 stored", func() bool { return lastStored(h.store, 0) == 1 })
 	if n := int(testutil.ToFloat64(h.m.DeadErrors)); n != 2 || len(h.dead.records()) != 1 {
 		t.Fatalf("dead-letter errors %d, records %d", n, len(h.dead.records()))
+	}
+}
+
+// A dead-letter write that keeps failing is retried without end: after
+// StuckAfter failures the task counts as stuck (Stuck, the gauge) but keeps
+// its in-flight slot and holds its partition's offset; once a write
+// succeeds the offset moves past it and it is no longer stuck.
+func TestDispatcherDeadLetterStuck(t *testing.T) {
+	h := newHarnessConfig(t, DispatcherConfig{
+		Workers: 2, MaxAttempts: 1, DeadTopic: "dead", StuckAfter: 3,
+		Backoff: backoff.Policy{Base: time.Millisecond, Max: 4 * time.Millisecond},
+	}, job.HandlerFunc(func(_ context.Context, rec *events.TaskRecord) error {
+		if rec.OfflinePush.Uid == "bad" {
+			return errors.New("webhook answered 500")
+		}
+		return nil
+	}))
+	h.dead.mu.Lock()
+	h.dead.failFirst = 1 << 30
+	h.dead.mu.Unlock()
+	h.submit(t, 0, 0, pushTask("bad"))
+	h.submit(t, 0, 1, pushTask("good"))
+	eventually(t, "the task stuck", func() bool { return h.d.Stuck() == 1 })
+	if g := testutil.ToFloat64(h.m.DeadStuck); g != 1 {
+		t.Fatalf("dead_letter_stuck %v, want 1", g)
+	}
+	// Still retried, not dropped.
+	eventually(t, "more failed writes", func() bool { return testutil.ToFloat64(h.m.DeadErrors) >= 6 })
+	if h.d.Inflight() != 1 || h.d.Stuck() != 1 || len(h.store.get(0)) != 0 || count(h.m.Abandoned, "offline_push") != 0 {
+		t.Fatalf("in flight %d, stuck %d, stored %v, abandoned %d: want the task kept and no offset stored",
+			h.d.Inflight(), h.d.Stuck(), h.store.get(0), count(h.m.Abandoned, "offline_push"))
+	}
+
+	h.dead.mu.Lock()
+	h.dead.failFirst = 0
+	h.dead.mu.Unlock()
+	eventually(t, "offset 2 stored", func() bool { return lastStored(h.store, 0) == 2 })
+	if h.d.Stuck() != 0 || testutil.ToFloat64(h.m.DeadStuck) != 0 || h.d.Inflight() != 0 {
+		t.Fatalf("after the write: stuck %d, gauge %v, in flight %d", h.d.Stuck(), testutil.ToFloat64(h.m.DeadStuck), h.d.Inflight())
+	}
+	if n := len(h.dead.records()); n != 1 {
+		t.Fatalf("%d dead-letter records, want 1", n)
+	}
+}
+
+// A stuck task whose partition is revoked is abandoned (the next owner
+// redoes it) and no longer counts as stuck.
+func TestDispatcherStuckTaskRevoked(t *testing.T) {
+	h := newHarnessConfig(t, DispatcherConfig{
+		Workers: 2, MaxAttempts: 1, DeadTopic: "dead", StuckAfter: 2,
+		Backoff: backoff.Policy{Base: time.Millisecond, Max: 2 * time.Millisecond},
+	}, job.HandlerFunc(func(context.Context, *events.TaskRecord) error { return errors.New("down") }))
+	h.dead.mu.Lock()
+	h.dead.failFirst = 1 << 30
+	h.dead.mu.Unlock()
+	h.submit(t, 0, 0, pushTask("bad"))
+	eventually(t, "the task stuck", func() bool { return h.d.Stuck() == 1 })
+	h.d.Revoke(testTopic, 0)
+	eventually(t, "the task abandoned", func() bool { return h.d.Inflight() == 0 })
+	if h.d.Stuck() != 0 || testutil.ToFloat64(h.m.DeadStuck) != 0 || count(h.m.Abandoned, "offline_push") != 1 {
+		t.Fatalf("stuck %d, gauge %v, abandoned %d", h.d.Stuck(), testutil.ToFloat64(h.m.DeadStuck), count(h.m.Abandoned, "offline_push"))
+	}
+}
+
+// A backoff base of zero or less would retry in a tight loop: refused.
+func TestDispatcherRefusesNoBackoff(t *testing.T) {
+	m, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []backoff.Policy{{}, {Base: -time.Second, Max: time.Second}, {Base: time.Second, Max: -time.Second}} {
+		d, err := NewDispatcher(DispatcherConfig{Workers: 1, MaxAttempts: 1, DeadTopic: "dead", Backoff: p},
+			job.NewRegistry(), &fakeDead{}, (&fakeStore{}).store, m, nil)
+		if err == nil {
+			d.Close()
+			t.Errorf("backoff %+v accepted", p)
+		}
 	}
 }
 

@@ -53,5 +53,6 @@ type task struct {
 
 	dead      bool // the next step is writing to the dead-letter topic
 	deadTries int  // failed dead-letter writes
+	stuck     bool // counted in Dispatcher.stuck (deadTries reached StuckAfter)
 	timer     *time.Timer
 }

@@ -24,6 +24,7 @@ type Metrics struct {
 	Paused       prometheus.Gauge         // 1 while fetching is paused because max-inflight was reached
 	StoreErrors  prometheus.Counter       // offsets that could not be stored
 	DeadErrors   prometheus.Counter       // failed writes to the dead-letter topic (they are retried)
+	DeadStuck    prometheus.Gauge         // tasks whose dead-letter write keeps failing (still retried); /readyz fails while above 0
 	Webhook      *prometheus.HistogramVec // webhook calls, by job and class
 	Verdicts     *prometheus.CounterVec   // moderation outcomes, by verdict
 }
@@ -47,6 +48,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Offsets that could not be stored (usually a partition lost in a rebalance)."}),
 		DeadErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gochat", Subsystem: "task", Name: "dead_letter_errors_total",
 			Help: "Failed writes to the dead-letter topic; they are retried."}),
+		DeadStuck: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gochat", Subsystem: "task", Name: "dead_letter_stuck",
+			Help: "Tasks whose dead-letter write has failed many times in a row; they are still retried, their partitions' offsets wait for them, and /readyz fails while this is above 0."}),
 		Webhook: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "gochat", Subsystem: "task", Name: "webhook_seconds",
 			Help:    "Latency of webhook calls, by job (offline_push, moderate) and HTTP status class or \"error\".",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"job", "class"}),
@@ -54,7 +57,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Messages the moderation job judged, by outcome: allowed, recalled, already_recalled (by its sender first), or duplicate (recalled by an earlier attempt)."}, []string{"verdict"}),
 	}
 	for _, c := range []prometheus.Collector{m.Processed, m.Retried, m.DeadLettered, m.Skipped, m.Abandoned,
-		m.InFlight, m.Paused, m.StoreErrors, m.DeadErrors, m.Webhook, m.Verdicts} {
+		m.InFlight, m.Paused, m.StoreErrors, m.DeadErrors, m.DeadStuck, m.Webhook, m.Verdicts} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register task metrics: %w", err)
 		}
