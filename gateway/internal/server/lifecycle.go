@@ -96,16 +96,21 @@ func (t *regTarget) Registered() {
 // Refused runs when logic's login policy refused the route because a
 // later connection of the same Connect call took its place: the client
 // gets the kick frame and close code a kick record carries, and no hello.
-// No route was stored, so none is withdrawn. (Logic also sends the kick
-// record, for older gateways; it finds this connection closing and is
-// dropped, or arrives first and closes it the same way.)
+// (Logic also sends the kick record, for older gateways; it finds this
+// connection closing and is dropped, or arrives first and closes it the
+// same way.) This call stored no route for it, but an earlier attempt of
+// the same batch may have, if its answer was lost: a Disconnect withdraws
+// it (logic deletes a route only while it names this connection).
 func (t *regTarget) Refused(reason, device string) {
-	b, _ := json.Marshal(protocol.Kick{Type: protocol.TypeKick, Reason: reason, Device: device})
-	if err := t.sess.Send(wsframe.Frame(ws.OpText, b)); err != nil {
-		return // closing already
-	}
-	t.sess.CloseWith(protocol.CloseReplaced, reason)
+	sess := t.sess
 	t.s.m.Refused.Inc()
+	b, _ := json.Marshal(protocol.Kick{Type: protocol.TypeKick, Reason: reason, Device: device})
+	if err := sess.Send(wsframe.Frame(ws.OpText, b)); err == nil {
+		sess.CloseWith(protocol.CloseReplaced, reason)
+	}
+	if sess.ClaimDisconnect() {
+		t.s.reg.Remove(connInfo(sess))
+	}
 }
 
 func (s *Server) hello(sess *session.Session) []byte {
