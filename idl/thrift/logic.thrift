@@ -43,6 +43,10 @@ struct ConnectReq {
     // A periodic re-registration of connections already registered: it
     // refreshes routes and never applies the login policy.
     3: bool refresh
+    // The gateway closes the connections listed in ConnectResp.refused
+    // itself; logic then sends them no kick record (gateways from before
+    // refused existed leave it false and get the record).
+    4: bool closes_refused
 }
 
 // A new connection of a Connect call that the login policy refused

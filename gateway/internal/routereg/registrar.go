@@ -316,7 +316,7 @@ func (r *Registrar) call(ctx context.Context, kind string, infos []*logic.ConnIn
 		_, err = r.logic.Disconnect(cctx, &logic.DisconnectReq{GatewayId: r.cfg.GatewayID, Conns: infos})
 	} else {
 		var resp *logic.ConnectResp
-		resp, err = r.logic.Connect(cctx, &logic.ConnectReq{GatewayId: r.cfg.GatewayID, Conns: infos, Refresh: kind == "refresh"})
+		resp, err = r.logic.Connect(cctx, &logic.ConnectReq{GatewayId: r.cfg.GatewayID, Conns: infos, Refresh: kind == "refresh", ClosesRefused: true})
 		if err == nil && resp != nil && len(resp.Refused) > 0 {
 			refused = make(map[int64]*logic.RefusedConn, len(resp.Refused))
 			for _, rc := range resp.Refused {

@@ -44,7 +44,10 @@ func (f *fakeLogic) Connect(_ context.Context, req *logic.ConnectReq) (*logic.Co
 	f.mu.Unlock()
 	resp := &logic.ConnectResp{}
 	for _, c := range req.Conns {
-		if f.refuse[c.ConnId] && !req.Refresh {
+		// Listed only when the call says the gateway closes refused
+		// connections itself (else logic sends kick records), so the test
+		// below also checks that the registrar says so.
+		if f.refuse[c.ConnId] && !req.Refresh && req.ClosesRefused {
 			resp.Refused = append(resp.Refused, &logic.RefusedConn{ConnId: c.ConnId, Reason: "replaced", Device: "phone-new"})
 		}
 	}

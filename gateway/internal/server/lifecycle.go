@@ -96,11 +96,11 @@ func (t *regTarget) Registered() {
 // Refused runs when logic's login policy refused the route because a
 // later connection of the same Connect call took its place: the client
 // gets the kick frame and close code a kick record carries, and no hello.
-// (Logic also sends the kick record, for older gateways; it finds this
-// connection closing and is dropped, or arrives first and closes it the
-// same way.) This call stored no route for it, but an earlier attempt of
-// the same batch may have, if its answer was lost: a Disconnect withdraws
-// it (logic deletes a route only while it names this connection).
+// (The registrar tells logic that this gateway closes such connections
+// itself, so logic sends them no kick record.) This call stored no route
+// for it, but an earlier attempt of the same batch may have, if its answer
+// was lost: a Disconnect withdraws it (logic deletes a route only while it
+// names this connection).
 func (t *regTarget) Refused(reason, device string) {
 	sess := t.sess
 	t.s.m.Refused.Inc()

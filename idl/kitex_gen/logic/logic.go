@@ -229,9 +229,10 @@ var fieldIDToName_ConnInfo = map[int16]string{
 }
 
 type ConnectReq struct {
-	GatewayId string      `thrift:"gateway_id,1" frugal:"1,default,string" json:"gateway_id"`
-	Conns     []*ConnInfo `thrift:"conns,2" frugal:"2,default,list<ConnInfo>" json:"conns"`
-	Refresh   bool        `thrift:"refresh,3" frugal:"3,default,bool" json:"refresh"`
+	GatewayId     string      `thrift:"gateway_id,1" frugal:"1,default,string" json:"gateway_id"`
+	Conns         []*ConnInfo `thrift:"conns,2" frugal:"2,default,list<ConnInfo>" json:"conns"`
+	Refresh       bool        `thrift:"refresh,3" frugal:"3,default,bool" json:"refresh"`
+	ClosesRefused bool        `thrift:"closes_refused,4" frugal:"4,default,bool" json:"closes_refused"`
 }
 
 func NewConnectReq() *ConnectReq {
@@ -252,6 +253,10 @@ func (p *ConnectReq) GetConns() (v []*ConnInfo) {
 func (p *ConnectReq) GetRefresh() (v bool) {
 	return p.Refresh
 }
+
+func (p *ConnectReq) GetClosesRefused() (v bool) {
+	return p.ClosesRefused
+}
 func (p *ConnectReq) SetGatewayId(val string) {
 	p.GatewayId = val
 }
@@ -260,6 +265,9 @@ func (p *ConnectReq) SetConns(val []*ConnInfo) {
 }
 func (p *ConnectReq) SetRefresh(val bool) {
 	p.Refresh = val
+}
+func (p *ConnectReq) SetClosesRefused(val bool) {
+	p.ClosesRefused = val
 }
 
 func (p *ConnectReq) String() string {
@@ -273,6 +281,7 @@ var fieldIDToName_ConnectReq = map[int16]string{
 	1: "gateway_id",
 	2: "conns",
 	3: "refresh",
+	4: "closes_refused",
 }
 
 type RefusedConn struct {

@@ -201,9 +201,9 @@ func routesOf(gw string, conns []*logic.ConnInfo) ([]*common.Route, error) {
 // id or of the same single-login device kind, are kicked once the new
 // routes are stored. Those of the call itself that a later one of the call
 // replaces get no route and are listed in the answer's refused, so the
-// gateway closes them without opening them; they are also sent the kick
-// record, for gateways that predate refused (a gateway that already
-// closed the connection drops it).
+// gateway closes them without opening them; a gateway that does not say it
+// does (closes_refused, false in gateways that predate refused) gets a
+// kick record for each of them instead.
 func (h *Handler) Connect(ctx context.Context, req *logic.ConnectReq) (*logic.ConnectResp, error) {
 	routes, err := routesOf(req.GatewayId, req.Conns)
 	if err != nil {
@@ -230,12 +230,17 @@ func (h *Handler) Connect(ctx context.Context, req *logic.ConnectReq) (*logic.Co
 			return nil, errcode.ToBiz(err)
 		}
 	}
+	records := kicks[:0:0]
 	for _, k := range kicks {
 		if k.refused {
 			resp.Refused = append(resp.Refused, &logic.RefusedConn{ConnId: k.route.ConnId, Reason: k.reason(), Device: k.device})
+			if req.ClosesRefused {
+				continue
+			}
 		}
+		records = append(records, k)
 	}
-	h.sendKicks(kicks)
+	h.sendKicks(records)
 	return resp, nil
 }
 

@@ -188,6 +188,24 @@ func TestLoginPolicyWithinOneConnect(t *testing.T) {
 	if got := routedConns(dp); len(got) != 5 || got[8] != "phone-c" {
 		t.Fatalf("routed connections after a retry %v", got)
 	}
+	// A gateway that closes refused connections itself gets no kick
+	// records for them, only for the connections they replace elsewhere.
+	prod.mu.Lock()
+	clear(prod.recs)
+	prod.mu.Unlock()
+	resp, err = h.Connect(ctx, &logic.ConnectReq{GatewayId: "gw1", ClosesRefused: true, Conns: []*logic.ConnInfo{
+		{Uid: "bob", Device: "phone-x", ConnId: 20},
+		{Uid: "bob", Device: "phone-y", ConnId: 21},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := refusedOf(resp); len(got) != 1 || got[20].Device != "phone-y" {
+		t.Fatalf("refused with closes_refused = %v", got)
+	}
+	if got := kicked(t, prod, "gw1"); len(got) != 1 || got[2].Device != "phone-y" {
+		t.Fatalf("kicks on gw1 with closes_refused = %v, want only bob's older phone (conn 2)", got)
+	}
 }
 
 // refusedOf gives a Connect answer's refused connections as the kick
