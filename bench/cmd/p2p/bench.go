@@ -44,6 +44,10 @@ type bench struct {
 	late        atomic.Int64 // pushes of a seq lower than one received before
 	misnumbered atomic.Int64 // seq order differing from the send order
 	reused      atomic.Int64 // a seq received again, for a different message
+	// Measured sends the gateway answered with an error frame instead of
+	// passing them on (rate_limited, say); refusal is one such reason.
+	refused atomic.Int64
+	refusal atomic.Pointer[string]
 
 	// Latencies. The end point is when the frame reached the client's
 	// socket (the kernel's receive timestamp), except read's: when this
@@ -80,7 +84,8 @@ type result struct {
 	sent, delivered, acked      int64
 	dups, ackDups               int64
 	skipped, late, misnumbered  int64
-	reused                      int64
+	reused, refused             int64
+	refusal                     string
 	delivery, actual, ack, read latency.Summary
 	lag, toLogic, fromLogic     latency.Summary
 }
@@ -249,8 +254,14 @@ func (b *bench) readSender(c *conn) {
 			b.lostConn(err)
 			return
 		}
-		var a protocol.Ack
-		if json.Unmarshal(data, &a) != nil || a.Type != protocol.TypeAck {
+		// An ack, or an error frame answering a send (it names the
+		// send's cmid).
+		var a struct {
+			Type        string `json:"type"`
+			ClientMsgID string `json:"cmid"`
+			Reason      string `json:"reason"`
+		}
+		if json.Unmarshal(data, &a) != nil || (a.Type != protocol.TypeAck && a.Type != protocol.TypeError) {
 			continue
 		}
 		id, ok := parseCMID(a.ClientMsgID)
@@ -265,9 +276,22 @@ func (b *bench) readSender(c *conn) {
 			b.ackDups.Add(1)
 			continue
 		}
+		if a.Type == protocol.TypeError {
+			b.refused.Add(1)
+			b.refusal.CompareAndSwap(nil, &a.Reason)
+			continue
+		}
 		b.ack.Add(c.c.ArrivalOr(time.Now()).Sub(id.scheduled))
 		b.acked.Add(1)
 	}
+}
+
+// refusalReason is the reason of the first refused send of the run, if any.
+func (b *bench) refusalReason() string {
+	if r := b.refusal.Load(); r != nil {
+		return *r
+	}
+	return ""
 }
 
 // measure sends at rate for the warm-up and the measured time, then waits
@@ -278,10 +302,13 @@ func (b *bench) measure(rate int, o options) result {
 	for _, r := range []*latency.Recorder{&b.delivery, &b.actual, &b.ack, &b.read, &b.lag, &b.toLogic, &b.fromLogic} {
 		r.Reset()
 	}
-	for _, n := range []*atomic.Int64{&b.sent, &b.delivered, &b.acked, &b.dups, &b.ackDups, &b.skipped, &b.late, &b.misnumbered, &b.reused} {
+	// A new run first, so that a late push of the previous run, counted
+	// against it, cannot touch the counters being zeroed.
+	b.run.Add(1)
+	for _, n := range []*atomic.Int64{&b.sent, &b.delivered, &b.acked, &b.dups, &b.ackDups, &b.skipped, &b.late, &b.misnumbered, &b.reused, &b.refused} {
 		n.Store(0)
 	}
-	b.run.Add(1)
+	b.refusal.Store(nil)
 	b.firstIdx.Store(b.next)
 	b.measuring.Store(true)
 	start := time.Now()
@@ -295,14 +322,14 @@ func (b *bench) measure(rate int, o options) result {
 	close(stop)
 	<-stopped
 	deadline := time.Now().Add(o.drain)
-	for (b.delivered.Load() < b.sent.Load() || b.acked.Load() < b.sent.Load()) && time.Now().Before(deadline) {
+	for (b.delivered.Load()+b.refused.Load() < b.sent.Load() || b.acked.Load()+b.refused.Load() < b.sent.Load()) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	b.measuring.Store(false)
 	return result{rate: rate, achieved: float64(b.sent.Load()) / elapsed.Seconds(), drain: o.drain,
 		sent: b.sent.Load(), delivered: b.delivered.Load(), acked: b.acked.Load(),
 		dups: b.dups.Load(), ackDups: b.ackDups.Load(), skipped: b.skipped.Load(), late: b.late.Load(),
-		misnumbered: b.misnumbered.Load(), reused: b.reused.Load(),
+		misnumbered: b.misnumbered.Load(), reused: b.reused.Load(), refused: b.refused.Load(), refusal: b.refusalReason(),
 		delivery: b.delivery.Snapshot(), actual: b.actual.Snapshot(), ack: b.ack.Snapshot(), read: b.read.Snapshot(),
 		lag: b.lag.Snapshot(), toLogic: b.toLogic.Snapshot(), fromLogic: b.fromLogic.Snapshot()}
 }

@@ -174,13 +174,14 @@ func TestReportWarnings(t *testing.T) {
 	}
 	r := result{rate: 5000, achieved: 5000, drain: 5 * time.Second, sent: 1000, delivered: 995, acked: 1000,
 		delivery: summary(make([]int, 995)...), actual: summary(make([]int, 995)...), ack: summary(make([]int, 1000)...),
-		read: summary(make([]int, 995)...), lag: lag.Snapshot(), dups: 3}
+		read: summary(make([]int, 995)...), lag: lag.Snapshot(), dups: 3, refused: 2, refusal: "rate_limited"}
 	var b bytes.Buffer
 	report(&b, []result{r})
 	out := b.String()
 	for _, want := range []string{
 		"| 5000 | 5000 | 1000 | 995 | 5 (did not drain) | 0.00 | 0.00 | > drain | > drain | 0.00 | 0.00 |",
-		"| 5000 | 3 | 0 | 0 | 0 | 0 | 0 |",
+		"| 5000 | 3 | 0 | 0 | 0 | 0 | 0 | 2 |",
+		"the gateway refused 2 of 1000 sends (the first with reason \"rate_limited\";",
 		"the sends fell behind the schedule (send lag p99 4.90 ms",
 		"5 of 1000 messages had not arrived when the drain ended (-drain 5s): the run did not drain",
 		"(p99.9, max) read \"> drain\"",

@@ -106,11 +106,12 @@ func report(w io.Writer, results []result) {
 	fmt.Fprintf(w, "  late: pushes of a seq lower than one received before (a seq skipped earlier)\n")
 	fmt.Fprintf(w, "  out of send order: pushes whose seq order differs from the order the sender sent the messages in\n")
 	fmt.Fprintf(w, "  seq reused: pushes of a seq received before, for a different message\n")
-	fmt.Fprintf(w, "  duplicate acks: a message acked again\n\n")
-	fmt.Fprintf(w, "| target rate msg/s | duplicates | seqs skipped | late | out of send order | seq reused | duplicate acks |\n")
-	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(w, "  duplicate acks: a message acked again\n")
+	fmt.Fprintf(w, "  refused: sends the gateway answered with an error frame (not delivered, not acked)\n\n")
+	fmt.Fprintf(w, "| target rate msg/s | duplicates | seqs skipped | late | out of send order | seq reused | duplicate acks | refused |\n")
+	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range results {
-		fmt.Fprintf(w, "| %d | %d | %d | %d | %d | %d | %d |\n", r.rate, r.dups, r.skipped, r.late, r.misnumbered, r.reused, r.ackDups)
+		fmt.Fprintf(w, "| %d | %d | %d | %d | %d | %d | %d | %d |\n", r.rate, r.dups, r.skipped, r.late, r.misnumbered, r.reused, r.ackDups, r.refused)
 	}
 
 	for _, r := range results {
@@ -127,6 +128,11 @@ func (r result) warnings() []string {
 		out = append(out, fmt.Sprintf("warning: at %d msg/s the sends fell behind the schedule (send lag p99 %s ms, max %s ms, above %v):\n"+
 			"this tool could not keep the pace, so the run measured the load generator as well as GoChat.",
 			r.rate, latency.Ms(p99), latency.Ms(r.lag.Max()), maxLag))
+	}
+	if r.refused > 0 {
+		out = append(out, fmt.Sprintf("warning: at %d msg/s the gateway refused %d of %d sends (the first with reason %q; rate_limited means a sender\n"+
+			"passed the gateway's -max-msg-rate, 1000 a second per connection by default: use more -pairs); they count as not delivered.",
+			r.rate, r.refused, r.sent, r.refusal))
 	}
 	if n := r.sent - r.delivered; n > 0 {
 		out = append(out, fmt.Sprintf("warning: at %d msg/s, %d of %d messages had not arrived when the drain ended (-drain %v): the run did not drain.\n"+
