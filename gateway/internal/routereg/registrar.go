@@ -44,7 +44,9 @@ type Target interface {
 	// Refused is called instead when logic's login policy refused the
 	// connection because a later one of the same Connect call took its
 	// place: reason ("replaced", "same_device") and the device id of that
-	// connection are what its kick frame says. No route was stored.
+	// connection are what its kick frame says. This call stored no route
+	// for it, but an earlier attempt of a retried batch may have (its
+	// answer lost): the target should be disconnected all the same.
 	Refused(reason, device string)
 }
 
