@@ -173,10 +173,9 @@ func TestGroupChat(t *testing.T) {
 		t.Fatalf("history of a dissolved group: %+v", s)
 	}
 	// The history stays readable, so the operator can still take a
-	// message down there. A dissolved group has no route set, so the
-	// recall event is not pushed: members learn of it by the heartbeat
-	// cursor, which counts dissolved groups, and sync shows the message
-	// recalled.
+	// message down there: the members online get the recall event (found
+	// member by member, a dissolved group having no route set), the
+	// heartbeat cursor counts it, and sync shows the message recalled.
 	ping := func(rid string) int64 {
 		bob.sendJSON(protocol.Ping{Type: protocol.TypePing, RID: rid})
 		var p protocol.Pong
@@ -187,6 +186,11 @@ func TestGroupChat(t *testing.T) {
 	rr, err := e.logic.Recall(ctx, &logic.RecallReq{AdminSecret: admin, ConvId: "g:team", Seq: 1, Reason: "removed by moderation"})
 	if err != nil || rr.Seq != 3 {
 		t.Fatalf("operator recall in a dissolved group: %+v %v", rr, err)
+	}
+	for _, c := range []*wsClient{bob, dave} {
+		if m := waitMsg(t, c); m.Conv != "g:team" || m.Seq != 3 || m.ContentType != protocol.ContentTypeRecall || m.RefSeq != 1 || m.Body != "removed by moderation" {
+			t.Fatalf("%s got %+v", c.name, m)
+		}
 	}
 	if after := ping("hb2"); after != before+1 {
 		t.Fatalf("heartbeat cursor %d after the recall, want %d", after, before+1)

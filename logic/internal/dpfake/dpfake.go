@@ -450,6 +450,9 @@ func (f *DP) GetGroupRoutes(_ context.Context, req *dataproxy.GetGroupRoutesReq,
 	defer f.mu.Unlock()
 	members := f.groups[req.GroupId]
 	resp := &dataproxy.GetGroupRoutesResp{}
+	if g := f.groupInfo[req.GroupId]; g != nil && g.Dissolved {
+		return resp, nil // dataproxy drops a dissolved group's route set
+	}
 	for _, r := range f.Routes {
 		if _, ok := members[r.Uid]; ok {
 			resp.Routes = append(resp.Routes, r)

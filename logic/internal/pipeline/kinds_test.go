@@ -87,6 +87,62 @@ func TestGroupMessagesUseTheGroupRouteSet(t *testing.T) {
 	}
 }
 
+// An operator's recall in a dissolved group (which has no route set) is
+// pushed to the members online, found member by member; a member's send to
+// the same group is refused.
+func TestOperatorRecallInDissolvedGroupPushed(t *testing.T) {
+	dp := dpfake.New("alice", "bob", "carol", "dave")
+	ctx := context.Background()
+	if _, err := dp.CreateGroup(ctx, &dataproxy.CreateGroupReq{GroupId: "gone", Owner: "alice", Members: []string{"bob", "carol"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dp.AppendMessages(ctx, &dataproxy.AppendMessagesReq{Items: []*dataproxy.AppendItem{
+		{ConvId: "g:gone", Sender: "bob", ClientMsgId: "b1", ContentType: "text", Body: "bad"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dp.DissolveGroup(ctx, &dataproxy.DissolveGroupReq{GroupId: "gone"}); err != nil {
+		t.Fatal(err)
+	}
+	dp.Routes = []*common.Route{
+		{Uid: "bob", Device: "d", GatewayId: "gw1", ConnId: 1},
+		{Uid: "carol", Device: "d", GatewayId: "gw2", ConnId: 2},
+		{Uid: "dave", Device: "d", GatewayId: "gw2", ConnId: 3}, // not a member
+	}
+	prod := &fakeProducer{}
+	p := newProc(dp, liveSet{"gw1": true, "gw2": true}, prod)
+	recall := &events.UpRecord{Kind: events.UpKind_RECALL, Sender: "bob", ClientMsgId: protocol.OperatorRecallCMID(1),
+		ConvId: "g:gone", Seq: 1, Body: "removed", ByOperator: true}
+	late := &events.UpRecord{Kind: events.UpKind_SEND, Sender: "carol", GatewayId: "gw2", ConnId: 2, ClientMsgId: "c1", ConvId: "g:gone", Body: "hello?"}
+	if err := p.Process(ctx, []*events.UpRecord{recall, late}); err != nil {
+		t.Fatal(err)
+	}
+	down, _ := decoded(t, prod.msgs)
+	pushed := map[int64]bool{}
+	var errs int
+	for _, rs := range down {
+		for _, r := range rs {
+			switch r.Kind {
+			case events.DownKind_PUSH:
+				if r.Message.ContentType != protocol.ContentTypeRecall || r.Message.RefSeq != 1 || r.Message.Body != "removed" {
+					t.Fatalf("push %+v", r.Message)
+				}
+				for _, tg := range r.Targets {
+					pushed[tg.ConnId] = true
+				}
+			case events.DownKind_ERROR:
+				if r.Error.Code != int32(errcode.ConvNotFound) || r.Error.ClientMsgId != "c1" {
+					t.Fatalf("error = %+v", r.Error)
+				}
+				errs++
+			}
+		}
+	}
+	if len(pushed) != 2 || !pushed[1] || !pushed[2] || errs != 1 {
+		t.Fatalf("pushed to %v, %d errors; want bob's and carol's connections and carol's send refused", pushed, errs)
+	}
+
+}
+
 func TestReadReceiptsTypingAndRecall(t *testing.T) {
 	dp := dpfake.New("alice", "bob")
 	dp.Routes = []*common.Route{

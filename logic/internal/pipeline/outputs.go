@@ -50,12 +50,14 @@ func needs(items []*item) (uids []string) {
 
 // storedGroups lists the groups with a message the append stored (or found
 // stored: a duplicate is pushed again), whose route sets the batch's pushes
-// need. It is called once the append has returned.
+// need; a group's value is true when one of those is the operator's recall,
+// which a dissolved group takes too (see lookupGroups). It is called once
+// the append has returned.
 func storedGroups(items []*item) map[string]bool {
 	groups := map[string]bool{}
 	for _, it := range items {
 		if it.errCode == 0 && it.res != nil && it.group != "" {
-			groups[it.group] = true
+			groups[it.group] = groups[it.group] || it.rec.ByOperator
 		}
 	}
 	return groups
@@ -80,7 +82,10 @@ func (p *Processor) lookupUsers(ctx context.Context, uids []string) (users map[s
 }
 
 // lookupGroups reads the route set of each group with one call whatever
-// its size, all side by side.
+// its size, all side by side. A dissolved group has none (its members'
+// routes are no longer added to one), so for a group with an operator's
+// recall (groups[g] true) an empty route set is followed by
+// dissolvedRoutes.
 func (p *Processor) lookupGroups(ctx context.Context, groups map[string]bool) (map[string][]*common.Route, error) {
 	out := map[string][]*common.Route{}
 	var (
@@ -111,8 +116,15 @@ func (p *Processor) lookupGroups(ctx context.Context, groups map[string]bool) (m
 				fail(err)
 				return
 			}
+			routes := resp.Routes
+			if len(routes) == 0 && groups[g] {
+				if routes, err = p.dissolvedRoutes(ctx, g); err != nil {
+					fail(err)
+					return
+				}
+			}
 			var live []*common.Route
-			for _, rt := range resp.Routes {
+			for _, rt := range routes {
 				if p.router.Alive(rt.GatewayId) {
 					live = append(live, rt)
 				}
@@ -125,6 +137,59 @@ func (p *Processor) lookupGroups(ctx context.Context, groups map[string]bool) (m
 	wg.Wait()
 	return out, firstErr
 }
+
+// dissolvedRoutes returns the routes of group g's members if g is
+// dissolved, for an operator's recall there: members are listed a page at
+// a time and their routes looked up like one-to-one recipients'. That
+// costs a lookup per member, but happens only when moderation takes down a
+// message of a dissolved group. An active group, whose empty route set
+// means no member is online, gets nil.
+func (p *Processor) dissolvedRoutes(ctx context.Context, g string) ([]*common.Route, error) {
+	var info *dataproxy.GetGroupResp
+	err := retry(ctx, p.log, "get group", func() (err error) {
+		info, err = p.dp.GetGroup(ctx, &dataproxy.GetGroupReq{GroupId: g})
+		return err
+	})
+	if _, gone := err.(*permanentError); gone {
+		return nil, nil
+	}
+	if err != nil || info.Group == nil || !info.Group.Dissolved {
+		return nil, err
+	}
+	var routes []*common.Route
+	for after := ""; ; {
+		var page *dataproxy.ListGroupMembersResp
+		err := retry(ctx, p.log, "list group members", func() (err error) {
+			page, err = p.dp.ListGroupMembers(ctx, &dataproxy.ListGroupMembersReq{GroupId: g, AfterUid: after, Limit: memberPage})
+			return err
+		})
+		if _, gone := err.(*permanentError); gone {
+			return routes, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		uids := make([]string, 0, len(page.Members))
+		for _, m := range page.Members {
+			uids = append(uids, m.Uid)
+		}
+		users, err := p.lookupUsers(ctx, uids)
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range uids {
+			routes = append(routes, users[u]...)
+		}
+		if !page.HasMore || len(uids) == 0 {
+			return routes, nil
+		}
+		after = uids[len(uids)-1]
+	}
+}
+
+// memberPage is the members dissolvedRoutes lists per call (dataproxy's
+// most).
+const memberPage = 1000
 
 // targets groups routes by gateway, in first-seen order, leaving out the
 // connection the record came from.
