@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/gochat-im/gochat/devstack/internal/stack"
 	"github.com/gochat-im/gochat/pkg/ids"
@@ -92,4 +96,31 @@ func TestConcurrentSendersKeepOrder(t *testing.T) {
 		}
 		last[key] = n
 	}
+	// The development stack's upstream topic has its own partition count
+	// (created by logic or a gateway, whichever started first), and the
+	// order above held over it.
+	if n := topicPartitions(t, e.st.KafkaBrokers(), "gochat.up"); n != stack.DefaultUpPartitions {
+		t.Fatalf("gochat.up has %d partitions, want %d", n, stack.DefaultUpPartitions)
+	}
+}
+
+// topicPartitions asks the broker for a topic's partition count.
+func topicPartitions(t *testing.T, brokers, topic string) int {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil || len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("metadata of %s: %v %+v", topic, err, resp)
+	}
+	return len(resp.Topics[0].Partitions)
 }

@@ -39,6 +39,7 @@ func main() {
 	fs.IntVar(&cfg.Gateways, "gateways", 1, "number of gateway processes")
 	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "URL the task service POSTs offline pushes to")
 	fs.StringVar(&cfg.KafkaConfig, "kafka-config", "", "extra librdkafka properties for every service")
+	fs.IntVar(&cfg.UpPartitions, "up-partitions", stack.DefaultUpPartitions, "partitions of the upstream topic when it is created (logic's and the gateways' -up-partitions; a topic kept in -data-dir keeps its count)")
 	fs.Func("service-flags", `extra flags for one kind of service, "svc=-flag value ..."; repeat or separate with ';' (svc: gateway, logic, task, dataproxy)`, func(v string) error {
 		for _, part := range strings.Split(v, ";") {
 			svc, args, ok := strings.Cut(strings.TrimSpace(part), "=")
@@ -64,6 +65,10 @@ func main() {
 	log, err := obs.NewLogger(os.Stderr, "text", logLvl, "gochat-dev")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if cfg.UpPartitions < 1 {
+		fmt.Fprintf(os.Stderr, "-up-partitions %d: want at least 1\n", cfg.UpPartitions)
 		os.Exit(2)
 	}
 	if !quiet {

@@ -61,6 +61,7 @@ func run() error {
 	fs.DurationVar(&sc.RouteRefresh, "route-refresh", 30*time.Second, "interval of full route re-registration with logic (negative disables)")
 	fs.DurationVar(&cfg.RegistryTTL, "registry-ttl", 10*time.Second, "lease TTL of the gateway's etcd registration")
 	fs.IntVar(&cfg.DownPartitions, "down-partitions", 4, "partitions of this gateway's downstream topic when created")
+	fs.IntVar(&cfg.UpPartitions, "up-partitions", 16, "partitions of the upstream topic if this gateway creates it (the first service to start does; give logic's -up-partitions the same value)")
 	fs.IntVar(&sc.Workers, "workers", 64, "goroutines serving the calls to logic that clients' requests make (sync, conversations, group operations, the cursor behind pong)")
 	fs.IntVar(&sc.Writers, "writers", 1024, "most goroutines writing to clients; beyond 4 per CPU they start only while others wait on clients that do not read")
 	fs.IntVar(&sc.MsgRate, "max-msg-rate", 1000, "most messages per second one connection may send (more get a rate_limited error); negative disables")

@@ -40,9 +40,6 @@ import (
 	"github.com/gochat-im/gochat/pkg/rpcx"
 )
 
-// Upstream topic partitions created at start if the topic is missing.
-const upPartitions = 16
-
 // Config is the gateway's configuration.
 type Config struct {
 	Server server.Config
@@ -56,6 +53,10 @@ type Config struct {
 	// DownPartitions is the partition count of this gateway's downstream
 	// topic when it is created.
 	DownPartitions int
+	// UpPartitions is the partition count of the upstream topic when this
+	// gateway is the first to need it (logic creates it too, with its own
+	// -up-partitions: give both the same value).
+	UpPartitions int
 	// RegistryTTL is the lease of the etcd registration.
 	RegistryTTL time.Duration
 	AdminListen string
@@ -107,6 +108,9 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 	if cfg.DownPartitions <= 0 {
 		return nil, fmt.Errorf("down partitions %d: want at least 1", cfg.DownPartitions)
 	}
+	if cfg.UpPartitions <= 0 {
+		return nil, fmt.Errorf("up partitions %d: want at least 1", cfg.UpPartitions)
+	}
 	if cfg.RegistryTTL < time.Second {
 		return nil, fmt.Errorf("registry ttl %v: want at least 1s", cfg.RegistryTTL)
 	}
@@ -137,7 +141,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	id := a.cfg.Server.ID
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = kafkax.EnsureTopics(tctx, a.cfg.Kafka,
-		kafkax.TopicSpec{Name: kafkax.TopicUp, Partitions: upPartitions},
+		kafkax.TopicSpec{Name: kafkax.TopicUp, Partitions: a.cfg.UpPartitions},
 		kafkax.TopicSpec{Name: kafkax.DownTopic(id), Partitions: a.cfg.DownPartitions},
 	)
 	cancel()

@@ -153,6 +153,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 		Etcd:           []string{etcd},
 		Kafka:          kcommon,
 		DownPartitions: 2,
+		UpPartitions:   3,
 		RegistryTTL:    5 * time.Second,
 		AdminListen:    "127.0.0.1:0",
 	}, log)
@@ -170,6 +171,23 @@ func TestGatewayEndToEnd(t *testing.T) {
 			_ = a.Shutdown(context.Background())
 		}
 	})
+
+	// The gateway, the first service on this broker, created the upstream
+	// topic with its -up-partitions and its own topic with -down-partitions.
+	adm, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": kcommon.Brokers, "log_level": 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range map[string]int{kafkax.TopicUp: 3, kafkax.DownTopic(id): 2} {
+		md, err := adm.GetMetadata(&topic, false, 5000)
+		if err != nil {
+			t.Fatalf("metadata of %s: %v", topic, err)
+		}
+		if got := len(md.Topics[topic].Partitions); got != want {
+			t.Errorf("topic %s has %d partitions, want %d", topic, got, want)
+		}
+	}
+	adm.Close()
 
 	// The gateway is registered in etcd with its downstream topic.
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd}, DialTimeout: 5 * time.Second})

@@ -39,6 +39,7 @@ func TestNewChecksMaxBodyAgainstKafka(t *testing.T) {
 			Etcd:           []string{"127.0.0.1:1"},
 			Kafka:          kafkax.Common{Brokers: "127.0.0.1:1", Extra: tc.extra},
 			DownPartitions: 1,
+			UpPartitions:   2,
 			RegistryTTL:    10 * time.Second,
 		}, log)
 		if tc.ok != (err == nil) {
@@ -46,6 +47,24 @@ func TestNewChecksMaxBodyAgainstKafka(t *testing.T) {
 		}
 		if err != nil && !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %q, want it to say %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestNewRefusesPartitionCountsBelowOne(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, tc := range []struct{ down, up int }{{0, 16}, {4, 0}, {-1, 16}, {4, -2}} {
+		_, err := New(Config{
+			Server:         server.Config{ID: "gw1", Listen: "127.0.0.1:0"},
+			TokenSecrets:   [][]byte{[]byte("s")},
+			Etcd:           []string{"127.0.0.1:1"},
+			Kafka:          kafkax.Common{Brokers: "127.0.0.1:1"},
+			DownPartitions: tc.down,
+			UpPartitions:   tc.up,
+			RegistryTTL:    10 * time.Second,
+		}, log)
+		if err == nil || !strings.Contains(err.Error(), "partitions") {
+			t.Errorf("down %d, up %d: error %v, want one about partitions", tc.down, tc.up, err)
 		}
 	}
 }
