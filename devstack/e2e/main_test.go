@@ -206,7 +206,19 @@ func (w *webhook) waitCall(t *testing.T, d time.Duration, what string, match fun
 // format writes it) from the admin endpoint of gateway i; 0 if absent.
 func (e *env) gatewayMetric(t *testing.T, i int, sample string) float64 {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", e.st.State().Ports.GatewayAdmin[i]))
+	return metricAt(t, e.st.State().Ports.GatewayAdmin[i], sample)
+}
+
+// dataproxyMetric is gatewayMetric for dataproxy.
+func (e *env) dataproxyMetric(t *testing.T, sample string) float64 {
+	t.Helper()
+	return metricAt(t, e.st.State().Ports.DataProxyAdmin, sample)
+}
+
+// metricAt reads one sample from the admin endpoint on port; 0 if absent.
+func metricAt(t *testing.T, port int, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	if err != nil {
 		t.Fatal(err)
 	}

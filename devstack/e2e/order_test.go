@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -95,6 +96,19 @@ func TestConcurrentSendersKeepOrder(t *testing.T) {
 			t.Fatalf("device %d's message %d stored after its message %d", dev, n, prev)
 		}
 		last[key] = n
+	}
+	// dataproxy's background checkpoint (every second by default) copied
+	// the messages' pages from SQLite's log into the database file, and
+	// the history read above came through it.
+	deadline := time.Now().Add(wait)
+	for e.dataproxyMetric(t, "dataproxy_store_checkpoints_total") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no background checkpoint in dataproxy")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := e.dataproxyMetric(t, "dataproxy_store_checkpoint_failures_total"); n != 0 {
+		t.Fatalf("%v background checkpoints failed", n)
 	}
 	// The development stack's upstream topic has its own partition count
 	// (created by logic or a gateway, whichever started first), and the

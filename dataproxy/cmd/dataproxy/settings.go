@@ -21,6 +21,7 @@ type settings struct {
 	dataDir           string
 	sqliteSync        string
 	sqliteReaders     int
+	sqliteCheckpoint  time.Duration
 	mysqlDSN          string
 	shardDBs          string
 	shardTables       int
@@ -54,6 +55,7 @@ func (s *settings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.dataDir, "data-dir", "./data", "data directory; the SQLite files are <data-dir>/dataproxy/gochat.db, gochat-1.db, ...")
 	fs.StringVar(&s.sqliteSync, "sqlite-sync", "full", "SQLite synchronous mode: full (survives power loss) or normal (survives a crash of the process)")
 	fs.IntVar(&s.sqliteReaders, "sqlite-readers", 4, "read-only connections per SQLite file")
+	fs.DurationVar(&s.sqliteCheckpoint, "sqlite-checkpoint", store.DefaultCheckpointEvery, "interval of the background checkpoints that copy each SQLite file's write-ahead log into it, off the commits' path; 0 leaves them to the commits (every 8192 pages of log)")
 	fs.StringVar(&s.mysqlDSN, "mysql-dsn", "", `MySQL DSN of a single database, e.g. "gochat:secret@tcp(127.0.0.1:3306)/gochat" (prefer GOCHAT_MYSQL_DSN for the password)`)
 	fs.StringVar(&s.shardDBs, "shard-dbs", "", `the shard databases. mysql: their DSNs in shard order, separated by ";" (instead of -mysql-dsn; prefer GOCHAT_SHARD_DBS); sqlite: how many files (default 1). Fixed when the databases are created`)
 	fs.IntVar(&s.shardTables, "shard-tables", 1, "tables of each kind per shard database; fixed when the databases are created")
@@ -93,6 +95,8 @@ func (s *settings) validate() error {
 		return fmt.Errorf("-sqlite-sync %q: want full or normal", s.sqliteSync)
 	case s.sqliteReaders < 1:
 		return fmt.Errorf("-sqlite-readers %d: want at least 1", s.sqliteReaders)
+	case s.sqliteCheckpoint < 0:
+		return fmt.Errorf("-sqlite-checkpoint %v: want 0 (off) or more", s.sqliteCheckpoint)
 	case s.maxBody < 1 || s.maxBody > store.MaxMaxBody:
 		return fmt.Errorf("-max-body %d: want 1..%d", s.maxBody, store.MaxMaxBody)
 	case s.maxGroupMembers < 1:
@@ -198,7 +202,12 @@ func (s *settings) storeOptions() store.Options {
 
 func (s *settings) sqliteConfig(readOnly bool) store.SQLiteConfig {
 	n, _ := s.sqliteDBs() // checked by validate
-	return store.SQLiteConfig{Path: s.sqlitePath(), DBs: n, Sync: s.sqliteSync, Readers: s.sqliteReaders, ReadOnly: readOnly, Options: s.storeOptions()}
+	every := s.sqliteCheckpoint
+	if every == 0 {
+		every = -1 // off: SQLiteConfig's 0 means the default
+	}
+	return store.SQLiteConfig{Path: s.sqlitePath(), DBs: n, Sync: s.sqliteSync, Readers: s.sqliteReaders, CheckpointEvery: every,
+		ReadOnly: readOnly, Options: s.storeOptions()}
 }
 
 func (s *settings) mysqlConfig(readOnly bool) store.MySQLConfig {

@@ -41,6 +41,9 @@ type shardDB struct {
 	writes map[string]*sql.Stmt
 
 	gc *committer
+	// ckpt checkpoints the WAL of a SQLite file in the background (nil
+	// for MySQL, a read-only store, or with checkpoints left to SQLite).
+	ckpt *checkpointer
 
 	// testFail, when set by a test, runs at the start of every append
 	// transaction; an error it returns fails the transaction.
@@ -226,6 +229,9 @@ func (d *shardDB) close() error {
 		d.gc.close()
 	}
 	var err error
+	if d.ckpt != nil {
+		err = d.ckpt.close()
+	}
 	for _, st := range d.prepared {
 		_ = st.Close()
 	}

@@ -26,6 +26,10 @@ func RegisterMetrics(reg prometheus.Registerer, s *SQLStore) error {
 			func(st Stats) uint64 { return st.ReplicaReads }),
 		counter("dataproxy_store_replica_misses_total", "Reads a replica could not answer (lagging or failing) that went to the primary.",
 			func(st Stats) uint64 { return st.ReplicaMisses }),
+		counter("dataproxy_store_checkpoints_total", "SQLite background checkpoints that copied write-ahead-log frames into a database file.",
+			func(st Stats) uint64 { return st.Checkpoints }),
+		counter("dataproxy_store_checkpoint_failures_total", "SQLite background checkpoints that failed (the writer's own checkpoint, at 128 MiB of log, still bounds the log).",
+			func(st Stats) uint64 { return st.CheckpointFailures }),
 		counter("dataproxy_store_list_rows_total", "Conversation-list rows written because this process had not seen them yet.",
 			func(st Stats) uint64 { return st.IndexRows }),
 		&poolCollector{s: s},
@@ -43,10 +47,11 @@ func RegisterMetrics(reg prometheus.Registerer, s *SQLStore) error {
 type poolCollector struct{ s *SQLStore }
 
 var (
-	poolOpen = prometheus.NewDesc("dataproxy_db_open_connections", "Open connections of a shard's primary write pool.", []string{"shard"}, nil)
-	poolBusy = prometheus.NewDesc("dataproxy_db_in_use_connections", "Connections in use in a shard's primary write pool.", []string{"shard"}, nil)
-	poolWait = prometheus.NewDesc("dataproxy_db_wait_seconds_total", "Time spent waiting for a free connection of a shard's primary write pool.", []string{"shard"}, nil)
-	queueLen = prometheus.NewDesc("dataproxy_store_queued_calls", "Append calls waiting for a shard's group committer.", []string{"shard"}, nil)
+	poolOpen  = prometheus.NewDesc("dataproxy_db_open_connections", "Open connections of a shard's primary write pool.", []string{"shard"}, nil)
+	poolBusy  = prometheus.NewDesc("dataproxy_db_in_use_connections", "Connections in use in a shard's primary write pool.", []string{"shard"}, nil)
+	poolWait  = prometheus.NewDesc("dataproxy_db_wait_seconds_total", "Time spent waiting for a free connection of a shard's primary write pool.", []string{"shard"}, nil)
+	queueLen  = prometheus.NewDesc("dataproxy_store_queued_calls", "Append calls waiting for a shard's group committer.", []string{"shard"}, nil)
+	walBehind = prometheus.NewDesc("dataproxy_store_wal_frames_uncopied", "SQLite: write-ahead-log frames the last background checkpoint could not copy because readers still needed them (growing: a long reader holds the log).", []string{"shard"}, nil)
 )
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -54,6 +59,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- poolBusy
 	ch <- poolWait
 	ch <- queueLen
+	ch <- walBehind
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
@@ -64,5 +70,8 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(poolBusy, prometheus.GaugeValue, float64(st.InUse), shard)
 		ch <- prometheus.MustNewConstMetric(poolWait, prometheus.CounterValue, st.WaitDuration.Seconds(), shard)
 		ch <- prometheus.MustNewConstMetric(queueLen, prometheus.GaugeValue, float64(len(d.gc.queue)), shard)
+		if d.ckpt != nil {
+			ch <- prometheus.MustNewConstMetric(walBehind, prometheus.GaugeValue, float64(d.ckpt.behind.Load()), shard)
+		}
 	}
 }

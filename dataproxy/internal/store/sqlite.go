@@ -34,6 +34,11 @@ type SQLiteConfig struct {
 	// BusyTimeout is how long a connection waits for a lock held by another
 	// connection or process; 0 means 5 s.
 	BusyTimeout time.Duration
+	// CheckpointEvery is the interval of each file's background WAL
+	// checkpoint (see checkpointer); 0 means DefaultCheckpointEvery, and a
+	// negative value leaves checkpoints to the writer's commits, every
+	// 8192 pages of log.
+	CheckpointEvery time.Duration
 	// ReadOnly opens the files for inspection only: nothing is created or
 	// changed, writes fail. For tools such as -check-schema.
 	ReadOnly bool
@@ -75,6 +80,9 @@ func OpenSQLite(cfg SQLiteConfig, log *slog.Logger) (*SQLStore, error) {
 	if cfg.BusyTimeout == 0 {
 		cfg.BusyTimeout = 5 * time.Second
 	}
+	if cfg.CheckpointEvery == 0 {
+		cfg.CheckpointEvery = DefaultCheckpointEvery
+	}
 	opts, err := cfg.Options.withDefaults()
 	if err != nil {
 		return nil, err
@@ -99,13 +107,16 @@ func OpenSQLite(cfg SQLiteConfig, log *slog.Logger) (*SQLStore, error) {
 		if err != nil {
 			return fail(fmt.Errorf("sqlite: %w", err))
 		}
-		w, r, err := openSQLiteFile(abs, sync, cfg)
+		w, r, ck, err := openSQLiteFile(abs, sync, cfg)
 		if err != nil {
 			return fail(err)
 		}
 		d := newShardDB(i, abs, layout, sqliteDialect, w, r, log, stats)
 		// SQLite has no packet limit; the bound keeps statements modest.
 		d.maxStmtBytes = 8 << 20
+		if ck != nil {
+			d.ckpt = startCheckpointer(ck, abs, cfg.CheckpointEvery, log, stats)
+		}
 		dbs = append(dbs, d)
 	}
 	s, err := newSQLStore(dbs, sqliteDialect, opts, stats, log)
@@ -115,21 +126,23 @@ func OpenSQLite(cfg SQLiteConfig, log *slog.Logger) (*SQLStore, error) {
 	return s, nil
 }
 
-// openSQLiteFile opens one file: a single writer connection and a pool of
-// query-only readers (both the same read-only pool with cfg.ReadOnly).
-func openSQLiteFile(abs, sync string, cfg SQLiteConfig) (w, r *sql.DB, err error) {
+// openSQLiteFile opens one file: a single writer connection, a pool of
+// query-only readers (both the same read-only pool with cfg.ReadOnly) and,
+// unless checkpoints are left to the writer or the store is read-only, a
+// connection for the background checkpoints.
+func openSQLiteFile(abs, sync string, cfg SQLiteConfig) (w, r, ck *sql.DB, err error) {
 	busy := strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)
 	if cfg.ReadOnly {
 		if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, fmt.Errorf("sqlite %s: %w", abs, ErrNoDatabase)
+			return nil, nil, nil, fmt.Errorf("sqlite %s: %w", abs, ErrNoDatabase)
 		} else if err != nil {
-			return nil, nil, fmt.Errorf("sqlite: %w", err)
+			return nil, nil, nil, fmt.Errorf("sqlite: %w", err)
 		}
 		r, err := openPool(fileURI(abs, url.Values{"mode": {"ro"}, "_busy_timeout": {busy}, "_query_only": {"1"}}), cfg.Readers)
-		return r, r, err
+		return r, r, nil, err
 	}
 	if err := os.MkdirAll(filepath.Dir(abs), 0o750); err != nil {
-		return nil, nil, fmt.Errorf("sqlite: %w", err)
+		return nil, nil, nil, fmt.Errorf("sqlite: %w", err)
 	}
 	// The writer sets WAL first: journal_mode is stored in the file, and the
 	// readers must find it set.
@@ -138,30 +151,43 @@ func openSQLiteFile(abs, sync string, cfg SQLiteConfig) (w, r *sql.DB, err error
 	// journal would cost a write per page. (The append's messages and
 	// cursors need none: see dialect.conflictRollsBack.) A 32 MiB page
 	// cache (the default is 2 MiB) keeps the indexes of busy conversations
-	// in memory. A checkpoint every 8192 WAL pages (32 MiB; the default is
-	// 1000) rather than after nearly every large batch: a page that many
-	// batches change is copied to the database file once.
+	// in memory. The writer checkpoints only as a backstop when the
+	// checkpointer runs (see checkpoint.go).
+	autockpt := writerCheckpointPages
+	if cfg.CheckpointEvery > 0 {
+		autockpt = backstopCheckpointPages
+	}
 	w, err = openPool(fileURI(abs, url.Values{
 		"_busy_timeout": {busy},
 		"_journal_mode": {"WAL"},
 		"_synchronous":  {sync},
 		"_txlock":       {"immediate"},
-		"_pragma":       {"temp_store(memory)", "cache_size(-32768)", "wal_autocheckpoint(8192)"},
+		"_pragma":       {"temp_store(memory)", "cache_size(-32768)", "wal_autocheckpoint(" + strconv.Itoa(autockpt) + ")"},
 	}), 1)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var mode string
 	if err := w.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
 		_ = w.Close()
-		return nil, nil, fmt.Errorf("sqlite: %s is not in WAL mode (%q): %w", abs, mode, err)
+		return nil, nil, nil, fmt.Errorf("sqlite: %s is not in WAL mode (%q): %w", abs, mode, err)
 	}
 	r, err = openPool(fileURI(abs, url.Values{"_busy_timeout": {busy}, "_query_only": {"1"}}), cfg.Readers)
 	if err != nil {
 		_ = w.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return w, r, nil
+	if cfg.CheckpointEvery > 0 {
+		// A checkpoint syncs the database file as the connection that runs
+		// it is told to: the same as the writer's commits.
+		ck, err = openPool(fileURI(abs, url.Values{"_busy_timeout": {busy}, "_synchronous": {sync}}), 1)
+		if err != nil {
+			_ = w.Close()
+			_ = r.Close()
+			return nil, nil, nil, err
+		}
+	}
+	return w, r, ck, nil
 }
 
 // fileURI builds a SQLite URI filename: the path is escaped, so any

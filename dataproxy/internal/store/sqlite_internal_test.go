@@ -40,7 +40,7 @@ func TestSQLiteSettings(t *testing.T) {
 		if got := pragma(t, s, false, "temp_store"); got != "2" {
 			t.Errorf("temp_store %s", got)
 		}
-		if got := pragma(t, s, false, "wal_autocheckpoint"); got != "8192" {
+		if got := pragma(t, s, false, "wal_autocheckpoint"); got != fmt.Sprint(backstopCheckpointPages) {
 			t.Errorf("wal_autocheckpoint %s", got)
 		}
 		if got := pragma(t, s, true, "query_only"); got != "1" {

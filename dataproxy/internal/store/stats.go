@@ -13,6 +13,9 @@ type counters struct {
 	indexRows     atomic.Uint64
 	dedupLookups  atomic.Uint64
 	cursorFails   atomic.Uint64
+
+	checkpoints     atomic.Uint64
+	checkpointFails atomic.Uint64
 }
 
 // Stats are totals since the store was opened, for metrics and tests.
@@ -42,6 +45,10 @@ type Stats struct {
 	// not be raised (the messages were stored; only those unread counts
 	// stay high until the sender's next message there).
 	SenderCursorFailures uint64
+	// Checkpoints counts the SQLite background checkpoints that copied WAL
+	// frames into a database file, CheckpointFailures those that failed.
+	Checkpoints        uint64
+	CheckpointFailures uint64
 }
 
 // Stats returns the totals so far.
@@ -51,5 +58,6 @@ func (s *SQLStore) Stats() Stats {
 		Commits: c.commits.Load(), BatchedCalls: c.batchedCalls.Load(), Splits: c.splits.Load(), Retries: c.retries.Load(),
 		ReplicaReads: c.replicaReads.Load(), ReplicaMisses: c.replicaMisses.Load(), IndexRows: c.indexRows.Load(), DedupLookups: c.dedupLookups.Load(),
 		SenderCursorFailures: c.cursorFails.Load(),
+		Checkpoints:          c.checkpoints.Load(), CheckpointFailures: c.checkpointFails.Load(),
 	}
 }
