@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,6 +65,11 @@ type bench struct {
 	// message (its "ts", in whole milliseconds): from the write to the
 	// stamp, and from the stamp to the arrival.
 	toLogic, fromLogic latency.Recorder
+
+	// With -trace, every measured delivery of the current run.
+	tracing  bool
+	traceMu  sync.Mutex
+	traceLog []traceRow
 
 	stopPings chan struct{}
 	closed    atomic.Int64 // connections that closed before the end
@@ -243,6 +253,11 @@ func (b *bench) readReceiver(c *conn) {
 			b.toLogic.Add(stamped.Sub(id.sent()))
 			b.fromLogic.Add(at.Sub(stamped))
 		}
+		if b.tracing {
+			b.traceMu.Lock()
+			b.traceLog = append(b.traceLog, traceRow{idx: idx, scheduled: id.scheduled.UnixNano(), sent: id.sent().UnixNano(), stamped: m.TS, arrived: at.UnixNano()})
+			b.traceMu.Unlock()
+		}
 		b.delivered.Add(1)
 	}
 }
@@ -309,6 +324,9 @@ func (b *bench) measure(rate int, o options) result {
 		n.Store(0)
 	}
 	b.refusal.Store(nil)
+	b.traceMu.Lock()
+	b.traceLog = b.traceLog[:0]
+	b.traceMu.Unlock()
 	b.firstIdx.Store(b.next)
 	b.measuring.Store(true)
 	start := time.Now()
@@ -385,4 +403,48 @@ func (b *bench) pace(rate int, d time.Duration, measuring bool) {
 			n++
 		}
 	}
+}
+
+// traceRow is one measured delivery: its send index, when it was scheduled
+// and written (unix ns), logic's stamp (unix ms, 0 if none) and its
+// arrival at the receiver's socket (unix ns).
+type traceRow struct {
+	idx                      int64
+	scheduled, sent, arrived int64
+	stamped                  int64
+}
+
+// writeTrace writes the deliveries of the last run to path as CSV, in send
+// order, times in milliseconds from the run's first scheduled send.
+func (b *bench) writeTrace(path string) error {
+	b.traceMu.Lock()
+	rows := slices.Clone(b.traceLog)
+	b.traceMu.Unlock()
+	slices.SortFunc(rows, func(x, y traceRow) int { return cmp.Compare(x.idx, y.idx) })
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	fmt.Fprintln(w, "idx,scheduled_ms,sent_ms,stamped_ms,arrived_ms,delivery_ms,to_logic_ms,from_logic_ms")
+	var t0 int64
+	if len(rows) > 0 {
+		t0 = rows[0].scheduled
+	}
+	ms := func(ns int64) float64 { return float64(ns) / 1e6 }
+	for _, r := range rows {
+		stamped, to, from := "", "", ""
+		if r.stamped > 0 {
+			st := r.stamped * 1e6
+			stamped = fmt.Sprintf("%.0f", ms(st-t0))
+			to = fmt.Sprintf("%.3f", ms(st-r.sent))
+			from = fmt.Sprintf("%.3f", ms(r.arrived-st))
+		}
+		fmt.Fprintf(w, "%d,%.3f,%.3f,%s,%.3f,%.3f,%s,%s\n", r.idx, ms(r.scheduled-t0), ms(r.sent-t0), stamped, ms(r.arrived-t0), ms(r.arrived-r.scheduled), to, from)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

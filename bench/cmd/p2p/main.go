@@ -44,7 +44,7 @@ type options struct {
 	dataDir, wsList, logic, adminSecret string
 	pairs, rate, bodySize               int
 	duration, warmup, drain             time.Duration
-	sweep, plot, prefix                 string
+	sweep, plot, prefix, trace          string
 	msgpack                             bool
 }
 
@@ -63,6 +63,7 @@ func main() {
 	fs.DurationVar(&o.drain, "drain", 5*time.Second, "longest wait for the last messages after sending stops")
 	fs.StringVar(&o.sweep, "sweep", "", "rates to run one after the other, comma-separated (overrides -rate)")
 	fs.StringVar(&o.plot, "plot", "p2p-latency.svg", "SVG histogram of the delivery latency of the last run (empty: none)")
+	fs.StringVar(&o.trace, "trace", "", "CSV file of every measured delivery of the last run (scheduled, written, stamped by logic, arrived), to find when and where slow deliveries lost their time (empty: none)")
 	fs.StringVar(&o.prefix, "user-prefix", "bench", "prefix of the generated user ids")
 	fs.BoolVar(&o.msgpack, "msgpack", false, "clients speak MessagePack (subprotocol gochat.msgpack) instead of JSON")
 	_ = fs.Parse(os.Args[1:])
@@ -158,6 +159,7 @@ func run(o options) error {
 	}
 	defer b.close()
 	var results []result
+	b.tracing = o.trace != ""
 	for _, rate := range rates {
 		res := b.measure(rate, o)
 		results = append(results, res)
@@ -173,12 +175,20 @@ func run(o options) error {
 			f.Close()
 		}
 	}
+	if o.trace != "" {
+		if err := b.writeTrace(o.trace); err != nil {
+			return err
+		}
+	}
 	report(os.Stdout, results)
 	if n := b.closed.Load(); n > 0 {
 		fmt.Printf("\n%d connection(s) closed during the run: the figures are incomplete\n", n)
 	}
 	if o.plot != "" {
 		fmt.Printf("\nhistogram of the last run: %s\n", o.plot)
+	}
+	if o.trace != "" {
+		fmt.Printf("deliveries of the last run: %s\n", o.trace)
 	}
 	return nil
 }
