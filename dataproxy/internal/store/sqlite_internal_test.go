@@ -43,6 +43,10 @@ func TestSQLiteSettings(t *testing.T) {
 		if got := pragma(t, s, false, "wal_autocheckpoint"); got != fmt.Sprint(backstopCheckpointPages) {
 			t.Errorf("wal_autocheckpoint %s", got)
 		}
+		var ckSync string
+		if err := s.dbs[0].ckpt.db.QueryRow("PRAGMA synchronous").Scan(&ckSync); err != nil || ckSync != tc.want {
+			t.Errorf("sync %q: the checkpointer's synchronous %s (%v), want %s", tc.sync, ckSync, err, tc.want)
+		}
 		if got := pragma(t, s, true, "query_only"); got != "1" {
 			t.Errorf("reader query_only %s", got)
 		}
