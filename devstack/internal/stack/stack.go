@@ -62,8 +62,9 @@ type Config struct {
 // partition it has records for in a linger window, so fewer partitions
 // mean fewer, fuller requests for the gateway, the broker and logic's
 // fetches (measured in docs/BENCHMARKS.md: about 6% less CPU for the
-// stack and a lower latency at 5,000 msg/s). Four keeps logic's four
-// workers busy.
+// stack and a lower latency at 5,000 msg/s). Four still gives each of
+// logic's workers partitions of its own (two each with devLogicWorkers),
+// and leaves room for a second logic instance.
 const DefaultUpPartitions = 4
 
 // The development stack's logic takes upstream records with 2 workers of
