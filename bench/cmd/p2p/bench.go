@@ -415,15 +415,16 @@ type traceRow struct {
 }
 
 // writeTrace writes the deliveries of the last run to path as CSV, in send
-// order, times in milliseconds from the run's first scheduled send.
-func (b *bench) writeTrace(path string) error {
+// order, times in milliseconds from the run's first scheduled send, and
+// returns that time (to match the trace with services' logs).
+func (b *bench) writeTrace(path string) (time.Time, error) {
 	b.traceMu.Lock()
 	rows := slices.Clone(b.traceLog)
 	b.traceMu.Unlock()
 	slices.SortFunc(rows, func(x, y traceRow) int { return cmp.Compare(x.idx, y.idx) })
 	f, err := os.Create(path)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	w := bufio.NewWriter(f)
 	fmt.Fprintln(w, "idx,scheduled_ms,sent_ms,stamped_ms,arrived_ms,delivery_ms,to_logic_ms,from_logic_ms")
@@ -444,7 +445,7 @@ func (b *bench) writeTrace(path string) error {
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
-		return err
+		return time.Time{}, err
 	}
-	return f.Close()
+	return time.Unix(0, t0), f.Close()
 }

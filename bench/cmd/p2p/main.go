@@ -175,8 +175,9 @@ func run(o options) error {
 			f.Close()
 		}
 	}
+	var traceStart time.Time
 	if o.trace != "" {
-		if err := b.writeTrace(o.trace); err != nil {
+		if traceStart, err = b.writeTrace(o.trace); err != nil {
 			return err
 		}
 	}
@@ -188,7 +189,7 @@ func run(o options) error {
 		fmt.Printf("\nhistogram of the last run: %s\n", o.plot)
 	}
 	if o.trace != "" {
-		fmt.Printf("deliveries of the last run: %s\n", o.trace)
+		fmt.Printf("deliveries of the last run: %s (times from %s)\n", o.trace, traceStart.UTC().Format(time.RFC3339Nano))
 	}
 	return nil
 }

@@ -18,8 +18,12 @@ func TestWriteTrace(t *testing.T) {
 		{idx: 12, scheduled: t0 + 4*ms, sent: t0 + 4*ms, arrived: t0 + 6*ms},
 	}}
 	path := filepath.Join(t.TempDir(), "trace.csv")
-	if err := b.writeTrace(path); err != nil {
+	start, err := b.writeTrace(path)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if start.UnixNano() != t0 {
+		t.Fatalf("trace starts at %v, want the first scheduled send", start)
 	}
 	got, err := os.ReadFile(path)
 	if err != nil {
