@@ -67,7 +67,7 @@ type bench struct {
 	toLogic, fromLogic latency.Recorder
 
 	// With -trace, every measured delivery of the current run.
-	tracing  bool
+	tracing  atomic.Bool
 	traceMu  sync.Mutex
 	traceLog []traceRow
 
@@ -253,7 +253,7 @@ func (b *bench) readReceiver(c *conn) {
 			b.toLogic.Add(stamped.Sub(id.sent()))
 			b.fromLogic.Add(at.Sub(stamped))
 		}
-		if b.tracing {
+		if b.tracing.Load() {
 			b.traceMu.Lock()
 			b.traceLog = append(b.traceLog, traceRow{idx: idx, scheduled: id.scheduled.UnixNano(), sent: id.sent().UnixNano(), stamped: m.TS, arrived: at.UnixNano()})
 			b.traceMu.Unlock()
@@ -415,16 +415,17 @@ type traceRow struct {
 }
 
 // writeTrace writes the deliveries of the last run to path as CSV, in send
-// order, times in milliseconds from the run's first scheduled send, and
-// returns that time (to match the trace with services' logs).
-func (b *bench) writeTrace(path string) (time.Time, error) {
+// order, times in milliseconds from the scheduled send of the first
+// message delivered, and returns that time (to match the trace with the
+// services' logs) and the number of deliveries.
+func (b *bench) writeTrace(path string) (time.Time, int, error) {
 	b.traceMu.Lock()
 	rows := slices.Clone(b.traceLog)
 	b.traceMu.Unlock()
 	slices.SortFunc(rows, func(x, y traceRow) int { return cmp.Compare(x.idx, y.idx) })
 	f, err := os.Create(path)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, 0, err
 	}
 	w := bufio.NewWriter(f)
 	fmt.Fprintln(w, "idx,scheduled_ms,sent_ms,stamped_ms,arrived_ms,delivery_ms,to_logic_ms,from_logic_ms")
@@ -445,7 +446,7 @@ func (b *bench) writeTrace(path string) (time.Time, error) {
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
-		return time.Time{}, err
+		return time.Time{}, 0, err
 	}
-	return time.Unix(0, t0), f.Close()
+	return time.Unix(0, t0), len(rows), f.Close()
 }

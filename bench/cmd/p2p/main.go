@@ -151,6 +151,14 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	if o.trace != "" {
+		// Fail now rather than after the runs.
+		f, err := os.Create(o.trace)
+		if err != nil {
+			return err
+		}
+		f.Close()
+	}
 	ctx := context.Background()
 	fmt.Printf("setting up %d pairs over %d gateway(s)...\n", o.pairs, len(urls))
 	b, err := setup(ctx, o, urls)
@@ -159,8 +167,8 @@ func run(o options) error {
 	}
 	defer b.close()
 	var results []result
-	b.tracing = o.trace != ""
-	for _, rate := range rates {
+	for i, rate := range rates {
+		b.tracing.Store(o.trace != "" && i == len(rates)-1) // only the last rate is written
 		res := b.measure(rate, o)
 		results = append(results, res)
 		if o.plot != "" {
@@ -175,12 +183,6 @@ func run(o options) error {
 			f.Close()
 		}
 	}
-	var traceStart time.Time
-	if o.trace != "" {
-		if traceStart, err = b.writeTrace(o.trace); err != nil {
-			return err
-		}
-	}
 	report(os.Stdout, results)
 	if n := b.closed.Load(); n > 0 {
 		fmt.Printf("\n%d connection(s) closed during the run: the figures are incomplete\n", n)
@@ -189,7 +191,15 @@ func run(o options) error {
 		fmt.Printf("\nhistogram of the last run: %s\n", o.plot)
 	}
 	if o.trace != "" {
-		fmt.Printf("deliveries of the last run: %s (times from %s)\n", o.trace, traceStart.UTC().Format(time.RFC3339Nano))
+		start, n, err := b.writeTrace(o.trace)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			fmt.Printf("deliveries of the last run: %s (none)\n", o.trace)
+		} else {
+			fmt.Printf("deliveries of the last run: %s (%d; times from %s)\n", o.trace, n, start.UTC().Format(time.RFC3339Nano))
+		}
 	}
 	return nil
 }

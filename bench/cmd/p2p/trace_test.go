@@ -18,12 +18,12 @@ func TestWriteTrace(t *testing.T) {
 		{idx: 12, scheduled: t0 + 4*ms, sent: t0 + 4*ms, arrived: t0 + 6*ms},
 	}}
 	path := filepath.Join(t.TempDir(), "trace.csv")
-	start, err := b.writeTrace(path)
+	start, n, err := b.writeTrace(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if start.UnixNano() != t0 {
-		t.Fatalf("trace starts at %v, want the first scheduled send", start)
+	if start.UnixNano() != t0 || n != 3 {
+		t.Fatalf("trace of %d deliveries from %v, want 3 from the first one's scheduled send", n, start)
 	}
 	got, err := os.ReadFile(path)
 	if err != nil {

@@ -14,6 +14,10 @@ import (
 	"github.com/gochat-im/gochat/dataproxy/internal/store"
 )
 
+// minCheckpointEvery bounds -sqlite-checkpoint from below: a shorter
+// interval would only keep a goroutine and the log's locks busy.
+const minCheckpointEvery = 10 * time.Millisecond
+
 type settings struct {
 	listen, advertise string
 	registryTTL       time.Duration
@@ -95,8 +99,8 @@ func (s *settings) validate() error {
 		return fmt.Errorf("-sqlite-sync %q: want full or normal", s.sqliteSync)
 	case s.sqliteReaders < 1:
 		return fmt.Errorf("-sqlite-readers %d: want at least 1", s.sqliteReaders)
-	case s.sqliteCheckpoint < 0:
-		return fmt.Errorf("-sqlite-checkpoint %v: want 0 (off) or more", s.sqliteCheckpoint)
+	case s.sqliteCheckpoint != 0 && s.sqliteCheckpoint < minCheckpointEvery:
+		return fmt.Errorf("-sqlite-checkpoint %v: want 0 (off) or at least %v", s.sqliteCheckpoint, minCheckpointEvery)
 	case s.maxBody < 1 || s.maxBody > store.MaxMaxBody:
 		return fmt.Errorf("-max-body %d: want 1..%d", s.maxBody, store.MaxMaxBody)
 	case s.maxGroupMembers < 1:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gochat-im/gochat/pkg/svc"
 )
@@ -31,8 +32,28 @@ func TestDefaultSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := s.sqliteConfig(false)
-	if c.Path != "/d/dataproxy/gochat.db" || c.DBs != 1 || c.Tables != 1 || c.Sync != "full" {
+	if c.Path != "/d/dataproxy/gochat.db" || c.DBs != 1 || c.Tables != 1 || c.Sync != "full" || c.CheckpointEvery != time.Second {
 		t.Fatalf("sqlite config: %+v", c)
+	}
+}
+
+// -sqlite-checkpoint 0 turns the background checkpoints off (SQLiteConfig
+// takes a negative interval for that: its 0 is the default); intervals
+// below 10ms and negative ones are refused.
+func TestCheckpointSetting(t *testing.T) {
+	for _, tc := range []struct {
+		arg  string
+		want time.Duration
+		ok   bool
+	}{{"0", -1, true}, {"10ms", 10 * time.Millisecond, true}, {"2s", 2 * time.Second, true}, {"5ms", 0, false}, {"1ns", 0, false}, {"-1s", 0, false}} {
+		s, err := parse(t, "-sqlite-checkpoint", tc.arg)
+		if tc.ok != (err == nil) {
+			t.Errorf("-sqlite-checkpoint %s: %v", tc.arg, err)
+			continue
+		}
+		if got := s.sqliteConfig(false).CheckpointEvery; tc.ok && got != tc.want {
+			t.Errorf("-sqlite-checkpoint %s: CheckpointEvery %v, want %v", tc.arg, got, tc.want)
+		}
 	}
 }
 

@@ -50,9 +50,6 @@ type checkpointer struct {
 	stop  chan struct{}
 	done  chan struct{}
 
-	// The WAL's frame count and backfilled frames after the previous
-	// checkpoint (only the goroutine uses them).
-	prevLog, prevDone int64
 	// behind is how many frames of the WAL the last checkpoint left
 	// uncopied (readers still needed them), for the metrics.
 	behind atomic.Int64
@@ -88,8 +85,8 @@ func (c *checkpointer) run() {
 	}
 }
 
-// checkpoint runs one PASSIVE checkpoint. It counts those that found new
-// frames to copy, and records how many frames it had to leave.
+// checkpoint runs one PASSIVE checkpoint, counts it, and records how many
+// frames it had to leave.
 func (c *checkpointer) checkpoint() error {
 	var busy, walFrames, backfilled int64
 	// A plain context: modernc's SQLite watches a cancellable one with a
@@ -98,10 +95,12 @@ func (c *checkpointer) checkpoint() error {
 		c.stats.checkpointFails.Add(1)
 		return err
 	}
-	if backfilled > 0 && (walFrames != c.prevLog || backfilled != c.prevDone) {
-		c.stats.checkpoints.Add(1)
+	if busy != 0 || walFrames < 0 {
+		// Another checkpoint (the writer's backstop) held the lock: SQLite
+		// answers (1, -1, -1) and nothing was done.
+		return nil
 	}
-	c.prevLog, c.prevDone = walFrames, backfilled
+	c.stats.checkpoints.Add(1)
 	c.behind.Store(walFrames - backfilled)
 	return nil
 }

@@ -26,7 +26,7 @@ func RegisterMetrics(reg prometheus.Registerer, s *SQLStore) error {
 			func(st Stats) uint64 { return st.ReplicaReads }),
 		counter("dataproxy_store_replica_misses_total", "Reads a replica could not answer (lagging or failing) that went to the primary.",
 			func(st Stats) uint64 { return st.ReplicaMisses }),
-		counter("dataproxy_store_checkpoints_total", "SQLite background checkpoints that copied write-ahead-log frames into a database file.",
+		counter("dataproxy_store_checkpoints_total", "SQLite background checkpoints run (each copies the write-ahead log, as far as no reader still needs it, into its database file).",
 			func(st Stats) uint64 { return st.Checkpoints }),
 		counter("dataproxy_store_checkpoint_failures_total", "SQLite background checkpoints that failed (the writer's own checkpoint, at 128 MiB of log, still bounds the log).",
 			func(st Stats) uint64 { return st.CheckpointFailures }),

@@ -45,8 +45,9 @@ type Stats struct {
 	// not be raised (the messages were stored; only those unread counts
 	// stay high until the sender's next message there).
 	SenderCursorFailures uint64
-	// Checkpoints counts the SQLite background checkpoints that copied WAL
-	// frames into a database file, CheckpointFailures those that failed.
+	// Checkpoints counts the SQLite background checkpoints run (each
+	// copies what the log holds that no reader still needs into the
+	// database file), CheckpointFailures those that failed.
 	Checkpoints        uint64
 	CheckpointFailures uint64
 }
