@@ -107,6 +107,26 @@ func (c Common) ProducerConfig() kafka.ConfigMap {
 	return m
 }
 
+// WithLinger returns c whose producers linger ms milliseconds, unless the
+// operator's settings (Extra) already set the linger (linger.ms or its
+// alias queue.buffering.max.ms). For a producer whose records are already
+// batched by the application (logic's one record per gateway and batch),
+// the default 1 ms only delays them. Extra is copied: c's is unchanged.
+func (c Common) WithLinger(ms int) Common {
+	for _, k := range []string{"linger.ms", "queue.buffering.max.ms"} {
+		if _, set := c.Extra[k]; set {
+			return c
+		}
+	}
+	extra := make(kafka.ConfigMap, len(c.Extra)+1)
+	for k, v := range c.Extra {
+		extra[k] = v
+	}
+	extra["linger.ms"] = ms
+	c.Extra = extra
+	return c
+}
+
 // ConsumerConfig returns the settings of a group consumer that never loses
 // a record: offsets are stored by the application after processing
 // (enable.auto.offset.store=false) and committed in the background.

@@ -49,3 +49,25 @@ func TestDownTopic(t *testing.T) {
 		t.Fatal(DownTopic("gw7"))
 	}
 }
+
+// WithLinger sets the producer's linger unless the operator did, and leaves
+// the Common it was called on alone.
+func TestWithLinger(t *testing.T) {
+	c := Common{Brokers: "b", Extra: kafka.ConfigMap{"socket.timeout.ms": "1000"}}
+	p := c.WithLinger(0).ProducerConfig()
+	if p["linger.ms"] != 0 || p["socket.timeout.ms"] != "1000" {
+		t.Fatalf("producer config: %v", p)
+	}
+	if _, ok := c.Extra["linger.ms"]; ok || c.ProducerConfig()["linger.ms"] != 1 {
+		t.Fatalf("the original changed: %v", c.Extra)
+	}
+	if p := (Common{Brokers: "b"}).WithLinger(0).ProducerConfig(); p["linger.ms"] != 0 {
+		t.Fatalf("without Extra: %v", p["linger.ms"])
+	}
+	for _, k := range []string{"linger.ms", "queue.buffering.max.ms"} {
+		op := Common{Brokers: "b", Extra: kafka.ConfigMap{k: "5"}}
+		if p := op.WithLinger(0).ProducerConfig(); p[k] != "5" || (k != "linger.ms" && p["linger.ms"] != 1) {
+			t.Errorf("an operator's %s=5 was not kept: %v", k, p)
+		}
+	}
+}

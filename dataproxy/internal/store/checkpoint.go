@@ -20,11 +20,13 @@ import (
 // So each file has a checkpointer: a goroutine with a connection of its own
 // that runs a PASSIVE checkpoint at a fixed interval. A PASSIVE checkpoint
 // never waits: it copies the frames no reader still needs while the writer
-// goes on appending to the WAL, and once everything is copied the writer
-// starts the WAL over from its beginning. The writer's own automatic
-// checkpoint stays, at a much larger size, as a backstop for when the
-// background one cannot keep the WAL short (a reader holding an old
-// snapshot for a long time).
+// goes on appending to the WAL. The writer's own automatic checkpoint stays,
+// at a much larger size. SQLite starts the WAL over only when a write
+// transaction begins with every frame copied, which under steady writes
+// does not follow a background checkpoint (the frames committed during its
+// copy are left); so the WAL still grows to the writer's size, where the
+// writer checkpoints in a commit as before, but finds all but the frames of
+// the last interval already copied.
 
 const (
 	// DefaultCheckpointEvery is SQLiteConfig.CheckpointEvery's default.

@@ -32,10 +32,11 @@ func TestCheckpointerRuns(t *testing.T) {
 	}
 }
 
-// Checkpoints copy the whole log into the database file, and the writer
-// then starts the log over: with a checkpoint after every 20 commits the
-// log stays short, where without any it holds every commit's pages. (The
-// interval is an hour, so only the test's own calls checkpoint.)
+// A checkpoint between commits copies the whole log into the database
+// file, and the next commit starts the log over: with a checkpoint after
+// every 20 commits the log stays short, where without any it holds every
+// commit's pages. (The interval is an hour, so only the test's own calls
+// checkpoint.)
 func TestCheckpointsKeepTheLogShort(t *testing.T) {
 	walPeak := func(cfg SQLiteConfig, every int) (peak int64, s *SQLStore) {
 		cfg.Path = filepath.Join(t.TempDir(), "gochat.db")

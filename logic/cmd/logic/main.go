@@ -160,7 +160,10 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	prod, err := kafkax.NewProducer(kc, log)
+	// Logic's records are batched already (one record per gateway and
+	// partition for a whole batch of messages): the producers' 1 ms linger
+	// would only delay them. -kafka-config linger.ms=... still wins.
+	prod, err := kafkax.NewProducer(kc.WithLinger(0), log)
 	if err != nil {
 		return err
 	}
