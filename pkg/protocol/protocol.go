@@ -7,6 +7,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -276,6 +277,14 @@ type Kick struct {
 	Reason string `json:"reason"`
 	// Device is the device id of the new connection.
 	Device string `json:"device,omitempty"`
+}
+
+// KickFrame is the JSON of the kick frame a connection gets before it is
+// closed with CloseReplaced: logic's kick records carry it, and a gateway
+// sends it itself to a connection refused within one Connect call.
+func KickFrame(reason, device string) []byte {
+	b, _ := json.Marshal(Kick{Type: TypeKick, Reason: reason, Device: device})
+	return b
 }
 
 // Cursor reports, client to server, how far the client has received

@@ -36,3 +36,16 @@ func TestCutUTF8(t *testing.T) {
 		}
 	}
 }
+
+// The kick frame logic's kick records carry and the one a gateway sends a
+// refused connection are the same bytes.
+func TestKickFrame(t *testing.T) {
+	for _, tc := range []struct{ reason, device, want string }{
+		{"replaced", "phone-2", `{"type":"kick","reason":"replaced","device":"phone-2"}`},
+		{"same_device", "", `{"type":"kick","reason":"same_device"}`},
+	} {
+		if got := string(KickFrame(tc.reason, tc.device)); got != tc.want {
+			t.Errorf("KickFrame(%q, %q) = %s, want %s", tc.reason, tc.device, got, tc.want)
+		}
+	}
+}

@@ -104,8 +104,7 @@ func (t *regTarget) Registered() {
 func (t *regTarget) Refused(reason, device string) {
 	sess := t.sess
 	t.s.m.Refused.Inc()
-	b, _ := json.Marshal(protocol.Kick{Type: protocol.TypeKick, Reason: reason, Device: device})
-	if err := sess.Send(wsframe.Frame(ws.OpText, b)); err == nil {
+	if err := sess.Send(wsframe.Frame(ws.OpText, protocol.KickFrame(reason, device))); err == nil {
 		sess.CloseWith(protocol.CloseReplaced, reason)
 	}
 	if sess.ClaimDisconnect() {

@@ -2,7 +2,6 @@ package handler
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -149,8 +148,7 @@ func (h *Handler) kicksFor(ctx context.Context, gw string, conns []*logic.ConnIn
 func (h *Handler) sendKicks(kicks []kick) {
 	for _, k := range kicks {
 		reason := k.reason()
-		frame, _ := json.Marshal(protocol.Kick{Type: protocol.TypeKick, Reason: reason, Device: k.device})
-		rec := &events.DownRecord{Kind: events.DownKind_FRAME, Frame: frame, CloseCode: protocol.CloseReplaced, CloseReason: reason,
+		rec := &events.DownRecord{Kind: events.DownKind_FRAME, Frame: protocol.KickFrame(reason, k.device), CloseCode: protocol.CloseReplaced, CloseReason: reason,
 			Targets: []*events.Target{{Uid: k.route.Uid, ConnId: k.route.ConnId}}}
 		uid, gw := k.route.Uid, k.route.GatewayId
 		err := h.prod.Produce(kafkax.DownTopic(gw), []byte(uid), kafkax.Encode(rec), func(err error) {
