@@ -2,7 +2,9 @@ package store
 
 import (
 	"database/sql"
+	"encoding/binary"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"time"
 )
@@ -21,12 +23,24 @@ import (
 // that runs a PASSIVE checkpoint at a fixed interval. A PASSIVE checkpoint
 // never waits: it copies the frames no reader still needs while the writer
 // goes on appending to the WAL. The writer's own automatic checkpoint stays,
-// at a much larger size. SQLite starts the WAL over only when a write
-// transaction begins with every frame copied, which under steady writes
-// does not follow a background checkpoint (the frames committed during its
-// copy are left); so the WAL still grows to the writer's size, where the
-// writer checkpoints in a commit as before, but finds all but the frames of
-// the last interval already copied.
+// at a much larger size.
+//
+// SQLite writes the log from its beginning again only when a write
+// transaction begins with every frame copied: when a background checkpoint
+// ends while the writer is between commits. Under writes that never pause,
+// some commit always lands while the checkpoint copies, so the log grows to
+// the writer's size (128 MiB), where the writer checkpoints in a commit as
+// before, but finds all but the frames of the last interval copied, and the
+// log starts over. A catch-up that made the log start over after every
+// background checkpoint was built and measured: further PASSIVE rounds
+// until the copy caught up with the commits, then a last PASSIVE on the
+// writer's connection between two commits. It did start the log over (24
+// to 25 times in 29 checkpoints), but that last step held the writer for 3
+// to 21 ms each second, and the one-to-one benchmark's p99 came out no
+// better (lower in 3 of 10 alternating pairs): on a benchmark's set of hot
+// pages the writer's in-commit copy is short. docs/DATAPROXY.md has the
+// details; the metrics dataproxy_store_wal_frames and
+// dataproxy_store_wal_restarts_total show which case a deployment is in.
 
 const (
 	// DefaultCheckpointEvery is SQLiteConfig.CheckpointEvery's default.
@@ -53,8 +67,14 @@ type checkpointer struct {
 	done  chan struct{}
 
 	// behind is how many frames of the WAL the last checkpoint left
-	// uncopied (readers still needed them), for the metrics.
+	// uncopied (readers still needed them), and frames how long the log
+	// was then, for the metrics.
 	behind atomic.Int64
+	frames atomic.Int64
+	// seq is the log's checkpoint sequence at the last checkpoint (seenSeq:
+	// read once), for countRestarts; only the goroutine touches them.
+	seq     uint32
+	seenSeq bool
 }
 
 func startCheckpointer(db *sql.DB, name string, every time.Duration, log *slog.Logger, stats *counters) *checkpointer {
@@ -87,9 +107,11 @@ func (c *checkpointer) run() {
 	}
 }
 
-// checkpoint runs one PASSIVE checkpoint, counts it, and records how many
-// frames it had to leave.
+// checkpoint runs one PASSIVE checkpoint, counts it and the log's restarts
+// since the last, and records how long the log was and how many frames it
+// had to leave.
 func (c *checkpointer) checkpoint() error {
+	c.countRestarts()
 	var busy, walFrames, backfilled int64
 	// A plain context: modernc's SQLite watches a cancellable one with a
 	// goroutine per statement.
@@ -104,7 +126,30 @@ func (c *checkpointer) checkpoint() error {
 	}
 	c.stats.checkpoints.Add(1)
 	c.behind.Store(walFrames - backfilled)
+	c.frames.Store(walFrames)
 	return nil
+}
+
+// countRestarts counts the times the log started over since the last call.
+// SQLite numbers them: the WAL header's checkpoint sequence (bytes 12-15,
+// big-endian) grows by one each time the log is written from its beginning
+// again. A missing or short file counts nothing; the first call only reads
+// the number.
+func (c *checkpointer) countRestarts() {
+	f, err := os.Open(c.name + "-wal")
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	var h [16]byte
+	if _, err := f.ReadAt(h[:], 0); err != nil {
+		return
+	}
+	seq := binary.BigEndian.Uint32(h[12:])
+	if c.seenSeq && seq > c.seq {
+		c.stats.walRestarts.Add(uint64(seq - c.seq))
+	}
+	c.seq, c.seenSeq = seq, true
 }
 
 // close stops the goroutine (waiting for a checkpoint in progress) and

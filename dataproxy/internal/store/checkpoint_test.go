@@ -35,7 +35,7 @@ func TestCheckpointerRuns(t *testing.T) {
 // A checkpoint between commits copies the whole log into the database
 // file, and the next commit starts the log over: with a checkpoint after
 // every 20 commits the log stays short, where without any it holds every
-// commit's pages. (The interval is an hour, so only the test's own calls
+// commit's pages. The checkpoints count the restarts. (The interval is an hour, so only the test's own calls
 // checkpoint.)
 func TestCheckpointsKeepTheLogShort(t *testing.T) {
 	walPeak := func(cfg SQLiteConfig, every int) (peak int64, s *SQLStore) {
@@ -61,6 +61,16 @@ func TestCheckpointsKeepTheLogShort(t *testing.T) {
 	with, s := walPeak(SQLiteConfig{CheckpointEvery: time.Hour}, 20)
 	if st := s.Stats(); st.Checkpoints != 10 || st.CheckpointFailures != 0 {
 		t.Fatalf("%d checkpoints counted (%d failed), want 10", st.Checkpoints, st.CheckpointFailures)
+	}
+	// Each checkpoint but the last let the next append start the log over,
+	// and each but the first counted the restart before it from the log's
+	// header; the last found only the 20 appends since in the log (a
+	// quarter of the log without checkpoints would hold them ten times).
+	if st := s.Stats(); st.WALRestarts != 9 {
+		t.Fatalf("%d restarts of the log counted, want 9", st.WALRestarts)
+	}
+	if n := s.dbs[0].ckpt.frames.Load(); n <= 0 || n*4096*4 > without {
+		t.Fatalf("the last checkpoint found %d frames of 4 KiB in the log (%d bytes without checkpoints)", n, without)
 	}
 	if with*4 > without {
 		t.Fatalf("log peaked at %d bytes with checkpoints, %d without", with, without)

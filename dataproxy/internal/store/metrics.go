@@ -30,6 +30,8 @@ func RegisterMetrics(reg prometheus.Registerer, s *SQLStore) error {
 			func(st Stats) uint64 { return st.Checkpoints }),
 		counter("dataproxy_store_checkpoint_failures_total", "SQLite background checkpoints that failed (the writer's own checkpoint, at 128 MiB of log, still bounds the log).",
 			func(st Stats) uint64 { return st.CheckpointFailures }),
+		counter("dataproxy_store_wal_restarts_total", "SQLite: times a write-ahead log started over (was written from its beginning again once every frame was copied), as counted by the background checkpoints.",
+			func(st Stats) uint64 { return st.WALRestarts }),
 		counter("dataproxy_store_list_rows_total", "Conversation-list rows written because this process had not seen them yet.",
 			func(st Stats) uint64 { return st.IndexRows }),
 		&poolCollector{s: s},
@@ -51,6 +53,7 @@ var (
 	poolBusy  = prometheus.NewDesc("dataproxy_db_in_use_connections", "Connections in use in a shard's primary write pool.", []string{"shard"}, nil)
 	poolWait  = prometheus.NewDesc("dataproxy_db_wait_seconds_total", "Time spent waiting for a free connection of a shard's primary write pool.", []string{"shard"}, nil)
 	queueLen  = prometheus.NewDesc("dataproxy_store_queued_calls", "Append calls waiting for a shard's group committer.", []string{"shard"}, nil)
+	walFrames = prometheus.NewDesc("dataproxy_store_wal_frames", "SQLite: frames (pages) in the write-ahead log at the last background checkpoint (the writer checkpoints in a commit at 32768).", []string{"shard"}, nil)
 	walBehind = prometheus.NewDesc("dataproxy_store_wal_frames_uncopied", "SQLite: write-ahead-log frames the last background checkpoint could not copy because readers still needed them (growing: a long reader holds the log).", []string{"shard"}, nil)
 )
 
@@ -59,6 +62,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- poolBusy
 	ch <- poolWait
 	ch <- queueLen
+	ch <- walFrames
 	ch <- walBehind
 }
 
@@ -71,6 +75,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(poolWait, prometheus.CounterValue, st.WaitDuration.Seconds(), shard)
 		ch <- prometheus.MustNewConstMetric(queueLen, prometheus.GaugeValue, float64(len(d.gc.queue)), shard)
 		if d.ckpt != nil {
+			ch <- prometheus.MustNewConstMetric(walFrames, prometheus.GaugeValue, float64(d.ckpt.frames.Load()), shard)
 			ch <- prometheus.MustNewConstMetric(walBehind, prometheus.GaugeValue, float64(d.ckpt.behind.Load()), shard)
 		}
 	}

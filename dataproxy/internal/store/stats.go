@@ -16,6 +16,7 @@ type counters struct {
 
 	checkpoints     atomic.Uint64
 	checkpointFails atomic.Uint64
+	walRestarts     atomic.Uint64
 }
 
 // Stats are totals since the store was opened, for metrics and tests.
@@ -50,6 +51,9 @@ type Stats struct {
 	// database file), CheckpointFailures those that failed.
 	Checkpoints        uint64
 	CheckpointFailures uint64
+	// WALRestarts counts the times the log started over (was written from
+	// its beginning again), as the background checkpoints found them.
+	WALRestarts uint64
 }
 
 // Stats returns the totals so far.
@@ -59,6 +63,6 @@ func (s *SQLStore) Stats() Stats {
 		Commits: c.commits.Load(), BatchedCalls: c.batchedCalls.Load(), Splits: c.splits.Load(), Retries: c.retries.Load(),
 		ReplicaReads: c.replicaReads.Load(), ReplicaMisses: c.replicaMisses.Load(), IndexRows: c.indexRows.Load(), DedupLookups: c.dedupLookups.Load(),
 		SenderCursorFailures: c.cursorFails.Load(),
-		Checkpoints:          c.checkpoints.Load(), CheckpointFailures: c.checkpointFails.Load(),
+		Checkpoints:          c.checkpoints.Load(), CheckpointFailures: c.checkpointFails.Load(), WALRestarts: c.walRestarts.Load(),
 	}
 }
