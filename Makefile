@@ -12,7 +12,7 @@ PKGS      = $(shell go list $(MODULE)/... | grep -v /kitex_gen/)
 UNIT_PKGS = $(filter-out $(MODULE)/devstack/e2e,$(PKGS))
 CMDS := gateway/cmd/gateway logic/cmd/logic task/cmd/task dataproxy/cmd/dataproxy \
         devstack/cmd/gochat-dev devstack/cmd/gochatctl \
-        bench/cmd/conns bench/cmd/push bench/cmd/p2p bench/cmd/group
+        bench/cmd/conns bench/cmd/push bench/cmd/p2p bench/cmd/group bench/cmd/diskprobe
 FUZZTIME ?= 30s
 
 .PHONY: help build run test test-unit test-e2e fuzz vet fmt gen tidy clean

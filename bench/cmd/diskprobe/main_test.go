@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A short probe writes, syncs and reports every sync, and leaves no file
+// behind.
+func TestProbeReportsEverySync(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	o := options{dir: dir, size: 4096, span: 1 << 20, rate: 50, duration: 300 * time.Millisecond, slow: 0}
+	if err := run(o, &out); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	row := ""
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, "| write+fsync |") {
+			row = l
+		}
+	}
+	cells := strings.Split(row, "|")
+	if len(cells) < 3 {
+		t.Fatalf("no result row in:\n%s", text)
+	}
+	samples := strings.TrimSpace(cells[2])
+	// Every sync is slower than 0, so each is listed with its time.
+	listed := strings.Count(text, " ms\n")
+	if samples == "0" || samples != strconv.Itoa(listed) {
+		t.Fatalf("%s samples, %d listed as slow:\n%s", samples, listed, text)
+	}
+	for _, want := range []string{"write of 4096 bytes + fsync, 50 a second", "over 100ms:", "slower than 0s"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("report lacks %q:\n%s", want, text)
+		}
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Fatalf("left %v in the directory (%v)", ents, err)
+	}
+}
+
+func TestOptionsRefused(t *testing.T) {
+	ok := options{dir: t.TempDir(), size: 4096, span: 1 << 20, rate: 10, duration: time.Second, slow: time.Millisecond}
+	for name, mod := range map[string]func(*options){
+		"size 0":          func(o *options) { o.size = 0 },
+		"span below size": func(o *options) { o.span = 100 },
+		"rate 0":          func(o *options) { o.rate = 0 },
+		"no duration":     func(o *options) { o.duration = 0 },
+	} {
+		o := ok
+		mod(&o)
+		if err := run(o, &bytes.Buffer{}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	o := ok
+	o.dir = t.TempDir() + "/missing"
+	if err := run(o, &bytes.Buffer{}); err == nil {
+		t.Error("a missing directory: accepted")
+	}
+}
