@@ -37,7 +37,7 @@ import (
 // writer's connection between two commits. It did start the log over (24
 // to 25 times in 29 checkpoints), but that last step held the writer for 3
 // to 21 ms each second, and the one-to-one benchmark's p99 came out no
-// better (lower in 3 of 10 alternating pairs): on a benchmark's set of hot
+// better (lower in 10 of 20 alternating pairs): on a benchmark's set of hot
 // pages the writer's in-commit copy is short. docs/DATAPROXY.md has the
 // details; the metrics dataproxy_store_wal_frames and
 // dataproxy_store_wal_restarts_total show which case a deployment is in.
