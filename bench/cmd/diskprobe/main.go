@@ -59,8 +59,8 @@ func (o options) check() error {
 		return errors.New("-size must be at least 1")
 	case o.span < int64(o.size):
 		return errors.New("-span must be at least -size")
-	case o.rate < 1:
-		return errors.New("-rate must be at least 1")
+	case o.rate < 1 || o.rate > 100_000:
+		return errors.New("-rate must be 1 to 100000")
 	case o.duration <= 0:
 		return errors.New("-duration must be positive")
 	}

@@ -51,6 +51,7 @@ func TestOptionsRefused(t *testing.T) {
 		"size 0":          func(o *options) { o.size = 0 },
 		"span below size": func(o *options) { o.span = 100 },
 		"rate 0":          func(o *options) { o.rate = 0 },
+		"rate 1e6":        func(o *options) { o.rate = 1_000_000 },
 		"no duration":     func(o *options) { o.duration = 0 },
 	} {
 		o := ok
