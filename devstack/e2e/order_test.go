@@ -110,9 +110,9 @@ func TestConcurrentSendersKeepOrder(t *testing.T) {
 	if n := e.dataproxyMetric(t, "dataproxy_store_checkpoint_failures_total"); n != 0 {
 		t.Fatalf("%v background checkpoints failed", n)
 	}
-	// A checkpoint reports the log's length: never empty after the appends
-	// above, since a log starts over only with the frames of the commit
-	// that restarts it.
+	// The checkpoints report the log's length, which is never empty once
+	// the store has written (a log starts over only with the frames of the
+	// commit that restarts it).
 	if n := e.dataproxyMetric(t, `dataproxy_store_wal_frames{shard="0"}`); n <= 0 {
 		t.Fatalf("dataproxy_store_wal_frames %v after a checkpoint", n)
 	}

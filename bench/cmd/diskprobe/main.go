@@ -14,15 +14,18 @@
 //	diskprobe -dir data/dataproxy -duration 60s
 //
 // Run it on a quiet machine, where the store's files live; it stops by
-// itself and removes its file.
+// itself (or on Ctrl-C, reporting what it measured) and removes its file.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/gochat-im/gochat/bench/internal/latency"
@@ -47,7 +50,9 @@ func main() {
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "how long to probe")
 	fs.DurationVar(&o.slow, "slow", 20*time.Millisecond, "list every fsync slower than this")
 	_ = fs.Parse(os.Args[1:])
-	if err := run(o, os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "diskprobe:", err)
 		os.Exit(1)
 	}
@@ -71,7 +76,10 @@ func (o options) check() error {
 // probe, and how long it took.
 type slowSync struct{ at, took time.Duration }
 
-func run(o options, out io.Writer) error {
+// run probes until o.duration is over or ctx is cancelled, reports what
+// it measured (also when a write or sync failed part way), and removes
+// its file.
+func run(ctx context.Context, o options, out io.Writer) (err error) {
 	if err := o.check(); err != nil {
 		return err
 	}
@@ -79,23 +87,28 @@ func run(o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
+	defer func() {
+		err = errors.Join(err, f.Close(), os.Remove(f.Name()))
+	}()
 	// Allocate the span first, so the timed writes overwrite blocks the
 	// file has, as the store's log does once it has grown.
 	if err := fill(f, o.span); err != nil {
 		return err
 	}
-	lat, slow, err := probe(f, o)
-	if err != nil {
-		return err
+	lat, slow, err := probe(ctx, f, o)
+	if lat.Count() > 0 {
+		report(out, o, lat, slow)
 	}
-	report(out, o, lat, slow)
-	return nil
+	return err
 }
 
+// fill writes span bytes (not zeros, which a compressing file system
+// would not store) and syncs them.
 func fill(f *os.File, span int64) error {
 	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i*7 + 1)
+	}
 	for off := int64(0); off < span; off += int64(len(buf)) {
 		n := min(int64(len(buf)), span-off)
 		if _, err := f.WriteAt(buf[:n], off); err != nil {
@@ -108,7 +121,7 @@ func fill(f *os.File, span int64) error {
 // probe writes and syncs at o.rate until o.duration is over. A sync that
 // overruns its slot delays the next, as a slow commit delays the one
 // queued behind it; the schedule does not try to catch up.
-func probe(f *os.File, o options) (latency.Summary, []slowSync, error) {
+func probe(ctx context.Context, f *os.File, o options) (latency.Summary, []slowSync, error) {
 	var rec latency.Recorder
 	var slow []slowSync
 	buf := make([]byte, o.size)
@@ -120,13 +133,17 @@ func probe(f *os.File, o options) (latency.Summary, []slowSync, error) {
 	start := time.Now()
 	off := int64(0)
 	for time.Since(start) < o.duration {
-		<-tick.C
+		select {
+		case <-ctx.Done():
+			return rec.Snapshot(), slow, nil
+		case <-tick.C:
+		}
 		t0 := time.Now()
 		if _, err := f.WriteAt(buf, off); err != nil {
-			return latency.Summary{}, nil, err
+			return rec.Snapshot(), slow, err
 		}
 		if err := f.Sync(); err != nil {
-			return latency.Summary{}, nil, err
+			return rec.Snapshot(), slow, err
 		}
 		took := time.Since(t0)
 		rec.Add(took)
@@ -141,7 +158,7 @@ func probe(f *os.File, o options) (latency.Summary, []slowSync, error) {
 }
 
 func report(out io.Writer, o options, lat latency.Summary, slow []slowSync) {
-	fmt.Fprintf(out, "write of %d bytes + fsync, %d a second for %v, in %s\n\n", o.size, o.rate, o.duration, o.dir)
+	fmt.Fprintf(out, "write of %d bytes + fsync, %d a second for up to %v, in %s\n\n", o.size, o.rate, o.duration, o.dir)
 	fmt.Fprint(out, latency.TableHeader)
 	lat.Table(out, "write+fsync")
 	fmt.Fprintln(out)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"strconv"
 	"strings"
@@ -15,7 +16,7 @@ func TestProbeReportsEverySync(t *testing.T) {
 	dir := t.TempDir()
 	var out bytes.Buffer
 	o := options{dir: dir, size: 4096, span: 1 << 20, rate: 50, duration: 300 * time.Millisecond, slow: 0}
-	if err := run(o, &out); err != nil {
+	if err := run(context.Background(), o, &out); err != nil {
 		t.Fatal(err)
 	}
 	text := out.String()
@@ -35,7 +36,7 @@ func TestProbeReportsEverySync(t *testing.T) {
 	if samples == "0" || samples != strconv.Itoa(listed) {
 		t.Fatalf("%s samples, %d listed as slow:\n%s", samples, listed, text)
 	}
-	for _, want := range []string{"write of 4096 bytes + fsync, 50 a second", "over 100ms:", "slower than 0s"} {
+	for _, want := range []string{"write of 4096 bytes + fsync, 50 a second for up to 300ms", "over 100ms:", "slower than 0s"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("report lacks %q:\n%s", want, text)
 		}
@@ -56,13 +57,33 @@ func TestOptionsRefused(t *testing.T) {
 	} {
 		o := ok
 		mod(&o)
-		if err := run(o, &bytes.Buffer{}); err == nil {
+		if err := run(context.Background(), o, &bytes.Buffer{}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
 	o := ok
 	o.dir = t.TempDir() + "/missing"
-	if err := run(o, &bytes.Buffer{}); err == nil {
+	if err := run(context.Background(), o, &bytes.Buffer{}); err == nil {
 		t.Error("a missing directory: accepted")
+	}
+}
+
+// A cancelled probe (Ctrl-C) stops, reports what it measured and removes
+// its file.
+func TestCancelledProbeReportsAndCleansUp(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	var out bytes.Buffer
+	// An hour's probe: only the cancel ends it.
+	o := options{dir: dir, size: 4096, span: 1 << 20, rate: 50, duration: time.Hour, slow: time.Hour}
+	if err := run(ctx, o, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "| write+fsync |") {
+		t.Fatalf("no report:\n%s", out.String())
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Fatalf("left %v in the directory (%v)", ents, err)
 	}
 }

@@ -71,8 +71,11 @@ type checkpointer struct {
 	// was then, for the metrics.
 	behind atomic.Int64
 	frames atomic.Int64
+	// restarts counts the log's restarts seen (countRestarts).
+	restarts atomic.Uint64
 	// seq is the log's checkpoint sequence at the last checkpoint (seenSeq:
-	// read once), for countRestarts; only the goroutine touches them.
+	// read once), for countRestarts; only the goroutine that checkpoints
+	// touches them.
 	seq     uint32
 	seenSeq bool
 }
@@ -124,32 +127,60 @@ func (c *checkpointer) checkpoint() error {
 		// answers (1, -1, -1) and nothing was done.
 		return nil
 	}
-	c.stats.checkpoints.Add(1)
+	// The gauges first: a reader that sees the count move sees them new.
 	c.behind.Store(walFrames - backfilled)
 	c.frames.Store(walFrames)
+	c.stats.checkpoints.Add(1)
 	return nil
 }
 
-// countRestarts counts the times the log started over since the last call.
-// SQLite numbers them: the WAL header's checkpoint sequence (bytes 12-15,
-// big-endian) grows by one each time the log is written from its beginning
-// again. A missing or short file counts nothing; the first call only reads
-// the number.
+// countRestarts counts the times the log started over since the last call,
+// from the checkpoint sequence in the log's header (walSeq). A missing,
+// short or foreign file counts nothing; the first call only reads the
+// number, and a number that went down (the file was made anew) only
+// becomes the new base.
 func (c *checkpointer) countRestarts() {
 	f, err := os.Open(c.name + "-wal")
 	if err != nil {
 		return
 	}
 	defer f.Close()
-	var h [16]byte
+	var h [walHeaderRead]byte
 	if _, err := f.ReadAt(h[:], 0); err != nil {
 		return
 	}
-	seq := binary.BigEndian.Uint32(h[12:])
+	if seq, ok := walSeq(h[:]); ok {
+		c.observeSeq(seq)
+	}
+}
+
+func (c *checkpointer) observeSeq(seq uint32) {
 	if c.seenSeq && seq > c.seq {
-		c.stats.walRestarts.Add(uint64(seq - c.seq))
+		c.restarts.Add(uint64(seq - c.seq))
 	}
 	c.seq, c.seenSeq = seq, true
+}
+
+// walHeaderRead is how much of the log's header walSeq needs.
+const walHeaderRead = 16
+
+// walSeq returns the checkpoint sequence of a SQLite WAL header: bytes
+// 12-15, big-endian, after the magic number (0x377f0682 or 0x377f0683, by
+// the byte order of the checksums). SQLite adds one to it each time the
+// log is written from its beginning again. The number is kept by the
+// connection that writes the log, so it counts every restart only while
+// one connection restarts the log: this store's single writer (the
+// checkpointer's PASSIVE checkpoints never restart it; a RESTART or
+// TRUNCATE checkpoint on another connection would start a count of its
+// own).
+func walSeq(h []byte) (uint32, bool) {
+	if len(h) < walHeaderRead {
+		return 0, false
+	}
+	if m := binary.BigEndian.Uint32(h); m&^1 != 0x377f0682 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(h[12:]), true
 }
 
 // close stops the goroutine (waiting for a checkpoint in progress) and

@@ -30,8 +30,6 @@ func RegisterMetrics(reg prometheus.Registerer, s *SQLStore) error {
 			func(st Stats) uint64 { return st.Checkpoints }),
 		counter("dataproxy_store_checkpoint_failures_total", "SQLite background checkpoints that failed (the writer's own checkpoint, at 128 MiB of log, still bounds the log).",
 			func(st Stats) uint64 { return st.CheckpointFailures }),
-		counter("dataproxy_store_wal_restarts_total", "SQLite: times a write-ahead log started over (was written from its beginning again once every frame was copied), as counted by the background checkpoints.",
-			func(st Stats) uint64 { return st.WALRestarts }),
 		counter("dataproxy_store_list_rows_total", "Conversation-list rows written because this process had not seen them yet.",
 			func(st Stats) uint64 { return st.IndexRows }),
 		&poolCollector{s: s},
@@ -49,12 +47,13 @@ func RegisterMetrics(reg prometheus.Registerer, s *SQLStore) error {
 type poolCollector struct{ s *SQLStore }
 
 var (
-	poolOpen  = prometheus.NewDesc("dataproxy_db_open_connections", "Open connections of a shard's primary write pool.", []string{"shard"}, nil)
-	poolBusy  = prometheus.NewDesc("dataproxy_db_in_use_connections", "Connections in use in a shard's primary write pool.", []string{"shard"}, nil)
-	poolWait  = prometheus.NewDesc("dataproxy_db_wait_seconds_total", "Time spent waiting for a free connection of a shard's primary write pool.", []string{"shard"}, nil)
-	queueLen  = prometheus.NewDesc("dataproxy_store_queued_calls", "Append calls waiting for a shard's group committer.", []string{"shard"}, nil)
-	walFrames = prometheus.NewDesc("dataproxy_store_wal_frames", "SQLite: frames (pages) in the write-ahead log at the last background checkpoint (the writer checkpoints in a commit at 32768).", []string{"shard"}, nil)
-	walBehind = prometheus.NewDesc("dataproxy_store_wal_frames_uncopied", "SQLite: write-ahead-log frames the last background checkpoint could not copy because readers still needed them (growing: a long reader holds the log).", []string{"shard"}, nil)
+	poolOpen    = prometheus.NewDesc("dataproxy_db_open_connections", "Open connections of a shard's primary write pool.", []string{"shard"}, nil)
+	poolBusy    = prometheus.NewDesc("dataproxy_db_in_use_connections", "Connections in use in a shard's primary write pool.", []string{"shard"}, nil)
+	poolWait    = prometheus.NewDesc("dataproxy_db_wait_seconds_total", "Time spent waiting for a free connection of a shard's primary write pool.", []string{"shard"}, nil)
+	queueLen    = prometheus.NewDesc("dataproxy_store_queued_calls", "Append calls waiting for a shard's group committer.", []string{"shard"}, nil)
+	walRestarts = prometheus.NewDesc("dataproxy_store_wal_restarts_total", "SQLite: times a shard's write-ahead log started over (was written from its beginning again once every frame was copied), as counted by its background checkpoints.", []string{"shard"}, nil)
+	walFrames   = prometheus.NewDesc("dataproxy_store_wal_frames", "SQLite: frames (pages) in the write-ahead log at the last background checkpoint (the writer checkpoints in a commit once it passes 32768).", []string{"shard"}, nil)
+	walBehind   = prometheus.NewDesc("dataproxy_store_wal_frames_uncopied", "SQLite: write-ahead-log frames the last background checkpoint could not copy because readers still needed them (growing: a long reader holds the log).", []string{"shard"}, nil)
 )
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -64,6 +63,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueLen
 	ch <- walFrames
 	ch <- walBehind
+	ch <- walRestarts
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
@@ -77,6 +77,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		if d.ckpt != nil {
 			ch <- prometheus.MustNewConstMetric(walFrames, prometheus.GaugeValue, float64(d.ckpt.frames.Load()), shard)
 			ch <- prometheus.MustNewConstMetric(walBehind, prometheus.GaugeValue, float64(d.ckpt.behind.Load()), shard)
+			ch <- prometheus.MustNewConstMetric(walRestarts, prometheus.CounterValue, float64(d.ckpt.restarts.Load()), shard)
 		}
 	}
 }
