@@ -72,9 +72,12 @@ func (o options) check() error {
 	return nil
 }
 
-// slowSync is one fsync over -slow: when it started, from the start of the
-// probe, and how long it took.
-type slowSync struct{ at, took time.Duration }
+// slowSync is one fsync over -slow: when its write started, and how long
+// the write and the sync took.
+type slowSync struct {
+	at   time.Time
+	took time.Duration
+}
 
 // run probes until o.duration is over or ctx is cancelled, reports what
 // it measured (also when a write or sync failed part way), and removes
@@ -148,7 +151,7 @@ func probe(ctx context.Context, f *os.File, o options) (latency.Summary, []slowS
 		took := time.Since(t0)
 		rec.Add(took)
 		if took > o.slow {
-			slow = append(slow, slowSync{at: t0.Sub(start), took: took})
+			slow = append(slow, slowSync{at: t0, took: took})
 		}
 		if off += int64(o.size); off+int64(o.size) > o.span {
 			off = 0
@@ -174,9 +177,12 @@ func report(out io.Writer, o options, lat latency.Summary, slow []slowSync) {
 		}
 	}
 	if len(slow) > 0 {
-		fmt.Fprintf(out, "\nslower than %v (time from the start: took):\n", o.slow)
+		// Wall-clock times (UTC), to match with other tools' logs, for
+		// example the trace of bench p2p -trace, which says the time its
+		// offsets count from.
+		fmt.Fprintf(out, "\nslower than %v (when the write started, UTC: took):\n", o.slow)
 		for _, s := range slow {
-			fmt.Fprintf(out, "  %7.2fs: %s ms\n", s.at.Seconds(), latency.Ms(s.took))
+			fmt.Fprintf(out, "  %s: %s ms\n", s.at.UTC().Format("15:04:05.000"), latency.Ms(s.took))
 		}
 	}
 	fmt.Fprintln(out, "\nEach commit waits for one such sync, and every append queued behind it waits too: at 5,000 msg/s a 100 ms sync holds about 500 messages.")

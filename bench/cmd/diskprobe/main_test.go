@@ -36,7 +36,7 @@ func TestProbeReportsEverySync(t *testing.T) {
 	if samples == "0" || samples != strconv.Itoa(listed) {
 		t.Fatalf("%s samples, %d listed as slow:\n%s", samples, listed, text)
 	}
-	for _, want := range []string{"write of 4096 bytes + fsync, 50 a second for up to 300ms", "over 100ms:", "slower than 0s"} {
+	for _, want := range []string{"write of 4096 bytes + fsync, 50 a second for up to 300ms", "over 100ms:", "slower than 0s (when the write started, UTC"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("report lacks %q:\n%s", want, text)
 		}
