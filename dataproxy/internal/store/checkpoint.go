@@ -31,16 +31,12 @@ import (
 // some commit always lands while the checkpoint copies, so the log grows to
 // the writer's size (128 MiB), where the writer checkpoints in a commit as
 // before, but finds all but the frames of the last interval copied, and the
-// log starts over. A catch-up that made the log start over after every
-// background checkpoint was built and measured: further PASSIVE rounds
-// until the copy caught up with the commits, then a last PASSIVE on the
-// writer's connection between two commits. It did start the log over (24
-// to 25 times in 29 checkpoints), but that last step held the writer for 3
-// to 21 ms each second, and the one-to-one benchmark's p99 came out no
-// better (lower in 10 of 20 alternating pairs): on a benchmark's set of hot
-// pages the writer's in-commit copy is short. docs/DATAPROXY.md has the
-// details; the metrics dataproxy_store_wal_frames and
-// dataproxy_store_wal_restarts_total show which case a deployment is in.
+// log starts over. Forcing a restart after every background checkpoint
+// (a last PASSIVE on the writer's connection, between two commits) held
+// the writer each second and did not lower the latency: docs/DATAPROXY.md
+// ("SQLite checkpoints") has the measurements. The metrics
+// dataproxy_store_wal_frames and dataproxy_store_wal_restarts_total show
+// how a deployment's log behaves.
 
 const (
 	// DefaultCheckpointEvery is SQLiteConfig.CheckpointEvery's default.
