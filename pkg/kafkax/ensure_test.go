@@ -2,6 +2,7 @@ package kafkax
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -82,5 +83,53 @@ func TestProducerRecreatedAfterEachFatalError(t *testing.T) {
 	defer cancel()
 	if err := pr.SendAll(ctx, []Msg{{Topic: "t", Key: []byte("k"), Value: []byte("v")}}); err != nil {
 		t.Fatalf("send after two fatal errors: %v", err)
+	}
+}
+
+// Every message queued on an instance that fails fatally gets its
+// callback: the purge's reports are served before the instance is
+// closed. Before, Close right after the purge dropped the reports still
+// queued, and logic's worker waited for them for ever.
+func TestFatalErrorReportsEveryQueuedMessage(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pr, err := NewProducer(Common{Brokers: c.ListenAddrs()[0]}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pr.SendAll(ctx, []Msg{{Topic: "t", Key: []byte("k"), Value: []byte("warm-up")}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	reports := make(chan error, n)
+	val := make([]byte, 200)
+	for i := range n {
+		if err := pr.Produce("t", fmt.Appendf(nil, "%d", i%50), val, func(err error) { reports <- err }); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+	}
+	pr.mu.RLock()
+	p1 := pr.p
+	pr.mu.RUnlock()
+	p1.TestFatalError(kafka.ErrOutOfOrderSequenceNumber, "test: fails with messages queued")
+	failed := 0
+	for i := range n {
+		select {
+		case err := <-reports:
+			if err != nil {
+				failed++
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of %d callbacks never ran (%d of those that ran failed)", n-i, n, failed)
+		}
+	}
+	if failed == 0 {
+		t.Log("the instance delivered everything before it failed; the purge path was not exercised")
 	}
 }

@@ -101,10 +101,22 @@ func (pr *Producer) recreate(old *kafka.Producer) {
 		time.Sleep(time.Second)
 	}
 	pr.mu.Unlock()
-	// Fail what was queued on the dead instance, then release it.
+	// Fail what was queued on the dead instance, serve the purge's
+	// reports, then release it. Close alone would drop the reports still
+	// queued in librdkafka, and a caller waiting for one (logic's worker
+	// holds a batch's offset until every report is in) would wait for
+	// ever.
 	_ = old.Purge(kafka.PurgeQueue | kafka.PurgeInFlight)
+	if n := old.Flush(int(purgeWait / time.Millisecond)); n > 0 {
+		pr.log.Error("kafka producer: reports of a failed instance still missing; their senders get no callback", "missing", n, "waited", purgeWait)
+	}
 	old.Close()
 }
+
+// purgeWait bounds the wait for a failed instance's purge reports. A purge
+// fails every message at once, so they normally all arrive within
+// milliseconds.
+const purgeWait = 30 * time.Second
 
 // Produce queues one message; cb (which may be nil) runs on the delivery
 // goroutine when the broker has acknowledged it or it failed, so cb must

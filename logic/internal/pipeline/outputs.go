@@ -291,9 +291,30 @@ func frame(v any) []byte {
 // targets t has there.
 func fanoutDown(out []kafkax.Msg, key string, t *targets, rec *events.DownRecord) []kafkax.Msg {
 	for _, gw := range t.order {
-		r := *rec
-		r.Targets = t.by[gw]
-		out = append(out, kafkax.Msg{Topic: kafkax.DownTopic(gw), Key: []byte(key), Value: kafkax.Encode(&r)})
+		out = appendDown(out, kafkax.DownTopic(gw), []byte(key), rec, t.by[gw])
+	}
+	return out
+}
+
+// appendDown appends rec for targets to out as one record, or as several
+// with a share of the targets each when one would pass maxPackBytes: a
+// large group's push to a gateway holding tens of thousands of its members
+// (about 30 bytes a target) would otherwise pass Kafka's message.max.bytes,
+// and a record Kafka refuses is retried for ever. The parts keep the key,
+// so they go to one partition in order; the gateway pushes each to its
+// targets.
+func appendDown(out []kafkax.Msg, topic string, key []byte, rec *events.DownRecord, targets []*events.Target) []kafkax.Msg {
+	r := *rec
+	r.Targets = targets
+	v := kafkax.Encode(&r)
+	if len(v) <= maxPackBytes || len(targets) < 2 {
+		return append(out, kafkax.Msg{Topic: topic, Key: key, Value: v})
+	}
+	// Parts of about three quarters of the bound, so that uneven target
+	// sizes rarely need a second split.
+	parts := min(len(targets), len(v)/(maxPackBytes*3/4)+1)
+	for i := range parts {
+		out = appendDown(out, topic, key, rec, targets[i*len(targets)/parts:(i+1)*len(targets)/parts])
 	}
 	return out
 }

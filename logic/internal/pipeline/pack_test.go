@@ -3,10 +3,13 @@ package pipeline
 import (
 	"bytes"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/pkg/kafkax"
 )
@@ -104,5 +107,47 @@ func TestPack(t *testing.T) {
 	// large one alone.
 	if n := perTopic[kafkax.DownTopic("gw3")]; n < 5 || n > 6 {
 		t.Errorf("gw3: %d records", n)
+	}
+}
+
+// A push to more targets on one gateway than fit in one record goes out as
+// several records, each under maxPackBytes, with the same key and every
+// target exactly once, in order.
+func TestFanoutSplitsLargeTargetLists(t *testing.T) {
+	msg := &events.DownRecord{Kind: events.DownKind_PUSH, Message: &common.Message{ConvId: "g:big", Seq: 7, Body: strings.Repeat("x", 4096)}}
+	for _, n := range []int{1, 100, 9000, 40000, 120000} {
+		tg := newTargets()
+		want := make([]string, 0, n)
+		for i := range n {
+			tg.put("gw-1", &events.Target{Uid: fmt.Sprintf("user-%06d", i), ConnId: int64(i)})
+			want = append(want, fmt.Sprintf("user-%06d/%d", i, i))
+		}
+		out := fanoutDown(nil, "g:big", tg, msg)
+		var got []string
+		for _, m := range out {
+			if len(m.Value) > maxPackBytes {
+				t.Fatalf("n=%d: a record of %d bytes (bound %d)", n, len(m.Value), maxPackBytes)
+			}
+			if m.Topic != kafkax.DownTopic("gw-1") || string(m.Key) != "g:big" {
+				t.Fatalf("n=%d: record to %s key %q", n, m.Topic, m.Key)
+			}
+			var rec events.DownRecord
+			if err := kafkax.Decode(m.Value, &rec); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Kind != events.DownKind_PUSH || rec.Message.Seq != 7 || len(rec.Message.Body) != 4096 {
+				t.Fatalf("n=%d: part carries %v seq %d body %d bytes", n, rec.Kind, rec.Message.Seq, len(rec.Message.Body))
+			}
+			for _, x := range rec.Targets {
+				got = append(got, fmt.Sprintf("%s/%d", x.Uid, x.ConnId))
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("n=%d: %d targets over %d records, not each once in order", n, len(got), len(out))
+		}
+		if n <= 100 && len(out) != 1 {
+			t.Fatalf("n=%d: split into %d records", n, len(out))
+		}
+		t.Logf("%d targets: %d records", n, len(out))
 	}
 }
