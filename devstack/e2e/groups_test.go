@@ -72,6 +72,13 @@ func TestGroupChat(t *testing.T) {
 	if _, code := groupOp(t, dave, protocol.GroupReq{Type: protocol.TypeGroupInfo, RID: "i", Group: "team"}); code != int32(errcode.ConvNotFound) {
 		t.Fatalf("outsider info: code %d", code)
 	}
+	// A missing or malformed group id is a bad field, whoever asks.
+	if _, code := groupOp(t, dave, protocol.GroupReq{Type: protocol.TypeGroupInfo, RID: "i2"}); code != int32(errcode.BadField) {
+		t.Fatalf("info without a group: code %d, want bad_field", code)
+	}
+	if _, code := groupOp(t, dave, protocol.GroupReq{Type: protocol.TypeGroupMembers, RID: "i3", Group: "bad id!"}); code != int32(errcode.BadField) {
+		t.Fatalf("members of a malformed group id: code %d, want bad_field", code)
+	}
 	if len(dave.pending(protocol.TypeMsg)) != 0 {
 		t.Fatal("dave got a group message")
 	}

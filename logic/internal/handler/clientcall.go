@@ -8,6 +8,7 @@ import (
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
 	"github.com/gochat-im/gochat/pkg/errcode"
+	"github.com/gochat-im/gochat/pkg/ids"
 	"github.com/gochat-im/gochat/pkg/protocol"
 )
 
@@ -105,8 +106,15 @@ func (h *Handler) ClientCall(ctx context.Context, req *logic.ClientCallReq) (*lo
 }
 
 // asMember runs fn with the group if uid is one of its members; otherwise
-// the group reads as not found (its existence is not revealed).
+// the group reads as not found (its existence is not revealed). A missing
+// or malformed id is the client's mistake, not an unknown group.
 func (h *Handler) asMember(ctx context.Context, group, uid string, fn func(*common.Group) error) error {
+	if group == "" {
+		return errcode.Biz(errcode.BadField, "group missing")
+	}
+	if !ids.ValidConv("g:" + group) {
+		return errcode.Biz(errcode.BadField, "invalid group id %q", group)
+	}
 	ok, err := h.isMember(ctx, group, uid)
 	if err != nil {
 		return errcode.ToBiz(err)

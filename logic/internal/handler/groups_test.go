@@ -69,6 +69,15 @@ func TestClientGroupOperations(t *testing.T) {
 	if _, err := call(t, h, "alice", protocol.GroupReq{Type: "group_explode"}); code(err) != errcode.UnknownType {
 		t.Fatalf("unknown op: %v", err)
 	}
+	// A missing or malformed group id is a bad field, not an unknown group.
+	for _, op := range []string{protocol.TypeGroupAdd, protocol.TypeGroupRemove, protocol.TypeGroupLeave,
+		protocol.TypeGroupDissolve, protocol.TypeGroupInfo, protocol.TypeGroupMembers} {
+		for _, bad := range []string{"", "bad id!"} {
+			if _, err := call(t, h, "alice", protocol.GroupReq{Type: op, Group: bad, Members: []string{"bob"}}); code(err) != errcode.BadField {
+				t.Fatalf("%s with group %q: %v, want bad_field", op, bad, err)
+			}
+		}
+	}
 	// Sync of a group: members only.
 	if _, err := h.Sync(context.Background(), &logic.SyncReq{Uid: "dave", ConvId: "g:" + id}); code(err) != errcode.ConvNotFound {
 		t.Fatalf("outsider syncs: %v", err)
