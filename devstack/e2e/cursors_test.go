@@ -98,6 +98,12 @@ func TestReceiptsTypingRecall(t *testing.T) {
 	if e := waitError(t, bobPhone); e.Code != int32(errcode.Forbidden) || e.ClientMsgID != "r2" {
 		t.Fatalf("recalling someone else's message: %+v", e)
 	}
+	// A recall under the cmid of a message is refused, not answered with
+	// that message's ack (which would read as a recall done).
+	alice.sendJSON(protocol.Recall{Type: protocol.TypeRecall, ClientMsgID: "m2", Conv: conv, Seq: 2})
+	if e := waitError(t, alice); e.Code != int32(errcode.BadField) || e.ClientMsgID != "m2" {
+		t.Fatalf("recall under a message's cmid: %+v", e)
+	}
 	time.Sleep(3 * time.Second) // the window is 3 s
 	alice.sendJSON(protocol.Recall{Type: protocol.TypeRecall, ClientMsgID: "r3", Conv: conv, Seq: 2})
 	if e := waitError(t, alice); e.Code != int32(errcode.Forbidden) || e.ClientMsgID != "r3" {

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gochat-im/gochat/pkg/errcode"
 	"github.com/gochat-im/gochat/pkg/ids"
 )
 
@@ -144,7 +145,7 @@ func (d *shardDB) appendTxOnce(ctx context.Context, reqs []*appendReq, lookUp bo
 	}
 	// Items that may be refused are looked up first: if one is a
 	// retransmission it must get its original answer, not the refusal.
-	var stored map[dedupKey]AppendResult
+	var stored map[dedupKey]prior
 	switch {
 	case oldConv && lookUp:
 		if stored, err = d.findStored(ctx, tx, reqs, convs, nil); err != nil {
@@ -302,12 +303,12 @@ func (d *shardDB) writeCursors(ctx context.Context, tx *sql.Tx, reqs []*appendRe
 // the batch recalls (those it inserts itself are marked in their rows).
 // It changes nothing but convs' running state and the results, so it can
 // be run again with more stored messages.
-func number(reqs []*appendReq, convs map[string]*convState, stored map[dedupKey]AppendResult, tables int, chk *checks) ([][]msgRow, []recallMark) {
+func number(reqs []*appendReq, convs map[string]*convState, stored map[dedupKey]prior, tables int, chk *checks) ([][]msgRow, []recallMark) {
 	for _, st := range convs {
 		st.lastSeq, st.updated = st.startSeq, st.startUpdated
 	}
 	inserts := make([][]msgRow, tables)
-	assigned := make(map[dedupKey]AppendResult)
+	assigned := make(map[dedupKey]prior)
 	// Messages numbered so far, for recalls later in the batch.
 	type pos struct{ table, i int }
 	numbered := make(map[seqKey]pos)
@@ -318,11 +319,11 @@ func number(reqs []*appendReq, convs map[string]*convState, stored map[dedupKey]
 			it := &r.items[k]
 			key := dedupKey{it.ConvID, it.Sender, it.ClientMsgID}
 			if o, ok := stored[key]; ok {
-				r.res[k] = AppendResult{Seq: o.Seq, CreatedAtMs: o.CreatedAtMs, Duplicate: true}
+				r.res[k] = o.answer(it)
 				continue
 			}
 			if o, ok := assigned[key]; ok {
-				r.res[k] = AppendResult{Seq: o.Seq, CreatedAtMs: o.CreatedAtMs, Duplicate: true}
+				r.res[k] = o.answer(it)
 				continue
 			}
 			st := convs[it.ConvID]
@@ -357,14 +358,30 @@ func number(reqs []*appendReq, convs map[string]*convState, stored map[dedupKey]
 			}
 			st.lastSeq++
 			st.updated = max(st.updated, created)
-			res := AppendResult{Seq: st.lastSeq, CreatedAtMs: created}
-			assigned[key] = res
-			r.res[k] = res
+			assigned[key] = prior{seq: st.lastSeq, created: created, refSeq: it.RecallSeq}
+			r.res[k] = AppendResult{Seq: st.lastSeq, CreatedAtMs: created}
 			numbered[seqKey{it.ConvID, st.lastSeq}] = pos{st.table, len(inserts[st.table])}
 			inserts[st.table] = append(inserts[st.table], msgRow{it: it, seq: st.lastSeq, created: created})
 		}
 	}
 	return inserts, marks
+}
+
+// prior is the message that holds an item's dedup key: stored before, or
+// numbered earlier in the same batch.
+type prior struct{ seq, created, refSeq int64 }
+
+// answer is the result of an item whose dedup key p holds. A
+// retransmission gets the original's ack. An item of another kind under
+// the same key (a recall whose cmid the sender used for a message, or the
+// other way round) is not a retransmission but a client reusing a cmid:
+// the original's ack would tell it that something happened which did not.
+func (p prior) answer(it *AppendItem) AppendResult {
+	if p.refSeq != it.RecallSeq {
+		return AppendResult{ErrorCode: int32(errcode.BadField),
+			ErrorMessage: fmt.Sprintf("cmid %q is taken by message %d of %s; use a new cmid", it.ClientMsgID, p.seq, it.ConvID)}
+	}
+	return AppendResult{Seq: p.seq, CreatedAtMs: p.created, Duplicate: true}
 }
 
 // writeIndex inserts the conversation-list rows of the batch that are not
@@ -463,7 +480,7 @@ func (d *shardDB) lockConvs(ctx context.Context, tx *sql.Tx, t int, names []stri
 // the batch (of its items for which want is true, or all when want is nil).
 // The conversations are locked, so no other transaction can add one
 // meanwhile. A conversation that had no message cannot hold any.
-func (d *shardDB) findStored(ctx context.Context, tx *sql.Tx, reqs []*appendReq, convs map[string]*convState, want func(*AppendItem) bool) (map[dedupKey]AppendResult, error) {
+func (d *shardDB) findStored(ctx context.Context, tx *sql.Tx, reqs []*appendReq, convs map[string]*convState, want func(*AppendItem) bool) (map[dedupKey]prior, error) {
 	perTable := make([][]any, len(d.t))
 	seen := make(map[dedupKey]bool)
 	for _, r := range reqs {
@@ -478,7 +495,7 @@ func (d *shardDB) findStored(ctx context.Context, tx *sql.Tx, reqs []*appendReq,
 			perTable[st.table] = append(perTable[st.table], key.conv, key.sender, key.cmid)
 		}
 	}
-	found := make(map[dedupKey]AppendResult)
+	found := make(map[dedupKey]prior)
 	for t, args := range perTable {
 		if len(args) == 0 {
 			continue
@@ -486,11 +503,11 @@ func (d *shardDB) findStored(ctx context.Context, tx *sql.Tx, reqs []*appendReq,
 		err := d.queryEach(ctx, tx, d.t[t].findMsg, 3, args,
 			func(rows *sql.Rows) error {
 				var k dedupKey
-				var r AppendResult
-				if err := rows.Scan(&k.conv, &k.sender, &k.cmid, &r.Seq, &r.CreatedAtMs); err != nil {
+				var p prior
+				if err := rows.Scan(&k.conv, &k.sender, &k.cmid, &p.seq, &p.created, &p.refSeq); err != nil {
 					return err
 				}
-				found[k] = r
+				found[k] = p
 				return nil
 			})
 		if err != nil {

@@ -98,7 +98,7 @@ func newTableSQL(l Layout, d dialect, t int) tableSQL {
 		tuple: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"}
 	ts.saveConv = d.saveSeqs(ts.convs)
 	ts.lockConv = keySQL{"SELECT conv_id, last_seq, updated_at_ms FROM " + ts.convs + " WHERE ", d.lockSuffix, inList("conv_id")}
-	ts.findMsg = keySQL{"SELECT conv_id, sender, client_msg_id, seq, created_at_ms FROM " + ts.msgs + " WHERE ", "",
+	ts.findMsg = keySQL{"SELECT conv_id, sender, client_msg_id, seq, created_at_ms, ref_seq FROM " + ts.msgs + " WHERE ", "",
 		orTerms("(conv_id = ? AND sender = ? AND client_msg_id = ?)")}
 	ts.groupState = keySQL{"SELECT group_id, dissolved_at_ms FROM " + ts.groups + " WHERE ", "", inList("group_id")}
 	ts.memberCheck = keySQL{"SELECT group_id, uid FROM " + ts.members + " WHERE ", "", orTerms("(group_id = ? AND uid = ?)")}

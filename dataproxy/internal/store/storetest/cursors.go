@@ -276,6 +276,55 @@ func testRecall(t *testing.T, open Factory) {
 	}
 }
 
+// testCmidReusedForAnotherKind: a cmid names one message of a sender in a
+// conversation. A recall under the cmid of a message (or a message under
+// the cmid of a recall, or a recall of another seq under a recall's cmid)
+// is not a retransmission: it is refused as a bad field instead of
+// getting the original's ack, which would tell the client that a recall
+// happened when none did. Stored before or earlier in the same batch.
+func testCmidReusedForAnotherKind(t *testing.T, open Factory) {
+	s := handle(t, open)
+	a, b := uid("alice"), uid("bob")
+	conv := ids.P2P(a, b)
+	now := time.Now().UnixMilli()
+	recall := func(cmid string, seq int64) store.AppendItem {
+		it := p2pItem(a, b, cmid, "")
+		it.RecallSeq, it.RecallWindowMs, it.CreatedAtMs = seq, 60_000, now
+		return it
+	}
+	msg := func(cmid, body string) store.AppendItem {
+		it := p2pItem(a, b, cmid, body)
+		it.CreatedAtMs = now
+		return it
+	}
+	wantSeqs(t, appendOK(t, s, msg("x", "first"), msg("y", "second"), recall("r", 2)), 1, 2, 3)
+	res := appendOK(t, s,
+		recall("x", 1),    // the cmid of message 1
+		msg("r", "again"), // the cmid of the recall
+		recall("r", 1),    // the recall's cmid, another seq
+		recall("y", 2),    // message 2's cmid; message 2 is recalled already anyway
+		msg("x", "first"), // a true retransmission
+		recall("r", 2),    // and another
+		msg("z", "third"), // new: seq 4
+		recall("z", 4),    // the cmid of message 4, numbered earlier in this batch
+	)
+	want := []struct {
+		seq  int64
+		dup  bool
+		code errcode.Code
+	}{{0, false, errcode.BadField}, {0, false, errcode.BadField}, {0, false, errcode.BadField}, {0, false, errcode.BadField},
+		{1, true, 0}, {3, true, 0}, {4, false, 0}, {0, false, errcode.BadField}}
+	for i, w := range want {
+		if r := res[i]; r.Seq != w.seq || r.Duplicate != w.dup || errcode.Code(r.ErrorCode) != w.code {
+			t.Fatalf("item %d: %+v, want %+v", i, r, w)
+		}
+	}
+	m := syncAll(t, s, conv).Messages
+	if len(m) != 4 || m[0].Recalled || m[0].Body != "first" || !m[1].Recalled || m[3].Recalled || m[3].Body != "third" {
+		t.Fatalf("messages after the refused items: %+v", m)
+	}
+}
+
 // testOperatorRecall: the operator (moderation) recalls any sender's
 // message at any age, in a group too after the sender left it or the
 // group was dissolved; the event keeps its reason and leaves the sender's

@@ -58,6 +58,7 @@ func Run(t *testing.T, open Factory) {
 		{"GroupRejoinKeepsCursors", testGroupRejoinKeepsCursors},
 		{"Recall", testRecall},
 		{"RecallInBatch", testRecallInBatch},
+		{"CmidReusedForAnotherKind", testCmidReusedForAnotherKind},
 		{"OperatorRecall", testOperatorRecall},
 		{"GetMessage", testGetMessage},
 	}
