@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -51,8 +53,8 @@ func Parse(fs *flag.FlagSet, args []string) error {
 			return
 		}
 		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("environment %s: %w", EnvName(f.Name), err))
+			if err := setValue(fs, f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("environment %s (-%s): %w", EnvName(f.Name), f.Name, err))
 			}
 		}
 	})
@@ -108,12 +110,87 @@ func applyFile(fs *flag.FlagSet, path string) error {
 		if !set {
 			continue
 		}
-		if err := fs.Set(k, s); err != nil {
+		if err := setValue(fs, k, s); err != nil {
 			return fmt.Errorf("config file %s: %s: %w", path, k, err)
 		}
 	}
 	return nil
 }
+
+// setValue sets the flag called name to value. The flag package's own error
+// says only "parse error" or "value out of range", and the command line
+// adds the value and the flag; a value from the file or the environment
+// gets the value and the kind of value wanted instead, with the parser's
+// reason where it has one.
+func setValue(fs *flag.FlagSet, name, value string) error {
+	err := fs.Set(name, value)
+	if err == nil {
+		return nil
+	}
+	f := fs.Lookup(name)
+	if f == nil {
+		return err
+	}
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return &valueError{Value: value, Err: err}
+	}
+	var want string
+	var reason error
+	switch g.Get().(type) {
+	case bool:
+		want = "true or false"
+		_, reason = strconv.ParseBool(value)
+	case int, int64:
+		want = "an integer"
+		_, reason = strconv.ParseInt(value, 0, 64)
+	case uint, uint64:
+		want = "an integer of 0 or more"
+		_, reason = strconv.ParseUint(value, 0, 64)
+	case float64:
+		want = "a number"
+		_, reason = strconv.ParseFloat(value, 64)
+	case time.Duration:
+		want = "a duration such as 300ms, 30s or 1m30s"
+		_, reason = time.ParseDuration(value)
+	}
+	if want == "" {
+		// A flag.Value of the program's own: its error is its own text.
+		return &valueError{Value: value, Err: err}
+	}
+	var ne *strconv.NumError
+	if errors.As(reason, &ne) {
+		// "invalid syntax" or "value out of range": the rest of the
+		// strconv text repeats the value.
+		reason = ne.Err
+	}
+	if reason == nil {
+		// The value parsed here but not in the flag (an int too large for
+		// a 32-bit int, say): the flag's own word is all there is.
+		reason = err
+	}
+	return &valueError{Value: value, Want: want, Err: reason}
+}
+
+// valueError is a value from the file or the environment that its flag
+// does not take.
+type valueError struct {
+	Value string
+	// Want describes the values the flag takes; empty for a flag of the
+	// program's own type, whose Err says it.
+	Want string
+	// Err is the parser's reason.
+	Err error
+}
+
+func (e *valueError) Error() string {
+	if e.Want == "" {
+		return fmt.Sprintf("invalid value %q: %v", e.Value, e.Err)
+	}
+	return fmt.Sprintf("invalid value %q: want %s (%v)", e.Value, e.Want, e.Err)
+}
+
+func (e *valueError) Unwrap() error { return e.Err }
 
 // nodeText returns a setting's value as written: a scalar's text, or a
 // list's items joined with commas. An empty or null value (key: or

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -107,5 +109,75 @@ func TestFileValuesAsWritten(t *testing.T) {
 		if err := Parse(fs, []string{"-config", file}); err == nil {
 			t.Errorf("%q accepted", in)
 		}
+	}
+}
+
+// A bad value from the environment or the file is reported with the value,
+// the kind of value the flag takes and the parser's reason, and names the
+// variable (and its flag) or the file and key.
+func TestBadValueMessages(t *testing.T) {
+	newSet := func() *flag.FlagSet {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.Duration("heartbeat", time.Second, "")
+		fs.Int("shards", 1, "")
+		fs.Int64("big", 1, "")
+		fs.Uint("queue", 1, "")
+		fs.Float64("ratio", 1, "")
+		fs.Bool("standalone", false, "")
+		fs.Func("mode", "", func(s string) error {
+			if s != "a" {
+				return errors.New("want a")
+			}
+			return nil
+		})
+		return fs
+	}
+	for _, tc := range []struct {
+		name, value, want string
+	}{
+		{"heartbeat", "x", `invalid value "x": want a duration such as 300ms, 30s or 1m30s (time: invalid duration "x")`},
+		{"heartbeat", "5", `invalid value "5": want a duration such as 300ms, 30s or 1m30s (time: missing unit in duration "5")`},
+		{"heartbeat", "1d", `invalid value "1d": want a duration such as 300ms, 30s or 1m30s (time: unknown unit "d" in duration "1d")`},
+		{"shards", "many", `invalid value "many": want an integer (invalid syntax)`},
+		{"shards", "1.5", `invalid value "1.5": want an integer (invalid syntax)`},
+		{"shards", "99999999999999999999", `invalid value "99999999999999999999": want an integer (value out of range)`},
+		{"big", "x", `invalid value "x": want an integer (invalid syntax)`},
+		{"queue", "-1", `invalid value "-1": want an integer of 0 or more (invalid syntax)`},
+		{"ratio", "half", `invalid value "half": want a number (invalid syntax)`},
+		{"standalone", "yes", `invalid value "yes": want true or false (invalid syntax)`},
+		{"mode", "b", `invalid value "b": want a`},
+	} {
+		env := EnvName(tc.name)
+		t.Run("env "+tc.name+"="+tc.value, func(t *testing.T) {
+			t.Setenv(env, tc.value)
+			err := Parse(newSet(), nil)
+			want := env + " (-" + tc.name + "): " + tc.want
+			if err == nil || err.Error() != "environment "+want {
+				t.Errorf("got %v\nwant environment %s", err, want)
+			}
+		})
+		t.Run("file "+tc.name+"="+tc.value, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(file, []byte(tc.name+": '"+tc.value+"'\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := Parse(newSet(), []string{"-config", file})
+			want := "config file " + file + ": " + tc.name + ": " + tc.want
+			if err == nil || err.Error() != want {
+				t.Errorf("got %v\nwant %s", err, want)
+			}
+		})
+	}
+}
+
+// Every bad variable is reported, not only the first.
+func TestBadEnvValuesAllReported(t *testing.T) {
+	t.Setenv("GOCHAT_SHARDS", "many")
+	t.Setenv("GOCHAT_IDLE_TIMEOUT", "soon")
+	fs, _, _, _ := newFS()
+	err := Parse(fs, nil)
+	if err == nil || !strings.Contains(err.Error(), `GOCHAT_SHARDS (-shards): invalid value "many"`) ||
+		!strings.Contains(err.Error(), `GOCHAT_IDLE_TIMEOUT (-idle-timeout): invalid value "soon"`) {
+		t.Fatalf("got %v", err)
 	}
 }

@@ -33,12 +33,14 @@ type Producer struct {
 // Callback receives the outcome of one produced message.
 type Callback func(err error)
 
-// NewProducer starts a producer with c.ProducerConfig().
+// NewProducer starts a producer with c.ProducerConfig(). Its librdkafka
+// log lines go to log (slog.Default() if nil), unless c.Extra sets
+// go.logs.channel.enable=false.
 func NewProducer(c Common, log *slog.Logger) (*Producer, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	pr := &Producer{cfg: c.ProducerConfig(), log: log}
+	pr := &Producer{cfg: c.producerConfig(), log: log}
 	p, err := pr.start()
 	if err != nil {
 		return nil, err
@@ -58,6 +60,9 @@ func (pr *Producer) start() (*kafka.Producer, error) {
 	}
 	pr.wg.Add(1)
 	go pr.events(p)
+	// Ends when p is closed (by Close or, for a failed instance, by
+	// recreate); Close waits for it through wg.
+	forwardClientLogs(p.Logs(), pr.cfg, pr.log, &pr.wg)
 	return p, nil
 }
 

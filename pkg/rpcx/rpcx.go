@@ -43,7 +43,8 @@ type ServerConfig struct {
 	Listen    string
 	Advertise string
 	Etcd      []string
-	// LeaseTTL is how long a dead instance stays listed in etcd.
+	// LeaseTTL is how long a dead instance stays listed in etcd, in whole
+	// seconds; 0 leaves registry-etcd's default (60 s).
 	LeaseTTL time.Duration
 	// OnRegistered, if set, runs once the instance is listed in etcd:
 	// Kitex registers about a second after it starts listening, and
@@ -55,6 +56,11 @@ type ServerConfig struct {
 // ServerOptions returns options that listen on cfg.Listen and register the
 // service in etcd.
 func ServerOptions(cfg ServerConfig) ([]server.Option, error) {
+	if cfg.LeaseTTL < 0 || (cfg.LeaseTTL > 0 && cfg.LeaseTTL < time.Second) {
+		// registry-etcd counts whole seconds: less than one would ask
+		// etcd for a lease of 0 s.
+		return nil, fmt.Errorf("lease TTL %v: want 0 (registry-etcd's default) or at least 1s", cfg.LeaseTTL)
+	}
 	addr, err := net.ResolveTCPAddr("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
@@ -92,6 +98,9 @@ func ServerOptions(cfg ServerConfig) ([]server.Option, error) {
 	}, nil
 }
 
+// DefaultTimeout is the timeout of one call when ClientConfig.Timeout is 0.
+const DefaultTimeout = 3 * time.Second
+
 // ClientConfig describes a Kitex client.
 type ClientConfig struct {
 	// Service is the registered name of the callee.
@@ -99,7 +108,8 @@ type ClientConfig struct {
 	Etcd    []string
 	// HostPorts, when set, skips discovery (for tests and tools).
 	HostPorts []string
-	// Timeout of one call; 0 means 3 s.
+	// Timeout of one call; 0 means DefaultTimeout. A negative timeout is
+	// refused: Kitex would fail every call at once.
 	Timeout time.Duration
 	// Caller names this client in the callee's metrics.
 	Caller string
@@ -108,8 +118,11 @@ type ClientConfig struct {
 // ClientOptions returns options that find cfg.Service through etcd and keep
 // a pool of long connections to each instance.
 func ClientOptions(cfg ClientConfig) ([]client.Option, error) {
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("rpc timeout %v: must not be negative (0 means %v)", cfg.Timeout, DefaultTimeout)
+	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 3 * time.Second
+		cfg.Timeout = DefaultTimeout
 	}
 	opts := []client.Option{
 		client.WithRPCTimeout(cfg.Timeout),

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/gochat-im/gochat/dataproxy/internal/handler"
 	"github.com/gochat-im/gochat/dataproxy/internal/routes"
 	"github.com/gochat-im/gochat/dataproxy/internal/store"
@@ -128,7 +130,58 @@ func (s *settings) validate() error {
 	if _, err := s.replicas(); err != nil {
 		return err
 	}
+	if s.store == "mysql" {
+		return s.checkDSNs()
+	}
 	return nil
+}
+
+// checkDSNs parses every MySQL DSN as the store will. Opening the store is
+// retried until -startup-timeout, since MySQL may still be starting, and a
+// DSN that is not one would be retried too, reported only as "waiting for
+// mysql"; so it is refused here, before anything is contacted. Passwords
+// are left out of the errors.
+func (s *settings) checkDSNs() error {
+	seen := make(map[string]int)
+	for i, dsn := range s.mysqlDSNs() {
+		what := "-mysql-dsn"
+		if s.mysqlDSN == "" {
+			what = fmt.Sprintf("-shard-dbs shard %d", i)
+		}
+		mc, err := parseDSN(dsn)
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", what, redact(dsn), err)
+		}
+		// The store refuses this too, but only after it has connected to
+		// the shards before.
+		db := mc.Addr + "/" + mc.DBName
+		if j, dup := seen[db]; dup {
+			return fmt.Errorf("-shard-dbs: shards %d and %d are the same database %s", j, i, db)
+		}
+		seen[db] = i
+	}
+	reps, _ := s.replicas() // checked by validate
+	for shard, dsns := range reps {
+		for _, dsn := range dsns {
+			if _, err := parseDSN(dsn); err != nil {
+				return fmt.Errorf("-shard-replicas entry %q: %w", fmt.Sprintf("%d=%s", shard, redact(dsn)), err)
+			}
+		}
+	}
+	return nil
+}
+
+// parseDSN parses a DSN with the MySQL driver, and wants a database name,
+// as the store does.
+func parseDSN(dsn string) (*mysql.Config, error) {
+	mc, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if mc.DBName == "" {
+		return nil, errors.New("no database name (want user:password@tcp(host:port)/database)")
+	}
+	return mc, nil
 }
 
 // sqliteDBs is the number of SQLite files.

@@ -97,3 +97,48 @@ func TestShardSettings(t *testing.T) {
 		}
 	}
 }
+
+// Every MySQL DSN is parsed at start, as the store will, so that one that
+// is not a DSN is refused at once instead of being retried as "waiting for
+// mysql" until -startup-timeout; the error names the flag and the DSN with
+// its password hidden.
+func TestDSNSettings(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		err  string // "" when accepted
+	}{
+		{[]string{"-mysql-dsn", "gochat:secret@tcp(127.0.0.1:3306)/gochat"}, ""},
+		{[]string{"-mysql-dsn", "gochat:secret@tcp(127.0.0.1:3306)/gochat?charset=utf8mb4&parseTime=true"}, ""},
+		{[]string{"-mysql-dsn", "not a dsn"},
+			`-mysql-dsn "not a dsn": invalid DSN: missing the slash separating the database name`},
+		{[]string{"-mysql-dsn", "gochat:secret@tcp(127.0.0.1:3306)/"},
+			`-mysql-dsn "gochat:***@tcp(127.0.0.1:3306)/": no database name (want user:password@tcp(host:port)/database)`},
+		{[]string{"-mysql-dsn", "gochat:secret@tcp(127.0.0.1:3306/gochat"},
+			`-mysql-dsn "gochat:***@tcp(127.0.0.1:3306/gochat": invalid DSN: network address not terminated (missing closing brace)`},
+		{[]string{"-mysql-dsn", "gochat:secret@tcp(127.0.0.1:3306)/gochat?parseTime=maybe"},
+			`-mysql-dsn "gochat:***@tcp(127.0.0.1:3306)/gochat?parseTime=maybe": invalid bool value: maybe`},
+		{[]string{"-shard-dbs", "u:secret@tcp(a:3306)/g0;u:secret@tcp(b:3306)/g1"}, ""},
+		{[]string{"-shard-dbs", "u:secret@tcp(a:3306)/g0;u:secret@tcp(b:3306)"},
+			`-shard-dbs shard 1 "u:***@tcp(b:3306)": invalid DSN: missing the slash separating the database name`},
+		{[]string{"-shard-dbs", "u:secret@tcp(a:3306)/g0;u:other@tcp(a)/g0"},
+			`-shard-dbs: shards 0 and 1 are the same database a:3306/g0`},
+		{[]string{"-mysql-dsn", "u:secret@tcp(a:3306)/g", "-shard-replicas", "0=r:secret@tcp(ra:3306)/g"}, ""},
+		{[]string{"-mysql-dsn", "u:secret@tcp(a:3306)/g", "-shard-replicas", "0=r:secret@tcp(ra:3306)"},
+			`-shard-replicas entry "0=r:***@tcp(ra:3306)": invalid DSN: missing the slash separating the database name`},
+	} {
+		_, err := parse(t, append([]string{"-store", "mysql"}, tc.args...)...)
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%q refused: %v", tc.args, err)
+		case tc.err != "" && (err == nil || err.Error() != tc.err):
+			t.Errorf("%q: error %v, want %q", tc.args, err, tc.err)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("error shows a password: %v", err)
+		}
+	}
+	// A sqlite store takes no DSN, and none is parsed.
+	if _, err := parse(t, "-store", "sqlite", "-data-dir", t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -24,30 +25,43 @@ import (
 	"github.com/gochat-im/gochat/pkg/svc"
 )
 
+type options struct {
+	common  svc.Common
+	sc      server.Config
+	cfg     app.Config
+	secrets string
+	gcPct   int
+}
+
 func main() {
-	if err := run(); err != nil {
+	var o options
+	fs := flag.NewFlagSet("gateway", flag.ExitOnError)
+	o.register(fs)
+	svc.Parse(fs, os.Args[1:])
+	// Only a logger that cannot be built is reported on plain stderr;
+	// everything after it goes through the logger, as in task and
+	// dataproxy.
+	log, err := o.common.Logger("gateway")
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(2)
+	}
+	if err := run(o, log); err != nil {
+		log.Error("gateway failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	var (
-		common  svc.Common
-		sc      server.Config
-		cfg     app.Config
-		secrets string
-		gcPct   int
-	)
-	fs := flag.NewFlagSet("gateway", flag.ExitOnError)
-	common.Register(fs, "127.0.0.1:9180")
-	common.RegisterGC(fs, 0) // memory per connection first; see docs/TUNING.md
+func (o *options) register(fs *flag.FlagSet) {
+	sc, cfg := &o.sc, &o.cfg
+	o.common.Register(fs, "127.0.0.1:9180")
+	o.common.RegisterGC(fs, 0) // memory per connection first; see docs/TUNING.md
 	fs.StringVar(&sc.ID, "id", defaultID(), "gateway instance id (names its downstream topic and routes)")
 	fs.StringVar(&sc.Listen, "listen", "127.0.0.1:8080", "WebSocket listen address host:port")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "address published in etcd (default: the listen address)")
 	fs.StringVar(&sc.Path, "ws-path", "/ws", "WebSocket path")
 	fs.IntVar(&sc.Shards, "shards", 64, "connection table shards (power of two)")
-	fs.StringVar(&secrets, "token-secret", "", "HMAC token secret(s), comma-separated, current first (REQUIRED; usually GOCHAT_TOKEN_SECRET)")
+	fs.StringVar(&o.secrets, "token-secret", "", "HMAC token secret(s), comma-separated, current first (REQUIRED; usually GOCHAT_TOKEN_SECRET)")
 	fs.DurationVar(&sc.Heartbeat, "heartbeat", 30*time.Second, "heartbeat interval advertised to clients")
 	fs.DurationVar(&sc.IdleTimeout, "idle-timeout", 0, "close connections silent this long (default 3x -heartbeat)")
 	fs.DurationVar(&sc.HandshakeTimeout, "handshake-timeout", 5*time.Second, "drop connections that have not upgraded in this time")
@@ -65,38 +79,37 @@ func run() error {
 	fs.IntVar(&sc.Workers, "workers", 64, "goroutines serving the calls to logic that clients' requests make (sync, conversations, group operations, the cursor behind pong)")
 	fs.IntVar(&sc.Writers, "writers", 1024, "most goroutines writing to clients; beyond 4 per CPU they start only while others wait on clients that do not read")
 	fs.IntVar(&sc.MsgRate, "max-msg-rate", 1000, "most messages per second one connection may send (more get a rate_limited error); negative disables")
-	fs.IntVar(&gcPct, "gc-percent", 25, "Go GC target percentage (like GOGC): lower keeps memory per idle connection closer to the live heap at some CPU cost; 0 leaves GOGC/Go's default")
+	fs.IntVar(&o.gcPct, "gc-percent", 25, "Go GC target percentage (like GOGC): lower keeps memory per idle connection closer to the live heap at some CPU cost; 0 leaves GOGC/Go's default")
 	fs.StringVar(&cfg.DebugListen, "pprof-listen", "", "serve Go's /debug/pprof profiles on this address (empty: off; keep it on loopback)")
 	fs.StringVar(&cfg.DebugListen, "debug-listen", "", "the former name of -pprof-listen")
 	fs.IntVar(&cfg.DropPushes, "drop-pushes", 0, "TESTS ONLY: drop the first N message pushes read from the downstream topic, as if lost (clients must notice by the heartbeat cursor)")
 	fs.BoolVar(&cfg.Standalone, "standalone", false, "BENCHMARKS ONLY: accept every connection without registering it with logic (no logic service needed; sync/conversations answer unavailable)")
-	svc.Parse(fs, os.Args[1:])
+}
 
-	log, err := common.Logger("gateway")
-	if err != nil {
-		return err
-	}
+func run(o options, log *slog.Logger) error {
+	sc, cfg := o.sc, o.cfg
 	if soft, hard, err := rlimit.RaiseNoFile(); err != nil {
 		log.Warn("could not raise the open-file limit", "soft", soft, "hard", hard, "err", err)
 	} else {
 		log.Info("open-file limit", "soft", soft, "hard", hard)
 	}
-	if gcPct > 0 {
-		debug.SetGCPercent(gcPct)
+	if o.gcPct > 0 {
+		debug.SetGCPercent(o.gcPct)
 	}
 	// Small netpoll buffers keep idle connections cheap; see TuneNetpoll.
 	if err := server.TuneNetpoll(); err != nil {
 		return err
 	}
-	for _, s := range config.List(secrets) {
+	for _, s := range config.List(o.secrets) {
 		cfg.TokenSecrets = append(cfg.TokenSecrets, []byte(s))
 	}
-	if cfg.Kafka, err = common.KafkaCommon(); err != nil {
+	var err error
+	if cfg.Kafka, err = o.common.KafkaCommon(); err != nil {
 		return err
 	}
 	cfg.Server = sc
-	cfg.Etcd = common.EtcdEndpoints()
-	cfg.AdminListen = common.AdminListen
+	cfg.Etcd = o.common.EtcdEndpoints()
+	cfg.AdminListen = o.common.AdminListen
 
 	a, err := app.New(cfg, log)
 	if err != nil {
@@ -104,7 +117,7 @@ func run() error {
 	}
 	ctx, stop := obs.SignalContext()
 	defer stop()
-	common.StartGCFloor(ctx)
+	o.common.StartGCFloor(ctx)
 	if err := a.Start(ctx); err != nil {
 		return err
 	}

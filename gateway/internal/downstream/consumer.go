@@ -62,7 +62,7 @@ func NewConsumer(cfg ConsumerConfig, fan *Fanout, onError func(), log *slog.Logg
 	m := cfg.Kafka.ConsumerConfig(Group(cfg.GatewayID))
 	// Offsets are never committed: a restarted gateway starts at the end.
 	m["enable.auto.commit"] = false
-	c, err := kafka.NewConsumer(&m)
+	c, err := kafkax.NewConsumer(m, log)
 	if err != nil {
 		return nil, fmt.Errorf("kafka consumer: %w", err)
 	}

@@ -8,10 +8,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
 
+	dpapi "github.com/gochat-im/gochat/idl/kitex_gen/dataproxy"
 	"github.com/gochat-im/gochat/idl/kitex_gen/dataproxy/dataproxy"
 	logicsvc "github.com/gochat-im/gochat/idl/kitex_gen/logic/logic"
 	"github.com/gochat-im/gochat/logic/internal/handler"
@@ -49,44 +52,68 @@ type options struct {
 	archive        bool
 	moderate       bool
 	pprofListen    string
+
+	// policy is -login-policy parsed by check.
+	policy handler.LoginPolicy
 }
 
 func main() {
 	var o options
 	fs := flag.NewFlagSet("logic", flag.ExitOnError)
+	o.register(fs)
+	svc.Parse(fs, os.Args[1:])
+	// Settings are checked before the logger exists, and refused with
+	// status 2 like a bad flag, as task and dataproxy do.
+	if err := o.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "logic:", err)
+		os.Exit(2)
+	}
+	log, err := o.common.Logger("logic")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "logic:", err)
+		os.Exit(2)
+	}
+	if err := run(o, log); err != nil {
+		log.Error("logic failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func (o *options) register(fs *flag.FlagSet) {
 	o.common.Register(fs, "127.0.0.1:9190")
 	o.common.RegisterGC(fs, 64)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8900", "Kitex listen address")
 	fs.StringVar(&o.advertise, "advertise", "", "address published in etcd (default: the listen address)")
-	fs.DurationVar(&o.registryTTL, "registry-ttl", 10*time.Second, "etcd lease TTL: how long a dead instance stays listed")
+	fs.DurationVar(&o.registryTTL, "registry-ttl", 10*time.Second, "etcd lease TTL: how long a dead instance stays listed (at least 1s)")
 	fs.StringVar(&o.adminSecret, "admin-secret", "", "secret app backends present to IssueToken, CreateUsers, Send, Recall and the group calls (required; use GOCHAT_ADMIN_SECRET)")
 	fs.StringVar(&o.recallSecret, "recall-secret", "", "a second secret Recall accepts, and nothing else: give it to the task service's moderation job instead of the admin secret (use GOCHAT_RECALL_SECRET)")
 	fs.StringVar(&o.tokenSecret, "token-secret", "", "HMAC secret(s) for client tokens, comma-separated, the first signs (required; use GOCHAT_TOKEN_SECRET)")
 	fs.DurationVar(&o.tokenTTL, "token-ttl", 24*time.Hour, "default lifetime of issued tokens (more than 0)")
 	fs.DurationVar(&o.routeTTL, "route-ttl", 10*time.Minute, "lifetime of a route in Redis unless the gateway refreshes it (1s to 24h, what dataproxy accepts)")
 	fs.StringVar(&o.group, "consumer-group", "gochat.logic", "Kafka consumer group of the upstream topic")
-	fs.IntVar(&o.maxBatch, "max-batch", 256, "most upstream records persisted in one dataproxy call (at most 1000, what dataproxy takes)")
-	fs.IntVar(&o.workers, "workers", 4, "upstream batches prepared at once (each partition always on the same worker)")
-	fs.IntVar(&o.maxInflight, "max-inflight", 8, "batches per worker whose outputs Kafka has not acknowledged yet")
-	fs.IntVar(&o.upPartitions, "up-partitions", 16, "partitions of the upstream topic when logic creates it")
-	fs.IntVar(&o.taskPartitions, "task-partitions", 8, "partitions of the task topic when logic creates it")
+	fs.IntVar(&o.maxBatch, "max-batch", pipeline.DefaultMaxBatch, fmt.Sprintf("most upstream records persisted in one dataproxy call (1 to %d, what dataproxy takes)", dpapi.MAX_BATCH))
+	fs.IntVar(&o.workers, "workers", pipeline.DefaultWorkers, "upstream batches prepared at once (each partition always on the same worker; at least 1)")
+	fs.IntVar(&o.maxInflight, "max-inflight", pipeline.DefaultMaxInflight, "batches per worker whose outputs Kafka has not acknowledged yet (at least 1)")
+	fs.IntVar(&o.upPartitions, "up-partitions", 16, "partitions of the upstream topic when logic creates it (at least 1)")
+	fs.IntVar(&o.taskPartitions, "task-partitions", 8, "partitions of the task topic when logic creates it (at least 1)")
 	fs.StringVar(&o.loginPolicy, "login-policy", "phone=single,pad=single,desktop=single",
 		"per device kind (the device id up to its first '-'), single (a new login kicks the older connection) or multi; unlisted kinds are multi")
-	fs.IntVar(&o.maxBody, "max-body", 4096, "largest message body the Send RPC accepts (gateways have their own -max-body)")
+	fs.IntVar(&o.maxBody, "max-body", 4096, "largest message body the Send RPC accepts, bytes (at least 1; gateways have their own -max-body)")
 	fs.DurationVar(&o.recallWindow, "recall-window", pipeline.DefaultRecallWindow, "how long after sending a message its sender may recall it (not negative)")
 	fs.BoolVar(&o.archive, "archive", false, "also emit every stored message to the task topic for the task service's archive job (task -archive-dir)")
 	fs.BoolVar(&o.moderate, "moderate", false, "also emit every message sent to the task topic for the task service's moderation job (task -moderation-url or -moderation-words), which recalls what it rejects")
 	fs.StringVar(&o.pprofListen, "pprof-listen", "", "address of a net/http/pprof server for profiling (off by default; keep it on loopback)")
-	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", 3*time.Second, "timeout of one dataproxy call")
-	svc.Parse(fs, os.Args[1:])
-	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "logic:", err)
-		os.Exit(1)
-	}
+	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", rpcx.DefaultTimeout, "timeout of one dataproxy call (0: "+rpcx.DefaultTimeout.String()+"; not negative)")
 }
 
-// check refuses settings that would only fail later, call by call.
+// check refuses settings that would only fail later, call by call, or
+// after logic has waited for etcd and Kafka; a count or a duration that
+// has no meaning is refused rather than replaced by a default. It also
+// parses -login-policy into o.policy.
 func (o *options) check() error {
+	if len(config.List(o.tokenSecret)) == 0 || o.adminSecret == "" {
+		return errors.New("both -token-secret and -admin-secret are required")
+	}
 	switch {
 	case o.tokenTTL <= 0:
 		return fmt.Errorf("-token-ttl %v: must be more than 0", o.tokenTTL)
@@ -95,23 +122,52 @@ func (o *options) check() error {
 		return fmt.Errorf("-route-ttl %v: must be from %v to %v (what dataproxy accepts)", o.routeTTL, handler.MinRouteTTL, handler.MaxRouteTTL)
 	case o.recallWindow < 0:
 		return fmt.Errorf("-recall-window %v: must not be negative", o.recallWindow)
+	case o.registryTTL < time.Second:
+		// etcd leases count whole seconds.
+		return fmt.Errorf("-registry-ttl %v: must be at least 1s", o.registryTTL)
+	case o.rpcTimeout < 0:
+		// Kitex would fail every dataproxy call at once.
+		return fmt.Errorf("-rpc-timeout %v: must not be negative (0 means %v)", o.rpcTimeout, rpcx.DefaultTimeout)
+	case o.maxBatch < 1 || o.maxBatch > dpapi.MAX_BATCH:
+		// dataproxy would refuse a larger batch whole, and logic would
+		// answer every send in it with an error.
+		return fmt.Errorf("-max-batch %d: must be from 1 to %d (what dataproxy takes in one call)", o.maxBatch, dpapi.MAX_BATCH)
 	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"-workers", o.workers},
+		{"-max-inflight", o.maxInflight},
+		{"-up-partitions", o.upPartitions},
+		{"-task-partitions", o.taskPartitions},
+		{"-max-body", o.maxBody},
+	} {
+		if f.v <= 0 {
+			return fmt.Errorf("%s %d: must be more than 0", f.name, f.v)
+		}
+	}
+	// The addresses are resolved only after etcd and Kafka have answered;
+	// one that cannot be an address at all is refused now.
+	if _, _, err := net.SplitHostPort(o.listen); err != nil {
+		return fmt.Errorf("-listen %q: want host:port (%v)", o.listen, err)
+	}
+	if _, _, err := net.SplitHostPort(o.advertise); o.advertise != "" && err != nil {
+		return fmt.Errorf("-advertise %q: want host:port (%v)", o.advertise, err)
+	}
+	policy, err := handler.ParseLoginPolicy(o.loginPolicy)
+	if err != nil {
+		return fmt.Errorf("-login-policy: %w", err)
+	}
+	o.policy = policy
 	return nil
 }
 
-func run(o options) error {
-	log, err := o.common.Logger("logic")
-	if err != nil {
-		return err
-	}
+// run serves until a signal or a failure; o has passed check.
+func run(o options, log *slog.Logger) error {
 	secrets := config.List(o.tokenSecret)
-	if len(secrets) == 0 || o.adminSecret == "" {
-		return errors.New("both -token-secret and -admin-secret are required")
-	}
-	if err := o.check(); err != nil {
-		return err
-	}
-	policy, err := handler.ParseLoginPolicy(o.loginPolicy)
+	// -kafka-config is read before anything is contacted.
+	kc, err := o.common.KafkaCommon()
 	if err != nil {
 		return err
 	}
@@ -148,10 +204,6 @@ func run(o options) error {
 	}
 	userCache := users.New(dp, 10*time.Minute, 1<<20)
 
-	kc, err := o.common.KafkaCommon()
-	if err != nil {
-		return err
-	}
 	tctx, cancel := context.WithTimeout(ctx, time.Minute)
 	err = kafkax.EnsureTopics(tctx, kc,
 		kafkax.TopicSpec{Name: kafkax.TopicUp, Partitions: o.upPartitions},
@@ -187,7 +239,7 @@ func run(o options) error {
 
 	h := handler.New(handler.Config{
 		AdminSecret: o.adminSecret, RecallSecret: o.recallSecret, TokenSecret: []byte(secrets[0]), TokenTTL: o.tokenTTL, RouteTTL: o.routeTTL,
-		LoginPolicy: policy, MaxBody: o.maxBody,
+		LoginPolicy: o.policy, MaxBody: o.maxBody,
 	}, dp, userCache, router, prod, log)
 	sopts, err := rpcx.ServerOptions(rpcx.ServerConfig{Service: rpcx.LogicService, Listen: o.listen, Advertise: o.advertise,
 		Etcd: o.common.EtcdEndpoints(), LeaseTTL: o.registryTTL,

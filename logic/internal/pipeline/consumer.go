@@ -18,18 +18,53 @@ type ConsumerConfig struct {
 	Kafka kafkax.Common
 	Group string
 	// MaxBatch caps the records handled together (one dataproxy call), at
-	// most dataproxy.MAX_BATCH, the most items dataproxy takes per call.
+	// most dataproxy.MAX_BATCH, the most items dataproxy takes per call;
+	// 0 means DefaultMaxBatch.
 	MaxBatch int
 	// Workers is how many batches are prepared at once; each upstream
 	// partition always goes to the same worker, so its records stay in
-	// order. Concurrent batches meet in dataproxy's group commit.
+	// order. Concurrent batches meet in dataproxy's group commit. 0 means
+	// DefaultWorkers.
 	Workers int
 	// MaxInflight caps, per worker, the batches whose outputs Kafka has not
-	// acknowledged yet.
+	// acknowledged yet; 0 means DefaultMaxInflight.
 	MaxInflight int
 	// Grace is how long work under way may take to finish once Run's
-	// context has ended (for example while dataproxy is being retried).
+	// context has ended (for example while dataproxy is being retried);
+	// 0 means DefaultGrace.
 	Grace time.Duration
+}
+
+// Defaults of the ConsumerConfig fields left 0.
+const (
+	DefaultMaxBatch    = 256
+	DefaultWorkers     = 4
+	DefaultMaxInflight = 8
+	DefaultGrace       = 10 * time.Second
+)
+
+// Check refuses a configuration NewConsumer cannot run as asked: a
+// negative count or grace (0 is each one's default, but a negative value
+// is a mistake, not a request for the default), or a batch larger than
+// dataproxy takes in one call, which it would refuse whole, so that every
+// send in a full batch would be answered with an error. It contacts
+// nothing, so a service can call it before it connects anywhere.
+func (cfg ConsumerConfig) Check() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"max batch", cfg.MaxBatch}, {"workers", cfg.Workers}, {"max inflight", cfg.MaxInflight}} {
+		if f.v < 0 {
+			return fmt.Errorf("%s %d: must not be negative", f.name, f.v)
+		}
+	}
+	if cfg.Grace < 0 {
+		return fmt.Errorf("grace %v: must not be negative", cfg.Grace)
+	}
+	if cfg.MaxBatch > dataproxy.MAX_BATCH {
+		return fmt.Errorf("max batch %d: dataproxy takes at most %d messages in one call", cfg.MaxBatch, dataproxy.MAX_BATCH)
+	}
+	return nil
 }
 
 // Consumer reads the upstream topic and feeds the workers.
@@ -42,27 +77,26 @@ type Consumer struct {
 	workers []*worker
 }
 
-// NewConsumer creates the consumer; Run starts it.
+// NewConsumer checks cfg (see Check) and creates the consumer; Run starts
+// it.
 func NewConsumer(cfg ConsumerConfig, proc *Processor, prod AsyncProducer, log *slog.Logger) (*Consumer, error) {
-	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 256
+	if err := cfg.Check(); err != nil {
+		return nil, err
 	}
-	if cfg.MaxBatch > dataproxy.MAX_BATCH {
-		// dataproxy would refuse every full batch whole, and logic would
-		// answer each of its sends with an error.
-		return nil, fmt.Errorf("max batch %d: dataproxy takes at most %d messages in one call", cfg.MaxBatch, dataproxy.MAX_BATCH)
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = DefaultMaxBatch
 	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = 4
+	if cfg.Workers == 0 {
+		cfg.Workers = DefaultWorkers
 	}
-	if cfg.MaxInflight <= 0 {
-		cfg.MaxInflight = 8
+	if cfg.MaxInflight == 0 {
+		cfg.MaxInflight = DefaultMaxInflight
 	}
-	if cfg.Grace <= 0 {
-		cfg.Grace = 10 * time.Second
+	if cfg.Grace == 0 {
+		cfg.Grace = DefaultGrace
 	}
 	conf := cfg.Kafka.ConsumerConfig(cfg.Group)
-	c, err := kafka.NewConsumer(&conf)
+	c, err := kafkax.NewConsumer(conf, log)
 	if err != nil {
 		return nil, fmt.Errorf("upstream consumer: %w", err)
 	}

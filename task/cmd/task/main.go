@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"time"
@@ -55,6 +56,9 @@ type settings struct {
 	recallSecret   string
 	shutdownGrace  time.Duration
 	startupTimeout time.Duration
+
+	// words is the -moderation-words list, read by check.
+	words []string
 }
 
 func (s *settings) register(fs *flag.FlagSet) {
@@ -91,7 +95,7 @@ func main() {
 
 	log, err := s.common.Logger("task")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "task:", err)
 		os.Exit(2)
 	}
 	if err := run(s, log); err != nil {
@@ -101,7 +105,10 @@ func main() {
 }
 
 // check refuses flag values that have no meaning, rather than replacing
-// them with defaults.
+// them with defaults. It also reads the -moderation-words file into
+// s.words, so that a missing or empty list, or a moderation job that could
+// not recall anything, stops the service at once instead of after it has
+// waited for Kafka.
 func (s *settings) check() error {
 	for _, f := range []struct {
 		name string
@@ -133,6 +140,27 @@ func (s *settings) check() error {
 	if s.retryMax < s.retryBase {
 		return fmt.Errorf("-retry-max %v: must be at least -retry-base (%v)", s.retryMax, s.retryBase)
 	}
+	s.words = nil
+	if s.modWords != "" {
+		words, err := moderation.LoadWords(s.modWords)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			// "open <path>: no such file or directory" says it all.
+			err = pe
+		}
+		if err != nil {
+			return fmt.Errorf("-moderation-words %s: %w", s.modWords, err)
+		}
+		if len(words) == 0 {
+			return fmt.Errorf("-moderation-words %s: holds no word", s.modWords)
+		}
+		s.words = words
+	}
+	if (s.modURL != "" || s.modWords != "") && s.recallSecret == "" {
+		// The job recalls what it rejects, and logic takes a recall only
+		// with its recall or admin secret.
+		return errors.New("-moderation-url and -moderation-words need -recall-secret (logic's -recall-secret or its admin secret)")
+	}
 	return nil
 }
 
@@ -150,28 +178,9 @@ func run(s settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	admin, err := obs.StartAdmin(s.common.AdminListen, reg, log)
-	if err != nil {
-		return err
-	}
-	defer admin.Close()
-
-	tctx, cancel := context.WithTimeout(ctx, s.startupTimeout)
-	err = kafkax.EnsureTopics(tctx, kcommon,
-		kafkax.TopicSpec{Name: kafkax.TopicTask, Partitions: s.taskPartitions},
-		kafkax.TopicSpec{Name: kafkax.TopicTaskDead, Partitions: deadPartitions})
-	cancel()
-	if err != nil {
-		return err
-	}
-
-	producer, err := kafkax.NewProducer(kcommon, log)
-	if err != nil {
-		return err
-	}
-	// Closed after the consumer, so dead-letter writes in flight finish.
-	defer producer.Close()
-
+	// The jobs are built before the service waits for Kafka (building them
+	// waits for nothing): a webhook URL that is not one, or an archive
+	// directory that cannot be made, stops the service at once.
 	push, err := offlinepush.New(offlinepush.Config{
 		URL: s.webhookURL, Secret: s.webhookSecret, Timeout: s.webhookTimeout, MaxConns: s.workers,
 	}, m)
@@ -212,6 +221,28 @@ func run(s settings, log *slog.Logger) error {
 	if err := jobs.Register(events.TaskKind_MODERATE, mod); err != nil {
 		return err
 	}
+	admin, err := obs.StartAdmin(s.common.AdminListen, reg, log)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+
+	tctx, cancel := context.WithTimeout(ctx, s.startupTimeout)
+	err = kafkax.EnsureTopics(tctx, kcommon,
+		kafkax.TopicSpec{Name: kafkax.TopicTask, Partitions: s.taskPartitions},
+		kafkax.TopicSpec{Name: kafkax.TopicTaskDead, Partitions: deadPartitions})
+	cancel()
+	if err != nil {
+		return err
+	}
+
+	producer, err := kafkax.NewProducer(kcommon, log)
+	if err != nil {
+		return err
+	}
+	// Closed after the consumer, so dead-letter writes in flight finish.
+	defer producer.Close()
+
 	// A wrong recall secret stops the service here rather than leaving
 	// every rejected message to fail later; logic not answering yet is
 	// only worth a warning (the job retries).
@@ -251,16 +282,7 @@ func run(s settings, log *slog.Logger) error {
 // the judge rejects.
 func newModeration(s settings, m *metrics.Metrics) (*moderation.Job, error) {
 	cfg := moderation.Config{URL: s.modURL, Secret: s.modSecret, Timeout: s.webhookTimeout, MaxConns: s.workers, RecallSecret: s.recallSecret}
-	if s.modWords != "" {
-		words, err := moderation.LoadWords(s.modWords)
-		if err != nil {
-			return nil, err
-		}
-		if len(words) == 0 {
-			return nil, fmt.Errorf("-moderation-words %s holds no word", s.modWords)
-		}
-		cfg.Words = words
-	}
+	cfg.Words = s.words // read by check
 	if cfg.URL != "" || len(cfg.Words) > 0 {
 		opts, err := rpcx.ClientOptions(rpcx.ClientConfig{Service: rpcx.LogicService, Etcd: s.common.EtcdEndpoints(),
 			Timeout: 15 * time.Second, Caller: "gochat.task"})

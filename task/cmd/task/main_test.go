@@ -2,6 +2,8 @@ package main
 
 import (
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -62,5 +64,60 @@ func TestCheckSettings(t *testing.T) {
 		case tc.flag != "" && (err == nil || !strings.Contains(err.Error(), tc.flag+" ")):
 			t.Errorf("error %v, want one naming %s", err, tc.flag)
 		}
+	}
+}
+
+// The -moderation-words file is read by check, before anything is
+// contacted: a missing, unreadable or empty list, and a moderation job
+// without the secret its recalls need, stop the service at once.
+func TestCheckModerationSettings(t *testing.T) {
+	dir := t.TempDir()
+	words := filepath.Join(dir, "words.txt")
+	empty := filepath.Join(dir, "empty.txt")
+	latin1 := filepath.Join(dir, "latin1.txt")
+	for path, text := range map[string]string{words: "# blocked\nspam\n\nBuy Now\n", empty: "# nothing yet\n\n", latin1: "caf\xe9\n"} {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := filepath.Join(dir, "nonexistent")
+	for _, tc := range []struct {
+		name string
+		mod  func(*settings)
+		err  string // "" when accepted
+	}{
+		{"no moderation", func(s *settings) {}, ""},
+		{"words", func(s *settings) { s.modWords = words; s.recallSecret = "r" }, ""},
+		{"url", func(s *settings) { s.modURL = "http://127.0.0.1:1/judge"; s.recallSecret = "r" }, ""},
+		{"missing file", func(s *settings) { s.modWords = missing; s.recallSecret = "r" },
+			"-moderation-words " + missing + ": open " + missing + ": no such file or directory"},
+		{"directory", func(s *settings) { s.modWords = dir; s.recallSecret = "r" },
+			"-moderation-words " + dir + ": read " + dir + ": is a directory"},
+		{"empty list", func(s *settings) { s.modWords = empty; s.recallSecret = "r" },
+			"-moderation-words " + empty + ": holds no word"},
+		{"not UTF-8", func(s *settings) { s.modWords = latin1; s.recallSecret = "r" },
+			"-moderation-words " + latin1 + ": moderation words: " + latin1 + " line 1 is not UTF-8"},
+		{"words without recall secret", func(s *settings) { s.modWords = words },
+			"-moderation-url and -moderation-words need -recall-secret (logic's -recall-secret or its admin secret)"},
+		{"url without recall secret", func(s *settings) { s.modURL = "http://127.0.0.1:1/judge" },
+			"-moderation-url and -moderation-words need -recall-secret (logic's -recall-secret or its admin secret)"},
+	} {
+		s := defaults(t)
+		tc.mod(&s)
+		err := s.check()
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.err != "" && (err == nil || err.Error() != tc.err):
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.err)
+		}
+	}
+	s := defaults(t)
+	s.modWords, s.recallSecret = words, "r"
+	if err := s.check(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(s.words, "|") != "spam|Buy Now" {
+		t.Fatalf("check read %q from %s", s.words, words)
 	}
 }

@@ -186,7 +186,7 @@ func New(cfg Config, reg *job.Registry, dead DeadLetterer, m *metrics.Metrics, l
 	if _, set := cfg.Kafka.Extra["partition.assignment.strategy"]; !set {
 		kcfg["partition.assignment.strategy"] = "cooperative-sticky"
 	}
-	kc, err := kafka.NewConsumer(&kcfg)
+	kc, err := kafkax.NewConsumer(kcfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("kafka consumer: %w", err)
 	}
