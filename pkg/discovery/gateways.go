@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gochat-im/gochat/pkg/obs"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -36,14 +37,16 @@ type Gateway struct {
 	DownPartitions int  `json:"down_partitions,omitempty"`
 }
 
-// NewClient dials etcd.
+// NewClient dials etcd. The client logs to slog.Default() as it is now
+// (obs.EtcdLogger), which is the service logger once svc.Common.Logger
+// has run.
 func NewClient(endpoints []string) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          5 * time.Second,
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
-		Logger:               nil,
+		Logger:               obs.EtcdLogger(nil),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)

@@ -21,6 +21,7 @@ import (
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/server"
 	"github.com/cloudwego/kitex/transport"
+	"github.com/gochat-im/gochat/pkg/obs"
 	etcdreg "github.com/kitex-contrib/registry-etcd"
 )
 
@@ -74,7 +75,7 @@ func ServerOptions(cfg ServerConfig) ([]server.Option, error) {
 		// registry-etcd reads its lease TTL from this variable only.
 		_ = os.Setenv("KITEX_ETCD_REGISTRY_LEASE_TTL", strconv.Itoa(int(cfg.LeaseTTL/time.Second)))
 	}
-	inner, err := etcdreg.NewEtcdRegistry(cfg.Etcd)
+	inner, err := etcdreg.NewEtcdRegistry(cfg.Etcd, etcdLogger())
 	if err != nil {
 		return nil, fmt.Errorf("etcd registry: %w", err)
 	}
@@ -140,11 +141,21 @@ func ClientOptions(cfg ClientConfig) ([]client.Option, error) {
 	if len(cfg.HostPorts) > 0 {
 		return append(opts, client.WithHostPorts(cfg.HostPorts...)), nil
 	}
-	res, err := etcdreg.NewEtcdResolver(cfg.Etcd)
+	res, err := etcdreg.NewEtcdResolver(cfg.Etcd, etcdLogger())
 	if err != nil {
 		return nil, fmt.Errorf("etcd resolver: %w", err)
 	}
 	return append(opts, client.WithResolver(clusterResolver{res, "etcd:" + strings.Join(cfg.Etcd, ",")})), nil
+}
+
+// etcdLogger has registry-etcd's etcd client log to slog.Default() as it
+// is now (obs.EtcdLogger: the service logger once svc.Common.Logger has
+// run) instead of writing zap's JSON to stderr. registry-etcd makes the
+// clientv3.Config itself; an Option, which gets that config, is the one
+// way to give it a logger.
+func etcdLogger() etcdreg.Option {
+	lg := obs.EtcdLogger(nil)
+	return func(c *etcdreg.Config) { c.EtcdConfig.Logger = lg }
 }
 
 // clusterResolver names a resolver after its etcd endpoints. Kitex keeps

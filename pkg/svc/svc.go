@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/cloudwego/kitex/pkg/klog"
 	"github.com/gochat-im/gochat/pkg/config"
 	"github.com/gochat-im/gochat/pkg/kafkax"
 	"github.com/gochat-im/gochat/pkg/obs"
@@ -64,13 +65,23 @@ func (c *Common) KafkaCommon() (kafkax.Common, error) {
 	return kafkax.Common{Brokers: c.Kafka, Extra: extra}, nil
 }
 
-// Logger builds the service logger and makes it the default.
+// Logger builds the service logger, makes it the default and makes it
+// Kitex's logger too (obs.Klog, lines with lib=kitex), so that with
+// -log-format json Kitex's lines are JSON like the rest. Kitex lines below
+// warnings are dropped, as package rpcx has Kitex's own logger do (Kitex
+// logs every connection event at info level). Etcd clients take their
+// logger from slog.Default() when they are made (obs.EtcdLogger), so call
+// this first. Call it once, before any Kitex client or server exists:
+// klog.SetLogger is not safe to call while Kitex logs.
 func (c *Common) Logger(service string) (*slog.Logger, error) {
 	log, err := obs.NewLogger(os.Stderr, c.LogFormat, c.LogLevel, service)
 	if err != nil {
 		return nil, err
 	}
 	slog.SetDefault(log)
+	k := obs.NewKlog(log)
+	k.SetLevel(klog.LevelWarn)
+	klog.SetLogger(k)
 	return log, nil
 }
 
