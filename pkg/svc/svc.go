@@ -49,6 +49,12 @@ func (c *Common) Register(fs *flag.FlagSet, adminDefault string) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.AdminListen, "admin-listen", adminDefault, "address of the admin HTTP server (/metrics, /healthz, /readyz); empty disables it")
 	fs.StringVar(&c.Etcd, "etcd", "127.0.0.1:2379", "etcd endpoints, comma-separated")
+}
+
+// RegisterKafka defines -kafka-brokers and -kafka-config, for the services
+// that use Kafka (all but dataproxy, which would only accept and ignore
+// them).
+func (c *Common) RegisterKafka(fs *flag.FlagSet) {
 	fs.StringVar(&c.Kafka, "kafka-brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
 	fs.StringVar(&c.KafkaConfig, "kafka-config", "", "extra librdkafka properties for every client, key=value,key=value")
 }

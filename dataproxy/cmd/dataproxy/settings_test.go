@@ -26,7 +26,7 @@ func parse(t *testing.T, args ...string) (settings, error) {
 // The command line the devstack launcher uses keeps meaning one SQLite file
 // of one table under the data directory.
 func TestDefaultSettings(t *testing.T) {
-	s, err := parse(t, "-etcd", "127.0.0.1:1", "-kafka-brokers", "127.0.0.1:2", "-admin-listen", "127.0.0.1:0",
+	s, err := parse(t, "-etcd", "127.0.0.1:1", "-admin-listen", "127.0.0.1:0",
 		"-listen", "127.0.0.1:0", "-store", "sqlite", "-data-dir", "/d", "-redis-addr", "127.0.0.1:3")
 	if err != nil {
 		t.Fatal(err)

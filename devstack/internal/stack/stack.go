@@ -189,11 +189,11 @@ func (s *Stack) addr(port int) string { return s.cfg.Host + ":" + strconv.Itoa(p
 func (s *Stack) plan() []*proc {
 	p := s.state.Ports
 	common := func(admin int) []string {
-		args := []string{
-			"-etcd", s.infra.EtcdEndpoint(),
-			"-kafka-brokers", s.infra.KafkaBrokers(),
-			"-admin-listen", s.addr(admin),
-		}
+		return []string{"-etcd", s.infra.EtcdEndpoint(), "-admin-listen", s.addr(admin)}
+	}
+	// dataproxy has no Kafka settings: it never talks to Kafka.
+	kafka := func(args []string) []string {
+		args = append(args, "-kafka-brokers", s.infra.KafkaBrokers())
 		if s.cfg.KafkaConfig != "" {
 			args = append(args, "-kafka-config", s.cfg.KafkaConfig)
 		}
@@ -208,7 +208,7 @@ func (s *Stack) plan() []*proc {
 			"-store", "sqlite",
 			"-data-dir", s.cfg.DataDir,
 			"-redis-addr", s.infra.RedisAddr())},
-		{name: "logic", bin: "logic", admin: p.LogicAdmin, env: append(env, recall), args: append(common(p.LogicAdmin),
+		{name: "logic", bin: "logic", admin: p.LogicAdmin, env: append(env, recall), args: append(kafka(common(p.LogicAdmin)),
 			"-listen", s.addr(p.Logic), "-up-partitions", up, "-workers", devLogicWorkers, "-max-batch", devLogicMaxBatch)},
 	}
 	for i := range s.cfg.Gateways {
@@ -217,11 +217,11 @@ func (s *Stack) plan() []*proc {
 		// costs nothing there and keeps collections off the message path
 		// (the gateway's own default favours memory per connection).
 		procs = append(procs, &proc{name: "gateway-" + id, bin: "gateway", admin: p.GatewayAdmin[i], env: env,
-			args: append(common(p.GatewayAdmin[i]), "-id", id, "-listen", s.addr(p.Gateway[i]), "-gc-min-heap", "64", "-up-partitions", up)})
+			args: append(kafka(common(p.GatewayAdmin[i])), "-id", id, "-listen", s.addr(p.Gateway[i]), "-gc-min-heap", "64", "-up-partitions", up)})
 	}
 	// The task service's moderation job recalls messages with the recall
 	// secret, which opens nothing else of logic's.
-	procs = append(procs, &proc{name: "task", bin: "task", admin: p.TaskAdmin, env: []string{recall}, args: append(common(p.TaskAdmin),
+	procs = append(procs, &proc{name: "task", bin: "task", admin: p.TaskAdmin, env: []string{recall}, args: append(kafka(common(p.TaskAdmin)),
 		"-webhook-url", s.cfg.WebhookURL)})
 	for _, pr := range procs {
 		kind := pr.bin

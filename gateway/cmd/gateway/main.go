@@ -55,6 +55,7 @@ func main() {
 func (o *options) register(fs *flag.FlagSet) {
 	sc, cfg := &o.sc, &o.cfg
 	o.common.Register(fs, "127.0.0.1:9180")
+	o.common.RegisterKafka(fs)
 	o.common.RegisterGC(fs, 0) // memory per connection first; see docs/TUNING.md
 	fs.StringVar(&sc.ID, "id", defaultID(), "gateway instance id (names its downstream topic and routes)")
 	fs.StringVar(&sc.Listen, "listen", "127.0.0.1:8080", "WebSocket listen address host:port")

@@ -81,6 +81,7 @@ func main() {
 
 func (o *options) register(fs *flag.FlagSet) {
 	o.common.Register(fs, "127.0.0.1:9190")
+	o.common.RegisterKafka(fs)
 	o.common.RegisterGC(fs, 64)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8900", "Kitex listen address")
 	fs.StringVar(&o.advertise, "advertise", "", "address published in etcd (default: the listen address)")

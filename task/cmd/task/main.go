@@ -63,6 +63,7 @@ type settings struct {
 
 func (s *settings) register(fs *flag.FlagSet) {
 	s.common.Register(fs, "127.0.0.1:9192")
+	s.common.RegisterKafka(fs)
 	s.common.RegisterGC(fs, 32)
 	fs.StringVar(&s.group, "group", "gochat.task", "Kafka consumer group of the task consumers")
 	fs.IntVar(&s.taskPartitions, "task-partitions", 8, "partitions of the task topic when task creates it (an existing topic is left as it is); use the value of logic's -task-partitions")
