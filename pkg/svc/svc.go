@@ -49,6 +49,7 @@ func (c *Common) Register(fs *flag.FlagSet, adminDefault string) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.AdminListen, "admin-listen", adminDefault, "address of the admin HTTP server (/metrics, /healthz, /readyz); empty disables it")
 	fs.StringVar(&c.Etcd, "etcd", "127.0.0.1:2379", "etcd endpoints, comma-separated")
+	fs.Bool(ProbeFlag, false, "ask this service's /readyz on -admin-listen (same settings as the service), print the answer and exit 0 if ready, 1 if not; starts nothing (for container health checks)")
 }
 
 // RegisterKafka defines -kafka-brokers and -kafka-config, for the services
@@ -97,7 +98,8 @@ func (c *Common) Logger(service string) (*slog.Logger, error) {
 const TimerSlackFlag = "timer-slack"
 
 // Parse loads fs from file, environment and args; on error it prints the
-// reason and exits with status 2, as flag.ExitOnError does. It adds
+// reason and exits with status 2, as flag.ExitOnError does. With -probe
+// (see Register) it runs Probe and exits with its status. It adds
 // -timer-slack to fs unless fs defines it (with its own default), and then
 // applies it, which may restart the program in place (timerslack.Apply).
 func Parse(fs *flag.FlagSet, args []string) {
@@ -107,6 +109,13 @@ func Parse(fs *flag.FlagSet, args []string) {
 	if err := config.Parse(fs, args); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
+	}
+	if p := fs.Lookup(ProbeFlag); p != nil && p.Value.String() == "true" {
+		admin := ""
+		if a := fs.Lookup("admin-listen"); a != nil {
+			admin = a.Value.String()
+		}
+		os.Exit(Probe(context.Background(), admin, os.Stdout))
 	}
 	if g, ok := fs.Lookup(TimerSlackFlag).Value.(flag.Getter); ok {
 		if d, ok := g.Get().(time.Duration); ok {
