@@ -110,6 +110,39 @@ func TestMySQLConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return openMySQL(t, dsn) })
 }
 
+// As a user with rights on its own database only, as the mysql image's
+// MYSQL_USER (docker-compose.yml) or a managed database's application
+// user: the store needs no server-wide privilege, even to create tables
+// and run its migrations (the database exists, as the image creates it).
+func TestMySQLConformanceLimitedUser(t *testing.T) {
+	dsn := testDatabase(t)
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := sql.Open("mysql", mysqlServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	user, pass := "gochat_u_"+hex.EncodeToString(b[:]), hex.EncodeToString(b[:])+"-pw"
+	for _, q := range []string{
+		"CREATE DATABASE " + cfg.DBName,
+		"CREATE USER '" + user + "'@'%' IDENTIFIED BY '" + pass + "'",
+		"GRANT ALL PRIVILEGES ON `" + cfg.DBName + "`.* TO '" + user + "'@'%'",
+	} {
+		if _, err := root.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() { _, _ = root.Exec("DROP USER IF EXISTS '" + user + "'@'%'") })
+	cfg.User, cfg.Passwd = user, pass
+	limited := cfg.FormatDSN()
+	storetest.Run(t, func(t *testing.T) store.Store { return openMySQL(t, limited) })
+}
+
 // Sharded: two databases of four tables each.
 func TestMySQLConformanceSharded(t *testing.T) {
 	dsns := []string{testDatabase(t), testDatabase(t)}
