@@ -35,7 +35,10 @@ type OffsetStorer func(topic string, partition int32, next int64) error
 
 // DispatcherConfig sizes the dispatcher.
 type DispatcherConfig struct {
-	// Workers is the number of goroutines running attempts.
+	// Workers is the number of goroutines running attempts of each job
+	// kind: every kind has a queue and workers of its own, so a slow or
+	// failing job (a push webhook timing out) does not hold up the
+	// others (moderation's recalls, the archive).
 	Workers int
 	// MaxAttempts is the number of handler attempts before a task goes to
 	// the dead-letter topic.
@@ -61,7 +64,8 @@ const DefaultStuckAfter = 10
 // maxLastError bounds the error text copied into a dead-letter record.
 const maxLastError = 1024
 
-// Dispatcher runs consumed tasks: a fixed pool of workers makes attempts,
+// Dispatcher runs consumed tasks: a fixed pool of workers per job kind
+// makes attempts,
 // failed attempts wait on a timer (no goroutine sleeps per task), tasks
 // that fail for good are written to the dead-letter topic, and each
 // finished task releases its offset through a per-partition tracker so the
@@ -80,7 +84,10 @@ type Dispatcher struct {
 	m     *metrics.Metrics
 	log   *slog.Logger
 
-	queue    *queue
+	// queues holds one ready queue per job name (job.Registry.Names, so
+	// job.UnknownKind too), each with cfg.Workers workers; fixed at
+	// construction.
+	queues   map[string]*queue
 	inflight atomic.Int64
 	stuck    atomic.Int64
 	workers  sync.WaitGroup
@@ -114,12 +121,26 @@ func NewDispatcher(cfg DispatcherConfig, reg *job.Registry, dead DeadLetterer, s
 		cfg.StuckAfter = DefaultStuckAfter
 	}
 	d := &Dispatcher{cfg: cfg, reg: reg, dead: dead, store: store, m: m, log: log,
-		queue: newQueue(), parts: map[partKey]*partition{}}
-	for range cfg.Workers {
-		d.workers.Add(1)
-		go d.work()
+		queues: map[string]*queue{}, parts: map[partKey]*partition{}}
+	for _, name := range reg.Names() {
+		q := newQueue()
+		d.queues[name] = q
+		for range cfg.Workers {
+			d.workers.Add(1)
+			go d.work(q)
+		}
 	}
 	return d, nil
+}
+
+// push queues t for an attempt (or its dead-letter write) with the
+// workers of its kind; false once the dispatcher is closed.
+func (d *Dispatcher) push(t *task) bool {
+	q := d.queues[t.kind]
+	if q == nil {
+		q = d.queues[job.UnknownKind]
+	}
+	return q.push(t)
 }
 
 // Inflight is the number of tasks submitted and not yet finished or
@@ -199,7 +220,11 @@ func (d *Dispatcher) AbandonAll() {
 // AbandonAll first, or tasks still in flight will be abandoned as they
 // come back to the queue.
 func (d *Dispatcher) Close() {
-	d.stop.Do(d.queue.close)
+	d.stop.Do(func() {
+		for _, q := range d.queues {
+			q.close()
+		}
+	})
 	d.workers.Wait()
 }
 
@@ -236,16 +261,16 @@ func (d *Dispatcher) Submit(topic string, id int32, offset int64, key, value []b
 	}
 	d.inflight.Add(1)
 	d.m.InFlight.Inc()
-	if !d.queue.push(t) {
+	if !d.push(t) {
 		d.abandon(t)
 	}
 	return true
 }
 
-func (d *Dispatcher) work() {
+func (d *Dispatcher) work(q *queue) {
 	defer d.workers.Done()
 	for {
-		t, ok := d.queue.pop()
+		t, ok := q.pop()
 		if !ok {
 			return
 		}
@@ -312,7 +337,7 @@ func (d *Dispatcher) wake(t *task) {
 	if !ok {
 		return // Revoke took it
 	}
-	if !d.queue.push(t) {
+	if !d.push(t) {
 		d.abandon(t)
 	}
 }

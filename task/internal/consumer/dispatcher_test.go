@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat-im/gochat/idl/kitex_gen/common"
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/pkg/kafkax"
 	"github.com/gochat-im/gochat/task/internal/backoff"
@@ -483,5 +484,54 @@ func TestDispatcherManyPartitions(t *testing.T) {
 				t.Fatalf("partition %d stored positions went back: %v", p, st)
 			}
 		}
+	}
+}
+
+// Each job kind has workers of its own: with every offline-push worker
+// held by a webhook that hangs, archive tasks still run at once.
+func TestDispatcherKindsDoNotWaitForEachOther(t *testing.T) {
+	m, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	defer close(gate)
+	reg := job.NewRegistry()
+	if err := reg.Register(events.TaskKind_OFFLINE_PUSH, job.HandlerFunc(func(ctx context.Context, _ *events.TaskRecord) error {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(events.TaskKind_ARCHIVE, job.HandlerFunc(func(context.Context, *events.TaskRecord) error { return nil })); err != nil {
+		t.Fatal(err)
+	}
+	store := &fakeStore{stored: map[int32][]int64{}}
+	d, err := NewDispatcher(DispatcherConfig{Workers: 2, MaxAttempts: 1, DeadTopic: "dead",
+		Backoff: backoff.Policy{Base: time.Millisecond}}, reg, &fakeDead{}, store.store, m, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { d.AbandonAll(); d.Close() }()
+	d.Assign(testTopic, 0)
+	d.Assign(testTopic, 1)
+	// Ten pushes, more than the push workers, then ten archive tasks
+	// behind them.
+	for off := range int64(10) {
+		d.Submit(testTopic, 0, off, nil, pushTask(fmt.Sprint("u", off)))
+	}
+	archive := kafkax.Encode(&events.TaskRecord{Kind: events.TaskKind_ARCHIVE, Archive: &common.Message{ConvId: "p:a:b", Seq: 1}})
+	for off := range int64(10) {
+		d.Submit(testTopic, 1, off, nil, archive)
+	}
+	eventually(t, "the archive tasks behind the stuck pushes", func() bool { return count(m.Processed, "archive") == 10 })
+	if n := count(m.Processed, "offline_push"); n != 0 {
+		t.Fatalf("%d pushes done while their webhook hangs", n)
+	}
+	if got := lastStored(store, 1); got != 10 {
+		t.Fatalf("archive partition stored %d, want 10", got)
 	}
 }
