@@ -29,6 +29,7 @@ type Metrics struct {
 	Pushes          prometheus.Counter
 	PushMisses      prometheus.Counter
 	SlowClients     prometheus.Counter
+	Floods          prometheus.Counter
 	Produced        prometheus.Counter
 	ProduceErrors   prometheus.Counter
 	RPCErrors       *prometheus.CounterVec
@@ -69,6 +70,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		SlowClients: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "slow_client_disconnects_total", Help: "Connections closed because the client did not read fast enough.",
 		}),
+		Floods: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "flood_disconnects_total", Help: "Connections closed (1008) for sending more than four times -max-msg-rate frames in one second, or for sending faster than their frames are handled (8 MiB waiting).",
+		}),
 		Produced: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "upstream_produced_total", Help: "Client records (sends, recalls, cursors, typing) acknowledged by Kafka.",
 		}),
@@ -103,7 +107,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.reg = reg
 	if reg != nil {
 		reg.MustRegister(m.Handshakes, m.FramesInTotal, m.FramesOutTotal, m.PushRecords, m.Pushes,
-			m.PushMisses, m.SlowClients, m.Produced, m.ProduceErrors, m.RPCErrors, m.RouteBatches,
+			m.PushMisses, m.SlowClients, m.Floods, m.Produced, m.ProduceErrors, m.RPCErrors, m.RouteBatches,
 			m.RouteErrors, m.ClientErrors, m.RPCRejected, m.DownstreamError, m.TypingDropped, m.Refused)
 	}
 	return m
@@ -117,6 +121,9 @@ func (m *Metrics) FramesOut(n int) { m.FramesOutTotal.Add(float64(n)) }
 
 // SlowClient counts a slow-client disconnect.
 func (m *Metrics) SlowClient() { m.SlowClients.Inc() }
+
+// Flooded counts a connection closed for sending too many frames.
+func (m *Metrics) Flooded() { m.Floods.Inc() }
 
 // TableStats reports per-shard counters and handshakes pending.
 type TableStats interface {

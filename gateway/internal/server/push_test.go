@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -280,5 +281,100 @@ func TestMessageRateLimitCountsBadFrames(t *testing.T) {
 	// windows it would take for all of them to pass at three a second.
 	if bad < 3 || limited == 0 || bad+limited != n {
 		t.Fatalf("%d bad_json, %d rate_limited", bad, limited)
+	}
+}
+
+// Control frames count against -max-msg-rate too: pings past it in one
+// second go unanswered, and a connection that sends far more (four times
+// the limit, at least 64 past it) is closed with 1008, whatever the frames.
+// Before, pings, pongs and empty continuations were never counted, and a
+// flood of them grew the gateway's memory without bound.
+func TestFrameFloodCloses(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		frame rawFrame
+	}{
+		{"pings", rawFrame{fin: true, op: 0x9, length: -1, payload: []byte("p")}},
+		{"pongs", rawFrame{fin: true, op: 0xA, length: -1, payload: []byte("p")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := start(t, func(c *Config) { c.MsgRate = 10 })
+			c, _ := connect(t, e, "alice")
+			before := testutil.ToFloat64(e.m.Floods)
+			frames := make([]rawFrame, 200)
+			for i := range frames {
+				frames[i] = tc.frame
+			}
+			c.raw(frames...)
+			pongs := 0
+			for {
+				f, err := c.readFrame(5 * time.Second)
+				if err != nil {
+					t.Fatalf("no close frame after %d pongs: %v", pongs, err)
+				}
+				if f.Header.OpCode == ws.OpPong {
+					pongs++
+					continue
+				}
+				if f.Header.OpCode != ws.OpClose || len(f.Payload) < 2 ||
+					ws.StatusCode(binary.BigEndian.Uint16(f.Payload)) != ws.StatusPolicyViolation || string(f.Payload[2:]) != "too many frames" {
+					t.Fatalf("frame %d %q, want close 1008 \"too many frames\"", f.Header.OpCode, f.Payload)
+				}
+				break
+			}
+			// The burst may straddle a second boundary: at most two
+			// windows' worth of pings are answered.
+			if pongs > 20 {
+				t.Fatalf("%d pings answered, limit 10 a second", pongs)
+			}
+			if got := testutil.ToFloat64(e.m.Floods) - before; got != 1 {
+				t.Fatalf("flood_disconnects_total rose by %v, want 1", got)
+			}
+		})
+	}
+}
+
+// A client that writes faster than its frames are handled is closed with
+// 1008 once 8 MiB wait: netpoll reads the socket into memory whatever the
+// handler keeps up with, so without the bound (and with the rate limit
+// off) one connection could take the gateway's memory. The handler is
+// held here by blocking the upstream producer.
+func TestInputBacklogCloses(t *testing.T) {
+	e := start(t, func(c *Config) { c.MsgRate = -1 })
+	c, _ := connect(t, e, "alice")
+	before := testutil.ToFloat64(e.m.Floods)
+	body := strings.Repeat("x", 4000)
+	frame := func(i int) rawFrame {
+		return text(`{"type":"send","cmid":"c` + strconv.Itoa(i) + `","to":"bob","body":"` + body + `"}`)
+	}
+	e.up.mu.Lock()
+	held := true
+	defer func() {
+		if held {
+			e.up.mu.Unlock()
+		}
+	}()
+	c.raw(frame(0)) // the handler blocks in the producer on this one
+	wrote := make(chan error, 1)
+	go func() {
+		var b bytes.Buffer
+		for i := 1; i <= 3000; i++ { // about 12 MB
+			b.Write(frame(i).bytes())
+		}
+		_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, err := c.conn.Write(b.Bytes())
+		wrote <- err
+	}()
+	if err := <-wrote; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	e.up.mu.Unlock()
+	held = false
+	c.expectClose(ws.StatusPolicyViolation)
+	if got := testutil.ToFloat64(e.m.Floods) - before; got != 1 {
+		t.Fatalf("flood_disconnects_total rose by %v, want 1", got)
+	}
+	if n := len(e.up.records()); n >= 3001 {
+		t.Fatalf("all %d sends were handled", n)
 	}
 }

@@ -134,6 +134,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		WriteQueue:      cfg.WriteQueue,
 		WriteQueueBytes: cfg.WriteQueueBytes,
 		SlowClose:       wsframe.CloseFrame(ws.StatusPolicyViolation, "client too slow"),
+		FrameRate:       cfg.MsgRate,
+		MaxBacklog:      max(maxBacklog, 4*cfg.MaxFrame),
 		Now:             deps.Now,
 		Log:             s.log,
 	}
@@ -333,3 +335,8 @@ wait:
 	}
 	return err
 }
+
+// maxBacklog is the least input a connection may have waiting to be
+// handled before it is closed (session.Env.MaxBacklog): far more than a
+// client that waits for its acks ever has in flight.
+const maxBacklog = 8 << 20

@@ -46,6 +46,7 @@ type countObs struct{ in, out, slow atomic.Int64 }
 func (o *countObs) FrameIn()        { o.in.Add(1) }
 func (o *countObs) FramesOut(n int) { o.out.Add(int64(n)) }
 func (o *countObs) SlowClient()     { o.slow.Add(1) }
+func (o *countObs) Flooded()        {}
 
 // loop is a netpoll server of sessions plus n plain TCP clients connected
 // to it, upgraded and drained (or not) by goroutines.

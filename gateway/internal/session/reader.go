@@ -16,6 +16,7 @@ func (s *Session) OnReadable() error {
 	r := s.conn.Reader()
 	defer func() { _ = r.Release() }()
 	s.lastRead.Store(s.env.Now())
+	consumed := 0
 	for {
 		switch s.State() {
 		case StateHandshake:
@@ -48,7 +49,33 @@ func (s *Session) OnReadable() error {
 				return nil
 			}
 			s.env.Obs.FrameIn()
+			if h.OpCode.IsControl() || h.OpCode == ws.OpContinuation {
+				// Messages are counted by the handler (Allow); the rest
+				// here, against the same limit. A control frame past it
+				// is dropped unanswered (a close still closes).
+				if !s.Allow(s.env.FrameRate) && h.OpCode != ws.OpClose {
+					if s.State() == StateClosing {
+						_ = r.Skip(r.Len())
+						return nil
+					}
+					if h.OpCode.IsControl() {
+						break
+					}
+				}
+			}
 			s.frame(h, p)
+			// netpoll frees what was read only at Release: a client that
+			// keeps the input coming would otherwise keep this loop, and
+			// every byte it ever sent, alive. The decoder holds no
+			// reference into the buffer between frames.
+			if consumed += frameBytes(h); consumed >= releaseEvery {
+				_ = r.Release()
+				consumed = 0
+				if b := s.env.MaxBacklog; b > 0 && r.Len() > b && s.State() != StateClosing {
+					s.env.Obs.Flooded()
+					s.CloseWith(uint16(ws.StatusPolicyViolation), "sending faster than served")
+				}
+			}
 		default:
 			// Closing: the client's remaining input no longer matters.
 			_ = r.Skip(r.Len())
@@ -129,3 +156,11 @@ func (s *Session) deliver(text []byte) {
 func closeFrame(code uint16, reason string) []byte {
 	return wsframe.CloseFrame(ws.StatusCode(code), reason)
 }
+
+// releaseEvery is how many bytes of frames OnReadable handles between
+// two releases of netpoll's input buffer.
+const releaseEvery = 64 << 10
+
+// frameBytes is about the size of a client frame on the wire with header
+// h (the shortest masked header, 6 bytes, and the payload).
+func frameBytes(h ws.Header) int { return 6 + int(h.Length) }

@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/cloudwego/netpoll"
+	"github.com/gobwas/ws"
 
 	"github.com/gochat-im/gochat/gateway/internal/conntable"
 	"github.com/gochat-im/gochat/gateway/internal/upgrade"
@@ -117,6 +118,7 @@ type Observer interface {
 	FrameIn()
 	FramesOut(n int)
 	SlowClient()
+	Flooded()
 }
 
 // Env is what every session of a server shares.
@@ -140,6 +142,21 @@ type Env struct {
 	// SlowClose is the close frame sent to a client whose write queue
 	// overflowed (code 1008); built once, shared by every session.
 	SlowClose []byte
+	// FrameRate is the most frames per second a connection may send, in
+	// the window Allow counts (0 or less: no limit). Complete messages are
+	// counted by the handler through Allow; the reader counts control
+	// frames and continuations against the same limit, so that a flood of
+	// pings, pongs or empty continuations costs as much as a flood of
+	// messages. Past the limit, control frames are dropped unanswered;
+	// past FloodFactor times the limit, in one window, the connection is
+	// closed with 1008.
+	FrameRate int
+	// MaxBacklog bounds the bytes a connection has sent and the gateway
+	// has not handled yet: netpoll reads a socket into memory as fast as
+	// the client writes, whatever the handler keeps up with, so a client
+	// that writes faster than its frames are handled is closed with 1008
+	// past this many (0: no bound).
+	MaxBacklog int
 	// Now returns the time in unix nanoseconds.
 	Now func() int64
 	Log *slog.Logger
@@ -469,7 +486,10 @@ func (s *Session) AllowTyping(every time.Duration) bool {
 // the count stops at 65535 (so a limit of 65535 or more never refuses),
 // and a connection silent for a multiple of 65536 seconds to the second
 // continues its old window's count, which at worst refuses part of one
-// second's messages.
+// second's messages. A connection that passes FloodFactor times the limit
+// in one window is closed with 1008: it is not a client that went a little
+// too fast, and answering each of its frames with an error would cost the
+// gateway as much as the flood itself.
 func (s *Session) Allow(limit int) bool {
 	if limit <= 0 {
 		return true
@@ -481,5 +501,17 @@ func (s *Session) Allow(limit int) bool {
 	if s.rateN < math.MaxUint16 {
 		s.rateN++
 	}
+	if int(s.rateN) > max(FloodFactor*limit, limit+floodMargin) && s.State() != StateClosing {
+		s.env.Obs.Flooded()
+		s.CloseWith(uint16(ws.StatusPolicyViolation), "too many frames")
+	}
 	return int(s.rateN) <= limit
 }
+
+// FloodFactor is how many times the rate limit a connection may send in
+// one second before it is closed (see Allow); with a small limit, it is
+// closed only floodMargin frames past it.
+const (
+	FloodFactor = 4
+	floodMargin = 64
+)

@@ -336,7 +336,10 @@ func (s *Session) writeFailed(err error) {
 	s.wq, s.wbytes = nil, 0
 	s.closeAfter = true
 	s.wmu.Unlock()
-	if errors.Is(err, netpoll.ErrWriteTimeout) {
+	// A connection already closing (its queue overflowed, which counted
+	// it, or closed for another reason) is not counted again when its
+	// close frame times out too.
+	if errors.Is(err, netpoll.ErrWriteTimeout) && s.State() < StateClosing {
 		s.env.Obs.SlowClient()
 		s.env.Log.Debug("write timeout; disconnecting", "conn", s.id, "uid", s.UID())
 	}

@@ -116,6 +116,12 @@ func (u *Upgrader) Handle(head []byte) Result {
 		authErr    error
 		pathReject bool
 	)
+	if headerCount(head, "Sec-WebSocket-Key") > 1 {
+		// RFC 6455 11.3.1: it must not appear more than once. gobwas/ws
+		// reads it itself (OnHeader never sees it) and keeps the last.
+		return Result{Status: http.StatusBadRequest, Reason: ReasonBadRequest,
+			Response: ErrorResponse(http.StatusBadRequest, "more than one Sec-WebSocket-Key")}
+	}
 	up := ws.Upgrader{
 		ProtocolCustom: selectProtocol,
 		OnRequest: func(uri []byte) error {
@@ -234,4 +240,16 @@ func ErrorResponse(status int, body string) []byte {
 	b.WriteString("\r\n\r\n")
 	b.WriteString(body)
 	return b.Bytes()
+}
+
+// headerCount counts the header lines of head named name (any case).
+func headerCount(head []byte, name string) int {
+	n := 0
+	for line := range bytes.SplitSeq(head, []byte("\n")) {
+		k, _, ok := bytes.Cut(line, []byte{':'})
+		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte(name)) {
+			n++
+		}
+	}
+	return n
 }

@@ -102,6 +102,7 @@ func TestHandshakes(t *testing.T) {
 		{"expired-token", request("/ws?token="+expired, std()...), 401, ReasonUnauthorized, "token expired"},
 		{"wrong-path", request("/other?token="+good, std()...), 404, ReasonNotFound, ""},
 		{"missing-key", request("/ws?token="+good, "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13"), 400, ReasonBadRequest, ""},
+		{"two-keys", request("/ws?token="+good, std("Sec-WebSocket-Key: "+key)...), 400, ReasonBadRequest, "more than one Sec-WebSocket-Key"},
 		{"wrong-version", request("/ws?token="+good, "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: "+key, "Sec-WebSocket-Version: 8"), 426, ReasonBadVersion, ""},
 		{"not-upgrade", request("/ws?token="+good, "Connection: keep-alive"), 400, ReasonBadRequest, ""},
 		{"bad-method", strings.Replace(request("/ws?token="+good, std()...), "GET", "POST", 1), 405, ReasonBadMethod, ""},
