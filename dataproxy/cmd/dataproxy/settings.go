@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/gochat-im/gochat/dataproxy/internal/handler"
 	"github.com/gochat-im/gochat/dataproxy/internal/routes"
 	"github.com/gochat-im/gochat/dataproxy/internal/store"
@@ -148,7 +146,7 @@ func (s *settings) checkDSNs() error {
 		if s.mysqlDSN == "" {
 			what = fmt.Sprintf("-shard-dbs shard %d", i)
 		}
-		mc, err := parseDSN(dsn)
+		mc, err := store.CheckDSN(dsn)
 		if err != nil {
 			return fmt.Errorf("%s %q: %w", what, redact(dsn), err)
 		}
@@ -163,25 +161,12 @@ func (s *settings) checkDSNs() error {
 	reps, _ := s.replicas() // checked by validate
 	for shard, dsns := range reps {
 		for _, dsn := range dsns {
-			if _, err := parseDSN(dsn); err != nil {
+			if _, err := store.CheckDSN(dsn); err != nil {
 				return fmt.Errorf("-shard-replicas entry %q: %w", fmt.Sprintf("%d=%s", shard, redact(dsn)), err)
 			}
 		}
 	}
 	return nil
-}
-
-// parseDSN parses a DSN with the MySQL driver, and wants a database name,
-// as the store does.
-func parseDSN(dsn string) (*mysql.Config, error) {
-	mc, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return nil, err
-	}
-	if mc.DBName == "" {
-		return nil, errors.New("no database name (want user:password@tcp(host:port)/database)")
-	}
-	return mc, nil
 }
 
 // sqliteDBs is the number of SQLite files.

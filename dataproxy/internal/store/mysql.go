@@ -142,18 +142,29 @@ func OpenMySQL(ctx context.Context, cfg MySQLConfig, log *slog.Logger) (*SQLStor
 	return s, nil
 }
 
-// parseDSN parses a DSN and sets what the store relies on: client-side
-// parameter interpolation (one round trip per statement instead of
-// prepare, execute and close), the server's own packet limit (so that an
-// oversized statement is refused before it is sent and the connection
-// survives), and a connect timeout.
-func parseDSN(dsn string) (*mysql.Config, error) {
+// CheckDSN parses a DSN as the store does, which wants a database name.
+// dataproxy's settings check calls it before anything is contacted, so a
+// DSN that is not one is refused at once rather than retried.
+func CheckDSN(dsn string) (*mysql.Config, error) {
 	mc, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("dsn: %w", err)
+		return nil, err
 	}
 	if mc.DBName == "" {
-		return nil, errors.New("dsn: no database name")
+		return nil, errors.New("no database name (want user:password@tcp(host:port)/database)")
+	}
+	return mc, nil
+}
+
+// parseDSN parses a DSN (CheckDSN) and sets what the store relies on:
+// client-side parameter interpolation (one round trip per statement
+// instead of prepare, execute and close), the server's own packet limit
+// (so that an oversized statement is refused before it is sent and the
+// connection survives), and a connect timeout.
+func parseDSN(dsn string) (*mysql.Config, error) {
+	mc, err := CheckDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("dsn: %w", err)
 	}
 	if mc.Timeout == 0 {
 		mc.Timeout = 5 * time.Second
