@@ -235,3 +235,21 @@ func List(s string) []string {
 	}
 	return out
 }
+
+// Setting is a flag's name, with its dash, and its value, for Positive.
+type Setting[T int | time.Duration] struct {
+	Name  string
+	Value T
+}
+
+// Positive refuses the first of settings that is not more than 0, naming
+// the flag and its value ("-workers 0: must be more than 0"): a service
+// checks its counts and durations with it before it contacts anything.
+func Positive[T int | time.Duration](settings ...Setting[T]) error {
+	for _, s := range settings {
+		if s.Value <= 0 {
+			return fmt.Errorf("%s %v: must be more than 0", s.Name, s.Value)
+		}
+	}
+	return nil
+}

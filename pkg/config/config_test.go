@@ -181,3 +181,17 @@ func TestBadEnvValuesAllReported(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// Positive names the first setting that is not more than 0, counts and
+// durations alike.
+func TestPositive(t *testing.T) {
+	if err := Positive(Setting[int]{"-workers", 1}, Setting[int]{"-max-inflight", 8}); err != nil {
+		t.Fatalf("positive counts: %v", err)
+	}
+	if err := Positive(Setting[int]{"-workers", 4}, Setting[int]{"-max-inflight", 0}, Setting[int]{"-up", -1}); err == nil || err.Error() != "-max-inflight 0: must be more than 0" {
+		t.Fatalf("a zero count: %v", err)
+	}
+	if err := Positive(Setting[time.Duration]{"-retry-base", -time.Second}); err == nil || err.Error() != "-retry-base -1s: must be more than 0" {
+		t.Fatalf("a negative duration: %v", err)
+	}
+}

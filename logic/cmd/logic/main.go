@@ -134,19 +134,14 @@ func (o *options) check() error {
 		// answer every send in it with an error.
 		return fmt.Errorf("-max-batch %d: must be from 1 to %d (what dataproxy takes in one call)", o.maxBatch, dpapi.MAX_BATCH)
 	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{
-		{"-workers", o.workers},
-		{"-max-inflight", o.maxInflight},
-		{"-up-partitions", o.upPartitions},
-		{"-task-partitions", o.taskPartitions},
-		{"-max-body", o.maxBody},
-	} {
-		if f.v <= 0 {
-			return fmt.Errorf("%s %d: must be more than 0", f.name, f.v)
-		}
+	if err := config.Positive(
+		config.Setting[int]{Name: "-workers", Value: o.workers},
+		config.Setting[int]{Name: "-max-inflight", Value: o.maxInflight},
+		config.Setting[int]{Name: "-up-partitions", Value: o.upPartitions},
+		config.Setting[int]{Name: "-task-partitions", Value: o.taskPartitions},
+		config.Setting[int]{Name: "-max-body", Value: o.maxBody},
+	); err != nil {
+		return err
 	}
 	// The addresses are resolved only after etcd and Kafka have answered;
 	// one that cannot be an address at all is refused now.

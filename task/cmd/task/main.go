@@ -20,6 +20,7 @@ import (
 	"github.com/gochat-im/gochat/idl/kitex_gen/events"
 	"github.com/gochat-im/gochat/idl/kitex_gen/logic"
 	logicsvc "github.com/gochat-im/gochat/idl/kitex_gen/logic/logic"
+	"github.com/gochat-im/gochat/pkg/config"
 	"github.com/gochat-im/gochat/pkg/kafkax"
 	"github.com/gochat-im/gochat/pkg/obs"
 	"github.com/gochat-im/gochat/pkg/rpcx"
@@ -111,32 +112,22 @@ func main() {
 // not recall anything, stops the service at once instead of after it has
 // waited for Kafka.
 func (s *settings) check() error {
-	for _, f := range []struct {
-		name string
-		v    int
-	}{
-		{"-task-partitions", s.taskPartitions},
-		{"-workers", s.workers},
-		{"-max-inflight", s.maxInflight},
-		{"-max-attempts", s.maxAttempts},
-	} {
-		if f.v <= 0 {
-			return fmt.Errorf("%s %d: must be more than 0", f.name, f.v)
-		}
+	if err := config.Positive(
+		config.Setting[int]{Name: "-task-partitions", Value: s.taskPartitions},
+		config.Setting[int]{Name: "-workers", Value: s.workers},
+		config.Setting[int]{Name: "-max-inflight", Value: s.maxInflight},
+		config.Setting[int]{Name: "-max-attempts", Value: s.maxAttempts},
+	); err != nil {
+		return err
 	}
-	for _, f := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"-retry-base", s.retryBase},
-		{"-retry-max", s.retryMax},
-		{"-webhook-timeout", s.webhookTimeout},
-		{"-shutdown-grace", s.shutdownGrace},
-		{"-startup-timeout", s.startupTimeout},
-	} {
-		if f.v <= 0 {
-			return fmt.Errorf("%s %v: must be more than 0", f.name, f.v)
-		}
+	if err := config.Positive(
+		config.Setting[time.Duration]{Name: "-retry-base", Value: s.retryBase},
+		config.Setting[time.Duration]{Name: "-retry-max", Value: s.retryMax},
+		config.Setting[time.Duration]{Name: "-webhook-timeout", Value: s.webhookTimeout},
+		config.Setting[time.Duration]{Name: "-shutdown-grace", Value: s.shutdownGrace},
+		config.Setting[time.Duration]{Name: "-startup-timeout", Value: s.startupTimeout},
+	); err != nil {
+		return err
 	}
 	if s.retryMax < s.retryBase {
 		return fmt.Errorf("-retry-max %v: must be at least -retry-base (%v)", s.retryMax, s.retryBase)
