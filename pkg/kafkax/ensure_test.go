@@ -48,21 +48,8 @@ func TestEnsureTopicsUsesTheKafkaConfig(t *testing.T) {
 // released (librdkafka reports a fatal error once per instance, so a
 // report ignored then would leave every later send failing).
 func TestProducerRecreatedAfterEachFatalError(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	pr, err := NewProducer(Common{Brokers: c.ListenAddrs()[0]}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
-	current := func() *kafka.Producer {
-		pr.mu.RLock()
-		defer pr.mu.RUnlock()
-		return pr.p
-	}
+	pr := testProducer(t)
+	current := pr.current
 	replaced := func(old *kafka.Producer) *kafka.Producer {
 		t.Helper()
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
@@ -91,16 +78,7 @@ func TestProducerRecreatedAfterEachFatalError(t *testing.T) {
 // closed. Before, Close right after the purge dropped the reports still
 // queued, and logic's worker waited for them for ever.
 func TestFatalErrorReportsEveryQueuedMessage(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	pr, err := NewProducer(Common{Brokers: c.ListenAddrs()[0]}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
+	pr := testProducer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := pr.SendAll(ctx, []Msg{{Topic: "t", Key: []byte("k"), Value: []byte("warm-up")}}); err != nil {
@@ -114,10 +92,7 @@ func TestFatalErrorReportsEveryQueuedMessage(t *testing.T) {
 			t.Fatalf("produce %d: %v", i, err)
 		}
 	}
-	pr.mu.RLock()
-	p1 := pr.p
-	pr.mu.RUnlock()
-	p1.TestFatalError(kafka.ErrOutOfOrderSequenceNumber, "test: fails with messages queued")
+	pr.current().TestFatalError(kafka.ErrOutOfOrderSequenceNumber, "test: fails with messages queued")
 	failed := 0
 	for i := range n {
 		select {
@@ -132,4 +107,28 @@ func TestFatalErrorReportsEveryQueuedMessage(t *testing.T) {
 	if failed == 0 {
 		t.Log("the instance delivered everything before it failed; the purge path was not exercised")
 	}
+}
+
+// testProducer is a Producer on an in-process broker with the topic "t",
+// both closed when the test ends.
+func testProducer(t *testing.T) *Producer {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	pr, err := NewProducer(Common{Brokers: c.ListenAddrs()[0]}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pr.Close)
+	return pr
+}
+
+// current is the producer's librdkafka instance now.
+func (pr *Producer) current() *kafka.Producer {
+	pr.mu.RLock()
+	defer pr.mu.RUnlock()
+	return pr.p
 }
